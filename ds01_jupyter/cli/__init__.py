@@ -1,0 +1,5 @@
+"""Command line of ds01-jupyter."""
+
+from .main import main
+
+__all__ = ["main"]

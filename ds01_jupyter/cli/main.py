@@ -1,0 +1,306 @@
+"""The ``ds01`` command and the DS01 commands users already know.
+
+``container-deploy NAME`` is the same as ``ds01 container-deploy NAME``; every
+verb uses the same core, prints a table (or ``--json``) and exits 0 on
+success, 1 on an error it explains, 2 on a usage mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..core import DS01, DS01Error, User
+from ..core.limits import format_size
+from . import output as out
+
+
+def _core() -> DS01:
+    return DS01()
+
+
+# -- verbs -----------------------------------------------------------------------
+def cmd_project_init(core, user, args):
+    project = core.projects.create(user, args.name)
+    core.images.dockerfile(user, args.name)  # so users find and edit it right away
+    if args.json:
+        return out.emit_json(project.to_dict())
+    print(f"Created project {project.name} at {project.path}")
+    print(f"  Dockerfile: {core.images.dockerfile(user, args.name, create=False)}")
+    print(f"  Next: container-deploy {project.name}")
+
+
+def cmd_project_list(core, user, args):
+    projects = core.projects.list(user)
+    if args.json:
+        return out.emit_json([p.to_dict() for p in projects])
+    print(out.table([p.to_dict() for p in projects], [("name", "PROJECT"), ("path", "PATH")], "(no projects yet: ds01 project-init NAME)"))
+
+
+def cmd_image_create(core, user, args):
+    image = core.images.build(user, args.name, progress=out.progress)
+    if args.json:
+        return out.emit_json({"tag": core.images.tag(user, args.name), "id": image.id, "size": image.size})
+    print(f"Built {core.images.tag(user, args.name)} ({format_size(image.size)})")
+
+
+def cmd_image_list(core, user, args):
+    images = core.images.list(user)
+    if args.json:
+        return out.emit_json([i.to_dict() for i in images])
+    rows = [{**i.to_dict(), "size": format_size(i.size), "id": i.id[7:19]} for i in images]
+    print(out.table(rows, [("project", "PROJECT"), ("tag", "IMAGE"), ("id", "ID"), ("size", "SIZE"), ("created", "CREATED")]))
+
+
+def cmd_image_delete(core, user, args):
+    using = 1 if any(c.project == args.name for c in core.containers.list(user)) else 0
+    core.images.remove(user, args.name, containers_using=using)
+    if args.json:
+        return out.emit_json({"deleted": core.images.tag(user, args.name)})
+    print(f"Deleted image {core.images.tag(user, args.name)}")
+
+
+def cmd_base_image(core, user, args):
+    image = core.images.ensure_base_image(progress=out.progress, rebuild=args.rebuild)
+    if args.json:
+        return out.emit_json({"image": core.settings.base_image, "id": image.id, "size": image.size})
+    print(f"Base image {core.settings.base_image} is ready ({format_size(image.size)})")
+
+
+def cmd_deploy(core, user, args):
+    result = core.containers.deploy(user, args.name, gpus=args.gpus, progress=out.progress, protected=args.protected)
+    if args.json:
+        return out.emit_json(result.to_dict())
+    c = result.container
+    verb = "Deployed" if result.created else "Ready"
+    print(f"{verb} {c.name} ({c.state}); /workspace is {c.workspace}")
+    for notice in result.notices:
+        print(f"  {notice}")
+    if not args.background and sys.stdin.isatty() and sys.stdout.isatty():
+        print(f"Opening a shell inside (leave with `exit`; the container keeps running). Use --background to skip.")
+        _exec_interactive(core, user, args.name, [])
+
+
+def cmd_start(core, user, args):
+    _print_status(core.containers.start(user, args.name), args, "Started")
+
+
+def cmd_stop(core, user, args):
+    _print_status(core.containers.stop(user, args.name), args, "Stopped")
+
+
+def cmd_retire(core, user, args):
+    status = core.containers.retire(user, args.name)
+    if args.json:
+        return out.emit_json(status.to_dict())
+    print(f"Retired {status.name}; the workspace {status.workspace} stays.")
+
+
+def cmd_run(core, user, args):
+    command = args.command or []
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command or sys.stdin.isatty():
+        return _exec_interactive(core, user, args.name, command)
+    code, data = core.containers.exec(user, args.name, command)
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return code or 0
+
+
+def _exec_interactive(core, user, project, command):
+    argv = core.containers.interactive(user, project, command or ["/bin/bash"], tty=sys.stdin.isatty())
+    sys.stdout.flush()
+    os.execv(argv[0], argv)
+
+
+def cmd_list(core, user, args):
+    statuses = core.containers.list(user)
+    if args.json:
+        return out.emit_json([s.to_dict() for s in statuses])
+    rows = [
+        {
+            **s.to_dict(),
+            "gpus": ",".join(g[:12] for g in s.gpus) or "-",
+            "uptime": out.human_duration(s.uptime_seconds),
+            "note": "image rebuilt: redeploy to use it" if s.stale_image else (s.error or ""),
+        }
+        for s in statuses
+    ]
+    print(out.table(rows, [("project", "PROJECT"), ("name", "CONTAINER"), ("state", "STATE"), ("gpus", "GPU"), ("uptime", "UP"), ("note", "NOTE")], "(no containers: container-deploy NAME)"))
+
+
+def cmd_status(core, user, args):
+    if args.name:
+        return _print_status(core.containers.status(user, args.name), args, None)
+    containers = {c.project: c for c in core.containers.list(user)}
+    rows = []
+    for project in core.projects.list(user):
+        c = containers.get(project.name)
+        rows.append(
+            {
+                "project": project.name,
+                "state": c.state if c else "no container",
+                "gpus": ",".join(c.gpus) if c and c.gpus else "-",
+                "uptime": out.human_duration(c.uptime_seconds) if c else "-",
+                "stale_image": bool(c and c.stale_image),
+            }
+        )
+    if args.json:
+        return out.emit_json({"projects": rows, "usage": core.containers.usage(user)})
+    print(out.table(rows, [("project", "PROJECT"), ("state", "STATE"), ("gpus", "GPU"), ("uptime", "UP")], "(no projects yet: ds01 project-init NAME)"))
+
+
+def _print_status(status, args, verb):
+    if args.json:
+        return out.emit_json(status.to_dict())
+    head = f"{verb} {status.name}" if verb else status.name
+    print(f"{head}: {status.state}")
+    for key in ("project", "image", "workspace", "gpus", "started_at", "exit_code", "error"):
+        value = getattr(status, key)
+        if value not in (None, "", []):
+            print(f"  {key}: {value}")
+    if status.stale_image:
+        print("  note: the image was rebuilt since this container was deployed; retire and deploy to use it")
+
+
+def cmd_logs(core, user, args):
+    for line in core.containers.logs(user, args.name, tail=args.tail, follow=args.follow):
+        print(line, flush=args.follow)
+
+
+def cmd_check_limits(core, user, args):
+    usage = core.containers.usage(user)
+    if args.json:
+        return out.emit_json(usage)
+    readable = usage["limits_readable"]
+    print(f"Limits of {user.name} (from {readable.pop('source')}):")
+    for key, value in readable.items():
+        print(f"  {key:26} {value}")
+    max_c = usage["limits"]["max_containers_per_user"]
+    max_g = usage["limits"]["max_mig_instances"]
+    print("Current use:")
+    print(f"  containers                 {usage['containers']} of {max_c if max_c is not None else 'unlimited'} ({usage['running']} running)")
+    print(f"  GPU slots                  {usage['gpu_slots']} of {max_g if max_g is not None else 'unlimited'}")
+
+
+def cmd_gpus(core, user, args):
+    data = core.gpu_inventory()
+    if args.json:
+        return out.emit_json(data)
+    rows = [
+        {
+            "index": g["index"],
+            "name": g["name"],
+            "uuid": g["uuid"],
+            "memory": f"{format_size(g['memory_used'])} / {format_size(g['memory_total'])}",
+            "util": "-" if g["utilization"] is None else f"{g['utilization']}%",
+            "holder": f"{g['holder']['user']}/{g['holder']['project']}" if g["holder"] else "free",
+        }
+        for g in data["gpus"]
+    ]
+    print(out.table(rows, [("index", "#"), ("name", "NAME"), ("uuid", "UUID"), ("memory", "MEMORY"), ("util", "UTIL"), ("holder", "HELD BY")], data["notice"] or "(no GPUs)"))
+
+
+def cmd_reap(core, user, args):
+    decisions = core.reaper.run(user, dry_run=args.dry_run)
+    if args.json:
+        return out.emit_json([d.to_dict() for d in decisions])
+    print(out.table([d.to_dict() for d in decisions], [("container", "CONTAINER"), ("action", "ACTION"), ("reason", "WHY")], "(no running containers)"))
+
+
+# -- parser ------------------------------------------------------------------------
+def _gpu_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS: a subcommand's default must not undo `ds01 --json VERB`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts")
+    parser = argparse.ArgumentParser(
+        prog="ds01", description="Projects, images and GPU containers on a shared DS01 server."
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def verb(name, func, help, aliases=(), name_arg=True, name_optional=False):
+        p = sub.add_parser(name, help=help, description=help, parents=[common], aliases=list(aliases))
+        if name_arg:
+            p.add_argument("name", metavar="NAME", nargs="?" if name_optional else None, help="project name")
+        p.set_defaults(func=func)
+        return p
+
+    verb("project-init", cmd_project_init, "create a project with the recommended layout")
+    verb("project-list", cmd_project_list, "list your projects", aliases=["projects"], name_arg=False)
+    verb("image-create", cmd_image_create, "build the project's image from ~/dockerfiles/NAME.Dockerfile")
+    verb("image-list", cmd_image_list, "list your images with their sizes", name_arg=False)
+    verb("image-delete", cmd_image_delete, "delete the project's image")
+    base = verb("base-image", cmd_base_image, "make sure the base image exists (built locally if needed)", name_arg=False)
+    base.add_argument("--rebuild", action="store_true", help="build it again even if it exists")
+    deploy = verb("container-deploy", cmd_deploy, "create and start the project's container", aliases=["deploy"])
+    deploy.add_argument("--gpus", "--gpu", type=_gpu_count, default=None, help="GPUs to allocate (default: 1 if the host has any, else CPU-only)")
+    deploy.add_argument("--background", action="store_true", help="do not open a shell inside after deploying")
+    deploy.add_argument("--protected", action="store_true", help="exempt from idle and runtime limits (ds01.protected)")
+    verb("container-start", cmd_start, "start the project's stopped container", aliases=["start"])
+    verb("container-stop", cmd_stop, "stop the project's container (it can be started again)", aliases=["stop"])
+    verb("container-retire", cmd_retire, "stop and remove the project's container; the workspace stays", aliases=["retire"])
+    run = verb("container-run", cmd_run, "open a shell inside the container, or run one command", aliases=["run"])
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default: a shell)")
+    verb("container-list", cmd_list, "list your containers", aliases=["list"], name_arg=False)
+    logs = verb("container-logs", cmd_logs, "show the container's output", aliases=["logs"])
+    logs.add_argument("--tail", type=int, default=200, help="lines from the end (default 200)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new output")
+    verb("status", cmd_status, "projects and their containers, or one project's container", name_optional=True)
+    verb("check-limits", cmd_check_limits, "your limits and current use", name_arg=False)
+    verb("gpus", cmd_gpus, "GPUs of this host, who holds them and what runs on them", name_arg=False)
+    reap = verb("reap", cmd_reap, "stop your containers that are idle or past their runtime", name_arg=False)
+    reap.add_argument("--dry-run", action="store_true", help="only say what would be stopped")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        core = _core()
+        result = args.func(core, User.current(), args)
+    except DS01Error as err:
+        if args.json:
+            out.emit_json(err.to_dict())
+        out.error(err)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def _alias(verb: str):
+    def run() -> None:
+        sys.exit(main([verb, *sys.argv[1:]]))
+
+    run.__name__ = verb.replace("-", "_")
+    return run
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+container_deploy = _alias("container-deploy")
+container_start = _alias("container-start")
+container_stop = _alias("container-stop")
+container_retire = _alias("container-retire")
+container_run = _alias("container-run")
+container_list = _alias("container-list")
+image_create = _alias("image-create")
+project_init = _alias("project-init")
+check_limits = _alias("check-limits")

@@ -1,0 +1,101 @@
+"""The framework-free core of ds01-jupyter.
+
+No tornado or Jupyter import lives here: the CLI, the server extension and the
+JupyterHub spawner all drive the same :class:`DS01` object, passing the user
+they act for.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from .allocator import GpuAllocator
+from .containers import Containers, ContainerStatus, DeployResult
+from .docker_engine import DockerEngine
+from .engine import ContainerEngine
+from .errors import DS01Error
+from .gpus import GpuInventory, attribute, inventory_from_setting
+from .images import Images
+from .limits import Limits, LimitsSource
+from .projects import Project, Projects
+from .reaper import Reaper
+from .settings import Settings
+from .users import User
+
+__all__ = [
+    "DS01",
+    "DS01Error",
+    "ContainerStatus",
+    "DeployResult",
+    "Limits",
+    "Project",
+    "Settings",
+    "User",
+]
+
+
+class DS01:
+    """Everything the front ends need, wired from one Settings.
+
+    The engine connects lazily, so project commands work while Docker is down.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        engine: ContainerEngine | None = None,
+        inventory: GpuInventory | None = None,
+    ):
+        self.settings = settings or Settings.from_env()
+        self.engine = engine or DockerEngine(self.settings.docker_url)
+        self.inventory = inventory or inventory_from_setting(self.settings.gpu_inventory)
+
+    @cached_property
+    def projects(self) -> Projects:
+        return Projects(self.settings)
+
+    @cached_property
+    def limits(self) -> LimitsSource:
+        return LimitsSource(self.settings)
+
+    @cached_property
+    def images(self) -> Images:
+        return Images(self.settings, self.engine, self.projects)
+
+    @cached_property
+    def allocator(self) -> GpuAllocator:
+        return GpuAllocator(self.engine, self.settings.lock_dir)
+
+    @cached_property
+    def containers(self) -> Containers:
+        return Containers(
+            self.settings, self.engine, self.projects, self.images, self.limits, self.allocator, self.inventory
+        )
+
+    @cached_property
+    def reaper(self) -> Reaper:
+        return Reaper(self.containers)
+
+    def gpu_inventory(self) -> dict:
+        """Every GPU with its holder (from labels) and its processes' containers (from cgroups)."""
+        from . import labels as L
+
+        devices = self.inventory.devices()
+        holders = {}
+        by_id = {}
+        if devices:
+            everyone = self.engine.list_containers(L.managed())
+            by_id = {c.id: c for c in everyone}
+            holders = self.allocator.holders(everyone, self.containers.hold_for)
+        attribute(devices, by_id)
+        out = []
+        for device in devices:
+            data = device.to_dict()
+            holder = holders.get(device.uuid)
+            data["holder"] = (
+                {"user": holder.labels.get(L.USER), "project": holder.labels.get(L.PROJECT), "container": holder.name}
+                if holder
+                else None
+            )
+            out.append(data)
+        return {"gpus": out, "notice": self.inventory.notice}

@@ -1,0 +1,368 @@
+"""Per-project containers: deploy, start, stop, retire, status, logs, exec."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from . import labels as L
+from .allocator import GpuAllocator
+from .engine import ContainerEngine, ContainerRecord, ContainerSpec, Progress
+from .errors import (
+    AlreadyExists,
+    ContainerNotFound,
+    DS01Error,
+    Forbidden,
+    GpuUnavailable,
+    InvalidName,
+    InvalidRequest,
+    LimitExceeded,
+    StateConflict,
+)
+from .gpus import GpuInventory
+from .images import Images
+from .limits import Limits, LimitsSource, format_duration
+from .names import container_name
+from .projects import Projects
+from .settings import Settings
+from .users import User
+
+
+def _noop(line: str) -> None:
+    pass
+
+
+@dataclass
+class ContainerStatus:
+    """A container as users see it."""
+
+    project: str
+    name: str
+    id: str
+    state: str
+    image: str
+    stale_image: bool = False
+    gpus: list[str] = field(default_factory=list)
+    gpu_slots: int = 0
+    workspace: str = ""
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    uptime_seconds: float | None = None
+    exit_code: int | None = None
+    error: str = ""
+    protected: bool = False
+    interface: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["running"] = self.running
+        return data
+
+
+@dataclass
+class DeployResult:
+    container: ContainerStatus
+    created: bool
+    notices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"container": self.container.to_dict(), "created": self.created, "notices": self.notices}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+class Containers:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: ContainerEngine,
+        projects: Projects,
+        images: Images,
+        limits: LimitsSource,
+        allocator: GpuAllocator,
+        inventory: GpuInventory,
+    ):
+        self.settings = settings
+        self.engine = engine
+        self.projects = projects
+        self.images = images
+        self.limits = limits
+        self.allocator = allocator
+        self.inventory = inventory
+
+    # -- finding containers -------------------------------------------------------
+    def _owned(self, user: User, project: str) -> ContainerRecord | None:
+        name = container_name(project, user.name)
+        record = self.engine.get_container(name)
+        if record is None:
+            return None
+        if not L.is_owned_by(record.labels, user) or record.labels.get(L.PROJECT) != project:
+            raise Forbidden(
+                f"A container named {name} exists but was not made by ds01 for you; it is left alone.",
+                hint="Ask its owner or an admin to remove it.",
+            )
+        return record
+
+    def record(self, user: User, project: str) -> ContainerRecord:
+        """The project's container, or ContainerNotFound saying to deploy first."""
+        record = self._owned(user, project)
+        if record is None:
+            raise ContainerNotFound(
+                f"Project {project!r} has no container.",
+                hint=f"Deploy it first: `container-deploy {project}`.",
+                project=project,
+            )
+        return record
+
+    def _status(self, user: User, record: ContainerRecord, image_ids: dict | None = None) -> ContainerStatus:
+        project = record.labels.get(L.PROJECT, "")
+        if image_ids is None:
+            current = self.images.current(user, project)
+            current_id = current.id if current else None
+        else:
+            current_id = image_ids.get(project)
+        uptime = None
+        if record.running and record.started_at:
+            uptime = (datetime.now(timezone.utc) - record.started_at).total_seconds()
+        return ContainerStatus(
+            project=project,
+            name=record.name,
+            id=record.id,
+            state=record.state,
+            image=record.labels.get(L.IMAGE, record.image),
+            stale_image=bool(current_id and record.image_id and current_id != record.image_id),
+            gpus=L.gpu_uuids(record.labels),
+            gpu_slots=int(record.labels.get(L.GPU_SLOTS) or 0),
+            workspace=record.labels.get(L.WORKSPACE, ""),
+            created_at=record.labels.get(L.CREATED_AT) or _iso(record.created),
+            started_at=_iso(record.started_at),
+            finished_at=_iso(record.finished_at),
+            uptime_seconds=uptime,
+            exit_code=record.exit_code,
+            error=record.error,
+            protected=record.labels.get(L.PROTECTED) == "true",
+            interface=record.labels.get(L.INTERFACE, ""),
+        )
+
+    def list(self, user: User) -> list[ContainerStatus]:
+        """The user's containers (ownership from labels and uid), one engine call each for containers and images."""
+        records = [r for r in self.engine.list_containers(L.owned_by(user)) if L.is_owned_by(r.labels, user)]
+        image_ids = {i.project: i.id for i in self.images.list(user)} if records else {}
+        return sorted((self._status(user, r, image_ids) for r in records), key=lambda s: s.project)
+
+    def status(self, user: User, project: str) -> ContainerStatus:
+        self.projects.get(user, project)
+        return self._status(user, self.record(user, project))
+
+    # -- lifecycle ------------------------------------------------------------------
+    def hold_for(self, labels: dict) -> float | None:
+        try:
+            uid = int(labels.get(L.USER_ID, "-1"))
+            owner = User(labels.get(L.USER, ""), uid, int(labels.get(L.GROUP_ID) or uid), Path("/"))
+        except (InvalidName, ValueError):
+            return Limits().gpu_hold_after_stop
+        return self.limits.for_user(owner).gpu_hold_after_stop
+
+    def _gpu_count(self, gpus: int | None, devices: list, notices: list[str]) -> int:
+        if gpus is not None and (not isinstance(gpus, int) or gpus < 0):
+            raise InvalidRequest(f"GPU count must be a whole number of 0 or more, not {gpus!r}.")
+        if not devices:
+            if gpus:
+                raise GpuUnavailable(
+                    f"You asked for {gpus} GPU(s), but no NVIDIA GPU is available here. "
+                    f"{self.inventory.notice}".strip(),
+                    hint="Deploy with --gpus 0 for a CPU-only container.",
+                )
+            if gpus is None:
+                notices.append(f"{self.inventory.notice or 'No GPU on this host.'} Deployed CPU-only.")
+            return 0
+        return 1 if gpus is None else gpus
+
+    def deploy(
+        self,
+        user: User,
+        project: str,
+        gpus: int | None = None,
+        progress: Progress = _noop,
+        protected: bool = False,
+    ) -> DeployResult:
+        """Create and start the project's container; return the running one if there is one.
+
+        ``gpus=None`` means one GPU where the host has any, else CPU-only with
+        a notice; an explicit count that cannot be met is an error.
+        """
+        proj = self.projects.get(user, project)
+        notices: list[str] = []
+        existing = self._owned(user, project)
+        if existing is not None:
+            if existing.running:
+                return DeployResult(self._status(user, existing), False, [f"{existing.name} is already running."])
+            progress(f"Starting existing container {existing.name}")
+            self.start(user, project)
+            return DeployResult(self.status(user, project), False, [f"Started the existing container {existing.name}."])
+
+        image = self.images.current(user, project)
+        if image is None:
+            progress(f"The image of {project} is not built yet; building it")
+            image = self.images.build(user, project, progress)
+        limits = self.limits.for_user(user)
+        self.limits.write_user_copy(user, limits)
+        devices = self.inventory.devices()  # NVML is slow: query before taking the lock
+        count = self._gpu_count(gpus, devices, notices)
+
+        created = False
+        with self.allocator.locked():
+            record = self._owned(user, project)  # a concurrent deploy may have won
+            if record is None:
+                everyone = self.engine.list_containers(L.managed())
+                mine = [c for c in everyone if L.is_owned_by(c.labels, user)]
+                if limits.max_containers_per_user is not None and len(mine) >= limits.max_containers_per_user:
+                    raise LimitExceeded(
+                        f"Container limit reached: you have {len(mine)} containers and your limit "
+                        f"max_containers_per_user is {limits.max_containers_per_user}.",
+                        hint="Retire one first (`container-list`, then `container-retire NAME`).",
+                        limit="max_containers_per_user",
+                        value=limits.max_containers_per_user,
+                        current=len(mine),
+                    )
+                held = self.allocator.holders(everyone, self.hold_for)
+                own_slots = sum(
+                    int(c.labels.get(L.GPU_SLOTS) or 0)
+                    for c in mine
+                    if any(u in held for u in L.gpu_uuids(c.labels))
+                )
+                self.allocator.check_limits(limits, count, own_slots, devices)
+                chosen = self.allocator.choose(devices, held, count, limits, own_slots) if count else []
+                progress(f"Creating container {container_name(project, user.name)}")
+                try:
+                    record = self.engine.create_container(self._spec(user, proj, image.id, limits, chosen, protected))
+                    created = True
+                except AlreadyExists:  # made outside our lock, e.g. by an older tool
+                    record = self.record(user, project)
+        if not record.running:
+            progress("Starting container")
+            try:
+                self.engine.start_container(record.id)
+            except DS01Error:
+                if created:  # do not leave a container holding a GPU it cannot use
+                    self.engine.remove_container(record.id, force=True)
+                raise
+        if created and chosen:
+            notices.append("GPU: " + ", ".join(f"{d.name} ({d.uuid})" for d in chosen))
+        return DeployResult(self.status(user, project), created, notices)
+
+    def _spec(self, user: User, proj, image_id: str, limits: Limits, chosen: list, protected: bool) -> ContainerSpec:
+        tag = self.images.tag(user, proj.name)
+        workspace = str(proj.path.resolve())
+        slots = sum(d.slots(limits.mig_instances_per_gpu) for d in chosen)
+        labels = {
+            **L.owned_by(user),
+            L.GROUP_ID: str(user.gid),
+            L.PROJECT: proj.name,
+            L.WORKSPACE: workspace,
+            L.WORK_MOUNT: "/workspace",
+            L.GPU_UUIDS: ",".join(d.uuid for d in chosen),
+            L.GPU_SLOTS: str(slots),
+            L.GPU_ALLOCATED: "true" if chosen else "false",
+            L.CREATED_AT: L.now_iso(),
+            L.IMAGE: tag,
+            L.INTERFACE: self.settings.interface,
+        }
+        if protected:
+            labels[L.PROTECTED] = "true"
+        return ContainerSpec(
+            name=container_name(proj.name, user.name),
+            image=image_id,
+            labels=labels,
+            workspace=workspace,
+            user=f"{user.uid}:{user.gid}",
+            env={"DS01_PROJECT": proj.name, "DS01_USER": user.name, "DS01_CONTAINER": container_name(proj.name, user.name)},
+            hostname=proj.name.replace("_", "-"),
+            memory=limits.memory,
+            memory_swap=limits.memory_swap,
+            # max_cpus is a ceiling; Docker refuses more CPUs than the host has.
+            cpus=min(limits.max_cpus, os.cpu_count() or 1) if limits.max_cpus else None,
+            shm_size=limits.shm_size,
+            pids_limit=limits.pids_limit,
+            gpu_uuids=tuple(d.uuid for d in chosen),
+        )
+
+    def start(self, user: User, project: str) -> ContainerStatus:
+        """Start a stopped container, if its GPUs were not given to someone else meanwhile."""
+        self.projects.get(user, project)
+        record = self.record(user, project)
+        if record.running:
+            return self._status(user, record)
+        uuids = L.gpu_uuids(record.labels)
+        with self.allocator.locked():
+            if uuids:
+                others = [c for c in self.engine.list_containers(L.managed()) if c.id != record.id]
+                held = self.allocator.holders(others, self.hold_for)
+                taken = [u for u in uuids if u in held]
+                if taken:
+                    holder = held[taken[0]]
+                    raise StateConflict(
+                        f"The GPU of {record.name} was released after it stopped (gpu_hold_after_stop: "
+                        f"{format_duration(self.hold_for(record.labels))}) and is now used by {holder.labels.get(L.USER, '?')}.",
+                        hint=f"Retire it and deploy again for another GPU: `container-retire {project}`.",
+                    )
+            self.engine.start_container(record.id)
+        return self.status(user, project)
+
+    def stop(self, user: User, project: str) -> ContainerStatus:
+        self.projects.get(user, project)
+        record = self.record(user, project)
+        if record.state in ("running", "paused", "restarting"):
+            self.engine.stop_container(record.id, timeout=self.settings.stop_timeout)
+        return self.status(user, project)
+
+    def retire(self, user: User, project: str) -> ContainerStatus:
+        """Stop and remove the container (its GPU is freed with it); the workspace stays."""
+        self.projects.get(user, project)
+        record = self.record(user, project)
+        status = self._status(user, record)
+        self.engine.remove_container(record.id, force=True)
+        status.state = "removed"
+        return status
+
+    def logs(self, user: User, project: str, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+        record = self.record(user, project)
+        return self.engine.logs(record.id, tail=tail, follow=follow)
+
+    def exec(self, user: User, project: str, command: list[str]) -> tuple[int | None, bytes]:
+        """Run one command in the running container as the user, in /workspace."""
+        record = self.record(user, project)
+        if not record.running:
+            raise StateConflict(f"{record.name} is {record.state}.", hint=f"Start it: `container-start {project}`.")
+        return self.engine.exec(record.id, command, user=f"{user.uid}:{user.gid}", workdir="/workspace")
+
+    def interactive(self, user: User, project: str, command: list[str], tty: bool) -> list[str]:
+        record = self.record(user, project)
+        if not record.running:
+            raise StateConflict(f"{record.name} is {record.state}.", hint=f"Start it: `container-start {project}`.")
+        return self.engine.interactive_command(record.id, command, f"{user.uid}:{user.gid}", "/workspace", tty)
+
+    def usage(self, user: User) -> dict:
+        """Limits and current use, as ``check-limits`` shows them."""
+        limits = self.limits.for_user(user)
+        self.limits.write_user_copy(user, limits)
+        mine = self.list(user)
+        return {
+            "user": user.name,
+            "limits": limits.to_dict(),
+            "limits_readable": limits.describe(),
+            "containers": len(mine),
+            "running": sum(1 for c in mine if c.running),
+            "gpu_slots": sum(c.gpu_slots for c in mine if c.running),
+            "gpus": sorted({u for c in mine for u in c.gpus}),
+        }

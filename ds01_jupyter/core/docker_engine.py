@@ -1,0 +1,377 @@
+"""The Docker backend of :mod:`ds01_jupyter.core.engine`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shutil
+import threading
+from datetime import datetime, timezone
+from typing import Iterator
+
+from .engine import ContainerEngine, ContainerRecord, ContainerSpec, ImageRecord, Progress
+from .errors import (
+    AlreadyExists,
+    BuildFailed,
+    ContainerNotFound,
+    EngineError,
+    EngineUnavailable,
+    ImageNotFound,
+    StateConflict,
+)
+
+try:  # docker-py is a dependency, but the core must import without it for Binder
+    import docker
+    import docker.errors
+    import docker.types
+    import requests.exceptions
+except ImportError:  # pragma: no cover - exercised only where docker-py is absent
+    docker = None
+
+_DOWN_HINT = (
+    "Check that the Docker engine is running (`docker info`); start it with "
+    "`sudo systemctl start docker` or `sudo dockerd &`, and make sure you may use it "
+    "(member of the `docker` group)."
+)
+
+
+def _time(value) -> datetime | None:
+    """Parse Docker's timestamps (RFC 3339 with nanoseconds, or unix seconds)."""
+    if value in (None, "", 0, "0001-01-01T00:00:00Z"):
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+class DockerEngine(ContainerEngine):
+    """Talks to dockerd through docker-py's low-level client, connected lazily."""
+
+    def __init__(self, base_url: str | None = None, timeout: int = 120):
+        self.base_url = base_url
+        self.timeout = timeout
+        self._client = None
+        self._lock = threading.Lock()
+
+    # -- connection and errors -------------------------------------------------
+    @property
+    def api(self):
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
+
+    def _connect(self):
+        where = self.base_url or "the default socket (DOCKER_HOST or /var/run/docker.sock)"
+        if docker is None:
+            raise EngineUnavailable("The docker Python package is not installed.", hint="pip install docker")
+        try:
+            kwargs = docker.utils.kwargs_from_env()
+            if self.base_url:
+                kwargs["base_url"] = self.base_url
+            return docker.APIClient(version="auto", timeout=self.timeout, **kwargs)
+        except docker.errors.DockerException as err:
+            raise EngineUnavailable(
+                f"Cannot reach the Docker engine at {where}: {_short(err)}.", hint=_DOWN_HINT
+            ) from None
+
+    @contextlib.contextmanager
+    def _errors(self, what: str, subject: str = ""):
+        try:
+            yield
+        except docker.errors.NotFound as err:
+            cls = ImageNotFound if "image" in what else ContainerNotFound
+            raise cls(f"{subject or what}: not found ({_explain(err)}).") from None
+        except docker.errors.APIError as err:
+            code = err.response.status_code if err.response is not None else None
+            if code == 409:
+                if "already in use" in _explain(err):
+                    raise AlreadyExists(f"{subject} already exists.") from None
+                raise StateConflict(f"Cannot {what} {subject}: {_explain(err)}.") from None
+            raise EngineError(f"Docker could not {what} {subject}: {_explain(err)}.") from None
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as err:
+            self._client = None  # reconnect next time: the engine may come back
+            raise EngineUnavailable(f"Lost the Docker engine while trying to {what}: {_short(err)}.", hint=_DOWN_HINT) from None
+
+    def ping(self) -> None:
+        with self._errors("reach the engine"):
+            self.api.ping()
+
+    # -- containers -------------------------------------------------------------
+    @staticmethod
+    def _filters(labels: dict[str, str]) -> dict:
+        return {"label": [f"{k}={v}" if v != "" else k for k, v in labels.items()]}
+
+    def list_containers(self, labels, all=True):
+        with self._errors("list containers"):
+            rows = self.api.containers(all=all, filters=self._filters(labels))
+        out = []
+        for row in rows:
+            exit_code = None
+            match = re.match(r"Exited \((-?\d+)\)", row.get("Status", ""))
+            if match:
+                exit_code = int(match.group(1))
+            networks = (row.get("NetworkSettings") or {}).get("Networks") or {}
+            ip = next((n.get("IPAddress", "") for n in networks.values() if n.get("IPAddress")), "")
+            out.append(
+                ContainerRecord(
+                    id=row["Id"],
+                    name=(row.get("Names") or ["/"])[0].lstrip("/"),
+                    state=row.get("State", ""),
+                    image=row.get("Image", ""),
+                    image_id=row.get("ImageID", ""),
+                    labels=row.get("Labels") or {},
+                    created=_time(row.get("Created")),
+                    exit_code=exit_code,
+                    ip_address=ip,
+                )
+            )
+        return out
+
+    def get_container(self, name_or_id):
+        try:
+            with self._errors("inspect container", name_or_id):
+                data = self.api.inspect_container(name_or_id)
+        except ContainerNotFound:
+            return None
+        state = data.get("State") or {}
+        config = data.get("Config") or {}
+        net = data.get("NetworkSettings") or {}
+        ip = net.get("IPAddress") or next(
+            (n.get("IPAddress") for n in (net.get("Networks") or {}).values() if n.get("IPAddress")), ""
+        )
+        return ContainerRecord(
+            id=data["Id"],
+            name=data.get("Name", "").lstrip("/"),
+            state=state.get("Status", ""),
+            image=config.get("Image", ""),
+            image_id=data.get("Image", ""),
+            labels=config.get("Labels") or {},
+            created=_time(data.get("Created")),
+            started_at=_time(state.get("StartedAt")),
+            finished_at=_time(state.get("FinishedAt")),
+            exit_code=state.get("ExitCode"),
+            error=state.get("Error", "") or ("out of memory" if state.get("OOMKilled") else ""),
+            pid=state.get("Pid") or 0,
+            ip_address=ip or "",
+        )
+
+    def create_container(self, spec: ContainerSpec):
+        api = self.api
+        device_requests = []
+        if spec.gpu_uuids:
+            device_requests.append(
+                docker.types.DeviceRequest(driver="nvidia", device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]])
+            )
+        host_config = api.create_host_config(
+            # The workspace is the only host path a container ever sees.
+            mounts=[docker.types.Mount(spec.work_mount, spec.workspace, type="bind", read_only=False)],
+            privileged=False,
+            security_opt=["no-new-privileges"],
+            init=True,
+            mem_limit=spec.memory,
+            memswap_limit=spec.memory_swap if spec.memory else None,
+            nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
+            shm_size=spec.shm_size,
+            pids_limit=spec.pids_limit,
+            device_requests=device_requests or None,
+        )
+        with self._errors("create container", spec.name):
+            created = api.create_container(
+                image=spec.image,
+                command=list(spec.command),
+                name=spec.name,
+                hostname=spec.hostname,
+                user=spec.user,
+                working_dir=spec.work_mount,
+                environment=spec.env,
+                labels=spec.labels,
+                host_config=host_config,
+                detach=True,
+            )
+        return self.get_container(created["Id"])
+
+    def start_container(self, name_or_id):
+        try:
+            with self._errors("start container", name_or_id):
+                self.api.start(name_or_id)
+        except EngineError as err:
+            if "nvidia" in err.message or "device driver" in err.message:
+                raise EngineError(
+                    f"The container {name_or_id} needs a GPU but Docker cannot hand it over: {err.message}",
+                    hint="Install and configure the NVIDIA Container Toolkit, or deploy with --gpus 0.",
+                ) from None
+            raise
+
+    def stop_container(self, name_or_id, timeout=10):
+        with self._errors("stop container", name_or_id):
+            self.api.stop(name_or_id, timeout=timeout)
+
+    def remove_container(self, name_or_id, force=False):
+        with self._errors("remove container", name_or_id):
+            self.api.remove_container(name_or_id, force=force, v=True)
+
+    def logs(self, name_or_id, tail=200, follow=False) -> Iterator[str]:
+        with self._errors("read logs of", name_or_id):
+            chunks = self.api.logs(
+                name_or_id, stream=True, follow=follow, tail="all" if tail is None else tail, timestamps=False
+            )
+            buffer = b""
+            for chunk in chunks:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace")
+            if buffer:
+                yield buffer.decode("utf-8", "replace")
+
+    def exec(self, name_or_id, command, user=None, workdir=None, env=None, detach=False):
+        with self._errors("run a command in", name_or_id):
+            exec_id = self.api.exec_create(
+                name_or_id, command, user=user or "", workdir=workdir, environment=env, stdout=True, stderr=True
+            )["Id"]
+            output = self.api.exec_start(exec_id, detach=detach)
+            if detach:
+                return None, b""
+            code = self.api.exec_inspect(exec_id).get("ExitCode")
+        return code, output or b""
+
+    def interactive_command(self, name_or_id, command, user, workdir, tty):
+        exe = shutil.which("docker")
+        if exe is None:
+            raise EngineUnavailable("The docker command-line client is needed for an interactive shell.", hint="apt-get install docker.io")
+        argv = [exe, "exec", "-i"] + (["-t"] if tty else [])
+        if user:
+            argv += ["-u", user]
+        if workdir:
+            argv += ["-w", workdir]
+        if self.base_url:
+            argv[1:1] = ["-H", self.base_url]
+        return argv + [name_or_id] + list(command)
+
+    def cpu_usage_ns(self, name_or_id):
+        with self._errors("read statistics of", name_or_id):
+            stats = self.api.stats(name_or_id, stream=False, one_shot=True)
+        usage = ((stats or {}).get("cpu_stats") or {}).get("cpu_usage") or {}
+        return usage.get("total_usage")
+
+    def pid_namespace_pids(self, name_or_id) -> list[int]:
+        """Host PIDs of the container's processes (``docker top``)."""
+        with self._errors("list processes of", name_or_id):
+            top = self.api.top(name_or_id, ps_args="-eo pid")
+        return [int(row[0]) for row in top.get("Processes") or [] if row and row[0].isdigit()]
+
+    # -- images -----------------------------------------------------------------
+    def build_image(self, context, tag, buildargs, labels, progress: Progress, dockerfile="Dockerfile", network=None):
+        image_id = None
+        tail: list[str] = []
+        with self._errors("build image", tag):
+            stream = self.api.build(
+                fileobj=io.BytesIO(context),
+                custom_context=True,
+                tag=tag,
+                buildargs=buildargs,
+                labels=labels,
+                dockerfile=dockerfile,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                network_mode=network,
+            )
+            for item in stream:
+                if "error" in item:
+                    detail = item.get("error", "").strip()
+                    raise BuildFailed(
+                        f"Building {tag} failed: {detail}",
+                        hint="Fix the Dockerfile and run `ds01 image-create` again.",
+                        log="\n".join(tail[-20:]),
+                    )
+                text = item.get("stream") or item.get("status") or ""
+                if "aux" in item and isinstance(item["aux"], dict):
+                    image_id = item["aux"].get("ID") or image_id
+                for line in text.splitlines():
+                    if line.strip():
+                        tail.append(line)
+                        progress(line)
+        if image_id is None:
+            found = self.get_image(tag)
+            if found is None:
+                raise BuildFailed(f"Building {tag} produced no image.", log="\n".join(tail[-20:]))
+            image_id = found.id
+        return image_id
+
+    def import_image(self, tarball_path, tag, changes):
+        repository, _, tagname = tag.rpartition(":")
+        with self._errors("import image", tag):
+            result = self.api.import_image_from_file(tarball_path, repository=repository, tag=tagname, changes=changes)
+        last = result.strip().splitlines()[-1] if isinstance(result, str) and result.strip() else ""
+        with contextlib.suppress(ValueError):
+            status = json.loads(last).get("status", "")
+            if status.startswith("sha256:"):
+                return status
+        image = self.get_image(tag)
+        if image is None:
+            raise EngineError(f"Importing {tag} produced no image: {result!r}")
+        return image.id
+
+    @staticmethod
+    def _image(data) -> ImageRecord:
+        return ImageRecord(
+            id=data["Id"],
+            tags=tuple(data.get("RepoTags") or ()),
+            size=int(data.get("Size") or 0),
+            created=_time(data.get("Created")),
+            labels=(data.get("Config") or {}).get("Labels") or data.get("Labels") or {},
+        )
+
+    def get_image(self, ref):
+        try:
+            with self._errors("inspect image", ref):
+                return self._image(self.api.inspect_image(ref))
+        except ImageNotFound:
+            return None
+
+    def list_images(self, labels):
+        with self._errors("list images"):
+            rows = self.api.images(filters=self._filters(labels))
+        return [self._image(row) for row in rows]
+
+    def remove_image(self, ref):
+        with self._errors("remove image", ref):
+            self.api.remove_image(ref)
+
+    def events(self, labels, since=None):
+        filters = self._filters(labels)
+        filters["type"] = ["container"]
+        with self._errors("follow events"):
+            for event in self.api.events(decode=True, filters=filters, since=since):
+                actor = event.get("Actor") or {}
+                attrs = actor.get("Attributes") or {}
+                yield {
+                    "action": event.get("Action") or event.get("status"),
+                    "id": actor.get("ID") or event.get("id"),
+                    "name": attrs.get("name", ""),
+                    "labels": {k: v for k, v in attrs.items() if k.startswith("ds01.")},
+                    "exit_code": attrs.get("exitCode"),
+                    "time": event.get("timeNano", 0) / 1e9 or event.get("time"),
+                }
+
+
+def _explain(err) -> str:
+    explanation = getattr(err, "explanation", None)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    return (explanation or str(err)).strip()
+
+
+def _short(err) -> str:
+    text = str(err)
+    match = re.search(r"(Connection refused|No such file or directory|Permission denied|timed out)", text)
+    return match.group(1) if match else text[:200]

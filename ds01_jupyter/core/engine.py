@@ -1,0 +1,150 @@
+"""The one seam to the container engine.
+
+Everything above this interface speaks of containers, images and mounts, never
+of Docker, so a Kubernetes backend (pods, a volume per workspace,
+``nvidia.com/gpu`` resources) can replace it later.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterator
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """All a backend may create: one workspace mount, never privileged."""
+
+    name: str
+    image: str
+    labels: dict[str, str]
+    workspace: str  # host folder mounted at work_mount
+    work_mount: str = "/workspace"
+    user: str | None = None  # "uid:gid"
+    command: tuple[str, ...] = ("sleep", "infinity")
+    env: dict[str, str] = field(default_factory=dict)
+    hostname: str | None = None
+    memory: int | None = None
+    memory_swap: int | None = None
+    cpus: float | None = None
+    shm_size: int | None = None
+    pids_limit: int | None = None
+    gpu_uuids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """What the engine says about one container."""
+
+    id: str
+    name: str
+    state: str  # created, running, paused, restarting, removing, exited, dead
+    image: str
+    image_id: str
+    labels: dict[str, str]
+    created: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    error: str = ""
+    pid: int = 0
+    ip_address: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str
+    tags: tuple[str, ...]
+    size: int
+    created: datetime | None
+    labels: dict[str, str]
+
+
+class ContainerEngine(abc.ABC):
+    """Operations the core needs from a container engine."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise EngineUnavailable unless the engine answers."""
+
+    @abc.abstractmethod
+    def list_containers(self, labels: dict[str, str], all: bool = True) -> list[ContainerRecord]:
+        """Containers carrying all of ``labels`` (value "" means: label present)."""
+
+    @abc.abstractmethod
+    def get_container(self, name_or_id: str) -> ContainerRecord | None: ...
+
+    @abc.abstractmethod
+    def create_container(self, spec: ContainerSpec) -> ContainerRecord:
+        """Create (not start); raise AlreadyExists if the name is taken."""
+
+    @abc.abstractmethod
+    def start_container(self, name_or_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def stop_container(self, name_or_id: str, timeout: int = 10) -> None: ...
+
+    @abc.abstractmethod
+    def remove_container(self, name_or_id: str, force: bool = False) -> None: ...
+
+    @abc.abstractmethod
+    def logs(self, name_or_id: str, tail: int | None = 200, follow: bool = False) -> Iterator[str]: ...
+
+    @abc.abstractmethod
+    def exec(
+        self,
+        name_or_id: str,
+        command: list[str],
+        user: str | None = None,
+        workdir: str | None = None,
+        env: dict | None = None,
+        detach: bool = False,
+    ) -> tuple[int | None, bytes]:
+        """Run a command inside; return (exit code, combined output)."""
+
+    @abc.abstractmethod
+    def interactive_command(
+        self, name_or_id: str, command: list[str], user: str | None, workdir: str | None, tty: bool
+    ) -> list[str]:
+        """The argv a terminal runs to attach to a command inside the container."""
+
+    @abc.abstractmethod
+    def cpu_usage_ns(self, name_or_id: str) -> int | None:
+        """Cumulative CPU time of the container's cgroup, or None if not running."""
+
+    @abc.abstractmethod
+    def build_image(
+        self,
+        context: bytes,
+        tag: str,
+        buildargs: dict[str, str],
+        labels: dict[str, str],
+        progress: Progress,
+        dockerfile: str = "Dockerfile",
+        network: str | None = None,
+    ) -> str:
+        """Build from a tar ``context``; stream lines to ``progress``; return the image id."""
+
+    @abc.abstractmethod
+    def import_image(self, tarball_path: str, tag: str, changes: list[str]) -> str: ...
+
+    @abc.abstractmethod
+    def get_image(self, ref: str) -> ImageRecord | None: ...
+
+    @abc.abstractmethod
+    def list_images(self, labels: dict[str, str]) -> list[ImageRecord]: ...
+
+    @abc.abstractmethod
+    def remove_image(self, ref: str) -> None: ...
+
+    @abc.abstractmethod
+    def events(self, labels: dict[str, str], since: float | None = None) -> Iterator[dict]:
+        """Container events as dicts with keys action, id, name, labels, time."""

@@ -1,0 +1,223 @@
+"""Project images: built from ``~/dockerfiles/<project>.Dockerfile``, tagged per user."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import labels as L
+from .engine import ContainerEngine, ImageRecord, Progress
+from .errors import BuildFailed, Forbidden, ImageNotFound, StateConflict
+from .projects import Projects
+from .settings import Settings
+from .users import User
+
+DEFAULT_DOCKERFILE = """\
+# Image of project {project} (written by ds01-jupyter; edit freely).
+# Rebuild after editing: `image-create {project}` or the sidebar's Build button.
+ARG BASE_IMAGE={base_image}
+FROM ${{BASE_IMAGE}}
+
+# Notebook kernels run inside this image: keep ipykernel installed.
+RUN python3 -c "import ipykernel" 2>/dev/null || pip install --no-cache-dir ipykernel
+
+# The project's requirements.txt (copied from ~/workspace/{project}).
+COPY requirements.txt /tmp/ds01-requirements.txt
+RUN if grep -Eqv '^[[:space:]]*(#|$)' /tmp/ds01-requirements.txt; then \\
+      pip install --no-cache-dir -r /tmp/ds01-requirements.txt; fi
+
+# Your own account, so that files written to /workspace are yours on the host.
+ARG DS01_USER=user
+ARG DS01_UID=1000
+ARG DS01_GID=1000
+RUN if [ "$DS01_UID" != 0 ] && command -v useradd >/dev/null; then \\
+      (getent group "$DS01_GID" >/dev/null || groupadd -g "$DS01_GID" "$DS01_USER") && \\
+      (getent passwd "$DS01_UID" >/dev/null || useradd -m -u "$DS01_UID" -g "$DS01_GID" -s /bin/bash "$DS01_USER"); \\
+    fi
+WORKDIR /workspace
+"""
+
+#: Folders of a project left out of the build context: large, and never needed to build.
+CONTEXT_EXCLUDES = {"data", "models", "results", ".rescued", ".git", ".ipynb_checkpoints", "__pycache__", ".venv"}
+BASE_PACKAGES = "python3,python3-ipykernel,python3-pip,python3-venv,passwd,procps,ca-certificates"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    project: str
+    tag: str
+    id: str
+    size: int
+    created: str | None
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+class Images:
+    def __init__(self, settings: Settings, engine: ContainerEngine, projects: Projects):
+        self.settings = settings
+        self.engine = engine
+        self.projects = projects
+
+    def tag(self, user: User, project: str) -> str:
+        return self.settings.image_template.format(user=user.name, project=project)
+
+    def dockerfile(self, user: User, project: str, create: bool = True) -> Path:
+        """The project's Dockerfile; a default one is written when there is none."""
+        self.projects.get(user, project)
+        root = self.settings.expand(self.settings.dockerfiles_root, user)
+        path = root / f"{project}.Dockerfile"
+        if path.is_symlink() and root.resolve() not in path.resolve().parents:
+            raise Forbidden(f"{path} links outside {root}; refusing to read it.")
+        if create and not path.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            path.write_text(DEFAULT_DOCKERFILE.format(project=project, base_image=self.settings.base_image))
+            if os.geteuid() == 0 and user.uid != 0:
+                os.chown(root, user.uid, user.gid)
+                os.chown(path, user.uid, user.gid)
+        return path
+
+    def current(self, user: User, project: str) -> ImageRecord | None:
+        image = self.engine.get_image(self.tag(user, project))
+        if image is None or not L.is_owned_by(image.labels, user):
+            return None
+        return image
+
+    def build(self, user: User, project: str, progress: Progress = lambda line: None) -> ImageRecord:
+        """Build the project's image, streaming the build log to ``progress``."""
+        proj = self.projects.get(user, project)
+        dockerfile = self.dockerfile(user, project)
+        if self.settings.base_image in dockerfile.read_text():
+            self.ensure_base_image(progress)
+        context = _build_context(proj.path, dockerfile.read_bytes())
+        tag = self.tag(user, project)
+        progress(f"Building {tag} from {dockerfile}")
+        self.engine.build_image(
+            context,
+            tag,
+            buildargs={"DS01_USER": user.name, "DS01_UID": str(user.uid), "DS01_GID": str(user.gid)},
+            labels={**L.owned_by(user), L.PROJECT: project},
+            progress=progress,
+            dockerfile=".ds01.Dockerfile",
+            network=self.settings.build_network,
+        )
+        image = self.current(user, project)
+        if image is None:
+            raise BuildFailed(f"Building {tag} finished but the image is not there.")
+        progress(f"Built {tag} ({image.id[7:19]})")
+        return image
+
+    def list(self, user: User) -> list[ImageInfo]:
+        out = []
+        for image in self.engine.list_images(L.owned_by(user)):
+            if not L.is_owned_by(image.labels, user):
+                continue
+            project = image.labels.get(L.PROJECT, "")
+            tag = next((t for t in image.tags if t == self.tag(user, project)), image.tags[0] if image.tags else "")
+            out.append(
+                ImageInfo(project, tag, image.id, image.size, image.created.isoformat() if image.created else None)
+            )
+        return sorted(out, key=lambda i: i.project)
+
+    def remove(self, user: User, project: str, containers_using: int = 0) -> None:
+        image = self.current(user, project)
+        if image is None:
+            raise ImageNotFound(f"Project {project!r} has no image of yours to delete.", project=project)
+        if containers_using:
+            raise StateConflict(
+                f"The image of {project!r} is used by its container.",
+                hint=f"Retire the container first: `container-retire {project}`.",
+            )
+        self.engine.remove_image(image.id)
+
+    # -- the base image ----------------------------------------------------------
+    def ensure_base_image(self, progress: Progress = lambda line: None, rebuild: bool = False) -> ImageRecord:
+        """Make sure the base image exists, building a local one when none can be had."""
+        image = self.engine.get_image(self.settings.base_image)
+        if image is not None and not rebuild:
+            return image
+        progress(f"Base image {self.settings.base_image} is missing; building it locally with mmdebstrap")
+        return self.build_base_image(progress)
+
+    def build_base_image(self, progress: Progress) -> ImageRecord:
+        """Debian + python3 + ipykernel, made with mmdebstrap and imported: no registry needed."""
+        exe = shutil.which("mmdebstrap")
+        if exe is None:
+            raise BuildFailed(
+                f"The base image {self.settings.base_image} is missing and mmdebstrap is not installed to make it.",
+                hint="Install it (`sudo apt-get install mmdebstrap`) or set base_image to an image you can pull.",
+            )
+        suite = _debian_suite()
+        with tempfile.TemporaryDirectory(prefix="ds01-base-") as tmp:
+            tarball = os.path.join(tmp, "base.tar")
+            argv = [exe, "--variant=apt", f"--include={BASE_PACKAGES}", suite, tarball]
+            if os.geteuid() != 0:
+                argv.insert(1, "--mode=unshare")
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            tail = []
+            for line in proc.stdout:
+                tail = (tail + [line.rstrip()])[-20:]
+                progress(line.rstrip())
+            if proc.wait() != 0:
+                raise BuildFailed("mmdebstrap could not make the base image.", log="\n".join(tail))
+            progress(f"Importing {self.settings.base_image}")
+            self.engine.import_image(
+                tarball,
+                self.settings.base_image,
+                changes=[
+                    "ENV PIP_BREAK_SYSTEM_PACKAGES=1",
+                    "ENV LANG=C.UTF-8",
+                    'CMD ["/bin/bash"]',
+                ],
+            )
+        image = self.engine.get_image(self.settings.base_image)
+        if image is None:
+            raise BuildFailed(f"Imported {self.settings.base_image} but cannot find it.")
+        return image
+
+
+def _debian_suite() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("VERSION_CODENAME=") and line.split("=", 1)[1].strip():
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "bookworm"
+
+
+def _build_context(project_dir: Path, dockerfile: bytes) -> bytes:
+    """A tar of the project (without data, models, results) plus our Dockerfile.
+
+    Links are stored as links, never followed, so nothing outside the project
+    enters the context.
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        has_requirements = False
+        for dirpath, dirnames, filenames in os.walk(project_dir, followlinks=False):
+            rel_dir = os.path.relpath(dirpath, project_dir)
+            dirnames[:] = [d for d in dirnames if not (rel_dir == "." and d in CONTEXT_EXCLUDES) and d not in ("__pycache__", ".git")]
+            for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                full = os.path.join(dirpath, name)
+                arcname = os.path.normpath(os.path.join(rel_dir, name))
+                if arcname == "requirements.txt":
+                    has_requirements = True
+                try:
+                    tar.add(full, arcname=arcname, recursive=False)
+                except OSError:
+                    continue  # unreadable or vanished: not needed to build
+        for name, data in ((".ds01.Dockerfile", dockerfile), ("requirements.txt", b"")):
+            if name == "requirements.txt" and has_requirements:
+                continue
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

@@ -1,0 +1,225 @@
+"""Per-user limits in the format DS01 servers already use.
+
+The admin's ``resource-limits.yaml`` is the authority: ``defaults``, then the
+user's ``groups`` entry (by member list, Unix group, or ``default_group``),
+then ``user_overrides``. ``~/.ds01-limits`` is only a readable copy for the
+user; it is written, never read, so editing it raises nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+from .settings import Settings
+from .users import User
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.I)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.I)
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 3600}
+
+
+def parse_size(value) -> int | None:
+    """``"32g"`` -> bytes; None stays None (no limit)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ConfigError(f"Cannot read size {value!r}; use e.g. 512m, 32g or 1T.")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def parse_duration(value) -> float | None:
+    """``"0.5h"`` -> seconds; a bare number means hours, as in DS01's files."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) * 3600
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ConfigError(f"Cannot read duration {value!r}; use e.g. 30m, 2h or 7d.")
+    return float(match.group(1)) * _TIME_UNITS[match.group(2).lower()]
+
+
+def format_size(n: int | None) -> str:
+    if n is None:
+        return "unlimited"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unlimited"
+    if seconds >= 3600:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Effective limits of one user. None means unlimited."""
+
+    max_mig_instances: int | None = 1
+    max_mig_per_container: int | None = 1
+    allow_full_gpu: bool = True
+    max_cpus: float | None = 8
+    memory: int | None = 32 * 2**30
+    memory_swap: int | None = 32 * 2**30
+    shm_size: int | None = 8 * 2**30
+    pids_limit: int | None = 4096
+    max_containers_per_user: int | None = 3
+    max_runtime: float | None = 24 * 3600
+    idle_timeout: float | None = 2 * 3600
+    #: Idle timeout for containers without a GPU; None means idle_timeout.
+    idle_timeout_cpu: float | None = None
+    gpu_hold_after_stop: float | None = 0.25 * 3600
+    container_hold_after_stop: float | None = 0.5 * 3600
+    storage_workspace: int | None = None
+    #: Slots a full GPU counts for against max_mig_instances (gpu_allocation.mig_instances_per_gpu).
+    mig_instances_per_gpu: int = 1
+    #: Where these limits came from, for messages.
+    source: str = "built-in defaults"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> dict[str, str]:
+        """Limits as people read them (sizes and durations formatted)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SIZE_FIELDS:
+                out[f.name] = format_size(value)
+            elif f.name in _TIME_FIELDS:
+                out[f.name] = format_duration(value)
+            elif value is None:
+                out[f.name] = "unlimited"
+            else:
+                out[f.name] = str(value)
+        return out
+
+
+_SIZE_FIELDS = {"memory", "memory_swap", "shm_size", "storage_workspace"}
+_TIME_FIELDS = {
+    "max_runtime",
+    "idle_timeout",
+    "idle_timeout_cpu",
+    "gpu_hold_after_stop",
+    "container_hold_after_stop",
+}
+_INT_FIELDS = {"max_mig_instances", "max_mig_per_container", "pids_limit", "max_containers_per_user"}
+#: Older DS01 files call max_mig_per_container max_gpus_per_container.
+_ALIASES = {"max_gpus_per_container": "max_mig_per_container"}
+_KNOWN = {f.name for f in fields(Limits)} - {"source", "mig_instances_per_gpu"}
+
+
+def _normalise(section: dict, where: str) -> dict:
+    out = {}
+    for key, value in (section or {}).items():
+        key = _ALIASES.get(key, key)
+        if key not in _KNOWN:
+            continue  # DS01 files carry more (io, priority, reservations) than we enforce
+        try:
+            if key in _SIZE_FIELDS:
+                value = parse_size(value)
+            elif key in _TIME_FIELDS:
+                value = parse_duration(value)
+            elif key in _INT_FIELDS and value is not None:
+                value = int(value)
+            elif key == "max_cpus" and value is not None:
+                value = float(value)
+            elif key == "allow_full_gpu":
+                value = bool(value)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"Bad value for {key} in {where}: {value!r} ({err}).") from None
+        out[key] = value
+    return out
+
+
+class LimitsSource:
+    """Reads the admin's file (re-read when it changes) and resolves a user's limits."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._cache: tuple[float, dict] | None = None
+
+    def _document(self) -> tuple[dict, str]:
+        path = self.settings.limits_path()
+        if path is None:
+            return {}, "built-in defaults"
+        try:
+            mtime = path.stat().st_mtime
+            if self._cache and self._cache[0] == mtime:
+                return self._cache[1], str(path)
+            doc = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(
+                f"Limits file {path} does not exist.",
+                hint="Fix DS01_LIMITS_FILE / limits_file, or remove the setting to use defaults.",
+            ) from None
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"Cannot read limits file {path}: {err}") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"Limits file {path} must be a YAML mapping.")
+        self._cache = (mtime, doc)
+        return doc, str(path)
+
+    def for_user(self, user: User) -> Limits:
+        doc, source = self._document()
+        values = _normalise(doc.get("defaults"), f"{source}: defaults")
+        groups = doc.get("groups") or {}
+        unix_groups = user.groups()
+        chosen = None
+        for gname, group in groups.items():
+            members = (group or {}).get("members") or []
+            if user.name in members or gname in unix_groups:
+                chosen = gname
+                break
+        if chosen is None and doc.get("default_group") in groups:
+            chosen = doc["default_group"]
+        if chosen is not None:
+            values.update(_normalise(groups[chosen], f"{source}: groups.{chosen}"))
+            source = f"{source} (group {chosen})"
+        override = (doc.get("user_overrides") or {}).get(user.name)
+        if override:
+            values.update(_normalise(override, f"{source}: user_overrides.{user.name}"))
+            source = f"{source} + override for {user.name}"
+        per_gpu = (doc.get("gpu_allocation") or {}).get("mig_instances_per_gpu")
+        if per_gpu is not None:
+            values["mig_instances_per_gpu"] = max(1, int(per_gpu))
+        values.pop("members", None)
+        return Limits(**values, source=source)
+
+    def write_user_copy(self, user: User, limits: Limits) -> Path | None:
+        """Write ``~/.ds01-limits`` for the user to read; best effort."""
+        path = self.settings.expand(self.settings.user_limits_copy, user)
+        text = (
+            "# Your effective DS01 limits (a copy for reading; editing it changes nothing).\n"
+            f"# Source: {limits.source}\n"
+            + yaml.safe_dump({k: v for k, v in limits.describe().items() if k != "source"}, sort_keys=False)
+        )
+        try:
+            if path.exists() and path.read_text() == text:
+                return path
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            if os.geteuid() == 0 and user.uid != 0:
+                os.chown(path, user.uid, user.gid)
+        except OSError:
+            return None
+        return path

@@ -1,0 +1,137 @@
+"""The idle and runtime reaper.
+
+Idle means no GPU process, CPU use under a threshold, and no kernel marked
+busy, for longer than the user's ``idle_timeout`` (``idle_timeout_cpu`` for
+containers without a GPU): a training loop with the browser closed keeps its
+container. CPU figures come from the container's cgroup. The last activity of
+each container is kept on disk, so a restarted server or a cron job goes on
+where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import labels as L
+from .containers import Containers
+from .errors import DS01Error
+from .gpus import attribute
+from .limits import format_duration
+from .users import User
+
+log = logging.getLogger("ds01_jupyter.reaper")
+
+
+@dataclass
+class ReapDecision:
+    project: str
+    container: str
+    action: str  # "stop", "keep"
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Reaper:
+    def __init__(self, containers: Containers):
+        self.containers = containers
+        self.settings = containers.settings
+
+    def _state_file(self, user: User) -> Path:
+        return self.settings.expand(self.settings.state_dir, user) / "activity.json"
+
+    def _load(self, user: User) -> dict:
+        try:
+            return json.loads(self._state_file(user).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self, user: User, state: dict) -> None:
+        path = self._state_file(user)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+
+    def mark_active(self, user: User, container_id: str, when: float | None = None) -> None:
+        """Record activity the cgroup cannot see (e.g. a kernel busy waiting on I/O)."""
+        state = self._load(user)
+        entry = state.setdefault(container_id, {})
+        entry["last_active"] = when or time.time()
+        self._save(user, state)
+
+    def run(self, user: User, dry_run: bool = False, now: float | None = None) -> list[ReapDecision]:
+        """Stop the user's containers that are idle or past their runtime; say why."""
+        now = now or time.time()
+        limits = self.containers.limits.for_user(user)
+        state = self._load(user)
+        gpu_pids = self._gpu_containers()
+        decisions = []
+        for status in self.containers.list(user):
+            if not status.running:
+                continue
+            entry = state.setdefault(status.id, {})
+            decision = self._decide(user, status, entry, limits, gpu_pids, now)
+            decisions.append(decision)
+            if decision.action == "stop" and not dry_run:
+                log.warning("Stopping %s: %s", status.name, decision.reason)
+                try:
+                    self.containers.stop(user, status.project)
+                except DS01Error as err:
+                    decision.reason += f" (stop failed: {err})"
+        live = {s.id for s in self.containers.list(user)}
+        self._save(user, {cid: e for cid, e in state.items() if cid in live})
+        return decisions
+
+    def _gpu_containers(self) -> set[str]:
+        devices = self.containers.inventory.devices()
+        if not devices:
+            return set()
+        attribute(devices, {})
+        return {p.container_id for d in devices for p in d.processes if p.container_id}
+
+    def _decide(self, user, status, entry, limits, gpu_containers, now) -> ReapDecision:
+        keep = lambda why: ReapDecision(status.project, status.name, "keep", why)  # noqa: E731
+        if status.protected:
+            return keep("protected (ds01.protected=true)")
+        workspace = Path(status.workspace) if status.workspace else None
+        if workspace and (workspace / ".keep-alive").exists():
+            return keep("workspace has a .keep-alive file")
+        started = datetime.fromisoformat(status.started_at.replace("Z", "+00:00")).timestamp() if status.started_at else now
+        if limits.max_runtime is not None and now - started > limits.max_runtime:
+            return ReapDecision(
+                status.project,
+                status.name,
+                "stop",
+                f"ran {format_duration(now - started)}, over max_runtime {format_duration(limits.max_runtime)}",
+            )
+        cpu = self.containers.engine.cpu_usage_ns(status.id)
+        active_why = None
+        if status.id in gpu_containers:
+            active_why = "a process is using its GPU"
+        elif cpu is not None and "cpu_ns" in entry and now > entry.get("sampled", now):
+            percent = (cpu - entry["cpu_ns"]) / 1e9 / (now - entry["sampled"]) * 100
+            if percent >= self.settings.idle_cpu_percent:
+                active_why = f"CPU {percent:.0f}% of a core"
+        entry.update(cpu_ns=cpu, sampled=now)
+        if active_why or "last_active" not in entry:
+            # First sight counts as activity: never stop what we have seen only once.
+            entry["last_active"] = now
+            return keep(active_why or "first observation")
+        timeout = limits.idle_timeout_cpu if not status.gpus and limits.idle_timeout_cpu else limits.idle_timeout
+        idle = now - entry["last_active"]
+        if timeout is not None and idle > timeout:
+            return ReapDecision(
+                status.project,
+                status.name,
+                "stop",
+                f"idle for {format_duration(idle)}, over idle_timeout {format_duration(timeout)}",
+            )
+        return keep(f"idle for {format_duration(idle)}")
