@@ -47,7 +47,7 @@ class DS01:
         inventory: GpuInventory | None = None,
     ):
         self.settings = settings or Settings.from_env()
-        self.engine = engine or DockerEngine(self.settings.docker_url)
+        self.engine = engine or DockerEngine(self.settings.docker_url, gpu_request=self.settings.gpu_request)
         self.inventory = inventory or inventory_from_setting(self.settings.gpu_inventory)
 
     @cached_property

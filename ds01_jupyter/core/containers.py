@@ -106,7 +106,12 @@ class Containers:
         record = self.engine.get_container(name)
         if record is None:
             return None
-        if not L.is_owned_by(record.labels, user) or record.labels.get(L.PROJECT) != project:
+        expected = str(self.projects.get(user, project).path.resolve())
+        if (
+            not L.is_container_of(record.labels, user)
+            or record.labels.get(L.PROJECT) != project
+            or record.labels.get(L.WORKSPACE) != expected
+        ):
             raise Forbidden(
                 f"A container named {name} exists but was not made by ds01 for you; it is left alone.",
                 hint="Ask its owner or an admin to remove it.",
@@ -156,7 +161,7 @@ class Containers:
 
     def list(self, user: User) -> list[ContainerStatus]:
         """The user's containers (ownership from labels and uid), one engine call each for containers and images."""
-        records = [r for r in self.engine.list_containers(L.owned_by(user)) if L.is_owned_by(r.labels, user)]
+        records = [r for r in self.engine.list_containers(L.owned_by(user)) if L.is_container_of(r.labels, user)]
         image_ids = {i.project: i.id for i in self.images.list(user)} if records else {}
         return sorted((self._status(user, r, image_ids) for r in records), key=lambda s: s.project)
 
@@ -225,7 +230,7 @@ class Containers:
             record = self._owned(user, project)  # a concurrent deploy may have won
             if record is None:
                 everyone = self.engine.list_containers(L.managed())
-                mine = [c for c in everyone if L.is_owned_by(c.labels, user)]
+                mine = [c for c in everyone if L.is_container_of(c.labels, user)]
                 if limits.max_containers_per_user is not None and len(mine) >= limits.max_containers_per_user:
                     raise LimitExceeded(
                         f"Container limit reached: you have {len(mine)} containers and your limit "
@@ -286,7 +291,14 @@ class Containers:
             labels=labels,
             workspace=workspace,
             user=f"{user.uid}:{user.gid}",
-            env={"DS01_PROJECT": proj.name, "DS01_USER": user.name, "DS01_CONTAINER": container_name(proj.name, user.name)},
+            env={
+                "DS01_PROJECT": proj.name,
+                "DS01_USER": user.name,
+                "DS01_CONTAINER": container_name(proj.name, user.name),
+                # Explicit even without GPUs: CUDA images default to "all", which a
+                # host whose default runtime is nvidia would honour.
+                "NVIDIA_VISIBLE_DEVICES": ",".join(d.uuid for d in chosen) or "void",
+            },
             hostname=proj.name.replace("_", "-"),
             memory=limits.memory,
             memory_swap=limits.memory_swap,
@@ -332,6 +344,8 @@ class Containers:
         record = self.record(user, project)
         status = self._status(user, record)
         self.engine.remove_container(record.id, force=True)
+        if status.stale_image:
+            self.images.remove_superseded(user, record.image_id)
         status.state = "removed"
         return status
 

@@ -53,8 +53,9 @@ def _time(value) -> datetime | None:
 class DockerEngine(ContainerEngine):
     """Talks to dockerd through docker-py's low-level client, connected lazily."""
 
-    def __init__(self, base_url: str | None = None, timeout: int = 120):
+    def __init__(self, base_url: str | None = None, timeout: int = 120, gpu_request: str = "device_request"):
         self.base_url = base_url
+        self.gpu_request = gpu_request
         self.timeout = timeout
         self._client = None
         self._lock = threading.Lock()
@@ -166,7 +167,7 @@ class DockerEngine(ContainerEngine):
     def create_container(self, spec: ContainerSpec):
         api = self.api
         device_requests = []
-        if spec.gpu_uuids:
+        if spec.gpu_uuids and self.gpu_request == "device_request":
             device_requests.append(
                 docker.types.DeviceRequest(driver="nvidia", device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]])
             )

@@ -33,7 +33,7 @@ class ContainerSpec:
     cpus: float | None = None
     shm_size: int | None = None
     pids_limit: int | None = None
-    gpu_uuids: tuple[str, ...] = ()
+    gpu_uuids: tuple[str, ...] = ()  # also in env as NVIDIA_VISIBLE_DEVICES ("void" when none)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import labels as L
 from .engine import ContainerEngine, ImageRecord, Progress
-from .errors import BuildFailed, Forbidden, ImageNotFound, StateConflict
+from .errors import BuildFailed, DS01Error, Forbidden, ImageNotFound, StateConflict
 from .projects import Projects
 from .settings import Settings
 from .users import User
@@ -32,13 +32,15 @@ COPY requirements.txt /tmp/ds01-requirements.txt
 RUN if grep -Eqv '^[[:space:]]*(#|$)' /tmp/ds01-requirements.txt; then \\
       pip install --no-cache-dir -r /tmp/ds01-requirements.txt; fi
 
-# Your own account, so that files written to /workspace are yours on the host.
+# Your own account, so that files written to /workspace are yours on the host
+# (named NAME-UID when the image already has a NAME with another uid).
 ARG DS01_USER=user
 ARG DS01_UID=1000
 ARG DS01_GID=1000
 RUN if [ "$DS01_UID" != 0 ] && command -v useradd >/dev/null; then \\
-      (getent group "$DS01_GID" >/dev/null || groupadd -g "$DS01_GID" "$DS01_USER") && \\
-      (getent passwd "$DS01_UID" >/dev/null || useradd -m -u "$DS01_UID" -g "$DS01_GID" -s /bin/bash "$DS01_USER"); \\
+      name="$DS01_USER"; getent passwd "$name" >/dev/null && name="$DS01_USER-$DS01_UID"; \\
+      (getent group "$DS01_GID" >/dev/null || groupadd -g "$DS01_GID" "$name") && \\
+      (getent passwd "$DS01_UID" >/dev/null || useradd -m -u "$DS01_UID" -g "$DS01_GID" -s /bin/bash "$name"); \\
     fi
 WORKDIR /workspace
 """
@@ -120,11 +122,24 @@ class Images:
             if not L.is_owned_by(image.labels, user):
                 continue
             project = image.labels.get(L.PROJECT, "")
-            tag = next((t for t in image.tags if t == self.tag(user, project)), image.tags[0] if image.tags else "")
+            tag = self.tag(user, project)
+            if tag not in image.tags:
+                continue  # an older build, kept only while a container still uses it
             out.append(
                 ImageInfo(project, tag, image.id, image.size, image.created.isoformat() if image.created else None)
             )
         return sorted(out, key=lambda i: i.project)
+
+    def remove_superseded(self, user: User, image_id: str) -> bool:
+        """Delete an older build of the user's once its last container is gone."""
+        image = self.engine.get_image(image_id)
+        if image is None or image.tags or not L.is_owned_by(image.labels, user):
+            return False
+        try:
+            self.engine.remove_image(image.id)
+        except DS01Error:
+            return False  # still used by another container: it goes with that one
+        return True
 
     def remove(self, user: User, project: str, containers_using: int = 0) -> None:
         image = self.current(user, project)

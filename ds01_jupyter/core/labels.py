@@ -38,6 +38,12 @@ def is_owned_by(labels: dict, user) -> bool:
     )
 
 
+def is_container_of(labels: dict, user) -> bool:
+    """Ours and made by a ds01 deploy: images carry the ownership labels too, and
+    a container made by hand from our image inherits them, but never these."""
+    return is_owned_by(labels, user) and bool(labels.get(WORKSPACE)) and bool(labels.get(CREATED_AT))
+
+
 def gpu_uuids(labels: dict) -> list[str]:
     return [u for u in (labels.get(GPU_UUIDS) or "").split(",") if u]
 

@@ -128,6 +128,8 @@ _KNOWN = {f.name for f in fields(Limits)} - {"source", "mig_instances_per_gpu"}
 
 
 def _normalise(section: dict, where: str) -> dict:
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"Bad value for {where}: expected a mapping of limits, got {section!r}.")
     out = {}
     for key, value in (section or {}).items():
         key = _ALIASES.get(key, key)

@@ -35,6 +35,10 @@ class Settings:
     docker_url: str | None = None
     #: "nvml" for the real GPUs, or the path of a YAML/JSON list of GPUs.
     gpu_inventory: str = "nvml"
+    #: How a container gets its GPUs: "device_request" (Docker's --gpus, needs the
+    #: NVIDIA Container Toolkit) or "env" (NVIDIA_VISIBLE_DEVICES only, for hosts whose
+    #: default runtime is nvidia, and for allocation tests on hosts without GPUs).
+    gpu_request: str = "device_request"
     #: Folder of the lock files that make GPU allocation atomic across processes and users.
     lock_dir: str = field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "ds01-jupyter"))
     #: Recorded in the ds01.interface label of containers this front end creates.

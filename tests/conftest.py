@@ -1,0 +1,118 @@
+"""Fixtures: a real Docker engine, a throw-away home per test, real images.
+
+Tests skip without Docker on a developer's machine, but fail in CI
+(CI=true or DS01_REQUIRE_DOCKER=1), so a green CI always means the engine ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+
+from ds01_jupyter.core import DS01, Settings, User
+from ds01_jupyter.core import labels as L
+from ds01_jupyter.core.errors import DS01Error, EngineUnavailable
+
+BASE_IMAGE = os.environ.get("DS01_TEST_BASE_IMAGE", "ds01/base:latest")
+REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("DS01_REQUIRE_DOCKER") == "1"
+
+
+@pytest.fixture(scope="session")
+def engine():
+    core = DS01(Settings(base_image=BASE_IMAGE))
+    try:
+        core.engine.ping()
+    except EngineUnavailable as err:
+        if REQUIRE_DOCKER:
+            pytest.fail(f"Docker is required here: {err}")
+        pytest.skip(f"no Docker engine: {err}")
+    core.images.ensure_base_image(progress=lambda line: print(line, file=sys.stderr))
+    return core.engine
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def user(home) -> User:
+    me = User.current()
+    return User(me.name, me.uid, me.gid, home)
+
+
+@pytest.fixture
+def project_name():
+    """Unique project names, so parallel and repeated runs never share containers or images."""
+    return lambda: "t" + secrets.token_hex(4)
+
+
+class CoreFactory:
+    def __init__(self, tmp_path: Path, engine):
+        self.tmp_path = tmp_path
+        self.engine = engine
+        self.cores: list[DS01] = []
+
+    def settings(self, limits: str | None = None, gpus: list | None = None, **overrides) -> Settings:
+        values = dict(
+            lock_dir=str(self.tmp_path / "locks"),
+            base_image=BASE_IMAGE,
+            gpu_request="env",
+            interface="test",
+            stop_timeout=2,
+            limits_file=str(self.tmp_path / "no-limits.yaml"),
+        )
+        if limits is not None:
+            path = self.tmp_path / f"limits-{secrets.token_hex(3)}.yaml"
+            path.write_text(limits)
+            values["limits_file"] = str(path)
+        else:
+            (self.tmp_path / "no-limits.yaml").write_text("defaults: {}\n")
+        if gpus is not None:
+            path = self.tmp_path / f"gpus-{secrets.token_hex(3)}.json"
+            path.write_text(json.dumps(gpus))
+            values["gpu_inventory"] = str(path)
+        else:
+            values["gpu_inventory"] = str(self.tmp_path / "no-gpus.json")
+            (self.tmp_path / "no-gpus.json").write_text("[]")
+        values.update(overrides)
+        return Settings(**values)
+
+    def __call__(self, **kwargs) -> DS01:
+        core = DS01(self.settings(**kwargs))
+        self.cores.append(core)
+        return core
+
+    def cleanup(self):
+        prefix = str(self.tmp_path)
+        core = DS01(Settings())
+        for record in core.engine.list_containers(L.managed()):
+            if record.labels.get(L.WORKSPACE, "").startswith(prefix):
+                core.engine.remove_container(record.id, force=True)
+        projects = {p.name for p in self.tmp_path.glob("*/workspace/*")}
+        for image in core.engine.list_images(L.managed()):
+            if image.labels.get(L.PROJECT) in projects:
+                try:
+                    core.engine.remove_image(image.id)
+                except DS01Error:
+                    pass  # still used by a container another test owns
+
+
+@pytest.fixture
+def make_core(tmp_path, engine):
+    factory = CoreFactory(tmp_path, engine)
+    yield factory
+    factory.cleanup()
+
+
+def fake_gpus(n: int, tag: str | None = None) -> list[dict]:
+    """A configured GPU list with UUIDs unique to one test."""
+    tag = tag or secrets.token_hex(3)
+    return [{"uuid": f"GPU-test-{tag}-{i}", "index": i, "name": "Configured Test GPU", "memory_total": 80 * 2**30} for i in range(n)]
