@@ -74,9 +74,10 @@ class Reaper:
         state = self._load(user)
         gpu_pids = self._gpu_containers()
         decisions = []
-        for status in self.containers.list(user):
-            if not status.running:
+        for listed in self.containers.list(user):
+            if not listed.running:
                 continue
+            status = self.containers.status(user, listed.project)  # with its start time
             entry = state.setdefault(status.id, {})
             decision = self._decide(user, status, entry, limits, gpu_pids, now)
             decisions.append(decision)

@@ -1,0 +1,90 @@
+"""The commands DS01 users know, run as real processes against the real engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def run(cmd, env, *args, check_code=None):
+    proc = subprocess.run([str(BIN / cmd), *args], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    if check_code is not None:
+        assert proc.returncode == check_code, (proc.stdout, proc.stderr)
+    return proc
+
+
+@pytest.fixture
+def env(make_core, home):
+    settings = make_core.settings()
+    environ = dict(os.environ)
+    environ.update(
+        HOME=str(home),
+        DS01_LOCK_DIR=settings.lock_dir,
+        DS01_BASE_IMAGE=settings.base_image,
+        DS01_GPU_INVENTORY=settings.gpu_inventory,
+        DS01_LIMITS_FILE=settings.limits_file,
+        DS01_STOP_TIMEOUT="2",
+    )
+    return environ
+
+
+def test_the_documented_walkthrough(env, home, project_name):
+    name = project_name()
+    run("project-init", env, name, check_code=0)
+    assert (home / "workspace" / name / "notebooks").is_dir()
+    assert (home / "dockerfiles" / f"{name}.Dockerfile").is_file()
+
+    deployed = run("container-deploy", env, name, "--background", "--json", check_code=0)
+    data = json.loads(deployed.stdout)
+    assert data["created"] and data["container"]["state"] == "running"
+    assert "Building" in deployed.stderr  # progress on stderr, JSON clean on stdout
+
+    listed = run("container-run", env, name, "--", "ls", "/workspace", check_code=0)
+    assert {"data", "models", "notebooks", "README.md"} <= set(listed.stdout.split())
+    failing = run("container-run", env, name, "--", "sh", "-c", "exit 7")
+    assert failing.returncode == 7
+
+    table = run("container-list", env, check_code=0).stdout
+    assert name in table and "running" in table
+    status = json.loads(run("ds01", env, "status", "--json", check_code=0).stdout)
+    assert [p["state"] for p in status["projects"] if p["project"] == name] == ["running"]
+    limits = run("check-limits", env, check_code=0).stdout
+    assert "max_containers_per_user" in limits and "1 of 3" in limits
+    assert (home / ".ds01-limits").is_file()
+
+    run("container-stop", env, name, check_code=0)
+    assert json.loads(run("ds01", env, "--json", "status", name, check_code=0).stdout)["state"] == "exited"
+    run("container-start", env, name, check_code=0)
+    retired = run("container-retire", env, name, check_code=0)
+    assert "stays" in retired.stdout
+    assert (home / "workspace" / name / "README.md").is_file()
+    assert name not in run("container-list", env, check_code=0).stdout
+
+
+def test_errors_exit_1_with_a_message_and_usage_errors_exit_2(env, project_name):
+    bad = run("project-init", env, "../escape")
+    assert bad.returncode == 1 and "Invalid project name" in bad.stderr and "lowercase" in bad.stderr
+    missing = run("container-deploy", env, "nope", "--background")
+    assert missing.returncode == 1 and "project-init nope" in missing.stderr
+    as_json = run("ds01", env, "--json", "container-stop", "nope")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["error"] == "ProjectNotFound"
+    usage = run("container-deploy", env, "x", "--gpus", "-1")
+    assert usage.returncode == 2
+    assert run("ds01", env).returncode == 2
+
+
+def test_docker_down_is_one_clear_line(env, project_name):
+    env = dict(env, DOCKER_HOST="unix:///nonexistent/docker.sock")
+    name = project_name()
+    run("project-init", env, name, check_code=0)  # projects work without Docker
+    down = run("container-list", env)
+    assert down.returncode == 1
+    assert "Cannot reach the Docker engine" in down.stderr and "docker info" in down.stderr
+    assert "Traceback" not in down.stderr

@@ -1,0 +1,71 @@
+"""The idle/runtime reaper decides from the container's cgroup and keeps its memory on disk."""
+
+from __future__ import annotations
+
+import time
+
+from ds01_jupyter.core import DS01
+
+IDLE = "defaults:\n  idle_timeout: 60s\n  max_runtime: null\n  max_containers_per_user: 5\n"
+
+
+def deploy(core, user, name, **kwargs):
+    core.projects.create(user, name)
+    return core.containers.deploy(user, name, **kwargs).container
+
+
+def decision(decisions, name):
+    return next(d for d in decisions if d.project == name)
+
+
+def test_idle_container_is_stopped_only_after_the_timeout(make_core, user, project_name):
+    core = make_core(limits=IDLE)
+    name = project_name()
+    deploy(core, user, name)
+    t0 = time.time()
+    first = decision(core.reaper.run(user, now=t0), name)
+    assert first.action == "keep" and "first" in first.reason
+    # A new core (as after a server restart) reads the activity record from disk.
+    again = DS01(core.settings)
+    early = decision(again.reaper.run(user, now=t0 + 30), name)
+    assert early.action == "keep"
+    late = decision(again.reaper.run(user, now=t0 + 120), name)
+    assert late.action == "stop" and "idle_timeout" in late.reason
+    assert core.containers.status(user, name).state == "exited"
+
+
+def test_busy_cpu_keeps_a_container_with_the_browser_closed(make_core, user, project_name):
+    core = make_core(limits=IDLE)
+    name = project_name()
+    status = deploy(core, user, name)
+    core.engine.exec(status.id, ["sh", "-c", "while :; do :; done"], detach=True)
+    t0 = time.time()
+    core.reaper.run(user, now=t0)
+    time.sleep(1.5)
+    busy = decision(core.reaper.run(user, now=t0 + 1.5), name)
+    assert busy.action == "keep" and "CPU" in busy.reason
+    assert core.containers.status(user, name).running
+
+
+def test_keep_alive_file_and_protected_label_exempt(make_core, user, project_name):
+    core = make_core(limits=IDLE.replace("max_runtime: null", "max_runtime: 1s"))
+    kept, guarded = project_name(), project_name()
+    deploy(core, user, kept)
+    (core.projects.get(user, kept).path / ".keep-alive").touch()
+    deploy(core, user, guarded, protected=True)
+    time.sleep(1.2)
+    decisions = core.reaper.run(user)
+    assert decision(decisions, kept).action == "keep" and ".keep-alive" in decision(decisions, kept).reason
+    assert decision(decisions, guarded).action == "keep" and "protected" in decision(decisions, guarded).reason
+
+
+def test_max_runtime_stops_and_says_why(make_core, user, project_name):
+    core = make_core(limits=IDLE.replace("max_runtime: null", "max_runtime: 1s"))
+    name = project_name()
+    deploy(core, user, name)
+    time.sleep(1.2)
+    dry = decision(core.reaper.run(user, dry_run=True), name)
+    assert dry.action == "stop" and "max_runtime" in dry.reason
+    assert core.containers.status(user, name).running  # dry run changes nothing
+    decision(core.reaper.run(user), name)
+    assert core.containers.status(user, name).state == "exited"
