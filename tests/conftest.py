@@ -18,6 +18,8 @@ from ds01_jupyter.core import DS01, Settings, User
 from ds01_jupyter.core import labels as L
 from ds01_jupyter.core.errors import DS01Error, EngineUnavailable
 
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 BASE_IMAGE = os.environ.get("DS01_TEST_BASE_IMAGE", "ds01/base:latest")
 REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("DS01_REQUIRE_DOCKER") == "1"
 
@@ -116,3 +118,64 @@ def fake_gpus(n: int, tag: str | None = None) -> list[dict]:
     """A configured GPU list with UUIDs unique to one test."""
     tag = tag or secrets.token_hex(3)
     return [{"uuid": f"GPU-test-{tag}-{i}", "index": i, "name": "Configured Test GPU", "memory_total": 80 * 2**30} for i in range(n)]
+
+
+# -- a real Jupyter server with the extension --------------------------------------------
+@pytest.fixture
+def ds01_settings(make_core):
+    """Core settings for the server under test (override to add limits or GPUs)."""
+    return make_core.settings()
+
+
+@pytest.fixture
+def jp_root_dir(home):
+    root = home / "workspace"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+@pytest.fixture
+def jp_server_config(ds01_settings, home):
+    s = ds01_settings
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"ds01_jupyter": True, "jupyter_server_terminals": False},
+            "allow_unauthenticated_access": False,
+        },
+        "DS01App": {
+            "workspace_root": str(home / "workspace"),
+            "dockerfiles_root": str(home / "dockerfiles"),
+            "state_dir": str(home / "state"),
+            "limits_file": s.limits_file or "",
+            "base_image": s.base_image,
+            "gpu_inventory": s.gpu_inventory,
+            "gpu_request": s.gpu_request,
+            "lock_dir": s.lock_dir,
+            "docker_url": s.docker_url or "",
+            "reap_interval": 0,
+        },
+    }
+
+
+@pytest.fixture
+def api(jp_fetch):
+    """Call /ds01/... and decode JSON; errors come back as (status, body) instead of raising."""
+    from tornado.httpclient import HTTPClientError
+
+    async def call(method, *parts, body=None, params=None, expect=None):
+        kwargs = {"method": method, "params": params or {}}
+        if body is not None:
+            kwargs["body"] = json.dumps(body)
+        elif method == "POST":
+            kwargs["body"] = ""
+        try:
+            response = await jp_fetch("ds01", *parts, **kwargs)
+            status, text = response.code, response.body.decode()
+        except HTTPClientError as err:
+            status, text = err.code, err.response.body.decode() if err.response is not None else ""
+        data = json.loads(text) if text.strip().startswith(("{", "[")) else text
+        if expect is not None:
+            assert status == expect, (status, data)
+        return status, data
+
+    return call

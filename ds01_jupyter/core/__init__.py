@@ -11,9 +11,10 @@ from functools import cached_property
 
 from .allocator import GpuAllocator
 from .containers import Containers, ContainerStatus, DeployResult
+from .disk import DiskUsage
 from .docker_engine import DockerEngine
 from .engine import ContainerEngine
-from .errors import DS01Error
+from .errors import DS01Error, EngineUnavailable
 from .gpus import GpuInventory, attribute, inventory_from_setting
 from .images import Images
 from .limits import Limits, LimitsSource
@@ -75,6 +76,52 @@ class DS01:
     @cached_property
     def reaper(self) -> Reaper:
         return Reaper(self.containers)
+
+    @cached_property
+    def disk(self) -> DiskUsage:
+        return DiskUsage(self.settings, self.projects)
+
+    def disk_usage(self, user: User) -> dict:
+        """Measure every project's workspace against the user's quota (storage_workspace)."""
+        quota = self.limits.for_user(user).storage_workspace
+        projects = {p.name: self.disk.measure(user, p.name).to_dict() for p in self.projects.list(user)}
+        total = sum(p["bytes"] for p in projects.values())
+        return {
+            "projects": projects,
+            "total_bytes": total,
+            "quota_bytes": quota,
+            "over_quota": quota is not None and total > quota,
+        }
+
+    def overview(self, user: User) -> dict:
+        """Every project with its container, image and last measured size.
+
+        Works while the engine is down: projects are on disk; the answer then
+        says the engine is unavailable and why.
+        """
+        engine = {"available": True, "reason": ""}
+        containers, images = {}, {}
+        try:
+            containers = {c.project: c for c in self.containers.list(user)}
+            images = {i.project: i for i in self.images.list(user)}
+        except EngineUnavailable as err:
+            engine = {"available": False, "reason": str(err)}
+        sizes = self.disk.cached(user)
+        projects = []
+        for project in self.projects.list(user):
+            container = containers.get(project.name)
+            image = images.get(project.name)
+            projects.append(
+                {
+                    "name": project.name,
+                    "path": str(project.path),
+                    "container": container.to_dict() if container else None,
+                    "image": image.to_dict() if image else None,
+                    "size": sizes.get(project.name),
+                    "warnings": 0,
+                }
+            )
+        return {"user": user.name, "engine": engine, "projects": projects}
 
     def gpu_inventory(self) -> dict:
         """Every GPU with its holder (from labels) and its processes' containers (from cgroups)."""

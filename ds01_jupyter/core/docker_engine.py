@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shutil
+import tarfile
 import threading
 from datetime import datetime, timezone
 from typing import Iterator
@@ -244,6 +245,16 @@ class DockerEngine(ContainerEngine):
             code = self.api.exec_inspect(exec_id).get("ExitCode")
         return code, output or b""
 
+    def put_file(self, name_or_id, path, data, mode=0o600, uid=0, gid=0):
+        folder, _, name = path.rpartition("/")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid = len(data), mode, uid, gid
+            tar.addfile(info, io.BytesIO(data))
+        with self._errors("write a file into", name_or_id):
+            self.api.put_archive(name_or_id, folder or "/", buffer.getvalue())
+
     def interactive_command(self, name_or_id, command, user, workdir, tty):
         exe = shutil.which("docker")
         if exe is None:
@@ -348,11 +359,11 @@ class DockerEngine(ContainerEngine):
         with self._errors("remove image", ref):
             self.api.remove_image(ref)
 
-    def events(self, labels, since=None):
+    def events(self, labels, since, until):
         filters = self._filters(labels)
         filters["type"] = ["container"]
         with self._errors("follow events"):
-            for event in self.api.events(decode=True, filters=filters, since=since):
+            for event in self.api.events(decode=True, filters=filters, since=since, until=until):
                 actor = event.get("Actor") or {}
                 attrs = actor.get("Attributes") or {}
                 yield {

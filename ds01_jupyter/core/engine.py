@@ -111,6 +111,10 @@ class ContainerEngine(abc.ABC):
         """Run a command inside; return (exit code, combined output)."""
 
     @abc.abstractmethod
+    def put_file(self, name_or_id: str, path: str, data: bytes, mode: int = 0o600, uid: int = 0, gid: int = 0) -> None:
+        """Write one file inside the container (its folder must exist)."""
+
+    @abc.abstractmethod
     def interactive_command(
         self, name_or_id: str, command: list[str], user: str | None, workdir: str | None, tty: bool
     ) -> list[str]:
@@ -146,5 +150,6 @@ class ContainerEngine(abc.ABC):
     def remove_image(self, ref: str) -> None: ...
 
     @abc.abstractmethod
-    def events(self, labels: dict[str, str], since: float | None = None) -> Iterator[dict]:
-        """Container events as dicts with keys action, id, name, labels, time."""
+    def events(self, labels: dict[str, str], since: float, until: float) -> Iterator[dict]:
+        """Container events between two times (the stream ends at ``until``), as dicts
+        with keys action, id, name, labels, exit_code, time."""

@@ -80,7 +80,8 @@ class Images:
             raise Forbidden(f"{path} links outside {root}; refusing to read it.")
         if create and not path.exists():
             root.mkdir(parents=True, exist_ok=True)
-            path.write_text(DEFAULT_DOCKERFILE.format(project=project, base_image=self.settings.base_image))
+            template = self.settings.default_dockerfile or DEFAULT_DOCKERFILE
+            path.write_text(template.format(project=project, base_image=self.settings.base_image))
             if os.geteuid() == 0 and user.uid != 0:
                 os.chown(root, user.uid, user.gid)
                 os.chown(path, user.uid, user.gid)

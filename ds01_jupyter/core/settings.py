@@ -31,6 +31,8 @@ class Settings:
     user_limits_copy: str = "{home}/.ds01-limits"
     base_image: str = "ds01/base:latest"
     image_template: str = "ds01-{user}/{project}:latest"
+    #: Template of the Dockerfile written for a project that has none ({project}, {base_image}); None: built-in.
+    default_dockerfile: str | None = None
     #: Docker's address; None means DOCKER_HOST or the local socket.
     docker_url: str | None = None
     #: "nvml" for the real GPUs, or the path of a YAML/JSON list of GPUs.

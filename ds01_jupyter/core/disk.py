@@ -1,0 +1,87 @@
+"""Disk use of workspaces, measured without following links, remembered on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .projects import Projects
+from .settings import Settings
+from .users import User
+
+
+@dataclass
+class TreeSize:
+    bytes: int  # allocated bytes (st_blocks), as du counts them
+    apparent_bytes: int
+    files: int
+    measured_at: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tree_size(root: str | os.PathLike) -> TreeSize:
+    """Sum a tree with os.scandir (no link is followed, hard links count once)."""
+    total = apparent = files = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [os.fspath(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            continue  # vanished or unreadable: measured as empty
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    total += st.st_blocks * 512
+                    continue
+                if st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                files += 1
+                total += st.st_blocks * 512
+                apparent += st.st_size
+    return TreeSize(total, apparent, files, time.time())
+
+
+class DiskUsage:
+    """Per-project workspace sizes; the last measurement is kept in the state folder."""
+
+    def __init__(self, settings: Settings, projects: Projects):
+        self.settings = settings
+        self.projects = projects
+
+    def _file(self, user: User) -> Path:
+        return self.settings.expand(self.settings.state_dir, user) / "sizes.json"
+
+    def cached(self, user: User) -> dict[str, dict]:
+        try:
+            return json.loads(self._file(user).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def measure(self, user: User, project: str) -> TreeSize:
+        size = tree_size(self.projects.get(user, project).path)
+        sizes = self.cached(user)
+        sizes[project] = size.to_dict()
+        path = self._file(user)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(sizes))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a full disk must not break measuring it
+        return size

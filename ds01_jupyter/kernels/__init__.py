@@ -1,0 +1,1 @@
+"""Notebook kernels that run inside project containers."""

@@ -1,0 +1,171 @@
+"""The ds01 server extension: configuration (traitlets) and wiring."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import PeriodicCallback
+from traitlets import Float, Int, Type, Unicode, default
+
+from .. import __version__
+from ..core import DS01, DS01Error, Settings, User
+from ..core.gpus import GpuInventory, inventory_from_setting
+from ..kernels import provisioner
+from ..kernels.specs import KernelSpecs
+from .events import EventHub
+from .handlers import handlers
+from .operations import Operations
+
+_defaults = Settings()
+
+
+class DS01App(ExtensionApp):
+    """Projects, GPU containers and their kernels, from JupyterLab."""
+
+    name = "ds01_jupyter"
+    load_other_extensions = True
+
+    workspace_root = Unicode(
+        _defaults.workspace_root,
+        config=True,
+        help="Folder holding the user's projects; {home} and {user} are expanded. "
+        "Each project is mounted at /workspace in its container.",
+    )
+    dockerfiles_root = Unicode(
+        _defaults.dockerfiles_root,
+        config=True,
+        help="Folder of the project Dockerfiles (<project>.Dockerfile); {home} and {user} are expanded.",
+    )
+    limits_file = Unicode(
+        "",
+        config=True,
+        help="The admin's resource-limits.yaml in DS01's format. Empty: "
+        "/etc/ds01-jupyter/resource-limits.yaml, else /opt/ds01-infra/config/resource-limits.yaml, "
+        "else built-in defaults.",
+    )
+    state_dir = Unicode(
+        _defaults.state_dir,
+        config=True,
+        help="Where ds01 keeps what it must remember across restarts (idle records, sizes).",
+    )
+    base_image = Unicode(
+        _defaults.base_image,
+        config=True,
+        help="FROM of the default Dockerfile. When missing it is built locally with mmdebstrap.",
+    )
+    image_template = Unicode(
+        _defaults.image_template,
+        config=True,
+        help="Name of a project's image; {user} and {project} are expanded.",
+    )
+    default_dockerfile = Unicode(
+        "",
+        config=True,
+        help="Template of the Dockerfile written for a project without one ({project}, {base_image}); "
+        "empty: the built-in one (ipykernel, requirements.txt, the user's account).",
+    )
+    docker_url = Unicode(
+        "",
+        config=True,
+        help="Docker engine address (e.g. unix:///var/run/docker.sock). Empty: DOCKER_HOST or the local socket.",
+    )
+    gpu_inventory = Unicode(
+        _defaults.gpu_inventory,
+        config=True,
+        help="'nvml' for the host's GPUs through NVML, or the path of a YAML/JSON GPU list "
+        "(for hosts without NVML). Ignored when gpu_inventory_class is set.",
+    )
+    gpu_inventory_class = Type(
+        None,
+        klass=GpuInventory,
+        allow_none=True,
+        config=True,
+        help="A GpuInventory subclass to list GPUs (overrides gpu_inventory).",
+    )
+    gpu_request = Unicode(
+        _defaults.gpu_request,
+        config=True,
+        help="'device_request' (Docker --gpus by UUID; needs the NVIDIA Container Toolkit) or "
+        "'env' (NVIDIA_VISIBLE_DEVICES only, where the default runtime is nvidia).",
+    )
+    lock_dir = Unicode(
+        _defaults.lock_dir,
+        config=True,
+        help="Folder of the host-wide lock that makes GPU allocation atomic across users' tools.",
+    )
+    idle_cpu_percent = Float(
+        _defaults.idle_cpu_percent,
+        config=True,
+        help="CPU use (percent of one core) under which a container counts as idle for the reaper.",
+    )
+    reap_interval = Int(
+        300,
+        config=True,
+        help="Seconds between runs of the idle/runtime reaper for this user; 0 turns it off.",
+    )
+
+    @default("static_paths")
+    def _static(self):
+        return []
+
+    def core_settings(self) -> Settings:
+        return Settings(
+            workspace_root=self.workspace_root,
+            dockerfiles_root=self.dockerfiles_root,
+            state_dir=self.state_dir,
+            limits_file=self.limits_file or None,
+            base_image=self.base_image,
+            image_template=self.image_template,
+            default_dockerfile=self.default_dockerfile or None,
+            docker_url=self.docker_url or None,
+            gpu_inventory=self.gpu_inventory,
+            gpu_request=self.gpu_request,
+            lock_dir=self.lock_dir,
+            interface="jupyter",
+            idle_cpu_percent=self.idle_cpu_percent,
+        )
+
+    def initialize_settings(self):
+        settings = self.core_settings()
+        inventory = self.gpu_inventory_class() if self.gpu_inventory_class else inventory_from_setting(settings.gpu_inventory)
+        self.core = DS01(settings, inventory=inventory)
+        self.user = User.current()
+        provisioner.configure(self.core, self.user)
+        self.kernel_specs = KernelSpecs(self.core, self.user, log=self.log)
+        self.events = EventHub(self.core, self.user, log=self.log, on_change=self.kernel_specs.on_event)
+        self.operations = Operations(self.events.publish)
+        self.settings.update(
+            ds01_core=self.core,
+            ds01_user=self.user,
+            ds01_events=self.events,
+            ds01_operations=self.operations,
+            ds01_kernel_specs=self.kernel_specs,
+            ds01_version=__version__,
+        )
+        self.kernel_specs.sync_quietly()
+        self.events.start()
+        if self.reap_interval > 0:
+            self._reaper = PeriodicCallback(self._reap, self.reap_interval * 1000)
+            self._reaper.start()
+        self.log.info("ds01: projects in %s", self.core.projects.root(self.user))
+
+    def initialize_handlers(self):
+        self.handlers.extend(handlers())
+
+    async def _reap(self):
+        """Stop this user's idle or overdue containers; say why in the log."""
+        loop = asyncio.get_running_loop()
+        try:
+            decisions = await loop.run_in_executor(None, self.core.reaper.run, self.user)
+        except DS01Error as err:
+            self.log.info("ds01 reaper skipped: %s", err)
+            return
+        for d in decisions:
+            if d.action == "stop":
+                self.log.warning("ds01 reaper stopped %s: %s", d.container, d.reason)
+
+    async def stop_extension(self):
+        if getattr(self, "_reaper", None):
+            self._reaper.stop()
+        self.events.stop()

@@ -1,0 +1,117 @@
+"""Live events for the sidebar, fed by the engine's event stream.
+
+One reader per server follows the engine's container events for this user in
+short windows (so it stops promptly and never misses an event between two
+windows), turns them into small JSON events and fans them out to every
+connected client. A client that connects first gets a snapshot of the current
+state, so a reconnect never leaves it stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Callable
+
+from ..core import labels as L
+from ..core.errors import DS01Error, EngineUnavailable
+
+WINDOW = 2.0
+CONTAINER_ACTIONS = {"create", "start", "die", "stop", "destroy", "oom", "pause", "unpause"}
+
+
+def translate(event: dict) -> list[dict]:
+    """Engine event -> events for clients (a destroyed GPU container also frees its GPUs)."""
+    action = event.get("action") or ""
+    if action not in CONTAINER_ACTIONS:
+        return []
+    labels = event.get("labels") or {}
+    out = [
+        {
+            "type": "container",
+            "action": action,
+            "project": labels.get(L.PROJECT, ""),
+            "id": event.get("id"),
+            "name": event.get("name"),
+            "exit_code": int(event["exit_code"]) if event.get("exit_code") not in (None, "") else None,
+            "time": event.get("time"),
+        }
+    ]
+    uuids = L.gpu_uuids(labels)
+    if action == "destroy" and uuids:
+        out.append({"type": "gpu", "action": "freed", "uuids": uuids, "project": labels.get(L.PROJECT, "")})
+    return out
+
+
+class EventHub:
+    def __init__(self, core, user, log: logging.Logger | None = None, on_change: Callable[[dict], None] | None = None):
+        self.core = core
+        self.user = user
+        self.log = log or logging.getLogger("ds01_jupyter.events")
+        self.on_change = on_change
+        self._queues: set[asyncio.Queue] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.engine_available: bool | None = None
+
+    # -- subscribers (event loop side) --------------------------------------------------
+    def subscribe(self) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+        self._queues.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self._queues.discard(queue)
+
+    def publish(self, event: dict) -> None:
+        """Send to every client; call on the event loop (see publish_threadsafe)."""
+        for queue in list(self._queues):
+            if queue.full():  # a client that stopped reading: drop it, it will reconnect
+                self._queues.discard(queue)
+                continue
+            queue.put_nowait(event)
+
+    def publish_threadsafe(self, event: dict) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.publish, event)
+
+    # -- the reader thread -------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_event_loop()
+        self._thread = threading.Thread(target=self._follow, name="ds01-events", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=WINDOW + 3)
+
+    def _set_available(self, available: bool, reason: str = "") -> None:
+        if available != self.engine_available:
+            self.engine_available = available
+            self.publish_threadsafe({"type": "engine", "available": available, "reason": reason})
+
+    def _follow(self) -> None:
+        since = time.time()
+        backoff = 1.0
+        while not self._stop.is_set():
+            until = time.time() + WINDOW
+            try:
+                for event in self.core.engine.events(L.owned_by(self.user), since=since, until=until):
+                    for out in translate(event):
+                        self.publish_threadsafe(out)
+                        if self.on_change is not None:
+                            self.on_change(out)
+                self._set_available(True)
+                since = until
+                backoff = 1.0
+            except EngineUnavailable as err:
+                self._set_available(False, err.message)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except DS01Error as err:
+                self.log.warning("ds01 events: %s", err)
+                self._stop.wait(backoff)
