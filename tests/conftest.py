@@ -27,6 +27,11 @@ REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("DS01_REQUIRE_
 @pytest.fixture(scope="session")
 def engine():
     core = DS01(Settings(base_image=BASE_IMAGE))
+    yield from _ready(core)
+    core.close()
+
+
+def _ready(core):
     try:
         core.engine.ping()
     except EngineUnavailable as err:
@@ -34,7 +39,7 @@ def engine():
             pytest.fail(f"Docker is required here: {err}")
         pytest.skip(f"no Docker engine: {err}")
     core.images.ensure_base_image(progress=lambda line: print(line, file=sys.stderr))
-    return core.engine
+    yield core.engine
 
 
 @pytest.fixture
@@ -93,6 +98,8 @@ class CoreFactory:
         return core
 
     def cleanup(self):
+        for made in self.cores:
+            made.close()
         prefix = str(self.tmp_path)
         core = DS01(Settings())
         for record in core.engine.list_containers(L.managed()):
@@ -105,6 +112,7 @@ class CoreFactory:
                     core.engine.remove_image(image.id)
                 except DS01Error:
                     pass  # still used by a container another test owns
+        core.close()
 
 
 @pytest.fixture

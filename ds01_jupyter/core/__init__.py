@@ -51,6 +51,9 @@ class DS01:
         self.engine = engine or DockerEngine(self.settings.docker_url, gpu_request=self.settings.gpu_request)
         self.inventory = inventory or inventory_from_setting(self.settings.gpu_inventory)
 
+    def close(self) -> None:
+        self.engine.close()
+
     @cached_property
     def projects(self) -> Projects:
         return Projects(self.settings)

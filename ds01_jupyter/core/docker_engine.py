@@ -28,6 +28,7 @@ try:  # docker-py is a dependency, but the core must import without it for Binde
     import docker.errors
     import docker.types
     import requests.exceptions
+    import urllib3.exceptions
 except ImportError:  # pragma: no cover - exercised only where docker-py is absent
     docker = None
 
@@ -98,9 +99,19 @@ class DockerEngine(ContainerEngine):
                     raise AlreadyExists(f"{subject} already exists.") from None
                 raise StateConflict(f"Cannot {what} {subject}: {_explain(err)}.") from None
             raise EngineError(f"Docker could not {what} {subject}: {_explain(err)}.") from None
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as err:
+        except (
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,
+            docker.errors.DockerException,
+        ) as err:
             self._client = None  # reconnect next time: the engine may come back
             raise EngineUnavailable(f"Lost the Docker engine while trying to {what}: {_short(err)}.", hint=_DOWN_HINT) from None
+
+    def close(self) -> None:
+        """Close the connections to the engine (a later call reconnects)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def ping(self) -> None:
         with self._errors("reach the engine"):
@@ -362,8 +373,10 @@ class DockerEngine(ContainerEngine):
     def events(self, labels, since, until):
         filters = self._filters(labels)
         filters["type"] = ["container"]
-        with self._errors("follow events"):
-            for event in self.api.events(decode=True, filters=filters, since=since, until=until):
+        with self._errors("follow events"), contextlib.closing(
+            self.api.events(decode=True, filters=filters, since=since, until=until)
+        ) as stream:
+            for event in stream:
                 actor = event.get("Actor") or {}
                 attrs = actor.get("Attributes") or {}
                 yield {

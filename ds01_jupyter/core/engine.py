@@ -71,6 +71,9 @@ class ImageRecord:
 class ContainerEngine(abc.ABC):
     """Operations the core needs from a container engine."""
 
+    def close(self) -> None:
+        """Release connections to the engine."""
+
     @abc.abstractmethod
     def ping(self) -> None:
         """Raise EngineUnavailable unless the engine answers."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.provisioning import KernelProvisionerBase
+from tornado.web import HTTPError
 from traitlets import Integer, Unicode
 
 from ..core import DS01, Settings, User
@@ -28,6 +29,17 @@ _context: dict[str, Any] = {}
 #: Variables passed from the server to a kernel in a container; the rest of the
 #: host's environment (PATH, HOME...) means nothing there.
 PASSED_ENV = ("JPY_SESSION_NAME", "JPY_PARENT_PID", "PYTHONUNBUFFERED", "LANG", "LC_ALL", "TZ")
+
+
+class KernelStartRefused(HTTPError):
+    """Why a kernel cannot start; the Jupyter server shows this message to the user."""
+
+    def __init__(self, message: str, status: int = 409):
+        super().__init__(status, message.replace("%", "%%"))
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def configure(core: DS01, user: User) -> None:
@@ -83,24 +95,27 @@ class ContainerProvisioner(KernelProvisionerBase):
             project = await self._run(core.projects.get, user, self.project)
             record = await self._run(core.containers.record, user, self.project)
         except ContainerNotFound:
-            raise RuntimeError(
+            raise KernelStartRefused(
                 f"Project {self.project!r} is not deployed: deploy first (ds01 sidebar, or "
                 f"`container-deploy {self.project}`), then start this kernel again."
             ) from None
         except DS01Error as err:
-            raise RuntimeError(str(err)) from None
+            raise KernelStartRefused(str(err), err.status) from None
         if not record.running:
-            raise RuntimeError(
+            raise KernelStartRefused(
                 f"The container of {self.project!r} is {record.state}: start it first "
                 f"(`container-start {self.project}`), then start this kernel again."
             )
         km = self.parent
         kwargs.pop("transport_encryption", None)
         km.transport = "tcp"
-        km.ip = record.ip_address
-        # The kernel binds inside the container's own network namespace: any ports are free there.
-        ports = random.sample(range(20000, 60000), 5)
-        km.shell_port, km.iopub_port, km.stdin_port, km.hb_port, km.control_port = ports
+        ports = (km.shell_port, km.iopub_port, km.stdin_port, km.hb_port, km.control_port)
+        if km.ip != record.ip_address or not all(ports):
+            # The kernel binds in the container's own network namespace, so any ports are
+            # free there; a restart keeps them, so connected clients reconnect as usual.
+            km.ip = record.ip_address
+            ports = random.sample(range(20000, 60000), 5)
+            km.shell_port, km.iopub_port, km.stdin_port, km.hb_port, km.control_port = ports
         km.write_connection_file()
         self.connection_info = km.get_connection_info()
         self.container_id = record.id

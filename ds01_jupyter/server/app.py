@@ -169,3 +169,4 @@ class DS01App(ExtensionApp):
         if getattr(self, "_reaper", None):
             self._reaper.stop()
         self.events.stop()
+        self.core.close()
