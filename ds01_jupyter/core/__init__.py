@@ -15,6 +15,7 @@ from .disk import DiskUsage
 from .docker_engine import DockerEngine
 from .engine import ContainerEngine
 from .errors import DS01Error, EngineUnavailable
+from .guard import Guard
 from .gpus import GpuInventory, attribute, inventory_from_setting
 from .images import Images
 from .limits import Limits, LimitsSource
@@ -81,6 +82,10 @@ class DS01:
         return Reaper(self.containers)
 
     @cached_property
+    def guard(self) -> Guard:
+        return Guard(self.containers, self.disk)
+
+    @cached_property
     def disk(self) -> DiskUsage:
         return DiskUsage(self.settings, self.projects)
 
@@ -121,7 +126,7 @@ class DS01:
                     "container": container.to_dict() if container else None,
                     "image": image.to_dict() if image else None,
                     "size": sizes.get(project.name),
-                    "warnings": 0,
+                    "warnings": (self.guard.remembered(user, project.name) or {}).get("at_risk", 0) if container else 0,
                 }
             )
         return {"user": user.name, "engine": engine, "projects": projects}

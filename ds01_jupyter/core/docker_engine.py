@@ -245,16 +245,27 @@ class DockerEngine(ContainerEngine):
             if buffer:
                 yield buffer.decode("utf-8", "replace")
 
-    def exec(self, name_or_id, command, user=None, workdir=None, env=None, detach=False):
+    def exec(self, name_or_id, command, user=None, workdir=None, env=None, detach=False, stderr=True):
         with self._errors("run a command in", name_or_id):
             exec_id = self.api.exec_create(
-                name_or_id, command, user=user or "", workdir=workdir, environment=env, stdout=True, stderr=True
+                name_or_id, command, user=user or "", workdir=workdir, environment=env, stdout=True, stderr=stderr
             )["Id"]
             output = self.api.exec_start(exec_id, detach=detach)
             if detach:
                 return None, b""
             code = self.api.exec_inspect(exec_id).get("ExitCode")
         return code, output or b""
+
+    def diff(self, name_or_id):
+        kinds = {0: "C", 1: "A", 2: "D"}
+        with self._errors("list changes of", name_or_id):
+            rows = self.api.diff(name_or_id) or []
+        return [(row["Path"], kinds.get(row.get("Kind"), "C")) for row in rows]
+
+    def read_archive(self, name_or_id, path):
+        with self._errors("read files of", name_or_id):
+            chunks, _stat = self.api.get_archive(name_or_id, path, chunk_size=1 << 20)
+        return _ChunkReader(chunks, self, f"read {path} from")
 
     def put_file(self, name_or_id, path, data, mode=0o600, uid=0, gid=0):
         folder, _, name = path.rpartition("/")
@@ -387,6 +398,31 @@ class DockerEngine(ContainerEngine):
                     "exit_code": attrs.get("exitCode"),
                     "time": event.get("timeNano", 0) / 1e9 or event.get("time"),
                 }
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable file over a chunk iterator, so tarfile can stream an archive."""
+
+    def __init__(self, chunks, engine, what):
+        self._chunks = iter(chunks)
+        self._buffer = b""
+        self._engine = engine
+        self._what = what
+
+    def readable(self):
+        return True
+
+    def readinto(self, target):
+        while not self._buffer:
+            try:
+                with self._engine._errors(self._what):
+                    self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
 
 
 def _explain(err) -> str:

@@ -110,8 +110,17 @@ class ContainerEngine(abc.ABC):
         workdir: str | None = None,
         env: dict | None = None,
         detach: bool = False,
+        stderr: bool = True,
     ) -> tuple[int | None, bytes]:
-        """Run a command inside; return (exit code, combined output)."""
+        """Run a command inside; return (exit code, output: stdout, plus stderr unless stderr=False)."""
+
+    @abc.abstractmethod
+    def diff(self, name_or_id: str) -> list[tuple[str, str]]:
+        """Changes of the writable layer: (path, "A" added | "C" changed | "D" deleted)."""
+
+    @abc.abstractmethod
+    def read_archive(self, name_or_id: str, path: str):
+        """A file-like tar stream of ``path`` in the container (running or not)."""
 
     @abc.abstractmethod
     def put_file(self, name_or_id: str, path: str, data: bytes, mode: int = 0o600, uid: int = 0, gid: int = 0) -> None:

@@ -109,3 +109,17 @@ class EngineError(DS01Error):
     """The container engine refused an operation for a reason of its own."""
 
     status = 502
+
+
+class UnsavedWork(StateConflict):
+    """Retiring would lose work or environment changes; the user must choose rescue or discard."""
+
+
+class QuotaExceeded(LimitExceeded):
+    """Copying would exceed the user's workspace quota (storage_workspace)."""
+
+
+class DiskFull(DS01Error):
+    """The disk holding the workspace has not enough free space."""
+
+    status = 507
