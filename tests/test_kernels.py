@@ -50,6 +50,7 @@ async def test_kernel_runs_in_the_container_in_the_notebook_folder(api, jp_fetch
             "print(os.getcwd(), socket.gethostname(), os.getuid())",
         )
         assert status == "ok", out
+        assert "ds01 warning" not in out, out  # writing inside /workspace is fine
         cwd, hostname, uid = out.split()
         assert cwd == "/workspace/notebooks" and hostname == "demo" and int(uid) == user.uid
         written = home / "workspace" / "demo" / "notebooks" / "results" / "x.csv"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from importlib import resources
 import signal
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from ..core import DS01, Settings, User
 from ..core.errors import ContainerNotFound, DS01Error
 
 _context: dict[str, Any] = {}
+LAUNCHER = "/tmp/.ds01/kernel_launcher.py"
 
 #: Variables passed from the server to a kernel in a container; the rest of the
 #: host's environment (PATH, HOME...) means nothing there.
@@ -78,7 +80,7 @@ class ContainerProvisioner(KernelProvisionerBase):
 
     @property
     def _files(self) -> tuple[str, str]:
-        base = f"/tmp/.ds01-kernel-{self.kernel_id}"
+        base = f"/tmp/.ds01/kernel-{self.kernel_id}"
         return f"{base}.json", f"{base}.pid"
 
     async def _run(self, fn, *args, **kwargs):
@@ -122,12 +124,17 @@ class ContainerProvisioner(KernelProvisionerBase):
         self.workdir = workspace_path(kwargs.get("cwd"), project.path)
         inner_file, _ = self._files
         argv = [inner_file if a == "{connection_file}" else a for a in self.kernel_spec.argv]
+        if argv[1:3] == ["-m", "ipykernel_launcher"]:  # our launcher adds the write warnings
+            argv[1:3] = [LAUNCHER]
         argv += kwargs.pop("extra_arguments", [])
         return await super().pre_launch(cmd=argv, **kwargs)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
         core, user = _core_and_user()
         inner_file, pid_file = self._files
+        await self._run(core.engine.exec, self.container_id, ["sh", "-c", "mkdir -p /tmp/.ds01 && chmod 1777 /tmp/.ds01"], user="0:0")
+        hook = resources.files("ds01_jupyter.kernels").joinpath("hook.py").read_bytes()
+        await self._run(core.engine.put_file, self.container_id, LAUNCHER, hook, 0o644)
         info = dict(self.connection_info)
         info["ip"] = "0.0.0.0"
         info["key"] = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]

@@ -1,0 +1,94 @@
+"""Kernel launcher run inside project containers: warns at once about writes outside /workspace.
+
+Copied into the container and run instead of ``ipykernel_launcher``; it needs
+only the standard library and ipykernel. A Python audit hook sees every file
+opened for writing by Python code; a write outside /workspace is reported once
+per path, in the cell's output and in a log the persistence guard reads (with
+the notebook and cell that made it). Writes by native code or shell commands
+do not pass through Python's ``open``: the guard's scan of the container finds those.
+"""
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+
+LOG = "/tmp/.ds01/writes.jsonl"
+IGNORED = ("/workspace/", "/dev/", "/proc/", "/sys/", "/tmp/.ds01/")
+RUNTIME = ("/.ipython/", "/.local/share/jupyter/", "/.cache/", "/__pycache__/", "/.jupyter/", "/.config/matplotlib/")
+# tempfile's own names, and the probe file gettempdir() writes to test a folder.
+TEMPFILE = re.compile(r"^(tmp[a-z0-9_]{6,}(\.[a-z0-9]+)?|(?=[a-z]*[0-9_])[a-z0-9_]{8})$")
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+_seen = set()
+_local = threading.local()
+
+
+def _is_write(mode, flags):
+    if isinstance(mode, str) and mode:
+        return any(c in mode for c in "wax+")
+    return isinstance(flags, int) and bool(flags & WRITE_FLAGS)
+
+
+def _cell():
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        return shell.execution_count if shell is not None else None
+    except Exception:  # noqa: BLE001 - never let the hook break user code
+        return None
+
+
+def _report(path):
+    record = {"path": path, "notebook": os.environ.get("JPY_SESSION_NAME"), "cell": _cell(), "time": time.time()}
+    try:
+        with open(LOG, "a") as log:
+            log.write(json.dumps(record) + "\n")
+    except OSError:
+        pass
+    sys.stderr.write(
+        f"ds01 warning: {path} is outside /workspace and will be lost when this container is retired. "
+        "Save it under /workspace (a relative path in your project) to keep it.\n"
+    )
+
+
+def audit_hook(event, args):
+    if event != "open" or getattr(_local, "busy", False):
+        return
+    try:
+        path, mode, flags = args
+    except (TypeError, ValueError):
+        return
+    if isinstance(path, int) or not _is_write(mode, flags):
+        return
+    _local.busy = True  # our own open() below must not re-enter
+    try:
+        full = os.path.normpath(os.path.join(os.getcwd(), os.fsdecode(path)))
+        if (
+            full == "/workspace"
+            or full.startswith(IGNORED)
+            or any(part in full + "/" for part in RUNTIME)
+            or TEMPFILE.match(os.path.basename(full))
+            or full in _seen
+        ):
+            return
+        _seen.add(full)
+        _report(full)
+    except Exception:  # noqa: BLE001 - never let the hook break user code
+        pass
+    finally:
+        _local.busy = False
+
+
+def main():
+    sys.addaudithook(audit_hook)
+    from ipykernel import kernelapp
+
+    kernelapp.launch_new_instance()
+
+
+if __name__ == "__main__":
+    main()
