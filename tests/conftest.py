@@ -161,6 +161,7 @@ def jp_server_config(ds01_settings, home):
             "lock_dir": s.lock_dir,
             "docker_url": s.docker_url or "",
             "reap_interval": 0,
+            "scan_interval": 0,
         },
     }
 

@@ -62,7 +62,7 @@ async def test_deploy_stop_start_retire_and_logs(api, home, engine):
     _, logs = await api("GET", "projects", "demo", "logs", expect=200)
     assert isinstance(logs["lines"], list)
     _, retired = await api("POST", "projects", "demo", "retire", expect=200)
-    assert retired["state"] == "removed"
+    assert retired["container"]["state"] == "removed" and retired["rescued"] is None
     status, err = await api("POST", "projects", "demo", "stop")
     assert status == 404 and "container-deploy demo" in err["hint"]
     assert (home / "workspace" / "demo" / "README.md").exists()

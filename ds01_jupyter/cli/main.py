@@ -12,7 +12,9 @@ import os
 import sys
 
 from ..core import DS01, DS01Error, User
+from ..core.errors import UnsavedWork
 from ..core.limits import format_size
+from ..core.notebook_check import check_notebook
 from . import output as out
 
 
@@ -91,10 +93,65 @@ def cmd_stop(core, user, args):
 
 
 def cmd_retire(core, user, args):
-    status = core.containers.retire(user, args.name)
+    mode = "rescue" if args.rescue else "discard" if args.discard else None
+    try:
+        result = core.guard.retire(user, args.name, mode=mode, progress=out.progress)
+    except UnsavedWork as err:
+        if args.json:
+            out.emit_json(err.to_dict())
+        else:
+            print(f"Not retired: {err.message}", file=sys.stderr)
+            for finding in err.details.get("findings", [])[:20]:
+                print(f"  {finding['kind']:12} {format_size(finding['size']):>10}  {finding['path']}", file=sys.stderr)
+            print(f"hint: {err.hint}", file=sys.stderr)
+        return 1
     if args.json:
-        return out.emit_json(status.to_dict())
-    print(f"Retired {status.name}; the workspace {status.workspace} stays.")
+        return out.emit_json(result)
+    c = result["container"]
+    print(f"Retired {c['name']}; the workspace {c['workspace']} stays.")
+    if result["rescued"]:
+        r = result["rescued"]
+        print(f"  Rescued {r['files']} files ({format_size(r['bytes'])}) into {r['folder']}")
+    if result["discarded"]:
+        print(f"  Discarded {result['discarded']} findings, as asked.")
+
+
+def cmd_audit(core, user, args):
+    audit = core.guard.audit(user, args.name)
+    if args.json:
+        out.emit_json([f.to_dict() for f in audit.findings])
+    else:
+        rows = [
+            {**f.to_dict(), "size": format_size(f.size), "where": f"{f.notebook} [{f.cell}]" if f.notebook else f.source,
+             "what": f.detail if f.kind == "environment" else ("checkpoint" if f.checkpoint else f.detail)}
+            for f in audit.findings
+        ]
+        print(out.table(rows, [("kind", "KIND"), ("size", "SIZE"), ("path", "PATH"), ("where", "FROM"), ("what", "NOTE")],
+                        "Nothing outside /workspace would be lost."))
+        for note in audit.notes:
+            print(f"note: {note}")
+        if audit.at_risk:
+            print(f"{len(audit.at_risk)} finding(s) at risk. Keep them: container-retire {args.name} --rescue "
+                  f"(or ds01 rescue {args.name} now).", file=sys.stderr)
+    return 3 if audit.at_risk else 0
+
+
+def cmd_rescue(core, user, args):
+    result = core.guard.rescue(user, args.name, progress=out.progress)
+    if args.json:
+        return out.emit_json(result.to_dict())
+    print(f"Rescued {result.files} files ({format_size(result.bytes)}) into {result.folder}")
+    for item in result.skipped:
+        print(f"  skipped {item['path']}: {item['why']}")
+
+
+def cmd_check_notebook(core, user, args):
+    found = check_notebook(args.path)
+    if args.json:
+        return out.emit_json([f.to_dict() for f in found])
+    rows = [{**f.to_dict(), "where": f"cell {f.cell + 1}, line {f.line}"} for f in found]
+    print(out.table(rows, [("where", "WHERE"), ("path", "PATH"), ("snippet", "CODE")], "No paths outside /workspace."))
+    return 3 if found else 0
 
 
 def cmd_run(core, user, args):
@@ -251,7 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--protected", action="store_true", help="exempt from idle and runtime limits (ds01.protected)")
     verb("container-start", cmd_start, "start the project's stopped container", aliases=["start"])
     verb("container-stop", cmd_stop, "stop the project's container (it can be started again)", aliases=["stop"])
-    verb("container-retire", cmd_retire, "stop and remove the project's container; the workspace stays", aliases=["retire"])
+    retire = verb("container-retire", cmd_retire, "stop and remove the project's container; the workspace stays", aliases=["retire"])
+    choice = retire.add_mutually_exclusive_group()
+    choice.add_argument("--rescue", action="store_true", help="copy files that would be lost into ~/workspace/NAME/.rescued/ first")
+    choice.add_argument("--discard", action="store_true", help="retire even though files outside /workspace will be lost")
+    verb("audit", cmd_audit, "what the container holds outside /workspace (exit 3 when something is at risk)")
+    verb("rescue", cmd_rescue, "copy what would be lost into ~/workspace/NAME/.rescued/<time>/ now")
+    nb = verb("check-notebook", cmd_check_notebook, "find paths outside /workspace in a notebook's code (exit 3 if any)", name_arg=False)
+    nb.add_argument("path", metavar="NOTEBOOK", help="path of the .ipynb file")
     run = verb("container-run", cmd_run, "open a shell inside the container, or run one command", aliases=["run"])
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default: a shell)")
     verb("container-list", cmd_list, "list your containers", aliases=["list"], name_arg=False)

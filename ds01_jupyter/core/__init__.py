@@ -79,7 +79,7 @@ class DS01:
 
     @cached_property
     def reaper(self) -> Reaper:
-        return Reaper(self.containers)
+        return Reaper(self.containers, self.guard)
 
     @cached_property
     def guard(self) -> Guard:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import labels as L
 from .containers import Containers
-from .errors import DS01Error
+from .errors import DiskFull, DS01Error, QuotaExceeded
 from .gpus import attribute
 from .limits import format_duration
 from .users import User
@@ -32,7 +32,7 @@ log = logging.getLogger("ds01_jupyter.reaper")
 class ReapDecision:
     project: str
     container: str
-    action: str  # "stop", "keep"
+    action: str  # "stop", "retire", "keep"
     reason: str
 
     def to_dict(self) -> dict:
@@ -40,8 +40,9 @@ class ReapDecision:
 
 
 class Reaper:
-    def __init__(self, containers: Containers):
+    def __init__(self, containers: Containers, guard=None):
         self.containers = containers
+        self.guard = guard
         self.settings = containers.settings
 
     def _state_file(self, user: User) -> Path:
@@ -76,6 +77,10 @@ class Reaper:
         decisions = []
         for listed in self.containers.list(user):
             if not listed.running:
+                if listed.state in ("exited", "dead", "created") and self.guard is not None:
+                    decision = self._retire_stopped(user, listed, limits, now, dry_run)
+                    if decision is not None:
+                        decisions.append(decision)
                 continue
             status = self.containers.status(user, listed.project)  # with its start time
             entry = state.setdefault(status.id, {})
@@ -90,6 +95,33 @@ class Reaper:
         live = {s.id for s in self.containers.list(user)}
         self._save(user, {cid: e for cid, e in state.items() if cid in live})
         return decisions
+
+    def _retire_stopped(self, user, listed, limits, now, dry_run) -> ReapDecision | None:
+        """Retire a container stopped longer than container_hold_after_stop, rescuing its work first."""
+        hold = limits.container_hold_after_stop
+        if hold is None or listed.protected:
+            return None
+        status = self.containers.status(user, listed.project)
+        if not status.finished_at:
+            return None
+        stopped_for = now - datetime.fromisoformat(status.finished_at.replace("Z", "+00:00")).timestamp()
+        if stopped_for <= hold:
+            return None
+        why = f"stopped for {format_duration(stopped_for)}, over container_hold_after_stop {format_duration(hold)}"
+        if dry_run:
+            return ReapDecision(status.project, status.name, "retire", why)
+        try:
+            result = self.guard.retire(user, status.project, mode="rescue")
+        except (QuotaExceeded, DiskFull) as err:
+            # Never lose work to make room: leave it stopped and say so.
+            return ReapDecision(status.project, status.name, "keep", f"{why}, but not retired: {err.message}")
+        except DS01Error as err:
+            return ReapDecision(status.project, status.name, "keep", f"{why}, but retiring failed: {err}")
+        rescued = result.get("rescued")
+        if rescued:
+            why += f"; rescued {rescued['files']} file(s) into {rescued['folder']}"
+        log.warning("Retired %s: %s", status.name, why)
+        return ReapDecision(status.project, status.name, "retire", why)
 
     def _gpu_containers(self) -> set[str]:
         devices = self.containers.inventory.devices()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
@@ -99,6 +100,12 @@ class DS01App(ExtensionApp):
         config=True,
         help="CPU use (percent of one core) under which a container counts as idle for the reaper.",
     )
+    scan_interval = Int(
+        60,
+        config=True,
+        help="Seconds between persistence scans of this user's running containers (new files outside "
+        "/workspace become sidebar warnings); 0 turns it off. A scan that took long is spaced out more.",
+    )
     reap_interval = Int(
         300,
         config=True,
@@ -145,6 +152,9 @@ class DS01App(ExtensionApp):
         )
         self.kernel_specs.sync_quietly()
         self.events.start()
+        if self.scan_interval > 0:
+            self._scanner = PeriodicCallback(self.scan, self.scan_interval * 1000)
+            self._scanner.start()
         if self.reap_interval > 0:
             self._reaper = PeriodicCallback(self._reap, self.reap_interval * 1000)
             self._reaper.start()
@@ -152,6 +162,27 @@ class DS01App(ExtensionApp):
 
     def initialize_handlers(self):
         self.handlers.extend(handlers())
+
+    async def scan(self):
+        """Audit running containers; publish a warning event for each new finding at risk."""
+        loop = asyncio.get_running_loop()
+        try:
+            running = [c for c in await loop.run_in_executor(None, self.core.containers.list, self.user) if c.running]
+        except DS01Error:
+            return
+        for status in running:
+            before = self.core.guard.remembered(self.user, status.project) or {}
+            if time.time() - before.get("scanned_at", 0) < 10 * before.get("seconds", 0):
+                continue  # bounded cost: a slow scan is not repeated at once
+            try:
+                audit = await loop.run_in_executor(None, self.core.guard.audit, self.user, status.project)
+            except DS01Error as err:
+                self.log.info("ds01 scan of %s skipped: %s", status.project, err)
+                continue
+            known = {f["path"] for f in before.get("findings", []) if f["kind"] in ("work", "environment")}
+            new = [f.to_dict() for f in audit.at_risk if f.path not in known]
+            if new:
+                self.events.publish({"type": "warning", "project": status.project, "at_risk": len(audit.at_risk), "new": new[:50]})
 
     async def _reap(self):
         """Stop this user's idle or overdue containers; say why in the log."""
@@ -162,11 +193,13 @@ class DS01App(ExtensionApp):
             self.log.info("ds01 reaper skipped: %s", err)
             return
         for d in decisions:
-            if d.action == "stop":
-                self.log.warning("ds01 reaper stopped %s: %s", d.container, d.reason)
+            if d.action != "keep" or "not retired" in d.reason:
+                self.log.warning("ds01 reaper %s %s: %s", d.action, d.container, d.reason)
+                self.events.publish({"type": "reaper", **d.to_dict()})
 
     async def stop_extension(self):
-        if getattr(self, "_reaper", None):
-            self._reaper.stop()
+        for timer in (getattr(self, "_reaper", None), getattr(self, "_scanner", None)):
+            if timer is not None:
+                timer.stop()
         self.events.stop()
         self.core.close()

@@ -11,13 +11,15 @@ import asyncio
 import json
 from functools import partial
 from importlib import resources
+from pathlib import Path
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..core.errors import DS01Error, InvalidRequest
+from ..core.errors import DS01Error, Forbidden, InvalidRequest
+from ..core.notebook_check import check_cells, check_notebook
 
 NAME = r"(?P<name>[^/]+)"
 HEARTBEAT = 15.0
@@ -168,9 +170,55 @@ class ActionHandler(DS01Handler):
     async def post(self, name, action):
         method = getattr(self.core.containers, action)
         status = await self.call(method, self.user, name)
-        if action == "retire":
-            self.sync_kernels()
         self.send(status.to_dict())
+
+
+class RetireHandler(DS01Handler):
+    """Retire through the persistence guard: 409 with the findings unless mode is rescue or discard."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, name):
+        mode = self.body().get("mode")
+        result = await self.call(self.core.guard.retire, self.user, name, mode)
+        self.sync_kernels()
+        self.send(result)
+
+
+class AuditHandler(DS01Handler):
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        audit = await self.call(self.core.guard.audit, self.user, name)
+        self.send(audit.to_dict(limit=500))
+
+
+class RescueHandler(DS01Handler):
+    @web.authenticated
+    @authorized
+    async def post(self, name):
+        result = await self.call(self.core.guard.rescue, self.user, name)
+        self.send(result.to_dict())
+
+
+class NotebookCheckHandler(DS01Handler):
+    """Static check of a notebook: {"path": relative to the server root} or {"cells": [source, ...]}."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        body = self.body()
+        if isinstance(body.get("cells"), list) and all(isinstance(c, str) for c in body["cells"]):
+            found = check_cells(body["cells"])
+        elif isinstance(body.get("path"), str):
+            root = Path(self.settings["server_root_dir"]).resolve()
+            path = (root / body["path"]).resolve()
+            if root != path and root not in path.parents:
+                raise ApiError(Forbidden(f"{body['path']} is outside the server's root folder."))
+            found = await self.call(check_notebook, path)
+        else:
+            raise ApiError(InvalidRequest("Give 'path' (a notebook) or 'cells' (a list of code strings)."))
+        self.send({"findings": [f.to_dict() for f in found]})
 
 
 class LogsHandler(DS01Handler):
@@ -257,7 +305,11 @@ def handlers() -> list[tuple]:
         (r"/ds01/projects", ProjectsHandler),
         (rf"/ds01/projects/{NAME}", ProjectHandler),
         (rf"/ds01/projects/{NAME}/(?P<action>deploy|build)", LongActionHandler),
-        (rf"/ds01/projects/{NAME}/(?P<action>start|stop|retire)", ActionHandler),
+        (rf"/ds01/projects/{NAME}/(?P<action>start|stop)", ActionHandler),
+        (rf"/ds01/projects/{NAME}/retire", RetireHandler),
+        (rf"/ds01/projects/{NAME}/audit", AuditHandler),
+        (rf"/ds01/projects/{NAME}/rescue", RescueHandler),
+        (r"/ds01/notebook-check", NotebookCheckHandler),
         (rf"/ds01/projects/{NAME}/logs", LogsHandler),
         (r"/ds01/gpus", GpusHandler),
         (r"/ds01/limits", LimitsHandler),
