@@ -88,3 +88,24 @@ def test_docker_down_is_one_clear_line(env, project_name):
     assert down.returncode == 1
     assert "Cannot reach the Docker engine" in down.stderr and "docker info" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_audit_exit_codes_and_retire_needs_a_choice(env, home, project_name):
+    name = project_name()
+    run("project-init", env, name, check_code=0)
+    run("container-deploy", env, name, "--background", check_code=0)
+    clean = run("ds01", env, "audit", name, "--json", check_code=0)
+    assert [f for f in json.loads(clean.stdout) if f["kind"] in ("work", "environment")] == []
+    run("container-run", env, name, "--", "sh", "-c", "echo 1,2 > /tmp/result.csv", check_code=0)
+    risky = run("ds01", env, "audit", name, "--json")
+    assert risky.returncode == 3
+    findings = json.loads(risky.stdout)
+    assert {"path", "kind", "size", "source"} <= set(findings[0])
+    assert findings[0]["path"] == "/tmp/result.csv" and findings[0]["kind"] == "work" and findings[0]["size"] == 4
+    refused = run("container-retire", env, name)
+    assert refused.returncode == 1 and "--rescue" in refused.stderr and "/tmp/result.csv" in refused.stderr
+    assert name in run("container-list", env, check_code=0).stdout
+    assert run("container-retire", env, name, "--rescue", "--discard").returncode == 2
+    done = run("container-retire", env, name, "--rescue", check_code=0)
+    assert "Rescued 1 files" in done.stdout
+    assert list((home / "workspace" / name / ".rescued").glob("*/tmp/result.csv"))

@@ -57,6 +57,13 @@ async def test_kernel_runs_in_the_container_in_the_notebook_folder(api, jp_fetch
         assert written.read_text() == "a,b\n1,2\n"
         assert written.stat().st_uid == user.uid
 
+        # A write outside /workspace is reported at once, with its notebook and cell.
+        status, out = await run(client, "open('/tmp/lost.csv', 'w').write('x')")
+        assert "ds01 warning: /tmp/lost.csv is outside /workspace" in out
+        _, audit = await api("GET", "projects", "demo", "audit", expect=200)
+        lost = next(f for f in audit["findings"] if f["path"] == "/tmp/lost.csv")
+        assert lost["kind"] == "work" and lost["notebook"] == "notebooks/analysis.ipynb" and lost["cell"] >= 1
+
         # Interrupt a long cell.
         pending = asyncio.ensure_future(run(client, "import time\ntime.sleep(120)"))
         await asyncio.sleep(2)
@@ -74,7 +81,7 @@ async def test_kernel_runs_in_the_container_in_the_notebook_folder(api, jp_fetch
         client.stop_channels()
 
     # Retiring the container ends its kernel, and the spec goes with it.
-    await api("POST", "projects", "demo", "retire", expect=200)
+    await api("POST", "projects", "demo", "retire", body={"mode": "discard"}, expect=200)
     assert await km.provisioner.poll() is not None
     specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
     assert "ds01-demo" not in specs

@@ -69,3 +69,29 @@ def test_max_runtime_stops_and_says_why(make_core, user, project_name):
     assert core.containers.status(user, name).running  # dry run changes nothing
     decision(core.reaper.run(user), name)
     assert core.containers.status(user, name).state == "exited"
+
+
+def test_stopped_container_is_retired_after_the_hold_with_its_work_rescued(make_core, user, project_name):
+    core = make_core(limits="defaults:\n  container_hold_after_stop: 1s\n  max_runtime: null\n")
+    name = project_name()
+    status = deploy(core, user, name)
+    core.engine.exec(status.id, ["sh", "-c", "echo keep-me > /tmp/notes.txt"])
+    core.containers.stop(user, name)
+    time.sleep(1.5)
+    assert decision(core.reaper.run(user, dry_run=True), name).action == "retire"
+    done = decision(core.reaper.run(user), name)
+    assert done.action == "retire" and "rescued 1 file" in done.reason
+    assert core.engine.get_container(status.id) is None
+    assert list((core.projects.get(user, name).path / ".rescued").glob("*/tmp/notes.txt"))
+
+
+def test_reaper_never_loses_work_to_a_full_quota(make_core, user, project_name):
+    core = make_core(limits="defaults:\n  container_hold_after_stop: 1s\n  storage_workspace: 1m\n")
+    name = project_name()
+    status = deploy(core, user, name)
+    core.engine.exec(status.id, ["sh", "-c", "head -c 3000000 /dev/urandom > /tmp/big.bin"])
+    core.containers.stop(user, name)
+    time.sleep(1.5)
+    kept = decision(core.reaper.run(user), name)
+    assert kept.action == "keep" and "quota" in kept.reason
+    assert core.engine.get_container(status.id) is not None

@@ -211,7 +211,7 @@ class NotebookCheckHandler(DS01Handler):
         if isinstance(body.get("cells"), list) and all(isinstance(c, str) for c in body["cells"]):
             found = check_cells(body["cells"])
         elif isinstance(body.get("path"), str):
-            root = Path(self.settings["server_root_dir"]).resolve()
+            root = Path(self.contents_manager.root_dir).expanduser().resolve()
             path = (root / body["path"]).resolve()
             if root != path and root not in path.parents:
                 raise ApiError(Forbidden(f"{body['path']} is outside the server's root folder."))
