@@ -81,6 +81,10 @@ def test_every_way_of_writing_is_found_classified_and_rescued_byte_identical(dep
     assert any(p.endswith("__pycache__") for p in caches)
     assert not any("ds01-kernel" in f.path or "/.ds01/" in f.path for f in audit.findings)
 
+    assert core.guard.add_requirements(user, name, audit) == ["ds01probe==1.0"]
+    assert "ds01probe==1.0" in (project / "requirements.txt").read_text()
+    assert core.guard.add_requirements(user, name, audit) == []  # never twice
+
     expected = {p: sha_in_container(core, cid, p) for p in
                 ("/tmp/from_python.csv", "/opt/native.bin", "/data/run1/model.pt", "/root/from_background.txt", "/dev/shm/features.npy")}
     with pytest.raises(UnsavedWork) as refused:

@@ -118,6 +118,10 @@ def cmd_retire(core, user, args):
 
 def cmd_audit(core, user, args):
     audit = core.guard.audit(user, args.name)
+    if args.add_requirements:
+        added = core.guard.add_requirements(user, args.name, audit)
+        print(f"Added to requirements.txt: {', '.join(added)}" if added else "requirements.txt already lists them.",
+              file=sys.stderr)
     if args.json:
         out.emit_json([f.to_dict() for f in audit.findings])
     else:
@@ -312,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     choice = retire.add_mutually_exclusive_group()
     choice.add_argument("--rescue", action="store_true", help="copy files that would be lost into ~/workspace/NAME/.rescued/ first")
     choice.add_argument("--discard", action="store_true", help="retire even though files outside /workspace will be lost")
-    verb("audit", cmd_audit, "what the container holds outside /workspace (exit 3 when something is at risk)")
+    audit = verb("audit", cmd_audit, "what the container holds outside /workspace (exit 3 when something is at risk)")
+    audit.add_argument("--add-requirements", action="store_true",
+                       help="append pip packages installed by hand to the project's requirements.txt")
     verb("rescue", cmd_rescue, "copy what would be lost into ~/workspace/NAME/.rescued/<time>/ now")
     nb = verb("check-notebook", cmd_check_notebook, "find paths outside /workspace in a notebook's code (exit 3 if any)", name_arg=False)
     nb.add_argument("path", metavar="NOTEBOOK", help="path of the .ipynb file")

@@ -469,6 +469,24 @@ class Guard:
         os.utime(target, (mtime, mtime))
         manifest.append({"path": path, "size": size, "sha256": digest.hexdigest()})
 
+    # -- environment changes into the image ------------------------------------------------------
+    def add_requirements(self, user: User, project: str, audit: Audit | None = None) -> list[str]:
+        """Append pip packages installed by hand to the project's requirements.txt; return what was added."""
+        audit = audit or self.audit(user, project)
+        wanted = [f.detail for f in audit.findings if f.kind == ENVIRONMENT and f.source == "pip" and f.detail]
+        path = self.containers.projects.get(user, project).path / "requirements.txt"
+        if path.is_symlink():
+            raise InvalidRequest(f"{path} is a link; refusing to write through it.")
+        existing = path.read_text() if path.exists() else ""
+        have = {re.split(r"[=<>!~\[ ;]", line.strip(), 1)[0].lower().replace("-", "_")
+                for line in existing.splitlines() if line.strip() and not line.startswith("#")}
+        added = [p for p in wanted if p.split("==")[0].lower().replace("-", "_") not in have]
+        if added:
+            text = existing + ("" if existing.endswith("\n") or not existing else "\n")
+            text += "# Installed by hand in the container (added by ds01 audit)\n" + "\n".join(added) + "\n"
+            path.write_text(text)
+        return added
+
     # -- retire --------------------------------------------------------------------------
     def retire(self, user: User, project: str, mode: str | None = None, progress: Callable[[str], None] = lambda s: None) -> dict:
         """Retire through the guard: refuse when work would be lost, unless told rescue or discard."""

@@ -187,6 +187,12 @@ class DS01App(ExtensionApp):
     async def _reap(self):
         """Stop this user's idle or overdue containers; say why in the log."""
         loop = asyncio.get_running_loop()
+        for kernel_id in list(self.serverapp.kernel_manager.list_kernel_ids()):
+            kernel = self.serverapp.kernel_manager.get_kernel(kernel_id)
+            container = getattr(kernel.provisioner, "container_id", "")
+            if container and getattr(kernel, "execution_state", "") == "busy":
+                # A cell waiting on I/O uses no CPU, but it is work, not idleness.
+                await loop.run_in_executor(None, self.core.reaper.mark_active, self.user, container)
         try:
             decisions = await loop.run_in_executor(None, self.core.reaper.run, self.user)
         except DS01Error as err:
