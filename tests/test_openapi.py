@@ -61,3 +61,10 @@ async def test_fuzzing_the_api_finds_no_server_error(jp_fetch, jp_http_port, jp_
     assert proc.returncode == 0, text[-4000:]
     print(text[-3000:])
     assert re.search(r"\d+ passed", text) or "passed" in text.lower(), text[-2000:]
+
+
+def test_readme_configuration_table_is_generated_from_the_traits():
+    from ds01_jupyter.server.app import config_reference
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert config_reference() in readme

@@ -209,3 +209,14 @@ class DS01App(ExtensionApp):
                 timer.stop()
         self.events.stop()
         self.core.close()
+
+
+def config_reference() -> str:
+    """The README's table of DS01App options, generated from the traits (a test keeps them equal)."""
+    rows = ["| option | default | meaning |", "| --- | --- | --- |"]
+    for name, trait in sorted(DS01App.class_own_traits(config=True).items()):
+        default = trait.default_value
+        shown = "(none)" if default in (None, "") else f"`{default}`"
+        help_text = " ".join(trait.help.split())
+        rows.append(f"| `c.DS01App.{name}` | {shown} | {help_text} |")
+    return "\n".join(rows)
