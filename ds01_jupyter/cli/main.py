@@ -149,6 +149,48 @@ def cmd_rescue(core, user, args):
         print(f"  skipped {item['path']}: {item['why']}")
 
 
+def cmd_checkpoints(core, user, args):
+    data = core.checkpoints(user, args.name, metric=args.metric, mode=args.mode)
+    if args.json:
+        return out.emit_json(data)
+    rows = []
+    for c in data["checkpoints"]:
+        marks = [m for m, n in (("latest", data["latest"]), ("best", data["best"])) if n == c["name"]]
+        rows.append({**c, "size": format_size(c["size"]), "metrics": ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in c["metrics"].items()),
+                     "mark": " ".join(marks) if c["complete"] else f"INCOMPLETE: {c['problem']}"})
+    print(out.table(rows, [("name", "CHECKPOINT"), ("epoch", "EPOCH"), ("step", "STEP"), ("metrics", "METRICS"), ("size", "SIZE"), ("mark", "")],
+                    f"No checkpoints in {data['directory']}."))
+
+
+def cmd_prune(core, user, args):
+    if args.keep_last is None and args.keep_best is None and args.older_than_days is None:
+        out.error(DS01Error("Say what to keep.", hint="e.g. --keep-last 3, or --keep-best 1 --metric val_loss"))
+        return 2
+    policy = {"keep_last": args.keep_last, "keep_best": args.keep_best, "metric": args.metric, "mode": args.mode,
+              "older_than": args.older_than_days * 86400 if args.older_than_days is not None else None}
+    result = core.prune_checkpoints(user, args.name, confirm=args.yes, **policy)
+    if args.json:
+        return out.emit_json(result)
+    items = result.get("deleted", result.get("would_delete", []))
+    verb = "Deleted" if args.yes else "Would delete"
+    for c in items:
+        print(f"  {verb.lower()}: {c['name']} ({format_size(c['size'])})")
+    print(f"{verb} {len(items)} checkpoint(s), {format_size(result['bytes'])}." + ("" if args.yes else " Run again with --yes to delete."))
+
+
+def cmd_usage(core, user, args):
+    data = core.usage(user)
+    if args.json:
+        return out.emit_json(data)
+    rows = [{"project": name, "size": format_size(p["bytes"]), "files": p["files"], "checkpoints": format_size(p["checkpoint_bytes"]),
+             "image": format_size(p["image_bytes"]) if p["image_bytes"] else "-",
+             "largest": f"{p['largest'][0][0]} ({format_size(p['largest'][0][1])})" if p["largest"] else "-"}
+            for name, p in data["projects"].items()]
+    print(out.table(rows, [("project", "PROJECT"), ("size", "SIZE"), ("files", "FILES"), ("checkpoints", "CHECKPOINTS"), ("image", "IMAGE"), ("largest", "LARGEST FILE")]))
+    quota = format_size(data["quota_bytes"]) if data["quota_bytes"] is not None else "no quota"
+    print(f"Workspace: {format_size(data['total_bytes'])} of {quota}" + ("  (OVER QUOTA)" if data["over_quota"] else ""))
+
+
 def cmd_check_notebook(core, user, args):
     found = check_notebook(args.path)
     if args.json:
@@ -320,6 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--add-requirements", action="store_true",
                        help="append pip packages installed by hand to the project's requirements.txt")
     verb("rescue", cmd_rescue, "copy what would be lost into ~/workspace/NAME/.rescued/<time>/ now")
+    ckpt = verb("checkpoints", cmd_checkpoints, "the project's checkpoints, latest and best marked, incomplete ones flagged")
+    ckpt.add_argument("--metric", help="metric for 'best' (default: the first recorded)")
+    ckpt.add_argument("--mode", choices=["min", "max"], default="min", help="lower (min) or higher (max) is better")
+    prune = verb("prune", cmd_prune, "delete old checkpoints by a retention policy (shows the plan unless --yes)")
+    prune.add_argument("--keep-last", type=int, help="keep the newest N complete checkpoints")
+    prune.add_argument("--keep-best", type=int, help="keep the best N by --metric")
+    prune.add_argument("--metric", help="metric for --keep-best")
+    prune.add_argument("--mode", choices=["min", "max"], default="min", help="lower (min) or higher (max) is better")
+    prune.add_argument("--older-than-days", type=float, help="only delete checkpoints older than this")
+    prune.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
+    verb("usage", cmd_usage, "disk use per project: size, largest files, checkpoints, images, against the quota", name_arg=False)
     nb = verb("check-notebook", cmd_check_notebook, "find paths outside /workspace in a notebook's code (exit 3 if any)", name_arg=False)
     nb.add_argument("path", metavar="NOTEBOOK", help="path of the .ipynb file")
     run = verb("container-run", cmd_run, "open a shell inside the container, or run one command", aliases=["run"])

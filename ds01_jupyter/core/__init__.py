@@ -14,7 +14,7 @@ from .containers import Containers, ContainerStatus, DeployResult
 from .disk import DiskUsage
 from .docker_engine import DockerEngine
 from .engine import ContainerEngine
-from .errors import DS01Error, EngineUnavailable
+from .errors import DS01Error, EngineUnavailable, Forbidden, InvalidRequest
 from .guard import Guard
 from .gpus import GpuInventory, attribute, inventory_from_setting
 from .images import Images
@@ -89,14 +89,75 @@ class DS01:
     def disk(self) -> DiskUsage:
         return DiskUsage(self.settings, self.projects)
 
-    def disk_usage(self, user: User) -> dict:
-        """Measure every project's workspace against the user's quota (storage_workspace)."""
+    def checkpoints_dir(self, user: User, project: str):
+        """The project's models/ folder, refused when it is a link leading elsewhere."""
+        proj = self.projects.get(user, project)
+        directory = proj.path / "models"
+        if directory.is_symlink() and proj.path.resolve() not in directory.resolve().parents:
+            raise Forbidden(f"{directory} links outside the project; refusing to look there.")
+        return directory
+
+    def checkpoints(self, user: User, project: str, metric: str | None = None, mode: str = "min") -> dict:
+        """Checkpoints of a project with latest and best (by ``metric``) marked, and their bytes."""
+        from .. import checkpoints as ck
+
+        directory = self.checkpoints_dir(user, project)
+        found = ck.scan(directory)
+        latest = ck.latest(directory)
+        metrics = sorted({m for c in found for m in c.metrics})
+        metric = metric or (metrics[0] if metrics else None)
+        best = ck.best(metric, mode, directory) if metric else None
+        return {
+            "project": project,
+            "directory": str(directory),
+            "checkpoints": [c.to_dict() for c in found],
+            "latest": latest.name if latest else None,
+            "best": best.name if best else None,
+            "metric": metric,
+            "metrics": metrics,
+            "bytes": sum(c.size for c in found),
+        }
+
+    def prune_checkpoints(self, user: User, project: str, confirm: bool = False, **policy) -> dict:
+        """Preview (default) or delete the checkpoints a retention policy drops."""
+        from .. import checkpoints as ck
+
+        directory = self.checkpoints_dir(user, project)
+        try:
+            doomed = ck.prune(directory=directory, dry_run=not confirm, **policy)
+        except (ck.CheckpointError, ValueError) as err:
+            raise InvalidRequest(str(err)) from None
+        return {
+            "project": project,
+            "deleted" if confirm else "would_delete": [c.to_dict() for c in doomed],
+            "bytes": sum(c.size for c in doomed),
+        }
+
+    def usage(self, user: User) -> dict:
+        """Per project: workspace size, largest files, checkpoint bytes, image bytes; against the quota."""
         quota = self.limits.for_user(user).storage_workspace
-        projects = {p.name: self.disk.measure(user, p.name).to_dict() for p in self.projects.list(user)}
+        images = {}
+        try:
+            images = {i.project: i.size for i in self.images.list(user)}
+        except EngineUnavailable:
+            pass
+        projects = {}
+        for project in self.projects.list(user):
+            size = self.disk.measure(user, project.name)
+            try:
+                ckpt = self.checkpoints(user, project.name)["bytes"]
+            except DS01Error:
+                ckpt = 0
+            projects[project.name] = {
+                **size.to_dict(),
+                "checkpoint_bytes": ckpt,
+                "image_bytes": images.get(project.name),
+            }
         total = sum(p["bytes"] for p in projects.values())
         return {
             "projects": projects,
             "total_bytes": total,
+            "image_bytes": sum(v for v in images.values() if v),
             "quota_bytes": quota,
             "over_quota": quota is not None and total > quota,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +30,11 @@ from .names import container_name
 from .projects import Projects
 from .settings import Settings
 from .users import User
+
+
+HELPERS_DIR = "/tmp/.ds01/lib"
+#: Pure-Python parts of this package that code inside containers may import.
+HELPERS = ("__init__.py", "checkpoints.py")
 
 
 def _noop(line: str) -> None:
@@ -250,7 +256,8 @@ class Containers:
                 chosen = self.allocator.choose(devices, held, count, limits, own_slots) if count else []
                 progress(f"Creating container {container_name(project, user.name)}")
                 try:
-                    record = self.engine.create_container(self._spec(user, proj, image.id, limits, chosen, protected))
+                    spec = self._spec(user, proj, image, limits, chosen, protected)
+                    record = self.engine.create_container(spec)
                     created = True
                 except AlreadyExists:  # made outside our lock, e.g. by an older tool
                     record = self.record(user, project)
@@ -262,11 +269,12 @@ class Containers:
                 if created:  # do not leave a container holding a GPU it cannot use
                     self.engine.remove_container(record.id, force=True)
                 raise
+        self.install_helpers(record.id)
         if created and chosen:
             notices.append("GPU: " + ", ".join(f"{d.name} ({d.uuid})" for d in chosen))
         return DeployResult(self.status(user, project), created, notices)
 
-    def _spec(self, user: User, proj, image_id: str, limits: Limits, chosen: list, protected: bool) -> ContainerSpec:
+    def _spec(self, user: User, proj, image, limits: Limits, chosen: list, protected: bool) -> ContainerSpec:
         tag = self.images.tag(user, proj.name)
         workspace = str(proj.path.resolve())
         slots = sum(d.slots(limits.mig_instances_per_gpu) for d in chosen)
@@ -287,7 +295,7 @@ class Containers:
             labels[L.PROTECTED] = "true"
         return ContainerSpec(
             name=container_name(proj.name, user.name),
-            image=image_id,
+            image=image.id,
             labels=labels,
             workspace=workspace,
             user=f"{user.uid}:{user.gid}",
@@ -298,6 +306,10 @@ class Containers:
                 # Explicit even without GPUs: CUDA images default to "all", which a
                 # host whose default runtime is nvidia would honour.
                 "NVIDIA_VISIBLE_DEVICES": ",".join(d.uuid for d in chosen) or "void",
+                # `from ds01_jupyter import checkpoints` works inside (see install_helpers).
+                "PYTHONPATH": ":".join(
+                    [HELPERS_DIR] + [e.split("=", 1)[1] for e in image.env if e.startswith("PYTHONPATH=") and e[11:]]
+                ),
             },
             hostname=proj.name.replace("_", "-"),
             memory=limits.memory,
@@ -329,7 +341,23 @@ class Containers:
                         hint=f"Retire it and deploy again for another GPU: `container-retire {project}`.",
                     )
             self.engine.start_container(record.id)
+        self.install_helpers(record.id)  # /tmp/.ds01 may have been emptied by the image's own init
         return self.status(user, project)
+
+    def install_helpers(self, container_id: str) -> bool:
+        """Copy the pure-Python helpers (checkpoints) into the container, on its PYTHONPATH."""
+        try:
+            self.engine.exec(
+                container_id,
+                ["sh", "-c", f"mkdir -p {HELPERS_DIR}/ds01_jupyter && chmod 1777 /tmp/.ds01"],
+                user="0:0",
+            )
+            for name in HELPERS:
+                data = resources.files("ds01_jupyter").joinpath(name).read_bytes()
+                self.engine.put_file(container_id, f"{HELPERS_DIR}/ds01_jupyter/{name}", data, 0o644)
+        except DS01Error:
+            return False  # the container works without them; only the helpers are missing
+        return True
 
     def stop(self, user: User, project: str) -> ContainerStatus:
         self.projects.get(user, project)

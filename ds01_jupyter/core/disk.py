@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+import heapq
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .projects import Projects
@@ -19,14 +20,17 @@ class TreeSize:
     apparent_bytes: int
     files: int
     measured_at: float
+    largest: list = field(default_factory=list)  # [[relative path, bytes], ...], biggest first
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def tree_size(root: str | os.PathLike) -> TreeSize:
-    """Sum a tree with os.scandir (no link is followed, hard links count once)."""
+def tree_size(root: str | os.PathLike, largest: int = 0) -> TreeSize:
+    """Sum a tree with os.scandir (no link is followed, hard links count once);
+    ``largest`` > 0 also keeps that many biggest files."""
     total = apparent = files = 0
+    top: list[tuple[int, str]] = []
     seen: set[tuple[int, int]] = set()
     stack = [os.fspath(root)]
     while stack:
@@ -53,7 +57,15 @@ def tree_size(root: str | os.PathLike) -> TreeSize:
                 files += 1
                 total += st.st_blocks * 512
                 apparent += st.st_size
-    return TreeSize(total, apparent, files, time.time())
+                if largest:
+                    item = (st.st_size, entry.path)
+                    if len(top) < largest:
+                        heapq.heappush(top, item)
+                    elif item > top[0]:
+                        heapq.heapreplace(top, item)
+    base = os.fspath(root)
+    biggest = [[os.path.relpath(path, base), size] for size, path in sorted(top, reverse=True)]
+    return TreeSize(total, apparent, files, time.time(), biggest)
 
 
 class DiskUsage:
@@ -72,8 +84,8 @@ class DiskUsage:
         except (OSError, ValueError):
             return {}
 
-    def measure(self, user: User, project: str) -> TreeSize:
-        size = tree_size(self.projects.get(user, project).path)
+    def measure(self, user: User, project: str, largest: int = 10) -> TreeSize:
+        size = tree_size(self.projects.get(user, project).path, largest)
         sizes = self.cached(user)
         sizes[project] = size.to_dict()
         path = self._file(user)

@@ -363,6 +363,7 @@ class DockerEngine(ContainerEngine):
             size=int(data.get("Size") or 0),
             created=_time(data.get("Created")),
             labels=(data.get("Config") or {}).get("Labels") or data.get("Labels") or {},
+            env=tuple((data.get("Config") or {}).get("Env") or ()),
         )
 
     def get_image(self, ref):

@@ -66,6 +66,7 @@ class ImageRecord:
     size: int
     created: datetime | None
     labels: dict[str, str]
+    env: tuple[str, ...] = ()
 
 
 class ContainerEngine(abc.ABC):

@@ -247,8 +247,56 @@ class LimitsHandler(DS01Handler):
     @authorized
     async def get(self):
         usage = await self.call(self.core.containers.usage, self.user)
-        usage["disk"] = await self.call(self.core.disk_usage, self.user)
+        usage["disk"] = await self.call(self.core.usage, self.user)
         self.send(usage)
+
+
+class CheckpointsHandler(DS01Handler):
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        metric = self.get_argument("metric", None)
+        mode = self.get_argument("mode", "min")
+        if mode not in ("min", "max"):
+            raise ApiError(InvalidRequest("'mode' must be 'min' or 'max'."))
+        self.send(await self.call(self.core.checkpoints, self.user, name, metric, mode))
+
+
+class PruneHandler(DS01Handler):
+    """Preview what a retention policy would delete; delete only with "confirm": true."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, name):
+        body = self.body()
+        policy = {}
+        for key in ("keep_last", "keep_best"):
+            value = body.get(key)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ApiError(InvalidRequest(f"'{key}' must be a whole number of 0 or more."))
+                policy[key] = value
+        days = body.get("older_than_days")
+        if days is not None:
+            if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
+                raise ApiError(InvalidRequest("'older_than_days' must be a number of 0 or more."))
+            policy["older_than"] = days * 86400
+        if body.get("metric") is not None:
+            if not isinstance(body["metric"], str):
+                raise ApiError(InvalidRequest("'metric' must be a string."))
+            policy["metric"] = body["metric"]
+        if body.get("mode", "min") not in ("min", "max"):
+            raise ApiError(InvalidRequest("'mode' must be 'min' or 'max'."))
+        policy["mode"] = body.get("mode", "min")
+        result = await self.call(self.core.prune_checkpoints, self.user, name, body.get("confirm") is True, **policy)
+        self.send(result)
+
+
+class UsageHandler(DS01Handler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.send(await self.call(self.core.usage, self.user))
 
 
 class OperationsHandler(DS01Handler):
@@ -311,6 +359,9 @@ def handlers() -> list[tuple]:
         (rf"/ds01/projects/{NAME}/rescue", RescueHandler),
         (r"/ds01/notebook-check", NotebookCheckHandler),
         (rf"/ds01/projects/{NAME}/logs", LogsHandler),
+        (rf"/ds01/projects/{NAME}/checkpoints", CheckpointsHandler),
+        (rf"/ds01/projects/{NAME}/prune", PruneHandler),
+        (r"/ds01/usage", UsageHandler),
         (r"/ds01/gpus", GpusHandler),
         (r"/ds01/limits", LimitsHandler),
         (r"/ds01/operations", OperationsHandler),

@@ -1,0 +1,38 @@
+"""Checkpoints, pruning and disk usage through the API."""
+
+from __future__ import annotations
+
+from ds01_jupyter import checkpoints as ck
+
+
+async def test_checkpoints_prune_preview_then_delete_and_usage(api, home):
+    await api("POST", "projects", body={"name": "demo"}, expect=201)
+    models = home / "workspace" / "demo" / "models"
+    for epoch, acc in enumerate([0.7, 0.9, 0.8], 1):
+        ck.save({"e": epoch}, epoch=epoch, metrics={"acc": acc}, directory=models)
+    (models / "broken.pt").write_bytes(b"")
+    _, data = await api("GET", "projects", "demo", "checkpoints", params={"mode": "max"}, expect=200)
+    assert data["best"] == "checkpoint-epoch0002.pkl" and data["latest"] == "checkpoint-epoch0003.pkl"
+    broken = next(c for c in data["checkpoints"] if c["name"] == "broken.pt")
+    assert broken["complete"] is False and broken["problem"] == "empty file"
+
+    _, plan = await api("POST", "projects", "demo", "prune", body={"keep_last": 1}, expect=200)
+    assert sorted(c["name"] for c in plan["would_delete"]) == ["broken.pt", "checkpoint-epoch0001.pkl", "checkpoint-epoch0002.pkl"]
+    assert len(list(models.glob("*.pkl"))) == 3  # a preview deletes nothing
+    _, done = await api("POST", "projects", "demo", "prune",
+                        body={"keep_last": 1, "keep_best": 1, "metric": "acc", "mode": "max", "confirm": True}, expect=200)
+    assert sorted(c["name"] for c in done["deleted"]) == ["broken.pt", "checkpoint-epoch0001.pkl"]
+    assert sorted(p.name for p in models.glob("*.pkl")) == ["checkpoint-epoch0002.pkl", "checkpoint-epoch0003.pkl"]
+
+    status, err = await api("POST", "projects", "demo", "prune", body={})
+    assert status == 400 and "keep" in err["message"]
+    status, _ = await api("POST", "projects", "demo", "prune", body={"keep_last": -1})
+    assert status == 400
+    status, _ = await api("GET", "projects", "nope", "checkpoints")
+    assert status == 404
+
+    _, usage = await api("GET", "usage", expect=200)
+    assert usage["projects"]["demo"]["checkpoint_bytes"] > 0
+    largest = usage["projects"]["demo"]["largest"]
+    assert largest and [size for _, size in largest] == sorted((size for _, size in largest), reverse=True)
+    assert usage["total_bytes"] >= usage["projects"]["demo"]["bytes"] > 0
