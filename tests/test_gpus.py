@@ -181,3 +181,23 @@ def test_cgroup_attribution_maps_a_host_pid_to_its_container(make_core, user, pr
     processes = seen["gpus"][0]["processes"]
     assert processes[0]["project"] == name and processes[0]["user"] == user.name
     assert processes[1]["project"] is None  # a host process, not ours
+
+
+def test_gpu_busy_without_a_new_checkpoint_is_warned(make_core, user, project_name):
+    import time as clock
+
+    from ds01_jupyter import checkpoints as ck
+
+    core = make_core()
+    name = project_name()
+    core.projects.create(user, name)
+    status = core.containers.deploy(user, name).container
+    pid = core.engine.get_container(status.id).pid
+    # A GPU whose process (as NVML would report it) is this container's.
+    busy = make_core(gpus=[{"uuid": "GPU-busy", "pids": [pid]}], checkpoint_warning_minutes=30)
+    now = clock.time()
+    assert busy.checkpoint_warnings(user, now=now) == []  # just started
+    (warning,) = busy.checkpoint_warnings(user, now=now + 31 * 60)
+    assert warning["project"] == name and warning["minutes_without_checkpoint"] >= 30
+    ck.save({"w": 1}, epoch=1, directory=core.projects.get(user, name).path / "models")
+    assert busy.checkpoint_warnings(user, now=clock.time() + 60) == []  # a fresh checkpoint resets it

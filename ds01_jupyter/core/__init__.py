@@ -7,6 +7,7 @@ they act for.
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 
 from .allocator import GpuAllocator
@@ -132,6 +133,44 @@ class DS01:
             "deleted" if confirm else "would_delete": [c.to_dict() for c in doomed],
             "bytes": sum(c.size for c in doomed),
         }
+
+    def checkpoint_warnings(self, user: User, now: float | None = None) -> list[dict]:
+        """Running containers busy on their GPU with no new checkpoint for checkpoint_warning_minutes."""
+        from datetime import datetime
+
+        from .. import checkpoints as ck
+        from . import labels as L
+
+        devices = self.inventory.devices()
+        if not devices:
+            return []
+        mine = {c.id: c for c in self.engine.list_containers(L.owned_by(user)) if L.is_container_of(c.labels, user)}
+        attribute(devices, mine)
+        using = {p.container_id for d in devices for p in d.processes if p.container_id in mine}
+        now = now or time.time()
+        limit = self.settings.checkpoint_warning_minutes * 60
+        warnings = []
+        for cid in using:
+            project = mine[cid].labels.get(L.PROJECT, "")
+            status = self.containers.status(user, project)
+            if not status.running or not status.started_at:
+                continue
+            since = datetime.fromisoformat(status.started_at.replace("Z", "+00:00")).timestamp()
+            found = [c for c in ck.scan(self.checkpoints_dir(user, project)) if c.complete]
+            if found:
+                since = max(since, max(c.mtime for c in found))
+            if now - since > limit:
+                minutes = int((now - since) // 60)
+                warnings.append(
+                    {
+                        "project": project,
+                        "minutes_without_checkpoint": minutes,
+                        "message": f"{project} has used its GPU for {minutes} minutes without a new checkpoint in "
+                        "models/: a crash or a retire would lose that work. Save one "
+                        "(`from ds01_jupyter import checkpoints; checkpoints.save(...)`).",
+                    }
+                )
+        return warnings
 
     def usage(self, user: User) -> dict:
         """Per project: workspace size, largest files, checkpoint bytes, image bytes; against the quota."""

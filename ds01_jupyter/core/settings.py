@@ -49,6 +49,8 @@ class Settings:
     build_network: str | None = None
     #: CPU use (percent of one core) under which a container counts as idle.
     idle_cpu_percent: float = 5.0
+    #: Warn when a container has used its GPU this many minutes without a new checkpoint.
+    checkpoint_warning_minutes: float = 30.0
     #: Seconds docker stop waits before killing.
     stop_timeout: int = 10
 

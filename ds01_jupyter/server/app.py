@@ -90,6 +90,11 @@ class DS01App(ExtensionApp):
         help="'device_request' (Docker --gpus by UUID; needs the NVIDIA Container Toolkit) or "
         "'env' (NVIDIA_VISIBLE_DEVICES only, where the default runtime is nvidia).",
     )
+    checkpoint_warning_minutes = Float(
+        _defaults.checkpoint_warning_minutes,
+        config=True,
+        help="Warn when a project's container has used its GPU this many minutes without a new checkpoint in models/.",
+    )
     lock_dir = Unicode(
         _defaults.lock_dir,
         config=True,
@@ -131,6 +136,7 @@ class DS01App(ExtensionApp):
             lock_dir=self.lock_dir,
             interface="jupyter",
             idle_cpu_percent=self.idle_cpu_percent,
+            checkpoint_warning_minutes=self.checkpoint_warning_minutes,
         )
 
     def initialize_settings(self):
@@ -183,6 +189,11 @@ class DS01App(ExtensionApp):
             new = [f.to_dict() for f in audit.at_risk if f.path not in known]
             if new:
                 self.events.publish({"type": "warning", "project": status.project, "at_risk": len(audit.at_risk), "new": new[:50]})
+        try:
+            for warning in await loop.run_in_executor(None, self.core.checkpoint_warnings, self.user):
+                self.events.publish({"type": "warning", "kind": "checkpoint", **warning})
+        except DS01Error as err:
+            self.log.info("ds01 checkpoint check skipped: %s", err)
 
     async def _reap(self):
         """Stop this user's idle or overdue containers; say why in the log."""
