@@ -8,7 +8,6 @@ import json
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from conftest import fake_gpus
 
 # pytest-jupyter runs coroutine tests on the server's own loop (no pytest-asyncio needed).
 

@@ -80,7 +80,7 @@ def cmd_deploy(core, user, args):
     for notice in result.notices:
         print(f"  {notice}")
     if not args.background and sys.stdin.isatty() and sys.stdout.isatty():
-        print(f"Opening a shell inside (leave with `exit`; the container keeps running). Use --background to skip.")
+        print("Opening a shell inside (leave with `exit`; the container keeps running). Use --background to skip.")
         _exec_interactive(core, user, args.name, [])
 
 

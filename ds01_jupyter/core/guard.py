@@ -28,7 +28,7 @@ from .engine import ContainerRecord
 from .errors import DiskFull, DS01Error, InvalidRequest, QuotaExceeded, UnsavedWork
 from .findings import AT_RISK, CACHE, ENVIRONMENT, NOISE, WORK, Finding, classify, is_checkpoint, package_of, rank
 from .limits import format_size
-from .users import User
+from .users import User, give_tree
 
 RESCUED = ".rescued"
 HOOK_LOG = "/tmp/.ds01/writes.jsonl"
@@ -415,7 +415,7 @@ class Guard:
             json.dumps({"project": project, "container": record.name, "rescued_at": stamp, "files": manifest,
                         "skipped": skipped, "packages": packages}, indent=1)
         )
-        _give_tree(user, base)
+        give_tree(user, base)
         os.replace(partial, final)  # only a complete rescue carries a final name
         total = sum(m["size"] for m in manifest)
         progress(f"Rescued {len(manifest)} files ({format_size(total)}) into {final}")
@@ -523,11 +523,3 @@ def _relative_notebook(path: str | None, project_path: Path) -> str | None:
     except ValueError:
         return path
 
-
-def _give_tree(user: User, root: Path) -> None:
-    if os.geteuid() != 0 or user.uid == 0:
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        os.lchown(dirpath, user.uid, user.gid)
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), user.uid, user.gid)

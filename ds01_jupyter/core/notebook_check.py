@@ -49,7 +49,7 @@ def _outside(path: str) -> bool:
 
 def _python_strings(source: str) -> dict[int, list[str]] | None:
     """String literals per line (comments excluded); None when the cell is not plain Python."""
-    lines = [("" if l.lstrip().startswith(("!", "%")) else l) for l in source.splitlines()]
+    lines = [("" if line.lstrip().startswith(("!", "%")) else line) for line in source.splitlines()]
     out: dict[int, list[str]] = {}
     try:
         for token in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):

@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import AlreadyExists, Forbidden, InvalidName, ProjectNotFound
 from .names import check_project_name
 from .settings import Settings
-from .users import User
+from .users import User, give_tree
 
 LAYOUT_DIRS = (
     "data/raw",
@@ -143,15 +143,6 @@ class Projects:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        _give_to(user, path)
+        give_tree(user, path)
         return Project(name, path)
 
-
-def _give_to(user: User, path: Path) -> None:
-    """Make ``path`` belong to ``user`` when we run as root for someone else."""
-    if os.geteuid() != 0 or user.uid == 0:
-        return
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.lchown(dirpath, user.uid, user.gid)
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), user.uid, user.gid)

@@ -15,10 +15,9 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
-from . import labels as L
 from .containers import Containers
 from .errors import DiskFull, DS01Error, QuotaExceeded
 from .gpus import attribute

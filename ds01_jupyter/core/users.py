@@ -48,3 +48,13 @@ class User:
         except KeyError:
             pass
         return names
+
+
+def give_tree(user: User, root: Path) -> None:
+    """Make ``root`` and all below it belong to ``user`` when we run as root for someone else."""
+    if os.geteuid() != 0 or user.uid == 0:
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.lchown(dirpath, user.uid, user.gid)
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), user.uid, user.gid)
