@@ -152,3 +152,19 @@ def test_retention_shows_first_and_deletes_only_when_asked(tmp_path):
     assert [c.epoch for c in ck.scan(tmp_path)] == [6]
     with pytest.raises(ck.CheckpointError):
         ck.prune(directory=tmp_path)
+
+
+def test_real_torch_checkpoints(tmp_path):
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Linear(4, 2)
+    for epoch, loss in ((1, 0.8), (2, 0.3)):
+        saved = ck.save(model.state_dict(), epoch=epoch, metrics={"loss": loss}, directory=tmp_path)
+        assert saved.name.endswith(".pt") and saved.complete
+    assert zipfile.is_zipfile(ck.latest(tmp_path).path)  # torch's zip format
+    restored = ck.load_latest(tmp_path)
+    assert torch.equal(restored["weight"], model.state_dict()["weight"])
+    # A torch file cut short (a crash while copying it) is flagged and never latest.
+    data = (tmp_path / "checkpoint-epoch0002.pt").read_bytes()
+    (tmp_path / "checkpoint-epoch0003.pt").write_bytes(data[: len(data) // 2])
+    assert ck.latest(tmp_path).name == "checkpoint-epoch0002.pt"
+    assert "central directory" in next(c for c in ck.scan(tmp_path) if c.epoch == 3).problem

@@ -8,21 +8,21 @@ from ds01_jupyter import checkpoints as ck
 async def test_checkpoints_prune_preview_then_delete_and_usage(api, home):
     await api("POST", "projects", body={"name": "demo"}, expect=201)
     models = home / "workspace" / "demo" / "models"
-    for epoch, acc in enumerate([0.7, 0.9, 0.8], 1):
-        ck.save({"e": epoch}, epoch=epoch, metrics={"acc": acc}, directory=models)
+    names = [ck.save({"e": epoch}, epoch=epoch, metrics={"acc": acc}, directory=models).name
+             for epoch, acc in enumerate([0.7, 0.9, 0.8], 1)]
     (models / "broken.pt").write_bytes(b"")
     _, data = await api("GET", "projects", "demo", "checkpoints", params={"mode": "max"}, expect=200)
-    assert data["best"] == "checkpoint-epoch0002.pkl" and data["latest"] == "checkpoint-epoch0003.pkl"
+    assert data["best"] == names[1] and data["latest"] == names[2]
     broken = next(c for c in data["checkpoints"] if c["name"] == "broken.pt")
     assert broken["complete"] is False and broken["problem"] == "empty file"
 
     _, plan = await api("POST", "projects", "demo", "prune", body={"keep_last": 1}, expect=200)
-    assert sorted(c["name"] for c in plan["would_delete"]) == ["broken.pt", "checkpoint-epoch0001.pkl", "checkpoint-epoch0002.pkl"]
-    assert len(list(models.glob("*.pkl"))) == 3  # a preview deletes nothing
+    assert sorted(c["name"] for c in plan["would_delete"]) == sorted(["broken.pt", names[0], names[1]])
+    assert all((models / n).exists() for n in names)  # a preview deletes nothing
     _, done = await api("POST", "projects", "demo", "prune",
                         body={"keep_last": 1, "keep_best": 1, "metric": "acc", "mode": "max", "confirm": True}, expect=200)
-    assert sorted(c["name"] for c in done["deleted"]) == ["broken.pt", "checkpoint-epoch0001.pkl"]
-    assert sorted(p.name for p in models.glob("*.pkl")) == ["checkpoint-epoch0002.pkl", "checkpoint-epoch0003.pkl"]
+    assert sorted(c["name"] for c in done["deleted"]) == sorted(["broken.pt", names[0]])
+    assert [(models / n).exists() for n in names] == [False, True, True]
 
     status, err = await api("POST", "projects", "demo", "prune", body={})
     assert status == 400 and "keep" in err["message"]
