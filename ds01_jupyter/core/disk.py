@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .projects import Projects
 from .settings import Settings
+from .statefile import read_json, write_atomic
 from .users import User
 
 
@@ -79,21 +80,14 @@ class DiskUsage:
         return self.settings.expand(self.settings.state_dir, user) / "sizes.json"
 
     def cached(self, user: User) -> dict[str, dict]:
-        try:
-            return json.loads(self._file(user).read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_json(self._file(user)) or {}
 
     def measure(self, user: User, project: str, largest: int = 10) -> TreeSize:
         size = tree_size(self.projects.get(user, project).path, largest)
         sizes = self.cached(user)
         sizes[project] = size.to_dict()
-        path = self._file(user)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(sizes))
-            os.replace(tmp, path)
+            write_atomic(self._file(user), json.dumps(sizes))
         except OSError:
             pass  # a full disk must not break measuring it
         return size

@@ -28,6 +28,7 @@ from .engine import ContainerRecord
 from .errors import DiskFull, DS01Error, InvalidRequest, QuotaExceeded, UnsavedWork
 from .findings import AT_RISK, CACHE, ENVIRONMENT, NOISE, WORK, Finding, classify, is_checkpoint, package_of, rank
 from .limits import format_size
+from .statefile import read_json, write_atomic
 from .users import User, give_tree
 
 RESCUED = ".rescued"
@@ -317,20 +318,13 @@ class Guard:
         return self.settings.expand(self.settings.state_dir, user) / "audits" / f"{project}.json"
 
     def _remember(self, user: User, audit: Audit) -> None:
-        path = self._cache_file(user, audit.project)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(audit.to_dict(limit=200)))
-            os.replace(tmp, path)
+            write_atomic(self._cache_file(user, audit.project), json.dumps(audit.to_dict(limit=200)))
         except OSError:
-            pass
+            pass  # the warning count is only a convenience; the audit itself stands
 
     def remembered(self, user: User, project: str) -> dict | None:
-        try:
-            return json.loads(self._cache_file(user, project).read_text())
-        except (OSError, ValueError):
-            return None
+        return read_json(self._cache_file(user, project))
 
     def forget(self, user: User, project: str) -> None:
         try:

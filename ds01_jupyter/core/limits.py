@@ -17,6 +17,7 @@ import yaml
 
 from .errors import ConfigError
 from .settings import Settings
+from .statefile import write_atomic
 from .users import User
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.I)
@@ -217,9 +218,7 @@ class LimitsSource:
         try:
             if path.exists() and path.read_text() == text:
                 return path
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            write_atomic(path, text)
             if os.geteuid() == 0 and user.uid != 0:
                 os.chown(path, user.uid, user.gid)
         except OSError:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from .containers import Containers
 from .errors import DiskFull, DS01Error, QuotaExceeded
 from .gpus import attribute
 from .limits import format_duration
+from .statefile import read_json, write_atomic
 from .users import User
 
 log = logging.getLogger("ds01_jupyter.reaper")
@@ -48,17 +48,10 @@ class Reaper:
         return self.settings.expand(self.settings.state_dir, user) / "activity.json"
 
     def _load(self, user: User) -> dict:
-        try:
-            return json.loads(self._state_file(user).read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_json(self._state_file(user)) or {}
 
     def _save(self, user: User, state: dict) -> None:
-        path = self._state_file(user)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, path)
+        write_atomic(self._state_file(user), json.dumps(state))
 
     def mark_active(self, user: User, container_id: str, when: float | None = None) -> None:
         """Record activity the cgroup cannot see (e.g. a kernel busy waiting on I/O)."""
