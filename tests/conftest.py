@@ -25,10 +25,25 @@ REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("DS01_REQUIRE_
 
 
 @pytest.fixture(scope="session")
-def engine():
+def engine(tmp_path_factory):
     core = DS01(Settings(base_image=BASE_IMAGE))
-    yield from _ready(core)
+    for engine in _ready(core):
+        _sweep_earlier_runs(engine, tmp_path_factory.getbasetemp().parent)
+        yield engine
     core.close()
+
+
+def _sweep_earlier_runs(engine, pytest_root: Path) -> None:
+    """Remove containers left by an earlier, interrupted run of these tests.
+
+    They hold names like `demo._.<user>` and count against the user's limits,
+    so a killed run would otherwise fail the next one. Only containers whose
+    workspace lies under pytest's own temporary root are touched.
+    """
+    prefix = str(pytest_root) + os.sep
+    for record in engine.list_containers(L.managed()):
+        if record.labels.get(L.WORKSPACE, "").startswith(prefix):
+            engine.remove_container(record.id, force=True)
 
 
 def _ready(core):

@@ -210,8 +210,9 @@ class DS01:
         engine = {"available": True, "reason": ""}
         containers, images = {}, {}
         try:
-            containers = {c.project: c for c in self.containers.list(user)}
-            images = {i.project: i for i in self.images.list(user)}
+            listed_images = self.images.list(user)
+            images = {i.project: i for i in listed_images}
+            containers = {c.project: c for c in self.containers.list(user, listed_images)}
         except EngineUnavailable as err:
             engine = {"available": False, "reason": str(err)}
         sizes = self.disk.cached(user)

@@ -165,10 +165,13 @@ class Containers:
             interface=record.labels.get(L.INTERFACE, ""),
         )
 
-    def list(self, user: User) -> list[ContainerStatus]:
-        """The user's containers (ownership from labels and uid), one engine call each for containers and images."""
+    def list(self, user: User, images: list | None = None) -> list[ContainerStatus]:
+        """The user's containers (ownership from labels and uid), one engine call each for containers and
+        images; pass ``images`` (``Images.list``) when the caller has them already."""
         records = [r for r in self.engine.list_containers(L.owned_by(user)) if L.is_container_of(r.labels, user)]
-        image_ids = {i.project: i.id for i in self.images.list(user)} if records else {}
+        if images is None and records:
+            images = self.images.list(user)
+        image_ids = {i.project: i.id for i in images or []}
         return sorted((self._status(user, r, image_ids) for r in records), key=lambda s: s.project)
 
     def status(self, user: User, project: str) -> ContainerStatus:

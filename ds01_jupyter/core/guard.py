@@ -81,6 +81,8 @@ class Audit:
     notes: list[str] = field(default_factory=list)
     scanned_at: float = field(default_factory=time.time)
     seconds: float = 0.0
+    #: Paths the writable layer added (the rescue archives their topmost folders).
+    added: set[str] = field(default_factory=set, repr=False)
 
     @property
     def at_risk(self) -> list[Finding]:
@@ -143,11 +145,12 @@ class Guard:
         audit = Audit(project, record.name, record.state)
         changes = [(p, k) for p, k in self.engine.diff(record.id) if k != "D" and not p.startswith("/workspace/")]
         paths = {p for p, _ in changes}
+        audit.added = {p for p, k in changes if k == "A"}
         probe = self._probe(record, sorted(paths)) if record.running else None
         if probe is not None:
             stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in probe["stats"].items()}
         else:
-            stats = self._stats_from_archives(record, paths, changes)
+            stats = self._stats_from_archives(record, paths, changes, audit.added)
             if record.state in ("exited", "dead", "created"):
                 audit.notes.append("The container is stopped: files it had in /dev/shm were lost when it stopped.")
         self._add_layer(audit, stats)
@@ -179,9 +182,8 @@ class Guard:
         except ValueError:
             return None
 
-    def _stats_from_archives(self, record, paths: set[str], changes) -> dict:
+    def _stats_from_archives(self, record, paths: set[str], changes, added: set[str]) -> dict:
         """Sizes from tar headers of the added trees (works on stopped containers)."""
-        added = {p for p, k in changes if k == "A"}
         stats: dict[str, tuple[int, bool, int]] = {}
         for root in _roots(added) + sorted(p for p, k in changes if k == "C" and p not in added):
             try:
@@ -380,8 +382,7 @@ class Guard:
         wanted = {f.path: f for f in work if not f.detail.startswith("special")}
         skipped += [{"path": f.path, "why": f.detail} for f in work if f.detail.startswith("special")]
         layer = {p for p, f in wanted.items() if f.source == "writable-layer"}
-        changes = self.engine.diff(record.id)
-        added = {p for p, k in changes if k == "A"}
+        added = audit.added  # the audit's own reading of the layer: no second diff
         roots = set()
         for path in layer:
             top = path

@@ -67,12 +67,16 @@ class Reaper:
         state = self._load(user)
         gpu_pids = self._gpu_containers()
         decisions = []
+        live = set()
         for listed in self.containers.list(user):
+            live.add(listed.id)
             if not listed.running:
                 if listed.state in ("exited", "dead", "created") and self.guard is not None:
                     decision = self._retire_stopped(user, listed, limits, now, dry_run)
                     if decision is not None:
                         decisions.append(decision)
+                        if decision.action == "retire" and not dry_run:
+                            live.discard(listed.id)
                 continue
             status = self.containers.status(user, listed.project)  # with its start time
             entry = state.setdefault(status.id, {})
@@ -84,7 +88,6 @@ class Reaper:
                     self.containers.stop(user, status.project)
                 except DS01Error as err:
                     decision.reason += f" (stop failed: {err})"
-        live = {s.id for s in self.containers.list(user)}
         self._save(user, {cid: e for cid, e in state.items() if cid in live})
         return decisions
 

@@ -18,8 +18,11 @@ import time
 LOG = "/tmp/.ds01/writes.jsonl"
 IGNORED = ("/workspace/", "/dev/", "/proc/", "/sys/", "/tmp/.ds01/")
 RUNTIME = ("/.ipython/", "/.local/share/jupyter/", "/.cache/", "/__pycache__/", "/.jupyter/", "/.config/matplotlib/")
-# tempfile's own names, and the probe file gettempdir() writes to test a folder.
-TEMPFILE = re.compile(r"^(tmp[a-z0-9_]{6,}(\.[a-z0-9]+)?|(?=[a-z]*[0-9_])[a-z0-9_]{8})$")
+# tempfile's own names (mkstemp, NamedTemporaryFile) when opened through the high-level API.
+TEMPFILE = re.compile(r"^tmp[a-z0-9_]{6,}(\.[a-z0-9]+)?$")
+# tempfile creates its files (and the probe gettempdir() writes to test a folder) with these flags.
+TEMPFILE_FLAGS = os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 _seen = set()
@@ -64,6 +67,10 @@ def audit_hook(event, args):
         return
     if isinstance(path, int) or not _is_write(mode, flags):
         return
+    if mode is None and isinstance(flags, int) and flags & TEMPFILE_FLAGS == TEMPFILE_FLAGS:
+        return  # made by tempfile: temporary by intent, and its random name would only be noise
+    if isinstance(flags, int) and O_TMPFILE and flags & O_TMPFILE == O_TMPFILE:
+        return  # an unnamed file that vanishes when closed
     _local.busy = True  # our own open() below must not re-enter
     try:
         full = os.path.normpath(os.path.join(os.getcwd(), os.fsdecode(path)))
@@ -73,6 +80,7 @@ def audit_hook(event, args):
             or any(part in full + "/" for part in RUNTIME)
             or TEMPFILE.match(os.path.basename(full))
             or full in _seen
+            or os.path.isdir(full)  # tempfile's unnamed files (O_TMPFILE) are opened on their folder
         ):
             return
         _seen.add(full)
