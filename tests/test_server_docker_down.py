@@ -22,3 +22,22 @@ async def test_docker_down_is_503_with_the_reason_and_projects_still_list(api, h
     assert status in (200, 503)
     status, _ = await api("GET", "limits")
     assert status == 503
+
+
+async def test_without_docker_the_workspace_features_still_work(api, home):
+    """What Binder offers: projects, checkpoints, the notebook check and disk use, with no engine."""
+    await api("POST", "projects", body={"name": "demo"}, expect=201)
+    models = home / "workspace" / "demo" / "models"
+    (models / "epoch=1-step=10.ckpt").write_bytes(b"\0" * 2048)
+    (models / "epoch=2-step=20.ckpt").write_bytes(b"")  # empty: incomplete, never "latest"
+
+    _, detail = await api("GET", "projects", "demo", expect=200)
+    assert detail["engine"]["available"] is False and detail["container"] is None
+    _, ckpts = await api("GET", "projects", "demo", "checkpoints", expect=200)
+    assert ckpts["latest"] == "epoch=1-step=10.ckpt" and len(ckpts["checkpoints"]) == 2
+    _, check = await api(
+        "POST", "notebook-check", body={"path": "demo/notebooks/a.ipynb", "cells": ["df.to_csv('/tmp/out.csv')"]}, expect=200
+    )
+    assert [f["path"] for f in check["findings"]] == ["/tmp/out.csv"]
+    _, usage = await api("GET", "usage", expect=200)
+    assert usage["projects"]["demo"]["bytes"] >= 2048 and usage["projects"]["demo"]["image_bytes"] is None
