@@ -88,6 +88,8 @@ def test_docker_down_is_one_clear_line(env, project_name):
     assert down.returncode == 1
     assert "Cannot reach the Docker engine" in down.stderr and "docker info" in down.stderr
     assert "Traceback" not in down.stderr
+    limits = run("check-limits", env, check_code=0).stdout  # limits are a file; use needs the engine
+    assert "max_containers_per_user" in limits and "Current use: unknown" in limits and "Docker" in limits
 
 
 def test_audit_exit_codes_and_retire_needs_a_choice(env, home, project_name):

@@ -283,6 +283,9 @@ def cmd_check_limits(core, user, args):
         print(f"  {key:26} {value}")
     max_c = usage["limits"]["max_containers_per_user"]
     max_g = usage["limits"]["max_mig_instances"]
+    if usage["containers"] is None:
+        print(f"Current use: unknown, {usage['engine']['reason']}")
+        return
     print("Current use:")
     print(f"  containers                 {usage['containers']} of {max_c if max_c is not None else 'unlimited'} ({usage['running']} running)")
     print(f"  GPU slots                  {usage['gpu_slots']} of {max_g if max_g is not None else 'unlimited'}")

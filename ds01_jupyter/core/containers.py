@@ -16,6 +16,7 @@ from .errors import (
     AlreadyExists,
     ContainerNotFound,
     DS01Error,
+    EngineUnavailable,
     Forbidden,
     GpuUnavailable,
     InvalidName,
@@ -398,16 +399,24 @@ class Containers:
         return self.engine.interactive_command(record.id, command, f"{user.uid}:{user.gid}", "/workspace", tty)
 
     def usage(self, user: User) -> dict:
-        """Limits and current use, as ``check-limits`` shows them."""
+        """Limits and current use, as ``check-limits`` shows them.
+
+        The limits come from a file, so they are answered with the engine down;
+        the use is then None and ``engine`` says why.
+        """
         limits = self.limits.for_user(user)
         self.limits.write_user_copy(user, limits)
-        mine = self.list(user)
+        answer = {"user": user.name, "limits": limits.to_dict(), "limits_readable": limits.describe()}
+        try:
+            mine = self.list(user)
+        except EngineUnavailable as err:
+            return {**answer, "containers": None, "running": None, "gpu_slots": None, "gpus": [],
+                    "engine": {"available": False, "reason": str(err)}}
         return {
-            "user": user.name,
-            "limits": limits.to_dict(),
-            "limits_readable": limits.describe(),
+            **answer,
             "containers": len(mine),
             "running": sum(1 for c in mine if c.running),
             "gpu_slots": sum(c.gpu_slots for c in mine if c.running),
             "gpus": sorted({u for c in mine for u in c.gpus}),
+            "engine": {"available": True, "reason": ""},
         }
