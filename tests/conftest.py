@@ -6,6 +6,7 @@ Tests skip without Docker on a developer's machine, but fail in CI
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -27,23 +28,42 @@ REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("DS01_REQUIRE_
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory):
     core = DS01(Settings(base_image=BASE_IMAGE))
-    for engine in _ready(core):
-        _sweep_earlier_runs(engine, tmp_path_factory.getbasetemp().parent)
-        yield engine
+    basetemp = tmp_path_factory.getbasetemp()
+    with open(basetemp / ALIVE, "w") as alive:
+        fcntl.flock(alive, fcntl.LOCK_EX)  # held while this run lives: other runs leave it alone
+        for engine in _ready(core):
+            _sweep_interrupted_runs(engine, basetemp.parent)
+            yield engine
     core.close()
 
 
-def _sweep_earlier_runs(engine, pytest_root: Path) -> None:
-    """Remove containers left by an earlier, interrupted run of these tests.
+ALIVE = ".ds01-run-alive"
+
+
+def _sweep_interrupted_runs(engine, pytest_root: Path) -> None:
+    """Remove containers left by an earlier run of these tests that was killed.
 
     They hold names like `demo._.<user>` and count against the user's limits,
     so a killed run would otherwise fail the next one. Only containers whose
-    workspace lies under pytest's own temporary root are touched.
+    workspace lies under pytest's own temporary root are considered, and only
+    those of runs whose lock is free (a run still going holds it).
     """
     prefix = str(pytest_root) + os.sep
     for record in engine.list_containers(L.managed()):
-        if record.labels.get(L.WORKSPACE, "").startswith(prefix):
+        workspace = record.labels.get(L.WORKSPACE, "")
+        if workspace.startswith(prefix) and not _run_alive(pytest_root / workspace[len(prefix):].split(os.sep)[0]):
             engine.remove_container(record.id, force=True)
+
+
+def _run_alive(run_dir: Path) -> bool:
+    try:
+        with open(run_dir / ALIVE) as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # no lock file: a run from before locks, or its folder was cleaned
+    return False
 
 
 def _ready(core):
