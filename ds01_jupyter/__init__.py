@@ -11,3 +11,8 @@ def _jupyter_server_extension_points():
     from .server.app import DS01App
 
     return [{"module": "ds01_jupyter.server", "app": DS01App}]
+
+
+def _jupyter_labextension_paths():
+    """Where the prebuilt sidebar lives (for `jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "@ds01/jupyterlab-ds01"}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from ds01_jupyter.core import DS01
 
@@ -95,3 +96,18 @@ def test_reaper_never_loses_work_to_a_full_quota(make_core, user, project_name):
     kept = decision(core.reaper.run(user), name)
     assert kept.action == "keep" and "quota" in kept.reason
     assert core.engine.get_container(status.id) is not None
+
+
+def test_containers_of_another_workspace_root_are_left_alone(make_core, user, project_name, tmp_path):
+    core = make_core(limits=IDLE.replace("max_runtime: null", "max_runtime: 1s"))
+    name = project_name()
+    deploy(core, user, name)
+    # The same user's server configured with another workspace root sees the container by its labels
+    # but has no such project: it must neither fail nor stop it.
+    other_root = tmp_path / "elsewhere"
+    other_root.mkdir()
+    other = DS01(replace(core.settings, workspace_root=str(other_root)))
+    time.sleep(1.2)
+    kept = decision(other.reaper.run(user), name)
+    assert kept.action == "keep" and "workspace root" in kept.reason
+    assert core.containers.status(user, name).running

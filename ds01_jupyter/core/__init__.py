@@ -216,6 +216,7 @@ class DS01:
         except EngineUnavailable as err:
             engine = {"available": False, "reason": str(err)}
         sizes = self.disk.cached(user)
+        activity = self.reaper.last_active(user) if containers else {}
         projects = []
         for project in self.projects.list(user):
             container = containers.get(project.name)
@@ -224,13 +225,28 @@ class DS01:
                 {
                     "name": project.name,
                     "path": str(project.path),
-                    "container": container.to_dict() if container else None,
+                    "container": self._live(user, container, activity) if container else None,
                     "image": image.to_dict() if image else None,
                     "size": sizes.get(project.name),
                     "warnings": (self.guard.remembered(user, project.name) or {}).get("at_risk", 0) if container else 0,
                 }
             )
         return {"user": user.name, "engine": engine, "projects": projects}
+
+    def _live(self, user: User, container, activity: dict) -> dict:
+        """A container as the sidebar shows it: with uptime (the engine's list lacks the start time) and idle time."""
+        data = container.to_dict()
+        if container.running and data.get("uptime_seconds") is None:
+            try:
+                record = self.engine.get_container(container.id)
+            except DS01Error:
+                record = None  # gone or the engine went away since the list: no uptime, not an error
+            if record is not None and record.started_at:
+                data["started_at"] = record.started_at.isoformat()
+                data["uptime_seconds"] = time.time() - record.started_at.timestamp()
+        last = activity.get(container.id)
+        data["idle_seconds"] = max(0.0, time.time() - last) if container.running and last else None
+        return data
 
     def gpu_inventory(self) -> dict:
         """Every GPU with its holder (from labels) and its processes' containers (from cgroups)."""

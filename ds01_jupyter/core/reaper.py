@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .containers import Containers
-from .errors import DiskFull, DS01Error, QuotaExceeded
+from .errors import DiskFull, DS01Error, ProjectNotFound, QuotaExceeded
 from .gpus import attribute
 from .limits import format_duration
 from .statefile import read_json, write_atomic
@@ -53,6 +53,10 @@ class Reaper:
     def _save(self, user: User, state: dict) -> None:
         write_atomic(self._state_file(user), json.dumps(state))
 
+    def last_active(self, user: User) -> dict[str, float]:
+        """When each container was last seen active (container id -> UNIX time), for idle times shown to users."""
+        return {cid: entry["last_active"] for cid, entry in self._load(user).items() if isinstance(entry, dict) and "last_active" in entry}
+
     def mark_active(self, user: User, container_id: str, when: float | None = None) -> None:
         """Record activity the cgroup cannot see (e.g. a kernel busy waiting on I/O)."""
         state = self._load(user)
@@ -70,6 +74,12 @@ class Reaper:
         live = set()
         for listed in self.containers.list(user):
             live.add(listed.id)
+            try:
+                self.containers.projects.get(user, listed.project)
+            except ProjectNotFound:
+                # Deployed from another workspace root (or its folder was removed): not ours to judge.
+                decisions.append(ReapDecision(listed.project, listed.name, "keep", "its project folder is not under this workspace root"))
+                continue
             if not listed.running:
                 if listed.state in ("exited", "dead", "created") and self.guard is not None:
                     decision = self._retire_stopped(user, listed, limits, now, dry_run)

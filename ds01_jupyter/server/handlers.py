@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -201,6 +202,21 @@ class RescueHandler(DS01Handler):
         self.send(result.to_dict())
 
 
+class TerminalCommandHandler(DS01Handler):
+    """The command a host terminal runs to get a shell inside the project's running container.
+
+    JupyterLab's terminals run on the host; the sidebar opens one and types this line,
+    so the shell runs as the user in /workspace of their own container, nothing more.
+    """
+
+    @web.authenticated
+    @authorized
+    async def get(self, name):
+        shell = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash || exec sh"]
+        argv = await self.call(self.core.containers.interactive, self.user, name, shell, True)
+        self.send({"project": name, "command": argv, "line": shlex.join(argv)})
+
+
 class NotebookCheckHandler(DS01Handler):
     """Static check of a notebook: {"path": relative to the server root} or {"cells": [source, ...]}."""
 
@@ -357,6 +373,7 @@ def handlers() -> list[tuple]:
         (rf"/ds01/projects/{NAME}/retire", RetireHandler),
         (rf"/ds01/projects/{NAME}/audit", AuditHandler),
         (rf"/ds01/projects/{NAME}/rescue", RescueHandler),
+        (rf"/ds01/projects/{NAME}/terminal", TerminalCommandHandler),
         (r"/ds01/notebook-check", NotebookCheckHandler),
         (rf"/ds01/projects/{NAME}/logs", LogsHandler),
         (rf"/ds01/projects/{NAME}/checkpoints", CheckpointsHandler),

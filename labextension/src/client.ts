@@ -1,0 +1,122 @@
+/**
+ * Typed wrapper over the ds01 REST API: one request function, authenticated
+ * through JupyterLab's ServerConnection (token and XSRF handled there).
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { ApiError } from './models/errors';
+import {
+  IAudit,
+  ICheckpoints,
+  IGpus,
+  ILimits,
+  INotebookFinding,
+  IOperation,
+  IOverview,
+  IProject,
+  IPrunePlan,
+  IVersion
+} from './models/types';
+
+/** The server's URL namespace; the same constant as the server's handlers. */
+export const NAMESPACE = 'ds01';
+
+export interface IPrunePolicy {
+  keep_last?: number;
+  keep_best?: number;
+  metric?: string;
+  mode?: 'min' | 'max';
+  older_than_days?: number;
+}
+
+export class DS01Client {
+  constructor(readonly serverSettings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
+
+  url(...parts: string[]): string {
+    return URLExt.join(this.serverSettings.baseUrl, NAMESPACE, ...parts.map(encodeURIComponent));
+  }
+
+  /** Call the API; a non-2xx answer becomes an ApiError carrying the server's message and hint. */
+  async request<T>(path: string[], init: RequestInit = {}, query = ''): Promise<T> {
+    const url = this.url(...path) + query;
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(url, init, this.serverSettings);
+    } catch (error) {
+      throw new ApiError(0, { error: 'NetworkError', message: `The Jupyter server cannot be reached: ${error}` });
+    }
+    const text = await response.text();
+    let data: any = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    if (!response.ok) {
+      throw ApiError.from(response.status, data, text);
+    }
+    return data as T;
+  }
+
+  private post<T>(path: string[], body: unknown = {}, query = ''): Promise<T> {
+    return this.request<T>(path, { method: 'POST', body: JSON.stringify(body) }, query);
+  }
+
+  version(): Promise<IVersion> {
+    return this.request(['version']);
+  }
+  overview(): Promise<IOverview> {
+    return this.request(['projects']);
+  }
+  project(name: string): Promise<IProject & { dockerfile?: string }> {
+    return this.request(['projects', name]);
+  }
+  createProject(name: string): Promise<IProject> {
+    return this.post(['projects'], { name });
+  }
+  build(name: string): Promise<{ operation: IOperation }> {
+    return this.post(['projects', name, 'build']);
+  }
+  deploy(name: string, gpus?: number | null): Promise<{ operation: IOperation }> {
+    return this.post(['projects', name, 'deploy'], gpus === undefined ? {} : { gpus });
+  }
+  start(name: string): Promise<unknown> {
+    return this.post(['projects', name, 'start']);
+  }
+  stop(name: string): Promise<unknown> {
+    return this.post(['projects', name, 'stop']);
+  }
+  retire(name: string, mode: 'rescue' | 'discard' | null): Promise<{ rescued?: { folder: string } | null }> {
+    return this.post(['projects', name, 'retire'], { mode });
+  }
+  audit(name: string): Promise<IAudit> {
+    return this.request(['projects', name, 'audit']);
+  }
+  rescue(name: string): Promise<{ folder: string; files: number; bytes: number }> {
+    return this.post(['projects', name, 'rescue']);
+  }
+  checkpoints(name: string, metric?: string, mode: 'min' | 'max' = 'min'): Promise<ICheckpoints> {
+    const query = URLExt.objectToQueryString(metric ? { metric, mode } : { mode });
+    return this.request(['projects', name, 'checkpoints'], {}, query);
+  }
+  prune(name: string, policy: IPrunePolicy, confirm = false): Promise<IPrunePlan> {
+    return this.post(['projects', name, 'prune'], { ...policy, confirm });
+  }
+  gpus(): Promise<IGpus> {
+    return this.request(['gpus']);
+  }
+  limits(): Promise<ILimits> {
+    return this.request(['limits']);
+  }
+  operation(id: string): Promise<IOperation> {
+    return this.request(['operations', id]);
+  }
+  notebookCheck(cells: string[]): Promise<{ findings: INotebookFinding[] }> {
+    return this.post(['notebook-check'], { cells });
+  }
+  /** The events URL (read with ServerConnection.makeRequest, see EventStream). */
+  eventsUrl(): string {
+    return this.url('events');
+  }
+}

@@ -1,0 +1,69 @@
+import * as React from 'react';
+
+import { DS01Model } from '../model';
+import { operationOf } from '../models/reducer';
+import { IAudit } from '../models/types';
+import { GpuSection } from './GpuSection';
+import { ProjectCard } from './ProjectCard';
+import { StatusBanner } from './StatusBanner';
+
+export interface IDS01PanelProps {
+  model: DS01Model;
+  execute: (command: string, args?: { project?: string }) => void;
+}
+
+/** The sidebar's content: a plain status line when something is missing, else projects and GPUs. */
+export function DS01Panel(props: IDS01PanelProps): JSX.Element {
+  const { model, execute } = props;
+  const { state, status } = model;
+  return (
+    <div className="jp-ds01-content">
+      <div className="jp-ds01-toolbar" role="toolbar" aria-label="DS01">
+        <h2 className="jp-ds01-title">DS01 projects</h2>
+        {model.mode !== 'container' && status !== 'missing' && (
+          <button
+            className="jp-mod-styled jp-mod-accept jp-ds01-button"
+            data-test-id="ds01-new-project"
+            aria-label="Create a new project"
+            onClick={() => execute('ds01:new-project')}
+          >
+            New project
+          </button>
+        )}
+        <button className="jp-mod-styled jp-ds01-button" aria-label="Refresh" onClick={() => execute('ds01:refresh')}>
+          Refresh
+        </button>
+      </div>
+      <StatusBanner status={model.status} detail={model.statusDetail} ready={state.ready} engine={state.engine} />
+      {state.ready && (
+        <>
+          {state.projects.length === 0 ? (
+            <p className="jp-ds01-muted">
+              No projects yet. Create one to get a workspace, a Dockerfile and a GPU container.
+            </p>
+          ) : (
+            <ul className="jp-ds01-projects" aria-label="Projects">
+              {state.projects.map(p => (
+                <ProjectCard
+                  key={p.name}
+                  project={p}
+                  operation={operationOf(state, p.name)}
+                  audit={model.audits[p.name] as IAudit | { error: string } | undefined}
+                  atRisk={state.atRisk[p.name] ?? 0}
+                  mode={model.mode}
+                  client={model.client}
+                  execute={execute}
+                  onShowFindings={name => void model.loadAudit(name)}
+                />
+              ))}
+            </ul>
+          )}
+          <GpuSection gpus={model.gpus} limits={model.limits} history={model.history} user={state.user} />
+        </>
+      )}
+      {!state.ready && status !== 'missing' && (
+        <p className="jp-ds01-muted">Connecting to the ds01 server extension…</p>
+      )}
+    </div>
+  );
+}

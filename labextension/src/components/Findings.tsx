@@ -1,0 +1,62 @@
+import * as React from 'react';
+
+import { groupFindings } from '../models/retirePlan';
+import { IAudit } from '../models/types';
+import { formatBytes } from '../models/units';
+
+/** The persistence guard's findings for one project, grouped by kind with sizes. */
+export function Findings(props: {
+  audit: IAudit | { error: string } | undefined;
+  onRescue: () => void;
+}): JSX.Element | null {
+  const { audit } = props;
+  if (!audit) {
+    return null;
+  }
+  if ('error' in audit) {
+    return <div className="jp-ds01-muted">Persistence check unavailable: {audit.error}</div>;
+  }
+  const groups = groupFindings(audit.findings);
+  if (!groups.length) {
+    return (
+      <div className="jp-ds01-findings jp-ds01-muted" data-test-id="ds01-findings">
+        Nothing outside /workspace would be lost.
+      </div>
+    );
+  }
+  return (
+    <div className="jp-ds01-findings" data-test-id="ds01-findings">
+      <div className="jp-ds01-findings-title">Outside /workspace (lost on retire):</div>
+      {groups.map(group => (
+        <details key={group.kind} open={group.kind === 'work'} className={`jp-ds01-findings-${group.kind}`}>
+          <summary>
+            {group.label}: {group.files} file{group.files === 1 ? '' : 's'}, {formatBytes(group.bytes)}
+          </summary>
+          <ul>
+            {group.items.slice(0, 50).map(f => (
+              <li key={f.path} title={f.detail || f.source}>
+                <code>{f.path}</code> <span className="jp-ds01-muted">{formatBytes(f.size)}</span>
+                {f.notebook && (
+                  <span className="jp-ds01-muted">
+                    {' '}
+                    ({f.notebook}
+                    {f.cell ? `, cell ${f.cell}` : ''})
+                  </span>
+                )}
+              </li>
+            ))}
+          </ul>
+        </details>
+      ))}
+      {audit.at_risk > 0 && (
+        <button
+          className="jp-mod-styled jp-ds01-button"
+          onClick={props.onRescue}
+          aria-label={`Rescue files of ${audit.project} now`}
+        >
+          Rescue now
+        </button>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,153 @@
+import * as React from 'react';
+
+import { actionsFor, phaseOf, PHASE_LABEL, ProjectAction } from '../models/projectState';
+import { IAudit, IOperation, IProject } from '../models/types';
+import { formatBytes, formatDuration, uptimeOf } from '../models/units';
+import { CheckpointsView } from './CheckpointsView';
+import { DS01Client } from '../client';
+import { Findings } from './Findings';
+import { OperationLog } from './OperationLog';
+
+export interface IProjectCardProps {
+  project: IProject;
+  operation?: IOperation;
+  audit?: IAudit | { error: string };
+  atRisk: number;
+  mode: string;
+  client: DS01Client;
+  execute: (command: string, args: { project: string }) => void;
+  onShowFindings: (project: string) => void;
+}
+
+const ACTION_LABEL: { [a in ProjectAction]: string } = {
+  build: 'Build',
+  deploy: 'Deploy',
+  start: 'Start',
+  stop: 'Stop',
+  retire: 'Retire',
+  terminal: 'Terminal',
+  notebook: 'Notebook'
+};
+
+const ACTION_HELP: { [a in ProjectAction]: string } = {
+  build: 'Build the image from the Dockerfile of',
+  deploy: 'Deploy (build if needed, create and start) the container of',
+  start: 'Start the stopped container of',
+  stop: 'Stop the container of',
+  retire: 'Retire (remove) the container of',
+  terminal: 'Open a terminal inside the container of',
+  notebook: 'Open a notebook with the container kernel of'
+};
+
+export function ProjectCard(props: IProjectCardProps): JSX.Element {
+  const { project, operation, mode } = props;
+  const [showCheckpoints, setShowCheckpoints] = React.useState(false);
+  const now = useMinuteClock(!!project.container?.running);
+  const phase = phaseOf(project, operation);
+  const c = project.container;
+  const actions = actionsFor(phase, mode);
+  const name = project.name;
+  return (
+    <li
+      className={`jp-ds01-project jp-ds01-phase-${phase}`}
+      data-test-id={`ds01-project-${name}`}
+      aria-label={`Project ${name}`}
+    >
+      <div className="jp-ds01-project-header">
+        <span className="jp-ds01-project-name">{name}</span>
+        <span className={`jp-ds01-badge jp-ds01-badge-${phase}`} data-test-id={`ds01-state-${name}`}>
+          {PHASE_LABEL[phase]}
+          {phase === 'error' && c?.exit_code ? ` (${c.exit_code})` : ''}
+        </span>
+      </div>
+      <dl className="jp-ds01-facts">
+        {c && (
+          <>
+            <dt>GPU</dt>
+            <dd>{c.gpus && c.gpus.length ? c.gpus.map(g => g.slice(0, 12)).join(', ') : 'none (CPU only)'}</dd>
+          </>
+        )}
+        {c?.running && (
+          <>
+            <dt>Uptime</dt>
+            <dd>{formatDuration(uptimeOf(c, now))}</dd>
+          </>
+        )}
+        {c?.running && typeof c.idle_seconds === 'number' && (
+          <>
+            <dt>Idle</dt>
+            <dd>{formatDuration(c.idle_seconds)}</dd>
+          </>
+        )}
+        <dt>Workspace</dt>
+        <dd>{formatBytes(project.size?.bytes as number | undefined)}</dd>
+        {c?.stale_image && (
+          <>
+            <dt>Image</dt>
+            <dd>rebuilt since deploy: retire and deploy to use it</dd>
+          </>
+        )}
+        {c?.error && (
+          <>
+            <dt>Error</dt>
+            <dd>{c.error}</dd>
+          </>
+        )}
+      </dl>
+      <div className="jp-ds01-actions" role="toolbar" aria-label={`Actions for ${name}`}>
+        {actions.map(action => (
+          <button
+            key={action}
+            className={`jp-mod-styled jp-ds01-button jp-ds01-action-${action}`}
+            data-test-id={`ds01-${action}-${name}`}
+            aria-label={`${ACTION_HELP[action]} ${name}`}
+            title={`${ACTION_HELP[action]} ${name}`}
+            onClick={() => props.execute(`ds01:${action}`, { project: name })}
+          >
+            {ACTION_LABEL[action]}
+          </button>
+        ))}
+        {c && (
+          <button
+            className="jp-mod-styled jp-ds01-button"
+            data-test-id={`ds01-audit-${name}`}
+            aria-label={`Check what ${name}'s container holds outside /workspace`}
+            onClick={() => props.onShowFindings(name)}
+          >
+            {props.atRisk ? `At risk: ${props.atRisk}` : 'Check files'}
+          </button>
+        )}
+        <button
+          className="jp-mod-styled jp-ds01-button"
+          aria-expanded={showCheckpoints}
+          aria-label={`Checkpoints of ${name}`}
+          data-test-id={`ds01-checkpoints-${name}`}
+          onClick={() => setShowCheckpoints(!showCheckpoints)}
+        >
+          Checkpoints
+        </button>
+      </div>
+      {operation && showOperation(operation, !!c) && <OperationLog operation={operation} />}
+      {c && <Findings audit={props.audit} onRescue={() => props.execute('ds01:rescue', { project: name })} />}
+      {showCheckpoints && <CheckpointsView client={props.client} project={name} />}
+    </li>
+  );
+}
+
+/** Re-render once a minute while the container runs, so its uptime stays current (no server request). */
+function useMinuteClock(active: boolean): number {
+  const [now, setNow] = React.useState(Date.now());
+  React.useEffect(() => {
+    if (!active) {
+      return;
+    }
+    const timer = setInterval(() => setNow(Date.now()), 60000);
+    return () => clearInterval(timer);
+  }, [active]);
+  return active ? Math.max(now, Date.now()) : now;
+}
+
+/** A running or failed operation always shows; a finished build shows until the project is deployed. */
+function showOperation(operation: IOperation, deployed: boolean): boolean {
+  return operation.state === 'running' || operation.state === 'failed' || (operation.kind === 'build' && !deployed);
+}

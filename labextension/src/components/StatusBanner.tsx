@@ -1,0 +1,40 @@
+import * as React from 'react';
+
+import { IEngine } from '../models/types';
+
+export interface IStatusBannerProps {
+  /** The event stream's status (see EventStream). */
+  status: string;
+  detail: string;
+  ready: boolean;
+  engine: IEngine;
+}
+
+/** Says plainly what is missing (the server extension, Docker, the connection) instead of breaking. */
+export function StatusBanner(props: IStatusBannerProps): JSX.Element | null {
+  if (props.status === 'missing') {
+    return (
+      <div className="jp-ds01-banner jp-ds01-banner-error" role="alert" data-test-id="ds01-banner">
+        The ds01 server extension is not running on this Jupyter server, so projects cannot be shown. Ask your
+        administrator to install ds01-jupyter and enable it (jupyter server extension enable ds01_jupyter), then restart
+        JupyterLab.
+      </div>
+    );
+  }
+  if (props.ready && !props.engine.available) {
+    return (
+      <div className="jp-ds01-banner jp-ds01-banner-error" role="alert" data-test-id="ds01-banner">
+        Docker is not available, so containers cannot be listed or started. Your projects and files are safe.
+        {props.engine.reason ? ` (${props.engine.reason})` : ''}
+      </div>
+    );
+  }
+  if (props.status === 'retrying') {
+    return (
+      <div className="jp-ds01-banner" role="status" data-test-id="ds01-banner">
+        Lost contact with the server; reconnecting… {props.detail}
+      </div>
+    );
+  }
+  return null;
+}

@@ -1,0 +1,194 @@
+/**
+ * Payloads of the ds01 REST API and its events (see ds01_jupyter/server/openapi.yaml).
+ */
+
+export interface IContainer {
+  project: string;
+  name: string;
+  id: string;
+  state: string;
+  running?: boolean;
+  image?: string;
+  stale_image?: boolean;
+  gpus?: string[];
+  gpu_slots?: number;
+  workspace?: string;
+  started_at?: string | null;
+  finished_at?: string | null;
+  uptime_seconds?: number | null;
+  idle_seconds?: number | null;
+  exit_code?: number | null;
+  error?: string;
+  protected?: boolean;
+}
+
+export interface IImage {
+  tag?: string;
+  id?: string;
+  size?: number;
+  [key: string]: unknown;
+}
+
+export interface ISize {
+  bytes?: number;
+  [key: string]: unknown;
+}
+
+export interface IProject {
+  name: string;
+  path: string;
+  container: IContainer | null;
+  image: IImage | null;
+  size: ISize | null;
+  warnings?: number;
+}
+
+export interface IEngine {
+  available: boolean;
+  reason?: string;
+}
+
+export interface IOperation {
+  id: string;
+  kind: 'deploy' | 'build' | string;
+  project: string;
+  state: 'running' | 'done' | 'failed' | string;
+  lines?: string[];
+  result?: Record<string, unknown> | null;
+  error?: IErrorBody | null;
+  started?: number;
+  finished?: number | null;
+}
+
+export interface IErrorBody {
+  error: string;
+  message: string;
+  hint?: string;
+  [key: string]: unknown;
+}
+
+export interface IFinding {
+  path: string;
+  kind: 'work' | 'environment' | 'cache' | string;
+  size: number;
+  source: string;
+  checkpoint?: boolean;
+  detail?: string;
+  notebook?: string | null;
+  cell?: number | null;
+  files?: number;
+}
+
+export interface IAudit {
+  project: string;
+  container: string;
+  state: string;
+  at_risk: number;
+  summary: Record<string, { count: number; items?: number; bytes?: number }>;
+  findings: IFinding[];
+  truncated?: boolean;
+  notes?: string[];
+  scanned_at?: number;
+}
+
+export interface IGpu {
+  uuid: string;
+  index: string;
+  name: string;
+  memory_total: number;
+  memory_used: number;
+  utilization: number | null;
+  is_mig?: boolean;
+  holder: { user?: string; project?: string; container?: string } | null;
+}
+
+export interface IGpus {
+  gpus: IGpu[];
+  notice?: string;
+}
+
+export interface ILimits {
+  user: string;
+  limits: Record<string, number | boolean | string | null>;
+  limits_readable?: Record<string, string>;
+  containers: number;
+  running: number;
+  gpu_slots: number;
+  gpus: string[];
+  disk?: { total_bytes: number; quota_bytes: number | null; over_quota?: boolean };
+}
+
+export interface ICheckpoint {
+  path: string;
+  name: string;
+  epoch: number | null;
+  step?: number | null;
+  metrics: Record<string, number>;
+  complete: boolean;
+  problem?: string;
+  size: number;
+  mtime: number;
+}
+
+export interface ICheckpoints {
+  project: string;
+  checkpoints: ICheckpoint[];
+  latest: string | null;
+  best: string | null;
+  metric: string | null;
+  metrics: string[];
+  bytes: number;
+}
+
+export interface IPrunePlan {
+  project: string;
+  would_delete?: ICheckpoint[];
+  deleted?: ICheckpoint[];
+  bytes: number;
+}
+
+export interface INotebookFinding {
+  cell: number;
+  line: number;
+  path: string;
+  snippet?: string;
+  [key: string]: unknown;
+}
+
+export interface IVersion {
+  version: string;
+  api: number;
+  /** "host" (default) or "container" (JupyterHub in-container mode: no deploy/retire). */
+  mode?: 'host' | 'container' | string;
+}
+
+/** Events of /ds01/events. */
+export type DS01Event =
+  | ({ type: 'snapshot'; operations?: IOperation[] } & IOverview)
+  | {
+      type: 'container';
+      action: string;
+      project: string;
+      id?: string;
+      name?: string;
+      exit_code?: number | null;
+      time?: number;
+    }
+  | { type: 'gpu'; action: string; uuids: string[]; project?: string }
+  | ({ type: 'operation'; line?: string } & IOperation)
+  | { type: 'engine'; available: boolean; reason?: string }
+  | {
+      type: 'warning';
+      project: string;
+      kind?: string;
+      at_risk?: number;
+      new?: IFinding[];
+      [key: string]: unknown;
+    }
+  | { type: 'reaper'; [key: string]: unknown };
+
+export interface IOverview {
+  user: string;
+  engine: IEngine;
+  projects: IProject[];
+}

@@ -1,0 +1,285 @@
+/**
+ * Every sidebar action as a command (so the palette, the panel's buttons and
+ * keyboard users share one path); each takes {project} or asks for one.
+ */
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { Dialog, ICommandPalette, InputDialog, Notification, showDialog } from '@jupyterlab/apputils';
+import { PageConfig, PathExt } from '@jupyterlab/coreutils';
+
+import { askProjectName } from '../dialogs/newProject';
+import { askRetire } from '../dialogs/retire';
+import { DS01Model } from '../model';
+import { describeError } from '../models/errors';
+import { retirePlan } from '../models/retirePlan';
+import { formatBytes } from '../models/units';
+import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
+
+type Args = { project?: string };
+
+async function pickProject(model: DS01Model, args: Args, verb: string): Promise<string | null> {
+  if (typeof args.project === 'string' && args.project) {
+    return args.project;
+  }
+  const items = model.state.projects.map(p => p.name);
+  if (!items.length) {
+    Notification.info('There are no DS01 projects yet: create one first.', { autoClose: 5000 });
+    return null;
+  }
+  const result = await InputDialog.getItem({ title: `${verb}: which project?`, items });
+  return result.button.accept ? result.value : null;
+}
+
+/** Run an action; its error becomes a notification with the server's message and hint. */
+async function attempt<T>(what: string, work: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await work();
+  } catch (error) {
+    Notification.error(`${what}: ${describeError(error)}`, { autoClose: false });
+    return undefined;
+  }
+}
+
+/** The project's folder relative to the server's root, where its notebooks go. */
+function notebookFolder(model: DS01Model, project: string): string {
+  const path = model.state.projects.find(p => p.name === project)?.path ?? '';
+  const root = PageConfig.getOption('serverRoot');
+  if (!root || !path.startsWith(root.replace(/\/+$/, '') + '/')) {
+    return '';
+  }
+  return PathExt.relative(root, path);
+}
+
+export const commandsPlugin: JupyterFrontEndPlugin<void> = {
+  id: `${PLUGIN_ID}:commands`,
+  description: 'Commands for every DS01 action, in the palette.',
+  autoStart: true,
+  requires: [IDS01Client],
+  optional: [ICommandPalette],
+  activate: (app: JupyterFrontEnd, model: DS01Model, palette: ICommandPalette | null) => {
+    const { commands } = app;
+    const client = model.client;
+    const hostOnly = () => model.mode !== 'container';
+
+    commands.addCommand(CommandIDs.newProject, {
+      label: 'DS01: New Project…',
+      caption: 'Create a project with a workspace folder and a Dockerfile',
+      isEnabled: hostOnly,
+      execute: async () => {
+        const name = await askProjectName();
+        if (!name) {
+          return;
+        }
+        const created = await attempt(`Cannot create ${name}`, () => client.createProject(name));
+        if (created) {
+          await model.refreshProject(name);
+          Notification.success(`Created project ${name} in ${created.path}.`, { autoClose: 4000 });
+        }
+      }
+    });
+
+    for (const kind of ['build', 'deploy'] as const) {
+      commands.addCommand(kind === 'build' ? CommandIDs.build : CommandIDs.deploy, {
+        label: args =>
+          args.project
+            ? `DS01: ${kind === 'build' ? 'Build' : 'Deploy'} ${args.project}`
+            : `DS01: ${kind === 'build' ? 'Build Image' : 'Deploy Container'}…`,
+        caption:
+          kind === 'build'
+            ? "Build the project's image from its Dockerfile"
+            : 'Build if needed, then create and start the container',
+        isEnabled: () => kind === 'build' || hostOnly(),
+        execute: async args => {
+          const project = await pickProject(model, args as Args, kind === 'build' ? 'Build' : 'Deploy');
+          if (project) {
+            await attempt(`Cannot ${kind} ${project}`, () => model.startOperation(kind, project));
+          }
+        }
+      });
+    }
+
+    for (const action of ['start', 'stop'] as const) {
+      commands.addCommand(action === 'start' ? CommandIDs.start : CommandIDs.stop, {
+        label: args =>
+          args.project
+            ? `DS01: ${action === 'start' ? 'Start' : 'Stop'} ${args.project}`
+            : `DS01: ${action === 'start' ? 'Start' : 'Stop'} Container…`,
+        execute: async args => {
+          const project = await pickProject(model, args as Args, action === 'start' ? 'Start' : 'Stop');
+          if (project) {
+            await attempt(`Cannot ${action} ${project}`, () => client[action](project));
+            await model.refreshProject(project);
+          }
+        }
+      });
+    }
+
+    commands.addCommand(CommandIDs.retire, {
+      label: args => (args.project ? `DS01: Retire ${args.project}` : 'DS01: Retire Container…'),
+      caption: 'Remove the container after showing what would be lost; the workspace stays',
+      isEnabled: hostOnly,
+      execute: async args => {
+        const project = await pickProject(model, args as Args, 'Retire');
+        if (!project) {
+          return;
+        }
+        const audit = await attempt(`Cannot check ${project} before retiring`, () => client.audit(project));
+        if (!audit) {
+          return;
+        }
+        const choice = await askRetire(retirePlan(audit));
+        if (choice === 'cancel') {
+          return;
+        }
+        const result = await attempt(`Cannot retire ${project}`, () => client.retire(project, choice));
+        if (result) {
+          const rescued = result.rescued?.folder ? ` Rescued files are in ${result.rescued.folder}.` : '';
+          Notification.success(`Retired ${project}.${rescued}`, { autoClose: 8000 });
+          await model.refreshProject(project);
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.rescue, {
+      label: args =>
+        args.project ? `DS01: Rescue Files of ${args.project}` : 'DS01: Rescue Files Outside /workspace…',
+      execute: async args => {
+        const project = await pickProject(model, args as Args, 'Rescue');
+        if (!project) {
+          return;
+        }
+        const result = await attempt(`Cannot rescue ${project}`, () => client.rescue(project));
+        if (result) {
+          Notification.success(`Rescued ${result.files} file(s) of ${project} into ${result.folder}.`, {
+            autoClose: 8000
+          });
+          await model.loadAudit(project);
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.audit, {
+      label: args => (args.project ? `DS01: Check Files of ${args.project}` : 'DS01: Check Files Outside /workspace…'),
+      execute: async args => {
+        const project = await pickProject(model, args as Args, 'Check');
+        if (project) {
+          await model.loadAudit(project);
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.prune, {
+      label: args => (args.project ? `DS01: Prune Checkpoints of ${args.project}` : 'DS01: Prune Checkpoints…'),
+      caption: 'Delete old checkpoints, keeping the newest N, after a preview',
+      execute: async args => {
+        const project = await pickProject(model, args as Args, 'Prune checkpoints');
+        if (!project) {
+          return;
+        }
+        const keep = await InputDialog.getNumber({
+          title: `Keep how many of the newest checkpoints of ${project}?`,
+          value: 3
+        });
+        if (!keep.button.accept || keep.value === null || keep.value < 0) {
+          return;
+        }
+        const policy = { keep_last: Math.floor(keep.value) };
+        const plan = await attempt(`Cannot plan pruning ${project}`, () => client.prune(project, policy));
+        const doomed = plan?.would_delete ?? [];
+        if (!plan || !doomed.length) {
+          if (plan) {
+            Notification.info(`Nothing to prune in ${project}.`, { autoClose: 4000 });
+          }
+          return;
+        }
+        const answer = await showDialog({
+          title: `Delete ${doomed.length} checkpoint(s) of ${project} (${formatBytes(plan.bytes)})?`,
+          body: doomed.map(c => c.name).join(', '),
+          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+        });
+        if (answer.button.accept) {
+          const done = await attempt(`Cannot prune ${project}`, () => client.prune(project, policy, true));
+          if (done) {
+            Notification.success(`Deleted ${done.deleted?.length ?? 0} checkpoint(s) of ${project}.`, {
+              autoClose: 4000
+            });
+          }
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.terminal, {
+      label: args => (args.project ? `DS01: Terminal in ${args.project}` : 'DS01: Open Terminal in Container…'),
+      caption: "Open a terminal with a shell inside the project's running container",
+      isEnabled: () => commands.hasCommand('terminal:create-new'),
+      execute: async args => {
+        const project = await pickProject(model, args as Args, 'Terminal');
+        if (!project) {
+          return;
+        }
+        const shell = await attempt(`Cannot open a terminal in ${project}`, () =>
+          client.request<{ line: string }>(['projects', project, 'terminal'])
+        );
+        if (!shell) {
+          return;
+        }
+        const widget: any = await commands.execute('terminal:create-new');
+        widget.title.caption = `Shell inside the container of ${project}`;
+        // `exec` so that leaving the container's shell closes the terminal too.
+        widget.content.session.send({ type: 'stdin', content: [`exec ${shell.line}\r`] });
+      }
+    });
+
+    commands.addCommand(CommandIDs.notebook, {
+      label: args => (args.project ? `DS01: New Notebook in ${args.project}` : 'DS01: New Notebook in Container…'),
+      caption: "Open a new notebook whose kernel runs inside the project's container",
+      execute: async args => {
+        const project = await pickProject(model, args as Args, 'Notebook');
+        if (!project) {
+          return;
+        }
+        const kernelName = `ds01-${project}`;
+        await app.serviceManager.kernelspecs.refreshSpecs();
+        if (!app.serviceManager.kernelspecs.specs?.kernelspecs[kernelName]) {
+          Notification.error(`No kernel ${kernelName} yet: deploy ${project} first.`, { autoClose: 8000 });
+          return;
+        }
+        const base = notebookFolder(model, project);
+        const folder = base ? PathExt.join(base, 'notebooks') : '';
+        const created: any = await attempt('Cannot create the notebook', async () => {
+          try {
+            return await commands.execute('docmanager:new-untitled', { path: folder, type: 'notebook' });
+          } catch {
+            return await commands.execute('docmanager:new-untitled', { path: base, type: 'notebook' });
+          }
+        });
+        if (created) {
+          await commands.execute('docmanager:open', {
+            path: created.path,
+            factory: 'Notebook',
+            kernel: { name: kernelName }
+          });
+        }
+      }
+    });
+
+    commands.addCommand(CommandIDs.refresh, {
+      label: 'DS01: Refresh',
+      execute: async () => {
+        model.reconnect();
+        await model.refreshResources();
+      }
+    });
+
+    commands.addCommand(CommandIDs.openPanel, {
+      label: 'DS01: Show Projects Panel',
+      execute: () => app.shell.activateById('ds01-sidebar')
+    });
+
+    if (palette) {
+      const category = 'DS01';
+      for (const command of Object.values(CommandIDs)) {
+        palette.addItem({ command, category });
+      }
+    }
+  }
+};

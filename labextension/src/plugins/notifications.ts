@@ -1,0 +1,96 @@
+/**
+ * Notifications (JupyterLab's notification system) for what needs attention:
+ * a notebook writing outside /workspace (seen in its kernel's output, naming
+ * the notebook and the path), new files at risk found by the server's scans,
+ * and finished or failed builds and deploys.
+ */
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { Notification } from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { KernelMessage } from '@jupyterlab/services';
+
+import { DS01Model } from '../model';
+import { parseWriteWarnings } from '../models/writeWarning';
+import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
+
+function rescueAction(app: JupyterFrontEnd, project: string): Notification.IAction {
+  return {
+    label: 'Rescue now',
+    caption: `Copy files of ${project} outside /workspace into its .rescued/ folder`,
+    callback: () => void app.commands.execute(CommandIDs.rescue, { project })
+  };
+}
+
+/** Watch one notebook's kernel output for the container hook's warnings. */
+function watchNotebook(app: JupyterFrontEnd, model: DS01Model, panel: NotebookPanel): void {
+  const seen = new Set<string>();
+  const onMessage = (_: unknown, msg: KernelMessage.IMessage) => {
+    if (msg.channel !== 'iopub' || msg.header.msg_type !== 'stream') {
+      return;
+    }
+    const kernel = panel.sessionContext.session?.kernel?.name ?? '';
+    if (!kernel.startsWith('ds01-')) {
+      return;
+    }
+    const project = kernel.slice('ds01-'.length);
+    for (const path of parseWriteWarnings((msg.content as KernelMessage.IStreamMsg['content']).text)) {
+      if (seen.has(path)) {
+        continue;
+      }
+      seen.add(path);
+      void model.loadAudit(project);
+      if (model.settings.notificationLevel === 'none') {
+        continue;
+      }
+      Notification.warning(
+        `${panel.context.path} wrote ${path} outside /workspace (lost when ${project} is retired).`,
+        { autoClose: false, actions: [rescueAction(app, project)] }
+      );
+    }
+  };
+  panel.sessionContext.iopubMessage.connect(onMessage);
+  panel.disposed.connect(() => panel.sessionContext.iopubMessage.disconnect(onMessage));
+}
+
+export const notificationsPlugin: JupyterFrontEndPlugin<void> = {
+  id: `${PLUGIN_ID}:notifications`,
+  description: 'Notifications for writes outside /workspace and for finished builds and deploys.',
+  autoStart: true,
+  requires: [IDS01Client],
+  optional: [INotebookTracker],
+  activate: (app: JupyterFrontEnd, model: DS01Model, tracker: INotebookTracker | null) => {
+    if (tracker) {
+      tracker.widgetAdded.connect((_, panel) => watchNotebook(app, model, panel));
+    }
+    model.warning.connect((_, warning) => {
+      if (model.settings.notificationLevel === 'none') {
+        return;
+      }
+      if (warning.kind === 'checkpoint') {
+        Notification.warning(`${warning.project}: ${String(warning.message ?? 'no new checkpoint for a while.')}`, {
+          autoClose: 15000
+        });
+        return;
+      }
+      const paths = (warning.new ?? []).map(f => f.path);
+      if (!paths.length) {
+        return;
+      }
+      const shown = paths.slice(0, 3).join(', ') + (paths.length > 3 ? ` and ${paths.length - 3} more` : '');
+      Notification.warning(`${warning.project}: new files outside /workspace would be lost on retire: ${shown}.`, {
+        autoClose: false,
+        actions: [rescueAction(app, warning.project)]
+      });
+    });
+    model.operationFinished.connect((_, op) => {
+      const level = model.settings.notificationLevel;
+      if (op.state === 'failed' && level !== 'none') {
+        Notification.error(`${op.kind} of ${op.project} failed: ${op.error?.message ?? ''} ${op.error?.hint ?? ''}`, {
+          autoClose: false
+        });
+      } else if (op.state === 'done' && level === 'all') {
+        Notification.success(`${op.kind === 'build' ? 'Built' : 'Deployed'} ${op.project}.`, { autoClose: 4000 });
+      }
+    });
+  }
+};

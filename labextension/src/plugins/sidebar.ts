@@ -1,0 +1,23 @@
+/** Puts the DS01 panel in the left sidebar. */
+import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { kernelIcon } from '@jupyterlab/ui-components';
+
+import { DS01Model } from '../model';
+import { DS01Sidebar } from '../sidebar';
+import { IDS01Client, PLUGIN_ID } from '../tokens';
+
+export const sidebarPlugin: JupyterFrontEndPlugin<void> = {
+  id: `${PLUGIN_ID}:sidebar`,
+  description: 'The DS01 projects and GPUs panel.',
+  autoStart: true,
+  requires: [IDS01Client],
+  optional: [ILayoutRestorer, ILabShell],
+  activate: (app: JupyterFrontEnd, model: DS01Model, restorer: ILayoutRestorer | null) => {
+    const panel = new DS01Sidebar(model, app.commands);
+    panel.title.icon = kernelIcon;
+    app.shell.add(panel, 'left', { rank: 250 });
+    if (restorer) {
+      restorer.add(panel, 'ds01-sidebar');
+    }
+  }
+};
