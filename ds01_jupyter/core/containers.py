@@ -210,11 +210,15 @@ class Containers:
         gpus: int | None = None,
         progress: Progress = _noop,
         protected: bool = False,
+        command: tuple[str, ...] | None = None,
+        env: dict[str, str] | None = None,
     ) -> DeployResult:
         """Create and start the project's container; return the running one if there is one.
 
         ``gpus=None`` means one GPU where the host has any, else CPU-only with
-        a notice; an explicit count that cannot be met is an error.
+        a notice; an explicit count that cannot be met is an error. ``command``
+        and ``env`` (added to ours, which win) are for front ends that run a
+        server as the container's main process, such as the JupyterHub spawner.
         """
         proj = self.projects.get(user, project)
         notices: list[str] = []
@@ -260,7 +264,7 @@ class Containers:
                 chosen = self.allocator.choose(devices, held, count, limits, own_slots) if count else []
                 progress(f"Creating container {container_name(project, user.name)}")
                 try:
-                    spec = self._spec(user, proj, image, limits, chosen, protected)
+                    spec = self._spec(user, proj, image, limits, chosen, protected, command, env)
                     record = self.engine.create_container(spec)
                     created = True
                 except AlreadyExists:  # made outside our lock, e.g. by an older tool
@@ -278,7 +282,9 @@ class Containers:
             notices.append("GPU: " + ", ".join(f"{d.name} ({d.uuid})" for d in chosen))
         return DeployResult(self.status(user, project), created, notices)
 
-    def _spec(self, user: User, proj, image, limits: Limits, chosen: list, protected: bool) -> ContainerSpec:
+    def _spec(
+        self, user: User, proj, image, limits: Limits, chosen: list, protected: bool, command=None, extra_env=None
+    ) -> ContainerSpec:
         tag = self.images.tag(user, proj.name)
         workspace = str(proj.path.resolve())
         slots = sum(d.slots(limits.mig_instances_per_gpu) for d in chosen)
@@ -303,7 +309,9 @@ class Containers:
             labels=labels,
             workspace=workspace,
             user=f"{user.uid}:{user.gid}",
+            command=tuple(command) if command else ContainerSpec.command,
             env={
+                **(extra_env or {}),
                 "DS01_PROJECT": proj.name,
                 "DS01_USER": user.name,
                 "DS01_CONTAINER": container_name(proj.name, user.name),
