@@ -15,6 +15,7 @@ export const sidebarPlugin: JupyterFrontEndPlugin<void> = {
   activate: (app: JupyterFrontEnd, model: DS01Model, restorer: ILayoutRestorer | null) => {
     const panel = new DS01Sidebar(model, app.commands);
     panel.title.icon = kernelIcon;
+    panel.title.caption = 'DS01 projects'; // the tab's tooltip and its name for screen readers
     app.shell.add(panel, 'left', { rank: 250 });
     if (restorer) {
       restorer.add(panel, 'ds01-sidebar');
