@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import shlex
@@ -63,4 +64,29 @@ async def test_terminal_command_opens_a_shell_in_the_running_container(api, engi
     await api("POST", "projects", "demo", "stop", expect=200)
     status, err = await api("GET", "projects", "demo", "terminal")
     assert status == 409 and "Start it" in err.get("hint", "")
+    await api("POST", "projects", "demo", "retire", body={"mode": "discard"}, expect=200)
+
+
+async def test_uptime_restarts_when_the_container_is_restarted_outside_ds01(api, engine, jp_serverapp):
+    """Start times are remembered between listings; the engine's events make a restart by hand show."""
+    await api("POST", "projects", body={"name": "demo"}, expect=201)
+    await api("POST", "projects", "demo", "deploy", params={"wait": "1"}, expect=200)
+    _, listing = await api("GET", "projects", expect=200)
+    first = listing["projects"][0]["container"]
+    time.sleep(3)
+    _, listing = await api("GET", "projects", expect=200)
+    assert listing["projects"][0]["container"]["started_at"] == first["started_at"]
+    assert listing["projects"][0]["container"]["uptime_seconds"] >= 3
+
+    # `docker restart` behind ds01's back: same container id, new start time.
+    subprocess.run(["docker", "restart", "-t", "1", first["id"]], check=True, capture_output=True)
+    deadline = time.monotonic() + 15
+    while True:
+        _, listing = await api("GET", "projects", expect=200)
+        container = listing["projects"][0]["container"]
+        if container["started_at"] != first["started_at"] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert container["id"] == first["id"]
+    assert container["started_at"] != first["started_at"] and container["uptime_seconds"] < 10
     await api("POST", "projects", "demo", "retire", body={"mode": "discard"}, expect=200)

@@ -20,6 +20,7 @@ from ..core.errors import DS01Error, EngineUnavailable
 
 WINDOW = 2.0
 CONTAINER_ACTIONS = {"create", "start", "die", "stop", "destroy", "oom", "pause", "unpause"}
+RESTART_ACTIONS = {"start", "die", "stop", "destroy"}
 
 
 def translate(event: dict) -> list[dict]:
@@ -102,6 +103,8 @@ class EventHub:
             try:
                 for event in self.core.engine.events(L.owned_by(self.user), since=since, until=until):
                     for out in translate(event):
+                        if out["type"] == "container" and out["action"] in RESTART_ACTIONS:
+                            self.core.forget_start(out["id"])  # its remembered start time is stale now
                         self.publish_threadsafe(out)
                         if self.on_change is not None:
                             self.on_change(out)
@@ -109,6 +112,7 @@ class EventHub:
                 since = until
                 backoff = 1.0
             except EngineUnavailable as err:
+                self.core.forget_start()  # events may be missed while the engine is away
                 self._set_available(False, err.message)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
