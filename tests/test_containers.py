@@ -231,3 +231,6 @@ def test_checkpoint_api_works_inside_the_container(make_core, user, project_name
     assert usage["projects"][name]["checkpoint_bytes"] > 0 and usage["projects"][name]["largest"]
     # The helpers in the container are noise to the guard, not work.
     assert core.guard.audit(user, name).at_risk == []
+    # Kernels of any user write their connection files there: world-writable with the sticky bit.
+    code, out = core.containers.exec(user, name, ["stat", "-c", "%a %U", "/tmp/.ds01", "/tmp/.ds01/lib/ds01_jupyter"])
+    assert out.decode().split() == ["1777", "root", "755", "root"]

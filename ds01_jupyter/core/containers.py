@@ -357,16 +357,15 @@ class Containers:
         return self.status(user, project)
 
     def install_helpers(self, container_id: str) -> bool:
-        """Copy the pure-Python helpers (checkpoints) into the container, on its PYTHONPATH."""
+        """Copy the pure-Python helpers (checkpoints) into the container, on its PYTHONPATH (one engine call)."""
+        package = HELPERS_DIR.removeprefix("/tmp/") + "/ds01_jupyter"
+        parts = package.split("/")
+        entries = [("/".join(parts[: i + 1]), None, 0o1777 if i == 0 else 0o755) for i in range(len(parts))]
+        for name in HELPERS:
+            data = resources.files("ds01_jupyter").joinpath(name).read_bytes()
+            entries.append((f"{package}/{name}", data, 0o644))
         try:
-            self.engine.exec(
-                container_id,
-                ["sh", "-c", f"mkdir -p {HELPERS_DIR}/ds01_jupyter && chmod 1777 /tmp/.ds01"],
-                user="0:0",
-            )
-            for name in HELPERS:
-                data = resources.files("ds01_jupyter").joinpath(name).read_bytes()
-                self.engine.put_file(container_id, f"{HELPERS_DIR}/ds01_jupyter/{name}", data, 0o644)
+            self.engine.put_tree(container_id, "/tmp", entries)
         except DS01Error:
             return False  # the container works without them; only the helpers are missing
         return True

@@ -277,6 +277,21 @@ class DockerEngine(ContainerEngine):
         with self._errors("write a file into", name_or_id):
             self.api.put_archive(name_or_id, folder or "/", buffer.getvalue())
 
+    def put_tree(self, name_or_id, folder, entries):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for path, data, mode in entries:
+                info = tarfile.TarInfo(path)
+                info.mode = mode
+                if data is None:
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                else:
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        with self._errors("write files into", name_or_id):
+            self.api.put_archive(name_or_id, folder, buffer.getvalue())
+
     def interactive_command(self, name_or_id, command, user, workdir, tty):
         exe = shutil.which("docker")
         if exe is None:

@@ -128,6 +128,13 @@ class ContainerEngine(abc.ABC):
         """Write one file inside the container (its folder must exist)."""
 
     @abc.abstractmethod
+    def put_tree(self, name_or_id: str, folder: str, entries: list[tuple[str, bytes | None, int]]) -> None:
+        """Write folders (data None) and files, as root, under an existing ``folder``, in one call.
+
+        ``entries`` are (path relative to folder, data, mode); parents come before their children.
+        """
+
+    @abc.abstractmethod
     def interactive_command(
         self, name_or_id: str, command: list[str], user: str | None, workdir: str | None, tty: bool
     ) -> list[str]:
