@@ -1,0 +1,37 @@
+"""Workspace size with 100k files, the first measurement and repeated ones, against `du -s`.
+
+Ours is what the sidebar and `ds01 usage` call: the project's tree summed with
+scandir (links not followed, hard links once), its ten largest files kept, and
+the result remembered in the state folder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from harness import result, scratch, timed
+
+FILES = 100_000
+
+
+def run(repeat: int) -> list[dict]:
+    with scratch() as s:
+        name = s.project()
+        root = s.core.projects.get(s.user, name).path / "data" / "many"
+        for d in range(FILES // 1000):
+            folder = root / f"d{d}"
+            folder.mkdir(parents=True)
+            for i in range(1000):
+                (folder / f"f{i}").write_bytes(b"x" * 10)
+        path = str(s.core.projects.get(s.user, name).path)
+        first = timed(lambda: s.core.disk.measure(s.user, name), 1)
+        ours = timed(lambda: s.core.disk.measure(s.user, name), repeat)
+        base = timed(lambda: subprocess.run(["du", "-s", path], check=True, capture_output=True), repeat)
+        size = s.core.disk.measure(s.user, name)
+        du = int(subprocess.run(["du", "-s", "-B1", path], capture_output=True, text=True).stdout.split()[0])
+    return [
+        result(
+            f"workspace size, {FILES // 1000}k files (repeated)", ours, "du -s", base,
+            first_s=first[0], bytes=size.bytes, du_bytes=du, files=size.files,
+        )
+    ]

@@ -1,0 +1,101 @@
+"""Deploy (API and CLI) against `docker run -d`, and retire with audit and rescue against `docker rm -f`.
+
+The project's image is built first and not timed: both sides start the same
+image with the same bind mount and command. Runs alternate between the three
+ways, so a slow moment of the machine does not fall on one of them only.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from harness import docker, cli, not_measured, result, scratch, server
+
+
+def bench_lifecycle(repeat: int) -> list[dict]:
+    with scratch() as s:
+        name = s.project()
+        s.ensure_image(name)
+        image = s.core.images.current(s.user, name).id
+        workspace = str(s.core.projects.get(s.user, name).path.resolve())
+        times = {k: [] for k in ("api_deploy", "api_retire", "cli_deploy", "cli_retire", "run", "rm", "core", "help", "diff")}
+        rescued = []
+        with server(s) as srv:
+
+            def api_cycle(record: bool):
+                start = time.perf_counter()
+                r = srv.post(f"/ds01/projects/{name}/deploy?wait=1", {"gpus": 0})
+                elapsed = time.perf_counter() - start
+                if r.status_code != 200 or not r.json()["container"]["running"]:
+                    raise RuntimeError(f"API deploy failed: {r.status_code} {r.text[:300]}")
+                start = time.perf_counter()
+                r = srv.post(f"/ds01/projects/{name}/retire", {"mode": "rescue"})
+                retire = time.perf_counter() - start
+                if r.status_code != 200:
+                    raise RuntimeError(f"API retire failed: {r.status_code} {r.text[:300]}")
+                if record:
+                    times["api_deploy"].append(elapsed)
+                    times["api_retire"].append(retire)
+                    rescued.append((r.json().get("rescued") or {}).get("files", 0))
+
+            def cli_cycle():
+                start = time.perf_counter()
+                done = cli(s, "deploy", name, "--background", "--gpus", "0")
+                times["cli_deploy"].append(time.perf_counter() - start)
+                if done.returncode != 0:
+                    raise RuntimeError(f"ds01 deploy failed: {done.stderr[-300:]}")
+                start = time.perf_counter()
+                done = cli(s, "retire", name, "--rescue")
+                times["cli_retire"].append(time.perf_counter() - start)
+                if done.returncode != 0:
+                    raise RuntimeError(f"ds01 retire failed: {done.stderr[-300:]}")
+
+            def docker_cycle():
+                start = time.perf_counter()
+                cid = docker(
+                    "run", "-d", "--init", "--label", s.run_label, "-v", f"{workspace}:/workspace",
+                    "-w", "/workspace", image, "sleep", "infinity",
+                )
+                times["run"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                docker("diff", cid)  # what any audit must at least wait for
+                times["diff"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                docker("rm", "-f", cid)
+                times["rm"].append(time.perf_counter() - start)
+
+            def reference_cycle():
+                # Not compared, but they say where the time goes: the core alone, and the CLI's start-up.
+                start = time.perf_counter()
+                s.core.containers.deploy(s.user, name, gpus=0)
+                times["core"].append(time.perf_counter() - start)
+                s.core.guard.retire(s.user, name, "rescue")
+                start = time.perf_counter()
+                cli(s, "--help")
+                times["help"].append(time.perf_counter() - start)
+
+            api_cycle(record=False)  # warm-up: the server's first Docker call opens its connection
+            for _ in range(repeat):
+                api_cycle(record=True)
+                cli_cycle()
+                docker_cycle()
+                reference_cycle()
+    base_run = "docker run -d (same image, -v, --init)"
+    return [
+        result("deploy, API (until running)", times["api_deploy"], base_run, times["run"], target="within 1.2x",
+               core_s=statistics.median(times["core"])),
+        result("deploy, CLI (until running)", times["cli_deploy"], base_run, times["run"], target="within 1.2x",
+               cli_startup_s=statistics.median(times["help"])),
+        result("retire + audit + empty rescue, API", times["api_retire"], "docker rm -f", times["rm"],
+               rescued_files=max(rescued or [0]), diff_s=statistics.median(times["diff"])),
+        result("retire + audit + empty rescue, CLI", times["cli_retire"], "docker rm -f", times["rm"],
+               diff_s=statistics.median(times["diff"])),
+    ]
+
+
+def run(repeat: int) -> list[dict]:
+    try:
+        return bench_lifecycle(repeat)
+    except RuntimeError as err:
+        return [not_measured("deploy and retire", str(err))]
