@@ -9,6 +9,7 @@ Kinds, so users read only what matters:
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -103,3 +104,82 @@ def rank(findings: list[Finding]) -> list[Finding]:
     """Work first, checkpoints first within it, then by size."""
     order = {WORK: 0, ENVIRONMENT: 1, CACHE: 2, NOISE: 3}
     return sorted(findings, key=lambda f: (order.get(f.kind, 9), not f.checkpoint, -f.size, f.path))
+
+
+def layer_findings(stats: dict) -> tuple[list[Finding], int]:
+    """Findings of a writable layer's files ({path: (size, regular, mode)}) and how many were noise.
+
+    One finding per installed package and per cache folder; work files one by one.
+    """
+    findings: list[Finding] = []
+    noise = 0
+    packages: dict[tuple[str, str], Finding] = {}
+    grouped: dict[tuple[str, str], Finding] = {}
+    for path, (size, regular, mode) in sorted(stats.items()):
+        if mode == 0o040000:
+            continue  # folders show through their files
+        kind = classify(path)
+        if mode == 0o140000:  # sockets are runtime noise
+            kind = NOISE
+        if kind == NOISE:
+            noise += 1
+            continue
+        if kind == ENVIRONMENT:
+            owner = package_of(path)
+            key = owner or ("files", "/".join(path.split("/")[:4]))
+            finding = packages.get(key)
+            if finding is None:
+                site = re.match(r"^(.*/(?:site|dist)-packages)/", path)
+                where = site.group(1) if site and owner else key[1]
+                finding = packages[key] = Finding(
+                    path=where, kind=ENVIRONMENT, size=0, source=owner[0] if owner else "writable-layer",
+                    detail=owner[1] if owner else "files changed outside packages", files=0,
+                )
+            finding.size += size
+            finding.files += 1
+            continue
+        if kind == CACHE:
+            root = re.match(r"^(.*?(?:/\.cache/[^/]+|/__pycache__|/var/cache/[^/]+|/var/lib/apt/lists|/\.npm|/\.conda/pkgs))", path)
+            key = (CACHE, root.group(1) if root else posixpath.dirname(path))
+            finding = grouped.get(key)
+            if finding is None:
+                finding = grouped[key] = Finding(path=key[1], kind=CACHE, size=0, source="writable-layer", files=0)
+            finding.size += size
+            finding.files += 1
+            continue
+        special = "" if regular or mode == 0o120000 else "special file (cannot be copied)"
+        findings.append(
+            Finding(path=path, kind=WORK, size=size, source="writable-layer", checkpoint=is_checkpoint(path), detail=special)
+        )
+    # Keep pip packages apart from the package's own files: one finding per package.
+    merged: dict[str, Finding] = {}
+    for (manager, name), finding in packages.items():
+        base = name.split("==")[0].lower().replace("-", "_")
+        if manager == "pip" and base in merged and "==" in name:
+            merged[base].detail = name
+            merged[base].size += finding.size
+            merged[base].files += finding.files
+        elif manager == "pip" and base in merged:
+            merged[base].size += finding.size
+            merged[base].files += finding.files
+        else:
+            merged[base if manager == "pip" else f"{manager}:{name}"] = finding
+    findings.extend(merged.values())
+    findings.extend(grouped.values())
+    return findings, noise
+
+
+def tmpfs_findings(files: list) -> tuple[list[Finding], int]:
+    """Findings of files in memory-backed mounts ([path, size, mode]) and how many were noise."""
+    findings: list[Finding] = []
+    noise = 0
+    for path, size, mode in files:
+        kind = classify(path)
+        if kind == NOISE:
+            noise += 1
+            continue
+        findings.append(
+            Finding(path=path, kind=WORK if kind != CACHE else CACHE, size=size, source="tmpfs",
+                    checkpoint=is_checkpoint(path), detail="in memory: lost even when the container stops")
+        )
+    return findings, noise

@@ -26,7 +26,7 @@ from .containers import Containers
 from .disk import DiskUsage
 from .engine import ContainerRecord
 from .errors import DiskFull, DS01Error, InvalidRequest, QuotaExceeded, UnsavedWork
-from .findings import AT_RISK, CACHE, ENVIRONMENT, NOISE, WORK, Finding, classify, is_checkpoint, package_of, rank
+from .findings import AT_RISK, CACHE, ENVIRONMENT, NOISE, WORK, Finding, layer_findings, rank, tmpfs_findings
 from .limits import format_size
 from .statefile import read_json, write_atomic
 from .users import User, give_tree
@@ -83,6 +83,10 @@ class Audit:
     seconds: float = 0.0
     #: Paths the writable layer added (the rescue archives their topmost folders).
     added: set[str] = field(default_factory=set, repr=False)
+
+    def add(self, findings: list[Finding], noise: int) -> None:
+        self.findings.extend(findings)
+        self.noise += noise
 
     @property
     def at_risk(self) -> list[Finding]:
@@ -153,9 +157,9 @@ class Guard:
             stats = self._stats_from_archives(record, paths, changes, audit.added)
             if record.state in ("exited", "dead", "created"):
                 audit.notes.append("The container is stopped: files it had in /dev/shm were lost when it stopped.")
-        self._add_layer(audit, stats)
+        audit.add(*layer_findings(stats))
         if probe is not None:
-            self._add_tmpfs(audit, probe["tmpfs"])
+            audit.add(*tmpfs_findings(probe["tmpfs"]))
             self._attach_writes(audit, probe["writes"], proj.path)
         self._add_apt(audit, record, paths)
         self._add_links(audit, proj.path)
@@ -197,72 +201,6 @@ class Guard:
             except (DS01Error, tarfile.TarError):
                 continue
         return stats
-
-    def _add_layer(self, audit: Audit, stats: dict) -> None:
-        packages: dict[tuple[str, str], Finding] = {}
-        grouped: dict[tuple[str, str], Finding] = {}
-        for path, (size, regular, mode) in sorted(stats.items()):
-            if mode == 0o040000:
-                continue  # folders show through their files
-            kind = classify(path)
-            if mode == 0o140000:  # sockets are runtime noise
-                kind = NOISE
-            if kind == NOISE:
-                audit.noise += 1
-                continue
-            if kind == ENVIRONMENT:
-                owner = package_of(path)
-                key = owner or ("files", "/".join(path.split("/")[:4]))
-                finding = packages.get(key)
-                if finding is None:
-                    site = re.match(r"^(.*/(?:site|dist)-packages)/", path)
-                    where = site.group(1) if site and owner else key[1]
-                    finding = packages[key] = Finding(
-                        path=where, kind=ENVIRONMENT, size=0, source=owner[0] if owner else "writable-layer",
-                        detail=owner[1] if owner else "files changed outside packages", files=0,
-                    )
-                finding.size += size
-                finding.files += 1
-                continue
-            if kind == CACHE:
-                root = re.match(r"^(.*?(?:/\.cache/[^/]+|/__pycache__|/var/cache/[^/]+|/var/lib/apt/lists|/\.npm|/\.conda/pkgs))", path)
-                key = (CACHE, root.group(1) if root else posixpath.dirname(path))
-                finding = grouped.get(key)
-                if finding is None:
-                    finding = grouped[key] = Finding(path=key[1], kind=CACHE, size=0, source="writable-layer", files=0)
-                finding.size += size
-                finding.files += 1
-                continue
-            special = "" if regular or mode == 0o120000 else "special file (cannot be copied)"
-            audit.findings.append(
-                Finding(path=path, kind=WORK, size=size, source="writable-layer", checkpoint=is_checkpoint(path), detail=special)
-            )
-        # Keep pip packages apart from the package's own files: one finding per package.
-        merged: dict[str, Finding] = {}
-        for (manager, name), finding in packages.items():
-            base = name.split("==")[0].lower().replace("-", "_")
-            if manager == "pip" and base in merged and "==" in name:
-                merged[base].detail = name
-                merged[base].size += finding.size
-                merged[base].files += finding.files
-            elif manager == "pip" and base in merged:
-                merged[base].size += finding.size
-                merged[base].files += finding.files
-            else:
-                merged[base if manager == "pip" else f"{manager}:{name}"] = finding
-        audit.findings.extend(merged.values())
-        audit.findings.extend(grouped.values())
-
-    def _add_tmpfs(self, audit: Audit, files: list) -> None:
-        for path, size, mode in files:
-            kind = classify(path)
-            if kind == NOISE:
-                audit.noise += 1
-                continue
-            audit.findings.append(
-                Finding(path=path, kind=WORK if kind != CACHE else CACHE, size=size, source="tmpfs",
-                        checkpoint=is_checkpoint(path), detail="in memory: lost even when the container stops")
-            )
 
     def _attach_writes(self, audit: Audit, writes: list, project_path: Path) -> None:
         by_path = {f.path: f for f in audit.findings}

@@ -14,6 +14,7 @@ from ..core import DS01, DS01Error, Settings, User
 from ..core.gpus import GpuInventory, inventory_from_setting
 from ..kernels import provisioner
 from ..kernels.specs import KernelSpecs
+from . import container_mode
 from .events import EventHub
 from .handlers import handlers
 from .operations import Operations
@@ -140,6 +141,9 @@ class DS01App(ExtensionApp):
         )
 
     def initialize_settings(self):
+        if container_mode.active():
+            container_mode.setup(self)
+            return
         settings = self.core_settings()
         inventory = self.gpu_inventory_class() if self.gpu_inventory_class else inventory_from_setting(settings.gpu_inventory)
         self.core = DS01(settings, inventory=inventory)
@@ -167,7 +171,7 @@ class DS01App(ExtensionApp):
         self.log.info("ds01: projects in %s", self.core.projects.root(self.user))
 
     def initialize_handlers(self):
-        self.handlers.extend(handlers())
+        self.handlers.extend(container_mode.handlers() if container_mode.active() else handlers())
 
     async def scan(self):
         """Audit running containers; publish a warning event for each new finding at risk."""
@@ -215,19 +219,10 @@ class DS01App(ExtensionApp):
                 self.events.publish({"type": "reaper", **d.to_dict()})
 
     async def stop_extension(self):
+        if container_mode.active():
+            return
         for timer in (getattr(self, "_reaper", None), getattr(self, "_scanner", None)):
             if timer is not None:
                 timer.stop()
         self.events.stop()
         self.core.close()
-
-
-def config_reference() -> str:
-    """The README's table of DS01App options, generated from the traits (a test keeps them equal)."""
-    rows = ["| option | default | meaning |", "| --- | --- | --- |"]
-    for name, trait in sorted(DS01App.class_own_traits(config=True).items()):
-        default = trait.default_value
-        shown = "(none)" if default in (None, "") else f"`{default}`"
-        help_text = " ".join(trait.help.split())
-        rows.append(f"| `c.DS01App.{name}` | {shown} | {help_text} |")
-    return "\n".join(rows)

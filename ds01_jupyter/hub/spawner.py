@@ -1,0 +1,463 @@
+"""DS01Spawner: a hub user's named server is one of their projects, in its GPU container.
+
+Built on DockerSpawner (its traits, environment, state and options-form
+machinery) with every DS01-specific step delegated to the core: the workspace
+mount, the per-project image, names and labels, the GPU allocator (the same
+lock and labels as the command line and the server extension, so no path can
+hand out a GPU twice), the per-user limits, and the persistence guard that
+rescues work files before a container is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from datetime import timezone
+from functools import partial
+from pathlib import Path
+
+from dockerspawner import DockerSpawner
+from tornado import web
+from traitlets import Bool, Callable, Int, Unicode, default
+
+from ..core import DS01, Settings, User
+from ..core import labels as L
+from ..core.errors import (
+    ContainerNotFound,
+    DiskFull,
+    DS01Error,
+    InvalidRequest,
+    LimitExceeded,
+    ProjectNotFound,
+    QuotaExceeded,
+    StateConflict,
+)
+from ..core.limits import format_size
+from ..core.names import check_project_name, container_name
+from ..core.statefile import read_json, write_atomic
+from . import form
+from .image import build_singleuser_image, has_singleuser
+
+INTERFACE = "jupyterhub"
+_defaults = Settings()
+_cores: dict[Settings, DS01] = {}
+_cores_lock = threading.Lock()
+
+
+class SpawnRefused(web.HTTPError):
+    """A core error shown as it is on the hub's spawn page and in REST answers."""
+
+    def __init__(self, err: DS01Error):
+        super().__init__(err.status, log_message=str(err).replace("%", "%%"))  # tornado %-formats it
+        self.jupyterhub_message = str(err)
+        self.error = err
+
+
+def unix_user(name: str) -> User:
+    """The default mapping: the hub user is the Unix account of the same name."""
+    return User.from_name(name)
+
+
+def bridge_ip(network: str = "bridge", docker_url: str | None = None) -> str:
+    """The host's address on a Docker network: where containers reach the hub (``c.JupyterHub.hub_connect_ip``)."""
+    import ipaddress
+
+    import docker
+
+    client = docker.APIClient(base_url=docker_url) if docker_url else docker.APIClient(**docker.utils.kwargs_from_env())
+    try:
+        config = client.inspect_network(network)["IPAM"]["Config"][0]
+    finally:
+        client.close()
+    # The default bridge often names no gateway: it is then the subnet's first address.
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+def _check_options(spawner, options: dict) -> None:
+    """user_options (from the form or the REST API) are read at start; here only checked."""
+    unknown = set(options) - {"project", "gpus", "create"}
+    if unknown:
+        raise SpawnRefused(InvalidRequest(f"Unknown options: {', '.join(sorted(unknown))}; known: project, gpus, create."))
+    gpus = options.get("gpus")
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
+        raise SpawnRefused(InvalidRequest(f"'gpus' must be a whole number of 0 or more, not {gpus!r}."))
+    if options.get("project") is not None:
+        try:
+            check_project_name(options["project"])
+        except DS01Error as err:
+            raise SpawnRefused(err) from None
+
+
+class DS01Spawner(DockerSpawner):
+    """Named server = project; its container is the project's GPU container with /workspace mounted."""
+
+    workspace_root = Unicode(_defaults.workspace_root, config=True,
+                             help="Folder holding each user's projects; {home} and {user} are expanded.")
+    dockerfiles_root = Unicode(_defaults.dockerfiles_root, config=True,
+                               help="Folder of the project Dockerfiles (<project>.Dockerfile); {home} and {user} are expanded.")
+    state_dir = Unicode(_defaults.state_dir, config=True,
+                        help="Where ds01 remembers per user what must survive restarts (idle records, audits, rescues).")
+    limits_file = Unicode("", config=True,
+                          help="The admin's resource-limits.yaml in DS01's format; empty: the default locations "
+                          "(/etc/ds01-jupyter/resource-limits.yaml, /opt/ds01-infra/config/resource-limits.yaml).")
+    image_template = Unicode(_defaults.image_template, config=True,
+                             help="Name of a project's image; {user} and {project} are expanded.")
+    base_image = Unicode(_defaults.base_image, config=True,
+                         help="Image the single-user image is built FROM (the DS01 base image by default).")
+    singleuser_image = Unicode("ds01/singleuser:latest", config=True,
+                               help="Image with jupyterhub-singleuser and JupyterLab that project images for the hub "
+                               "are built FROM (their default Dockerfile says so). Built from singleuser_wheels when missing.")
+    singleuser_wheels = Unicode("", config=True,
+                                help="Folder of wheels (`pip download jupyterhub jupyterlab -d FOLDER`, optionally a "
+                                "ds01_jupyter wheel for the sidebar inside) to build singleuser_image without a registry.")
+    docker_url = Unicode("", config=True, help="Docker engine address; empty: DOCKER_HOST or the local socket.")
+    gpu_inventory = Unicode(_defaults.gpu_inventory, config=True,
+                            help="'nvml' for the host's GPUs, or the path of a YAML/JSON GPU list (hosts without NVML, tests).")
+    gpu_request = Unicode(_defaults.gpu_request, config=True,
+                          help="'device_request' (Docker --gpus by UUID; needs the NVIDIA Container Toolkit) or 'env' "
+                          "(NVIDIA_VISIBLE_DEVICES only, where the default runtime is nvidia).")
+    lock_dir = Unicode(_defaults.lock_dir, config=True,
+                       help="Folder of the host-wide allocation lock; must be the one the command line and the server "
+                       "extension use, so no two paths hand out the same GPU.")
+    user_mapper = Callable(None, allow_none=True, config=True,
+                           help="Function of the hub user name returning the ds01 User (name, uid, gid, home) that owns "
+                           "the projects. None: the Unix account of the same name. For hubs whose users are not Unix "
+                           "accounts, a function giving each a fixed uid and a home (examples/jupyterhub_config.py shows one).")
+    default_project = Unicode("default", config=True,
+                              help="Project of the default (unnamed) server when the options form names none.")
+    create_projects = Bool(True, config=True,
+                           help="Create the project when a named server of a new name is started (named server = project).")
+    default_gpus = Int(None, allow_none=True, config=True,
+                       help="GPUs when the form asks for none: None means one where the host has any, else CPU-only.")
+    enforce_limits_in_poll = Bool(True, config=True,
+                                  help="Apply the user's idle_timeout and max_runtime (the same reaper as the command "
+                                  "line) on each poll; the hub's activity counts as activity. An overdue server is "
+                                  "stopped through the guard, its work rescued.")
+
+    @default("cmd")
+    def _default_cmd(self):
+        return ["jupyterhub-singleuser"]
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        return True  # the hub reaches the container on its bridge address; nothing is published
+
+    @default("options_form")
+    def _default_options_form(self):
+        return self._render_form
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return form.parse
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return _check_options
+
+    project = Unicode("", help="The project this server runs (set at start, kept in the state).")
+
+    @default("object_name")
+    def _object_name_default(self):
+        # DockerSpawner re-renders the name whenever the image changes: keep DS01's name.
+        if self.project:
+            return container_name(self.project, self.ds01_user.name)
+        return super()._object_name_default()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._events: list[dict] = []
+        self._starting = False
+
+    # -- the core and the DS01 user --------------------------------------------------
+    def core_settings(self) -> Settings:
+        return Settings(
+            workspace_root=self.workspace_root,
+            dockerfiles_root=self.dockerfiles_root,
+            state_dir=self.state_dir,
+            limits_file=self.limits_file or None,
+            base_image=self.singleuser_image,  # project Dockerfiles written for the hub start FROM it
+            image_template=self.image_template,
+            docker_url=self.docker_url or None,
+            gpu_inventory=self.gpu_inventory,
+            gpu_request=self.gpu_request,
+            lock_dir=self.lock_dir,
+            interface=INTERFACE,
+        )
+
+    @property
+    def core(self) -> DS01:
+        """One core per configuration, shared by all spawners of the hub."""
+        settings = self.core_settings()
+        with _cores_lock:
+            if settings not in _cores:
+                _cores[settings] = DS01(settings)
+            return _cores[settings]
+
+    @property
+    def ds01_user(self) -> User:
+        mapper = self.user_mapper or unix_user
+        try:
+            return mapper(self.user.name)
+        except DS01Error as err:
+            raise SpawnRefused(err) from None
+
+    def _project_name(self) -> str:
+        """Named server = project; the default server runs the project chosen on the form."""
+        chosen = self.user_options.get("project")
+        if self.name and chosen and chosen != self.name:
+            raise SpawnRefused(InvalidRequest(
+                f"This server is named {self.name!r}, so it runs project {self.name!r}, not {chosen!r}.",
+                hint=f"Start a server named {chosen!r} for that project.",
+            ))
+        return self.name or chosen or self.default_project
+
+    async def _call(self, fn, *args, **kwargs):
+        """Run a blocking core call off the event loop; its errors become messages for the user."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, partial(fn, *args, **kwargs))
+        except DS01Error as err:
+            raise SpawnRefused(err) from None
+
+    # -- state ------------------------------------------------------------------------
+    def get_state(self):
+        state = super().get_state()
+        if self.project:
+            state["project"] = self.project
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.project = state.get("project", "") or self.project
+
+    def clear_state(self):
+        super().clear_state()
+        self.object_id = ""
+
+    # -- progress ---------------------------------------------------------------------
+    def _say(self, message: str, progress: int) -> None:
+        """Record a spawn-page message (called from worker threads too)."""
+        self._events.append({"progress": progress, "message": message})
+
+    async def progress(self):
+        """The spawn page's messages as they happen: image build, GPU allocation, start, waiting."""
+        sent = 0
+        while True:
+            while sent < len(self._events):
+                yield self._events[sent]
+                sent += 1
+            if not self._starting and self.pending != "spawn":
+                break
+            await asyncio.sleep(0.3)
+
+    # -- the options form ---------------------------------------------------------------
+    async def _render_form(self, spawner):
+        user = self.ds01_user
+        data = await self._call(self._form_data, user)
+        return form.render(**data)
+
+    def _form_data(self, user: User) -> dict:
+        core = self.core
+        images = {i.project: i.tag for i in core.images.list(user)}
+        running = {c.project for c in core.containers.list(user) if c.running}
+        projects = [
+            {"name": p.name, "image": images.get(p.name), "running": p.name in running} for p in core.projects.list(user)
+        ]
+        limits = core.limits.for_user(user)
+        on_host = len(core.inventory.devices())
+        max_gpus = min(x for x in (on_host, limits.max_mig_per_container, limits.max_mig_instances) if x is not None)
+        default_gpus = self.default_gpus if self.default_gpus is not None else min(1, max_gpus)
+        notices = [f"{p['name']}: {n['message']}" for p in projects if (n := self._last_stop(user, p["name"]))]
+        return {"projects": projects, "selected": self.name or self.default_project, "max_gpus": max_gpus,
+                "default_gpus": min(default_gpus, max_gpus), "notices": notices}
+
+    # -- what happened at the last stop, told at the next start and on the form ------------
+    def _notice_file(self, user: User, project: str) -> Path:
+        return self.core.settings.expand(self.core.settings.state_dir, user) / "hub" / f"{project}.json"
+
+    def _last_stop(self, user: User, project: str) -> dict | None:
+        return read_json(self._notice_file(user, project))
+
+    def _tell(self, user: User, project: str, message: str) -> None:
+        self.log.warning("ds01 %s/%s: %s", user.name, project, message)
+        try:
+            write_atomic(self._notice_file(user, project), json.dumps({"message": message}))
+        except OSError:
+            pass  # the log has it; the notice is a convenience
+
+    # -- start ------------------------------------------------------------------------------
+    async def start(self):
+        """Create the project if needed, build its image, allocate GPUs and start the container
+        with jupyterhub-singleuser as its main process; return the bridge address."""
+        self._events = []
+        self._starting = True
+        try:
+            user = self.ds01_user
+            self.project = self._project_name()
+            self.object_name = container_name(self.project, user.name)
+            _check_options(self, self.user_options)  # hubs before apply_user_options do not check them
+            gpus = self.user_options.get("gpus", self.default_gpus)
+            self.image = await self._call(self._prepare, user, self.project)
+            self.object_name = container_name(self.project, user.name)  # setting image re-renders it
+            env = self.get_env()
+            command = list(self.cmd) + self.get_args()
+            if user.uid == 0:
+                command.append("--allow-root")
+            self._say("Allocating the GPU and creating the container", 60)
+            result = await self._call(
+                self.core.containers.deploy, user, self.project, gpus=gpus,
+                progress=lambda line: self._say(line, 70), command=command, env=env,
+            )
+            for notice in result.notices:
+                self._say(notice, 75)
+            self.object_id = result.container.id
+            self._say("Waiting for the server to answer", 80)
+            return await self.get_ip_and_port()
+        finally:
+            self._starting = False
+
+    def _prepare(self, user: User, project: str) -> str:
+        """Project, image and limits before any container: fail early with the limit named."""
+        core = self.core
+        try:
+            core.projects.get(user, project)
+        except ProjectNotFound:
+            if not (self.create_projects or self.user_options.get("create")):
+                raise
+            core.projects.create(user, project)
+            self._say(f"Created project {project} in {core.projects.root(user)}", 5)
+        notice = self._last_stop(user, project)
+        if notice:
+            self._say(f"When {project} last stopped: {notice['message']}", 5)
+            self._notice_file(user, project).unlink(missing_ok=True)
+        self._replace_stale_container(user, project)
+        usage = core.containers.usage(user)
+        limit = core.limits.for_user(user).max_containers_per_user
+        if limit is not None and usage["containers"] is not None and usage["containers"] >= limit:
+            raise LimitExceeded(
+                f"Container limit reached: you have {usage['containers']} containers and your limit "
+                f"max_containers_per_user is {limit}.",
+                hint="Stop one of your servers (or `container-retire NAME`) first.",
+                limit="max_containers_per_user", value=limit, current=usage["containers"],
+            )
+        if not has_singleuser(core.engine.get_image(self.singleuser_image)):
+            self._say(f"Building the single-user image {self.singleuser_image} (once per host)", 10)
+            build_singleuser_image(core.engine, self.singleuser_image, self.base_image, self.singleuser_wheels,
+                                   lambda line: self._say(line, 15))
+        image = core.images.current(user, project)
+        if not has_singleuser(image):
+            self._say(f"Building the image of {project}", 30)
+            dockerfile = core.images.dockerfile(user, project)
+            image = core.images.build(user, project, lambda line: self._say(line, 40))
+            if not has_singleuser(image):
+                raise InvalidRequest(
+                    f"The image of {project} has no jupyterhub-singleuser: {dockerfile} is not built FROM "
+                    f"{self.singleuser_image}.",
+                    hint=f"Change its FROM line to {self.singleuser_image} (or install jupyterhub and jupyterlab in "
+                    "it and add LABEL ds01.singleuser=true), then start the server again.",
+                )
+        return core.images.tag(user, project)
+
+    def _replace_stale_container(self, user: User, project: str) -> None:
+        """A container of the project left by an earlier hub run is retired (work rescued);
+        one made by the command line or JupyterLab is the user's, and is not touched."""
+        try:
+            status = self.core.containers.status(user, project)
+        except ContainerNotFound:
+            return
+        if status.interface != INTERFACE:
+            raise StateConflict(
+                f"Project {project} already has a container ({status.name}, {status.state}) made from "
+                f"{status.interface or 'another tool'}; the hub will not replace it.",
+                hint=f"Retire it first (`container-retire {project} --rescue`), then start the server again.",
+            )
+        self._say(f"Retiring the earlier container {status.name} (its work is rescued first)", 8)
+        self._retire(user, project)
+
+    # -- poll, address --------------------------------------------------------------------
+    async def poll(self):
+        try:
+            return await self._poll()
+        except Exception:
+            self.log.exception("ds01 poll of %s failed", self.object_name)
+            raise
+
+    async def _poll(self):
+        """None while the server runs. A container that stopped, or that is past the user's
+        idle or runtime limit, is retired here through the guard: the hub calls stop()
+        only for servers that poll says are running."""
+        name = self.object_id or self.object_name
+        if not name or not self.project:
+            return 0
+        user = self.ds01_user
+        record = await self._call(self.core.engine.get_container, name)
+        if record is None:
+            return 0
+        if not record.running:
+            await self._call(self._retire, user, self.project, f"the server exited ({record.exit_code})")
+            return record.exit_code or 1
+        self.object_id = record.id
+        if self.enforce_limits_in_poll and not record.labels.get(L.PROTECTED) == "true":
+            reason = await self._call(self._overdue, user, record.id)
+            if reason:
+                await self._call(self._retire, user, self.project, f"the server was stopped: {reason}")
+                return 1
+        return None
+
+    def _overdue(self, user: User, container_id: str) -> str:
+        """The reaper's reason to stop this container now, or ''. The hub's activity counts as activity."""
+        reaper = self.core.reaper
+        last = getattr(self.orm_spawner, "last_activity", None) if self.orm_spawner is not None else None
+        if last is not None:
+            when = (last if last.tzinfo else last.replace(tzinfo=timezone.utc)).timestamp()  # the hub stores naive UTC
+            if when > reaper.last_active(user).get(container_id, 0):  # never move activity back in time
+                reaper.mark_active(user, container_id, when)
+        for decision in reaper.run(user, dry_run=True):
+            if decision.container == self.object_name:
+                self.log.debug("ds01 reaper on %s: %s (%s)", decision.container, decision.action, decision.reason)
+                if decision.action == "stop":
+                    return decision.reason
+        return ""
+
+    async def get_ip_and_port(self):
+        record = await self._call(self.core.engine.get_container, self.object_id)
+        if record is None or not record.ip_address:
+            raise SpawnRefused(StateConflict(f"The container {self.object_name} has no network address; it stopped."))
+        return record.ip_address, self.port
+
+    # -- stop: retire through the persistence guard ---------------------------------------
+    async def stop(self, now=False):
+        if self.project:
+            user = self.ds01_user
+            await self._call(self._retire, user, self.project)
+        self.clear_state()
+
+    def _retire(self, user: User, project: str, reason: str = "") -> None:
+        """Rescue work files into the workspace (within the quota), then remove the container.
+
+        Without room for the rescue the container is only stopped, so nothing is lost,
+        and the user is told why; the next start tries again.
+        """
+        said = [reason[0].upper() + reason[1:] + "."] if reason else []
+        try:
+            result = self.core.guard.retire(user, project, mode="rescue")
+        except ContainerNotFound:
+            return
+        except (QuotaExceeded, DiskFull) as err:
+            try:
+                self.core.containers.stop(user, project)
+            except DS01Error:
+                pass
+            self._tell(user, project, " ".join(said + [f"The container was kept (stopped): its work could not be rescued: {err}"]))
+            return
+        rescued = result.get("rescued")
+        if rescued and rescued["files"]:
+            folder = os.path.relpath(rescued["folder"], self.core.projects.root(user))
+            said.append(f"{rescued['files']} file(s) ({format_size(rescued['bytes'])}) written outside /workspace "
+                        f"were rescued into {folder}.")
+        if said:
+            self._tell(user, project, " ".join(said))
+        else:
+            self._notice_file(user, project).unlink(missing_ok=True)

@@ -1,0 +1,454 @@
+"""End to end: a real JupyterHub with configurable-http-proxy spawns DS01 project containers.
+
+Hub users (alice, bob) are not Unix accounts: the spawner's ``user_mapper``
+gives them homes under the test's folder and uids of their own. The hub talks
+to each single-user server on the container's bridge address; the server
+talks to the hub on the bridge's gateway address.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import BASE_IMAGE, REQUIRE_DOCKER, fake_gpus
+from ds01_jupyter.core import labels as L
+from ds01_jupyter.core.errors import DS01Error
+from ds01_jupyter.core.names import container_name
+from ds01_jupyter.hub.spawner import bridge_ip
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+REPO = Path(__file__).resolve().parents[1]
+SINGLEUSER_IMAGE = "ds01/singleuser-test:latest"
+# Own uids as root (the workspaces are given to them); a non-root runner can only give its own.
+UIDS = {name: (2101 + i if os.geteuid() == 0 else os.getuid()) for i, name in enumerate(("alice", "bob", "carol"))}
+CONFIG = """\
+from pathlib import Path
+from ds01_jupyter.core import User
+
+c.JupyterHub.spawner_class = "ds01"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_ip = "{gateway}"
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.ConfigurableHTTPProxy.command = ["{chp}"]
+c.JupyterHub.db_url = "sqlite:///{tmp}/hub.sqlite"
+c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
+c.JupyterHub.pid_file = "{tmp}/hub.pid"
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+c.Spawner.start_timeout = 120
+c.Spawner.poll_interval = 2
+c.JupyterHub.services = [{{"name": "tester", "api_token": "{token}"}}]
+c.JupyterHub.load_roles = [{{
+    "name": "tester",
+    "scopes": ["admin:users", "admin:servers", "access:servers", "read:users"],
+    "services": ["tester"],
+}}, {{
+    # A server may stop itself (the sidebar's Stop inside the container).
+    "name": "server",
+    "scopes": ["users:activity!user", "access:servers!server", "servers!server"],
+}}]
+UIDS = {uids!r}
+c.DS01Spawner.user_mapper = lambda name: User(name, UIDS[name], UIDS[name], Path("{tmp}/homes") / name)
+c.DS01Spawner.singleuser_image = "{singleuser}"
+c.DS01Spawner.limits_file = "{tmp}/limits.yaml"
+c.DS01Spawner.gpu_inventory = "{tmp}/gpus.json"
+c.DS01Spawner.gpu_request = "env"
+c.DS01Spawner.lock_dir = "{tmp}/locks"
+"""
+LIMITS = """\
+defaults:
+  max_containers_per_user: 1
+  max_mig_instances: 1
+  memory: 2g
+  memory_swap: 2g
+user_overrides:
+  carol:
+    max_runtime: 8s
+"""
+CULLER = """
+import sys
+c.JupyterHub.services.append({{
+    "name": "idle-culler",
+    "command": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout={timeout}", "--cull-every=1"],
+}})
+c.JupyterHub.load_roles.append({{
+    "name": "idle-culler",
+    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+    "services": ["idle-culler"],
+}})
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chp():
+    path = REPO / ".ci/node/node_modules/.bin/configurable-http-proxy"
+    found = str(path) if path.exists() else shutil.which("configurable-http-proxy")
+    if not found:
+        if REQUIRE_DOCKER:
+            pytest.fail("configurable-http-proxy is missing: run .ci/setup-host")
+        pytest.skip("configurable-http-proxy is not installed (.ci/setup-host installs it)")
+    return found
+
+
+def _context(files: dict[str, bytes], trees: dict[str, Path] = {}) -> bytes:  # noqa: B006 - read only
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for arcname, folder in trees.items():
+            tar.add(str(folder), arcname=arcname, filter=lambda t: None if "__pycache__" in t.name or t.name.endswith("/labextension") else t)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def singleuser_image(engine, tmp_path_factory):
+    """The single-user image: jupyterhub + jupyterlab (built once per version, from wheels of the
+    host's own versions), then this checkout's ds01_jupyter on top (every session, seconds)."""
+    import jupyterhub
+    import jupyterlab
+
+    from ds01_jupyter.hub.image import build_singleuser_image, has_singleuser
+
+    versions = f"{jupyterhub.__version__}-{jupyterlab.__version__}"
+    base = f"ds01/singleuser-test-base:{versions}"
+    # Wheels for the image's Python, which may be older than the host's.
+    python = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", BASE_IMAGE, "python3", "-c",
+         "import platform; print(platform.python_version())"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    wheels = tmp_path_factory.getbasetemp().parent / f"ds01-hub-wheels-{versions}-py{python}"
+    if not (any(wheels.glob("jupyterhub-*.whl")) and any(wheels.glob("docker-*.whl"))):
+        wheels.mkdir(exist_ok=True)
+        platforms = [a for p in ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "linux_x86_64", "any")
+                     for a in ("--platform", p)]
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", python,
+             *platforms, "-d", str(wheels), f"jupyterhub=={jupyterhub.__version__}",
+             f"jupyterlab=={jupyterlab.__version__}", "docker", "PyYAML", "nvidia-ml-py"],
+            check=True,
+        )
+    if not has_singleuser(engine.get_image(base)):
+        build_singleuser_image(engine, base, BASE_IMAGE, str(wheels), lambda line: None)
+    # This checkout's server extension, as a wheel would install it (the wheel needs the built sidebar).
+    dockerfile = f"""FROM {base}
+COPY wheels /tmp/w
+RUN pip install --no-cache-dir --no-index --find-links /tmp/w docker PyYAML nvidia-ml-py && rm -rf /tmp/w
+COPY ds01_jupyter /usr/local/lib/python{".".join(python.split(".")[:2])}/dist-packages/ds01_jupyter
+COPY ds01_jupyter.json /usr/local/etc/jupyter/jupyter_server_config.d/ds01_jupyter.json
+"""
+    deps = {w.name: w for w in wheels.iterdir() if w.name.lower().startswith(("docker-", "pyyaml-", "nvidia_ml_py-"))}
+    context = _context(
+        {"Dockerfile": dockerfile.encode(),
+         "ds01_jupyter.json": (REPO / "jupyter-config/server-config/ds01_jupyter.json").read_bytes()},
+        {"ds01_jupyter": REPO / "ds01_jupyter", **{f"wheels/{n}": p for n, p in deps.items()}},
+    )
+    previous = engine.get_image(SINGLEUSER_IMAGE)
+    engine.build_image(context, SINGLEUSER_IMAGE, {}, {}, lambda line: None, network="none")
+    if previous is not None and previous.id != engine.get_image(SINGLEUSER_IMAGE).id:
+        try:
+            engine.remove_image(previous.id)  # the last session's layer, now untagged
+        except DS01Error:
+            pass  # a container of a concurrent run still uses it
+    return SINGLEUSER_IMAGE
+
+
+class Hub:
+    """A jupyterhub process with its generated config, driven through the REST API as a service."""
+
+    def __init__(self, tmp: Path, chp: str, singleuser: str, engine, extra: str = ""):
+        self.tmp = tmp
+        self.engine = engine
+        self.token = secrets.token_hex(16)
+        self.port = _free_port()
+        gateway = bridge_ip()
+        (tmp / "limits.yaml").write_text(LIMITS)
+        self.gpus = fake_gpus(1)
+        (tmp / "gpus.json").write_text(json.dumps(self.gpus))
+        (tmp / "jupyterhub_config.py").write_text(CONFIG.format(
+            port=self.port, gateway=gateway, hub_port=_free_port(), api_port=_free_port(), chp=chp, tmp=tmp,
+            token=self.token, uids=UIDS, singleuser=singleuser,
+        ) + extra)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {self.token}"
+
+    def start(self):
+        with open(self.tmp / "hub.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jupyterhub", "-f", str(self.tmp / "jupyterhub_config.py")],
+                cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log()
+            try:
+                if self.session.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("the hub did not come up:\n" + self.log())
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the hub and the proxy it started
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        return (self.tmp / "hub.log").read_text(errors="replace")[-6000:]
+
+    def api(self, method, path, **kwargs):
+        return self.session.request(method, f"{self.url}/hub/api/{path}", timeout=30, **kwargs)
+
+    def spawn(self, user, server, options) -> list[dict]:
+        """Start a named server and follow its progress stream to the end; return the events."""
+        assert self.api("POST", f"users/{user}").status_code in (201, 409)
+        response = self.api("POST", f"users/{user}/servers/{server}", json=options)
+        if response.status_code >= 400:
+            return [{"failed": True, "message": response.json().get("message", ""), "status": response.status_code}]
+        events = []
+        with self.session.get(f"{self.url}/hub/api/users/{user}/servers/{server}/progress", stream=True,
+                              timeout=180) as stream:
+            for line in stream.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    events.append(json.loads(line[5:]))
+                    if events[-1].get("ready") or events[-1].get("failed"):
+                        break
+        return events
+
+    def server(self, user, server) -> dict | None:
+        return self.api("GET", f"users/{user}").json()["servers"].get(server)
+
+    def delete(self, user, server):
+        response = self.api("DELETE", f"users/{user}/servers/{server}")
+        assert response.status_code in (202, 204), response.text
+        deadline = time.monotonic() + 60
+        while self.server(user, server) is not None:
+            assert time.monotonic() < deadline, self.log()
+            time.sleep(0.3)
+
+    def user_get(self, user, server, path, **kwargs):
+        return self.session.get(f"{self.url}/user/{user}/{server}/{path}", timeout=30, **kwargs)
+
+    def workspace(self, user, project) -> Path:
+        return self.tmp / "homes" / user / "workspace" / project
+
+
+@pytest.fixture
+def hub_config():
+    """Extra lines for the hub's config (override in a test module or with parametrize)."""
+    return ""
+
+
+@pytest.fixture
+def hub(tmp_path, chp, singleuser_image, engine, hub_config):
+    hub = Hub(tmp_path, chp, singleuser_image, engine, hub_config)
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+        prefix = str(tmp_path)
+        for record in engine.list_containers(L.managed()):
+            if record.labels.get(L.WORKSPACE, "").startswith(prefix):
+                engine.remove_container(record.id, force=True)
+        for image in engine.list_images(L.managed()):
+            if image.labels.get(L.USER) in UIDS and any(t.startswith(tuple(f"ds01-{u}/" for u in UIDS)) for t in image.tags):
+                try:
+                    engine.remove_image(image.id)
+                except DS01Error:
+                    pass  # still used by a container of a concurrent run
+
+
+def _ready(events) -> bool:
+    return bool(events) and bool(events[-1].get("ready"))
+
+
+def test_named_server_is_the_project_container(hub, engine):
+    events = hub.spawn("alice", "demo", {"gpus": 0})
+    assert _ready(events), (events, hub.log())
+    messages = " | ".join(e.get("message", "") for e in events)
+    assert "Building the image of demo" in messages and "Waiting for the server" in messages, messages
+
+    # The server answers through the proxy, and it runs in the project's container.
+    assert hub.user_get("alice", "demo", "api/status").status_code == 200
+    record = engine.get_container(container_name("demo", "alice"))
+    assert record.running and record.labels[L.PROJECT] == "demo" and record.labels[L.INTERFACE] == "jupyterhub"
+
+    # /workspace is the project folder on the host.
+    put = hub.session.put(f"{hub.url}/user/alice/demo/api/contents/hello.txt", timeout=30,
+                          json={"type": "file", "format": "text", "content": "hi from the hub"})
+    assert put.status_code in (200, 201), put.text
+    host_file = hub.workspace("alice", "demo") / "hello.txt"
+    assert host_file.read_text() == "hi from the hub"
+    assert host_file.stat().st_uid == UIDS["alice"]
+
+    # A second server is over alice's limit of one container: refused with the limit named.
+    refused = hub.spawn("alice", "second", {"gpus": 0})
+    assert refused[-1].get("failed") and "max_containers_per_user" in refused[-1]["message"], refused
+    bad = hub.spawn("alice", "third", {"gpus": -1})
+    assert bad[-1].get("status") == 400 and "'gpus' must be a whole number" in bad[-1]["message"], bad
+
+    # Work written outside /workspace is rescued when the server stops.
+    code, out = engine.exec(record.id, ["sh", "-c", "echo 1,2 > /tmp/result.csv"], user=f"{UIDS['alice']}:{UIDS['alice']}")
+    assert code == 0, out
+    hub.delete("alice", "demo")
+    assert engine.get_container(record.id) is None
+    rescued = list((hub.workspace("alice", "demo") / ".rescued").glob("*/tmp/result.csv"))
+    assert len(rescued) == 1 and rescued[0].read_text() == "1,2\n"
+    assert "rescued" in (hub.tmp / "hub.log").read_text()
+
+
+def test_two_users_never_share_a_gpu(hub, engine):
+    uuid = hub.gpus[0]["uuid"]
+    assert _ready(hub.spawn("alice", "demo", {"gpus": 1})), hub.log()
+    alice = engine.get_container(container_name("demo", "alice"))
+    assert L.gpu_uuids(alice.labels) == [uuid]
+
+    refused = hub.spawn("bob", "demo", {"gpus": 1})
+    assert refused[-1].get("failed") and "Not enough free GPUs" in refused[-1]["message"], refused
+    assert engine.get_container(container_name("demo", "bob")) is None
+
+    hub.delete("alice", "demo")  # retired: its GPU is free at once
+    assert _ready(hub.spawn("bob", "demo", {"gpus": 1})), hub.log()
+    bob = engine.get_container(container_name("demo", "bob"))
+    assert L.gpu_uuids(bob.labels) == [uuid]
+    hub.delete("bob", "demo")
+
+
+def test_restarted_hub_finds_running_servers(hub, engine):
+    assert _ready(hub.spawn("bob", "demo", {"gpus": 0})), hub.log()
+    before = engine.get_container(container_name("demo", "bob"))
+    hub.stop()
+    assert engine.get_container(before.id).running  # cleanup_servers = False: the server outlives the hub
+    hub.start()
+    deadline = time.monotonic() + 30
+    while not (hub.server("bob", "demo") or {}).get("ready"):
+        assert time.monotonic() < deadline, hub.log()
+        time.sleep(0.3)
+    assert hub.user_get("bob", "demo", "api/status").status_code == 200
+    assert engine.get_container(container_name("demo", "bob")).id == before.id
+    hub.delete("bob", "demo")
+    assert engine.get_container(before.id) is None
+
+
+def _wait_gone(hub, user, server, seconds=60):
+    deadline = time.monotonic() + seconds
+    while hub.server(user, server) is not None:
+        assert time.monotonic() < deadline, hub.log()
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("hub_config", [CULLER.format(timeout=10)])
+def test_idle_culler_stops_through_the_guard(hub, engine):
+    """jupyterhub-idle-culler deletes the idle server; its work is rescued like on any stop."""
+    assert _ready(hub.spawn("bob", "demo", {"gpus": 0})), hub.log()
+    record = engine.get_container(container_name("demo", "bob"))
+    code, _ = engine.exec(record.id, ["sh", "-c", "echo idle > /tmp/idle.txt"], user=f"{UIDS['bob']}:{UIDS['bob']}")
+    assert code == 0
+    _wait_gone(hub, "bob", "demo", 90)
+    assert engine.get_container(record.id) is None
+    assert [p.read_text() for p in (hub.workspace("bob", "demo") / ".rescued").glob("*/tmp/idle.txt")] == ["idle\n"]
+
+
+def test_runtime_limit_stops_the_server(hub, engine):
+    """carol's max_runtime (8 s) is applied by the spawner's poll, with the same rescue."""
+    assert _ready(hub.spawn("carol", "demo", {"gpus": 0})), hub.log()
+    record = engine.get_container(container_name("demo", "carol"))
+    code, _ = engine.exec(record.id, ["sh", "-c", "echo late > /tmp/late.txt"], user=f"{UIDS['carol']}:{UIDS['carol']}")
+    assert code == 0
+    _wait_gone(hub, "carol", "demo", 60)
+    assert engine.get_container(record.id) is None
+    assert [p.read_text() for p in (hub.workspace("carol", "demo") / ".rescued").glob("*/tmp/late.txt")] == ["late\n"]
+    assert "max_runtime" in hub.log()
+
+
+def test_sidebar_inside_the_server(hub, engine):
+    """The server extension inside the container: its own project, findings from a filesystem walk, stop via the hub."""
+    assert _ready(hub.spawn("alice", "demo", {"gpus": 0})), hub.log()
+    version = hub.user_get("alice", "demo", "ds01/version")
+    assert version.status_code == 200, version.text
+    assert version.json()["mode"] == "container" and version.json()["project"] == "demo"
+    projects = hub.user_get("alice", "demo", "ds01/projects").json()
+    assert [p["name"] for p in projects["projects"]] == ["demo"] and projects["engine"]["available"] is False
+    with hub.session.get(f"{hub.url}/user/alice/demo/ds01/events", stream=True, timeout=30) as events:
+        lines = events.iter_lines(decode_unicode=True)
+        assert next(lines) == "event: snapshot"
+        snapshot = json.loads(next(lines)[len("data: "):])
+    assert snapshot["projects"][0]["name"] == "demo" and snapshot["projects"][0]["container"]["running"]
+
+    record = engine.get_container(container_name("demo", "alice"))
+    code, _ = engine.exec(record.id, ["sh", "-c", "echo 3,4 > /tmp/inside.csv"], user=f"{UIDS['alice']}:{UIDS['alice']}")
+    assert code == 0
+    audit = hub.user_get("alice", "demo", "ds01/projects/demo/audit")
+    assert audit.status_code == 200, audit.text
+    work = [f["path"] for f in audit.json()["findings"] if f["kind"] == "work"]
+    assert work == ["/tmp/inside.csv"], audit.json()
+    assert hub.user_get("alice", "demo", "ds01/projects/demo/checkpoints").status_code == 200
+    assert hub.user_get("alice", "demo", "ds01/projects/other/audit").status_code == 404
+
+    stop = hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/demo/stop", timeout=30)
+    assert stop.status_code == 202, stop.text
+    _wait_gone(hub, "alice", "demo", 60)
+    assert engine.get_container(record.id) is None
+    assert [p.read_text() for p in (hub.workspace("alice", "demo") / ".rescued").glob("*/tmp/inside.csv")] == ["3,4\n"]
+
+
+def test_spawn_page_form_creates_a_project(hub, engine):
+    """A user in the browser: the spawn page shows our form; posting it creates the project and starts it."""
+    browser = requests.Session()
+    browser.get(f"{hub.url}/hub/login", timeout=30)
+    xsrf = browser.cookies.get("_xsrf", path="/hub/")
+    login = browser.post(f"{hub.url}/hub/login", data={"username": "bob", "password": "any", "_xsrf": xsrf}, timeout=30)
+    assert login.status_code == 200, login.text[-500:]
+    xsrf = browser.cookies.get("_xsrf", path="/hub/") or xsrf
+    page = browser.get(f"{hub.url}/hub/spawn/bob/fresh", timeout=30)
+    assert page.status_code == 200
+    assert 'name="project"' in page.text and "fresh (new project)" in page.text
+    assert "your limit allows 1" in page.text  # one configured GPU, max_mig_per_container 1
+
+    posted = browser.post(f"{hub.url}/hub/spawn/bob/fresh", data={"project": "fresh", "gpus": "0", "_xsrf": xsrf},
+                          timeout=60)
+    assert posted.status_code == 200, posted.text[-500:]
+    deadline = time.monotonic() + 90
+    while not (hub.server("bob", "fresh") or {}).get("ready"):
+        assert time.monotonic() < deadline, hub.log()
+        time.sleep(0.5)
+    assert (hub.workspace("bob", "fresh") / "README.md").exists()
+    assert engine.get_container(container_name("fresh", "bob")).running
+    hub.delete("bob", "fresh")

@@ -1,0 +1,142 @@
+"""Quick tests of the spawner's parts without a hub: the options form, its data, progress, the example config."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from traitlets.config import PyFileConfigLoader
+
+from conftest import fake_gpus
+from ds01_jupyter.core import User
+from ds01_jupyter.core.errors import InvalidName, InvalidRequest
+from ds01_jupyter.hub import form
+from ds01_jupyter.hub.spawner import DS01Spawner, SpawnRefused
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_form_lists_projects_and_gpus_within_the_limit():
+    html = form.render(
+        [{"name": "demo", "image": "ds01-alice/demo:latest", "running": True}, {"name": "other", "image": None}],
+        selected="demo", max_gpus=2, default_gpus=1, notices=["3 file(s) were rescued <into> .rescued"],
+    )
+    assert '<option value="demo" selected>demo (ds01-alice/demo:latest, running)</option>' in html
+    assert "other (image built on first start)" in html
+    assert '<option value="2">2</option>' in html and '<option value="3">' not in html
+    assert "&lt;into&gt;" in html  # notices are escaped
+    assert "fresh (new project)" in form.render([], "fresh", 0, 0, [])
+
+
+def test_form_parse():
+    assert form.parse({"project": ["demo"], "gpus": ["1"]}) == {"project": "demo", "gpus": 1}
+    assert form.parse({"project": [form.NEW], "new_project": ["my-new"], "gpus": ["0"]}) == {
+        "project": "my-new", "create": True, "gpus": 0}
+    with pytest.raises(InvalidName):
+        form.parse({"project": [form.NEW], "new_project": ["../etc"]})
+    with pytest.raises(InvalidRequest):
+        form.parse({"project": ["demo"], "gpus": ["many"]})
+
+
+class _HubUser:
+    def __init__(self, name):
+        self.name = name
+        self.url = f"/user/{name}/"
+
+
+class _OrmSpawner:
+    """What a spawner reads of its database row."""
+
+    def __init__(self, name):
+        self.name = name
+        self.server = None
+        self.last_activity = None
+        self.user_options = {}
+        self.state = {}
+
+
+def _spawner(tmp_path, make_core, name="", gpus=2, limits=None) -> DS01Spawner:
+    settings = make_core.settings(gpus=fake_gpus(gpus), limits=limits)
+    home = tmp_path / "homes" / "alice"
+    return DS01Spawner(
+        user=_HubUser("alice"), orm_spawner=_OrmSpawner(name),
+        user_mapper=lambda n: User(n, 2201, 2201, home),
+        limits_file=settings.limits_file, gpu_inventory=settings.gpu_inventory, gpu_request="env",
+        lock_dir=settings.lock_dir,
+    )
+
+
+def test_options_form_from_the_core(tmp_path, make_core):
+    spawner = _spawner(tmp_path, make_core, name="demo", limits="defaults:\n  max_mig_per_container: 1\n")
+    spawner.core.projects.create(spawner.ds01_user, "demo")
+    html = asyncio.run(spawner._render_form(spawner))
+    assert '<option value="demo" selected>demo (image built on first start)</option>' in html
+    assert "your limit allows 1" in html  # two GPUs on the host, one per container
+
+
+def test_named_server_is_its_project(tmp_path, make_core):
+    spawner = _spawner(tmp_path, make_core, name="demo")
+    assert spawner._project_name() == "demo"
+    spawner.user_options = {"project": "other"}
+    with pytest.raises(SpawnRefused) as refused:
+        spawner._project_name()
+    assert "Start a server named 'other'" in refused.value.jupyterhub_message
+    default = _spawner(tmp_path, make_core)
+    default.user_options = {"project": "other"}
+    assert default._project_name() == "other"
+
+
+def test_progress_streams_messages_until_the_spawn_ends(tmp_path, make_core):
+    spawner = _spawner(tmp_path, make_core, name="demo")
+
+    async def follow():
+        spawner._starting = True
+        spawner._say("Building the image of demo", 30)
+        seen = []
+
+        async def finish():
+            await asyncio.sleep(0.4)
+            spawner._say("Waiting for the server to answer", 80)
+            spawner._starting = False
+
+        task = asyncio.ensure_future(finish())
+        async for event in spawner.progress():
+            seen.append(event["message"])
+        await task
+        return seen
+
+    assert asyncio.run(follow()) == ["Building the image of demo", "Waiting for the server to answer"]
+
+
+def test_example_config_loads(engine):
+    config = PyFileConfigLoader(str(REPO / "examples/jupyterhub_config.py")).load_config()
+    assert config.JupyterHub.spawner_class == "ds01"
+    assert config.JupyterHub.allow_named_servers is True
+    assert config.JupyterHub.hub_ip  # the Docker bridge address, where containers reach the hub
+
+
+def test_entry_point():
+    from importlib.metadata import entry_points
+
+    found = {e.name: e for e in entry_points(group="jupyterhub.spawners")}
+    assert found["ds01"].load() is DS01Spawner
+
+
+def test_server_extension_inside_a_container_answers_in_container_mode(monkeypatch, tmp_path):
+    """DS01_MODE=container (set by the single-user image) swaps in the handlers that need no Docker."""
+    from ds01_jupyter.server import container_mode
+
+    monkeypatch.setenv("DS01_MODE", "container")
+    monkeypatch.setenv("DS01_PROJECT", "demo")
+    assert container_mode.active()
+    routes = {pattern for pattern, _ in container_mode.handlers()}
+    assert "/ds01/version" in routes and "/ds01/events" in routes
+    assert not any("deploy" in r or "rescue" in r for r in routes)  # the hub does those, from outside
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "image-file").write_text("from the image")
+    before = container_mode.snapshot(str(tmp_path))
+    (tmp_path / "new.csv").write_text("1,2")
+    after = container_mode.snapshot(str(tmp_path))
+    assert set(after) - set(before) == {str(tmp_path / "new.csv")}
