@@ -72,6 +72,15 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    @classmethod
+    def from_config(cls, source, **overrides) -> "Settings":
+        """The settings a configurable object (the Jupyter app, the hub's spawner) holds under the same
+        names; an empty string means "not set" (traitlets' Unicode cannot be None)."""
+        values = {f.name: getattr(source, f.name) for f in fields(cls) if hasattr(source, f.name)}
+        values = {k: (None if v == "" else v) for k, v in values.items()}
+        values.update(overrides)
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
 

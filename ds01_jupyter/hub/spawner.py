@@ -172,19 +172,8 @@ class DS01Spawner(DockerSpawner):
 
     # -- the core and the DS01 user --------------------------------------------------
     def core_settings(self) -> Settings:
-        return Settings(
-            workspace_root=self.workspace_root,
-            dockerfiles_root=self.dockerfiles_root,
-            state_dir=self.state_dir,
-            limits_file=self.limits_file or None,
-            base_image=self.singleuser_image,  # project Dockerfiles written for the hub start FROM it
-            image_template=self.image_template,
-            docker_url=self.docker_url or None,
-            gpu_inventory=self.gpu_inventory,
-            gpu_request=self.gpu_request,
-            lock_dir=self.lock_dir,
-            interface=INTERFACE,
-        )
+        # Project Dockerfiles written for the hub start FROM the single-user image.
+        return Settings.from_config(self, base_image=self.singleuser_image, interface=INTERFACE)
 
     @property
     def core(self) -> DS01:

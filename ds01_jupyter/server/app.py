@@ -123,22 +123,7 @@ class DS01App(ExtensionApp):
         return []
 
     def core_settings(self) -> Settings:
-        return Settings(
-            workspace_root=self.workspace_root,
-            dockerfiles_root=self.dockerfiles_root,
-            state_dir=self.state_dir,
-            limits_file=self.limits_file or None,
-            base_image=self.base_image,
-            image_template=self.image_template,
-            default_dockerfile=self.default_dockerfile or None,
-            docker_url=self.docker_url or None,
-            gpu_inventory=self.gpu_inventory,
-            gpu_request=self.gpu_request,
-            lock_dir=self.lock_dir,
-            interface="jupyter",
-            idle_cpu_percent=self.idle_cpu_percent,
-            checkpoint_warning_minutes=self.checkpoint_warning_minutes,
-        )
+        return Settings.from_config(self, interface="jupyter")
 
     def initialize_settings(self):
         if container_mode.active():
