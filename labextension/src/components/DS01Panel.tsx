@@ -34,7 +34,14 @@ export function DS01Panel(props: IDS01PanelProps): JSX.Element {
           Refresh
         </button>
       </div>
-      <StatusBanner status={model.status} detail={model.statusDetail} ready={state.ready} engine={state.engine} />
+      <StatusBanner
+        status={model.status}
+        detail={model.statusDetail}
+        ready={state.ready}
+        engine={state.engine}
+        mode={model.mode}
+        project={state.projects[0]?.name}
+      />
       {state.ready && (
         <>
           {state.projects.length === 0 ? (

@@ -7,7 +7,8 @@ import { formatBytes } from '../models/units';
 /** The persistence guard's findings for one project, grouped by kind with sizes. */
 export function Findings(props: {
   audit: IAudit | { error: string } | undefined;
-  onRescue: () => void;
+  /** Absent inside a hub server: the hub rescues when the server stops. */
+  onRescue?: () => void;
 }): JSX.Element | null {
   const { audit } = props;
   if (!audit) {
@@ -48,7 +49,10 @@ export function Findings(props: {
           </ul>
         </details>
       ))}
-      {audit.at_risk > 0 && (
+      {audit.at_risk > 0 && !props.onRescue && (
+        <div className="jp-ds01-muted">Rescued into .rescued/ when this server stops.</div>
+      )}
+      {audit.at_risk > 0 && props.onRescue && (
         <button
           className="jp-mod-styled jp-ds01-button"
           onClick={props.onRescue}

@@ -104,7 +104,7 @@ export function ProjectCard(props: IProjectCardProps): JSX.Element {
             title={`${ACTION_HELP[action]} ${name}`}
             onClick={() => props.execute(`ds01:${action}`, { project: name })}
           >
-            {ACTION_LABEL[action]}
+            {mode === 'container' && action === 'stop' ? 'Stop server' : ACTION_LABEL[action]}
           </button>
         ))}
         {c && (
@@ -128,7 +128,12 @@ export function ProjectCard(props: IProjectCardProps): JSX.Element {
         </button>
       </div>
       {operation && showOperation(operation, !!c) && <OperationLog operation={operation} />}
-      {c && <Findings audit={props.audit} onRescue={() => props.execute('ds01:rescue', { project: name })} />}
+      {c && (
+        <Findings
+          audit={props.audit}
+          onRescue={mode === 'container' ? undefined : () => props.execute('ds01:rescue', { project: name })}
+        />
+      )}
       {showCheckpoints && <CheckpointsView client={props.client} project={name} />}
     </li>
   );

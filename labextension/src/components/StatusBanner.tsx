@@ -8,6 +8,9 @@ export interface IStatusBannerProps {
   detail: string;
   ready: boolean;
   engine: IEngine;
+  /** "container" inside a JupyterHub server's own container, else "host". */
+  mode?: string;
+  project?: string;
 }
 
 /** Says plainly what is missing (the server extension, Docker, the connection) instead of breaking. */
@@ -18,6 +21,14 @@ export function StatusBanner(props: IStatusBannerProps): JSX.Element | null {
         The ds01 server extension is not running on this Jupyter server, so projects cannot be shown. Ask your
         administrator to install ds01-jupyter and enable it (jupyter server extension enable ds01_jupyter), then restart
         JupyterLab.
+      </div>
+    );
+  }
+  if (props.mode === 'container') {
+    return (
+      <div className="jp-ds01-banner" role="status" data-test-id="ds01-banner">
+        This server runs inside the container of project {props.project ?? ''}, started by JupyterHub. Files outside
+        /workspace are rescued into the project's .rescued/ folder when the server stops.
       </div>
     );
   }

@@ -39,12 +39,18 @@ export function phaseOf(project: IProject, operation?: IOperation): ProjectPhase
 
 export type ProjectAction = 'build' | 'deploy' | 'start' | 'stop' | 'retire' | 'terminal' | 'notebook';
 
-/** Actions offered in a phase; deploy and retire are the host's, absent in container mode. */
+/**
+ * Actions offered in a phase. Inside a hub server's container (mode "container") there is no Docker:
+ * the one running project offers a notebook, a terminal (both already inside) and stopping the server.
+ */
 export function actionsFor(phase: ProjectPhase, mode: string = 'host'): ProjectAction[] {
   const busy = phase === 'building' || phase === 'deploying';
   const out: ProjectAction[] = [];
   if (busy) {
     return out;
+  }
+  if (mode === 'container') {
+    return phase === 'running' ? ['notebook', 'terminal', 'stop'] : [];
   }
   if (phase !== 'running') {
     out.push('build');
@@ -61,5 +67,5 @@ export function actionsFor(phase: ProjectPhase, mode: string = 'host'): ProjectA
   if (phase === 'running' || phase === 'stopped' || phase === 'error') {
     out.push('retire');
   }
-  return mode === 'container' ? out.filter(a => a !== 'deploy' && a !== 'retire') : out;
+  return out;
 }

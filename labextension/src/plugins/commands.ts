@@ -103,14 +103,40 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
           args.project
             ? `DS01: ${action === 'start' ? 'Start' : 'Stop'} ${args.project}`
             : `DS01: ${action === 'start' ? 'Start' : 'Stop'} Container…`,
+        isEnabled: () => action === 'stop' || hostOnly(),
         execute: async args => {
           const project = await pickProject(model, args as Args, action === 'start' ? 'Start' : 'Stop');
-          if (project) {
-            await attempt(`Cannot ${action} ${project}`, () => client[action](project));
-            await model.refreshProject(project);
+          if (!project) {
+            return;
           }
+          if (action === 'stop' && !hostOnly()) {
+            await stopThisServer(project);
+            return;
+          }
+          await attempt(`Cannot ${action} ${project}`, () => client[action](project));
+          await model.refreshProject(project);
         }
       });
+    }
+
+    /** Inside a hub server: the hub stops it, rescuing files outside /workspace first; this page then loses its server. */
+    async function stopThisServer(project: string): Promise<void> {
+      const answer = await showDialog({
+        title: `Stop this server (${project})?`,
+        body:
+          'JupyterHub stops it and removes its container. Files outside /workspace are rescued into ' +
+          `${project}/.rescued/ first; unsaved notebooks are lost.`,
+        buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Stop server' })]
+      });
+      if (!answer.button.accept) {
+        return;
+      }
+      const done = await attempt(`Cannot stop ${project}`, () =>
+        client.request<{ message?: string }>(['projects', project, 'stop'], { method: 'POST' })
+      );
+      if (done) {
+        Notification.info(done.message ?? 'The hub is stopping this server.', { autoClose: false });
+      }
     }
 
     commands.addCommand(CommandIDs.retire, {
@@ -142,6 +168,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
     commands.addCommand(CommandIDs.rescue, {
       label: args =>
         args.project ? `DS01: Rescue Files of ${args.project}` : 'DS01: Rescue Files Outside /workspace…',
+      isEnabled: hostOnly,
       execute: async args => {
         const project = await pickProject(model, args as Args, 'Rescue');
         if (!project) {
@@ -216,6 +243,10 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
         if (!project) {
           return;
         }
+        if (!hostOnly()) {
+          await commands.execute('terminal:create-new'); // this server's terminals already run inside
+          return;
+        }
         const shell = await attempt(`Cannot open a terminal in ${project}`, () =>
           client.request<{ line: string }>(['projects', project, 'terminal'])
         );
@@ -237,9 +268,12 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
         if (!project) {
           return;
         }
-        const kernelName = `ds01-${project}`;
+        // Inside a hub server the default kernel already runs in the container.
+        const kernelName = hostOnly()
+          ? `ds01-${project}`
+          : (app.serviceManager.kernelspecs.specs?.default ?? 'python3');
         await app.serviceManager.kernelspecs.refreshSpecs();
-        if (!app.serviceManager.kernelspecs.specs?.kernelspecs[kernelName]) {
+        if (hostOnly() && !app.serviceManager.kernelspecs.specs?.kernelspecs[kernelName]) {
           Notification.error(`No kernel ${kernelName} yet: deploy ${project} first.`, { autoClose: 8000 });
           return;
         }

@@ -53,6 +53,15 @@ describe('Findings', () => {
   });
 });
 
+describe('Findings inside a hub server', () => {
+  it('offers no rescue button and says the hub rescues on stop', () => {
+    act(() => root.render(<Findings audit={audit} />));
+    expect(host.textContent).toContain('/tmp/result.csv');
+    expect(host.querySelector('button')).toBeNull();
+    expect(host.textContent).toContain('Rescued into .rescued/ when this server stops');
+  });
+});
+
 describe('Bar and OperationLog', () => {
   it('exposes values to screen readers', () => {
     act(() => root.render(<Bar label="Memory" value={40} max={80} text="40 GB / 80 GB" />));

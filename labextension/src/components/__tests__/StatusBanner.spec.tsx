@@ -29,6 +29,17 @@ describe('StatusBanner', () => {
     expect(text).toContain('files are safe');
   });
 
+  it('inside a hub server, names the project and the rescue on stop instead of "Docker is not available"', () => {
+    const engine = { available: false, reason: "This server runs inside its project's container." };
+    const host = render(
+      <StatusBanner status="open" detail="" ready={true} engine={engine} mode="container" project="demo" />
+    );
+    expect(host.textContent).toContain('inside the container of project demo');
+    expect(host.textContent).toContain('rescued');
+    expect(host.textContent).not.toContain('Docker is not available');
+    expect(host.querySelector('[role="alert"]')).toBeNull();
+  });
+
   it('shows nothing when all is well, and a reconnect notice when the stream dropped', () => {
     expect(render(<StatusBanner status="open" detail="" ready={true} engine={up} />).textContent).toBe('');
     expect(render(<StatusBanner status="retrying" detail="HTTP 502" ready={true} engine={up} />).textContent).toContain(

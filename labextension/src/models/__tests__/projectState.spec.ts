@@ -23,13 +23,14 @@ describe('project state and actions', () => {
     expect(phaseOf(base, { id: 'o', kind: 'deploy', project: 'p', state: 'running' })).toBe('deploying');
   });
 
-  it('offers the actions that make sense, none while busy, no deploy or retire in container mode', () => {
+  it('offers the actions that make sense, none while busy, only notebook, terminal and stop in container mode', () => {
     expect(actionsFor('not-built')).toEqual(['build', 'deploy']);
     expect(actionsFor('running')).toEqual(['notebook', 'terminal', 'stop', 'retire']);
     expect(actionsFor('error')).toEqual(['build', 'start', 'retire']);
     expect(actionsFor('building')).toEqual([]);
     expect(actionsFor('running', 'container')).toEqual(['notebook', 'terminal', 'stop']);
-    expect(actionsFor('built', 'container')).toEqual(['build']);
+    expect(actionsFor('built', 'container')).toEqual([]);
+    expect(actionsFor('stopped', 'container')).toEqual([]);
   });
 });
 
