@@ -421,6 +421,12 @@ def test_sidebar_inside_the_server(hub, engine):
     assert work == ["/tmp/inside.csv"], audit.json()
     assert hub.user_get("alice", "demo", "ds01/projects/demo/checkpoints").status_code == 200
     assert hub.user_get("alice", "demo", "ds01/projects/other/audit").status_code == 404
+    checked = hub.session.post(f"{hub.url}/user/alice/demo/ds01/notebook-check",
+                               json={"cells": ["df.to_csv('/tmp/out.csv')", "print(1)"]}, timeout=30)
+    assert checked.status_code == 200, checked.text
+    assert [f["path"] for f in checked.json()["findings"]] == ["/tmp/out.csv"]
+    pruned = hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/demo/prune", json={"keep_last": 1}, timeout=30)
+    assert pruned.status_code == 200 and pruned.json()["would_delete"] == [], pruned.text
 
     stop = hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/demo/stop", timeout=30)
     assert stop.status_code == 202, stop.text

@@ -27,7 +27,7 @@ from ..core.errors import EngineUnavailable, Forbidden, InvalidRequest, NotFound
 from ..core.findings import layer_findings, rank, tmpfs_findings
 from ..core.guard import Audit
 from ..core.statefile import write_atomic
-from .handlers import HEARTBEAT, ApiError, CheckpointsHandler, DS01Handler
+from .handlers import HEARTBEAT, ApiError, CheckpointsHandler, DS01Handler, NotebookCheckHandler, PruneHandler
 
 WORKSPACE = Path("/workspace")
 BASELINE = Path("/tmp/.ds01/baseline.json")
@@ -216,6 +216,12 @@ class InsideCheckpointsHandler(CheckpointsHandler, InsideHandler):
         await super().get(name)
 
 
+class InsidePruneHandler(PruneHandler, InsideHandler):
+    async def post(self, name):
+        self.check_project(name)
+        await super().post(name)
+
+
 class StopHandler(InsideHandler):
     """Stop (or retire) this server through the hub, which rescues work files and removes the container."""
 
@@ -270,5 +276,7 @@ def handlers() -> list[tuple]:
         (rf"/ds01/projects/{name}/audit", AuditHandler),
         (rf"/ds01/projects/{name}/(?P<action>stop|retire)", StopHandler),
         (rf"/ds01/projects/{name}/checkpoints", InsideCheckpointsHandler),
+        (rf"/ds01/projects/{name}/prune", InsidePruneHandler),
+        (r"/ds01/notebook-check", NotebookCheckHandler),  # needs no engine: the same as on the host
         (r"/ds01/gpus", GpusHandler),
     ]
