@@ -178,7 +178,7 @@ def test_interrupted_rescue_is_retried_and_never_removes_the_container(deployed,
     core, name, cid = deployed
     sh(core, cid, "echo one > /tmp/one.txt && echo two > /tmp/two.txt")
     calls = {"n": 0}
-    real_write = core.guard._write
+    real_write = core.guard.write_file
 
     def failing_write(*args, **kwargs):
         calls["n"] += 1
@@ -186,13 +186,13 @@ def test_interrupted_rescue_is_retried_and_never_removes_the_container(deployed,
             raise OSError(28, "No space left on device")  # the disk fills halfway
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(core.guard, "_write", failing_write)
+    monkeypatch.setattr(core.guard, "write_file", failing_write)
     with pytest.raises(OSError):
         core.guard.retire(user, name, mode="rescue")
     assert core.engine.get_container(cid) is not None
     rescued = core.projects.get(user, name).path / ".rescued"
     assert [p.name.endswith(".partial") for p in rescued.iterdir()] == [True]
-    monkeypatch.setattr(core.guard, "_write", real_write)
+    monkeypatch.setattr(core.guard, "write_file", real_write)
     result = core.guard.retire(user, name, mode="rescue")
     names = sorted(p.name for p in rescued.iterdir())
     assert len(names) == 1 and not names[0].endswith(".partial")

@@ -427,12 +427,35 @@ def test_sidebar_inside_the_server(hub, engine):
     assert [f["path"] for f in checked.json()["findings"]] == ["/tmp/out.csv"]
     pruned = hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/demo/prune", json={"keep_last": 1}, timeout=30)
     assert pruned.status_code == 200 and pruned.json()["would_delete"] == [], pruned.text
+    # Limits: the ones the spawner handed in (the admin's file is not readable in here); use is known on the host only.
+    limits = hub.user_get("alice", "demo", "ds01/limits")
+    assert limits.status_code == 200, limits.text
+    assert limits.json()["limits"]["max_containers_per_user"] == 1 and limits.json()["containers"] is None
+    assert "inside its project's container" in limits.json()["engine"]["reason"]
+
+    # Rescue now, from inside: the work file lands in the workspace on the host; a link is never followed.
+    code, _ = engine.exec(record.id, ["ln", "-s", "/etc/hostname", "/tmp/link.csv"], user=f"{UIDS['alice']}:{UIDS['alice']}")
+    assert code == 0
+    rescue = hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/demo/rescue", timeout=60)
+    assert rescue.status_code == 200, rescue.text
+    result = rescue.json()
+    assert result["files"] == 1 and result["bytes"] == 4 and result["folder"].startswith("/workspace/.rescued/"), result
+    assert result["skipped"] == [{"path": "/tmp/link.csv", "why": "a link: not followed"}], result
+    folder = hub.workspace("alice", "demo") / result["folder"][len("/workspace/"):]
+    assert (folder / "tmp/inside.csv").read_text() == "3,4\n"
+    assert not (folder / "tmp/link.csv").exists()
+    assert json.loads((folder / "MANIFEST.json").read_text())["files"][0]["path"] == "/tmp/inside.csv"
+    assert engine.get_container(record.id).running
+    assert hub.user_get("alice", "demo", "api/status").status_code == 200
+    assert hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/other/rescue", timeout=30).status_code == 404
 
     stop = hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/demo/stop", timeout=30)
     assert stop.status_code == 202, stop.text
     _wait_gone(hub, "alice", "demo", 60)
     assert engine.get_container(record.id) is None
-    assert [p.read_text() for p in (hub.workspace("alice", "demo") / ".rescued").glob("*/tmp/inside.csv")] == ["3,4\n"]
+    # Rescued twice: now (above) and by the hub when the server stopped.
+    rescued = (hub.workspace("alice", "demo") / ".rescued").glob("*/tmp/inside.csv")
+    assert [p.read_text() for p in rescued] == ["3,4\n", "3,4\n"]
 
 
 def test_spawn_page_form_creates_a_project(hub, engine):

@@ -132,7 +132,8 @@ def test_server_extension_inside_a_container_answers_in_container_mode(monkeypat
     assert container_mode.active()
     routes = {pattern for pattern, _ in container_mode.handlers()}
     assert "/ds01/version" in routes and "/ds01/events" in routes
-    assert not any("deploy" in r or "rescue" in r for r in routes)  # the hub does those, from outside
+    assert not any("deploy" in r or "build" in r or "terminal" in r for r in routes)  # the hub does those, from outside
+    assert "/ds01/limits" in routes and r"/ds01/projects/(?P<name>[^/]+)/rescue" in routes
 
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "image-file").write_text("from the image")
@@ -140,3 +141,33 @@ def test_server_extension_inside_a_container_answers_in_container_mode(monkeypat
     (tmp_path / "new.csv").write_text("1,2")
     after = container_mode.snapshot(str(tmp_path))
     assert set(after) - set(before) == {str(tmp_path / "new.csv")}
+
+
+def test_rescue_from_inside_copies_regular_files_only(tmp_path):
+    """Inside a container: work files into .rescued/<time>/<path>, links never followed, the quota kept."""
+    from ds01_jupyter.core.errors import QuotaExceeded
+    from ds01_jupyter.core.findings import WORK, Finding
+    from ds01_jupyter.core.guard import Audit
+    from ds01_jupyter.server.container_rescue import rescue_inside
+
+    outside, workspace = tmp_path / "tmp", tmp_path / "workspace"
+    outside.mkdir()
+    workspace.mkdir()
+    (outside / "result.csv").write_text("1,2\n")
+    (tmp_path / "secret").write_text("not mine")
+    (outside / "link.csv").symlink_to(tmp_path / "secret")
+    audit = Audit("demo", "demo._.alice", "running")
+    audit.findings = [Finding(path=str(outside / n), kind=WORK, size=4, source="writable-layer")
+                      for n in ("result.csv", "link.csv", "gone.csv")]
+    with pytest.raises(QuotaExceeded):
+        rescue_inside(audit, workspace, quota=10)
+    assert not (workspace / ".rescued").exists() or not any((workspace / ".rescued").iterdir())
+
+    result = rescue_inside(audit, workspace, quota=None)
+    folder = Path(result.folder)
+    assert folder.parent == workspace / ".rescued" and result.files == 1 and result.bytes == 4
+    assert (folder / str(outside / "result.csv")[1:]).read_text() == "1,2\n"
+    assert not (folder / str(outside / "link.csv")[1:]).exists()
+    assert {s["path"]: s["why"] for s in result.skipped} == {
+        str(outside / "link.csv"): "a link: not followed", str(outside / "gone.csv"): "vanished before it could be copied"}
+    assert not list((workspace / ".rescued").glob("*.partial"))

@@ -83,7 +83,7 @@ async def test_kernel_runs_in_the_container_in_the_notebook_folder(api, jp_fetch
 
     # Retiring the container ends its kernel, and the spec goes with it.
     await api("POST", "projects", "demo", "retire", body={"mode": "discard"}, expect=200)
-    assert await km.provisioner.poll() is not None
+    assert kernel_id not in jp_serverapp.kernel_manager.list_kernel_ids(), "ended, not left to the restarter"
     specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
     assert "ds01-demo" not in specs
     assert engine.get_container(deployed["container"]["id"]) is None

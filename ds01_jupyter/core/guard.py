@@ -334,7 +334,7 @@ class Guard:
             progress(f"Copying {finding.path} (memory)")
             code, data = self.engine.exec(record.id, ["cat", "--", finding.path], user="0:0", stderr=False)
             if code == 0:
-                self._write(partial, finding.path, data, 0o644, time.time(), manifest)
+                self.write_file(partial, finding.path, data, 0o644, time.time(), manifest)
             else:
                 skipped.append({"path": finding.path, "why": "could not be read"})
         copied = {m["path"] for m in manifest}
@@ -364,13 +364,13 @@ class Guard:
                     continue
                 if member.isfile():
                     data = tar.extractfile(member)
-                    self._write(dest, full, data, member.mode, member.mtime, manifest)
+                    self.write_file(dest, full, data, member.mode, member.mtime, manifest)
                     extracted[member.name] = full
                 elif member.islnk():  # a hard link: copy the content of the file it shares
                     source = extracted.get(member.linkname)
                     if source is not None:
                         with open(dest / source.lstrip("/"), "rb") as fh:
-                            self._write(dest, full, fh, member.mode, member.mtime, manifest)
+                            self.write_file(dest, full, fh, member.mode, member.mtime, manifest)
                 elif member.issym():
                     target = dest / full.lstrip("/")
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -378,7 +378,8 @@ class Guard:
                     manifest.append({"path": full, "size": 0, "sha256": None, "link": member.linkname})
 
     @staticmethod
-    def _write(dest: Path, path: str, data, mode: int, mtime: float, manifest: list) -> None:
+    def write_file(dest: Path, path: str, data, mode: int, mtime: float, manifest: list) -> None:
+        """Write one rescued file at ``dest/<its absolute path>`` (bytes or a file object), recorded in ``manifest``."""
         parts = [p for p in path.split("/") if p]
         if not parts or any(p in (".", "..") for p in parts):
             raise InvalidRequest(f"Refusing to write odd path {path!r}.")

@@ -291,6 +291,8 @@ class DS01Spawner(DockerSpawner):
             self.image = await self._call(self._prepare, user, self.project)
             self.object_name = container_name(self.project, user.name)  # setting image re-renders it
             env = self.get_env()
+            # The sidebar inside cannot read the admin's limits file: hand in the user's effective limits.
+            env["DS01_LIMITS"] = json.dumps(self.core.limits.for_user(user).to_dict())
             command = list(self.cmd) + self.get_args()
             if user.uid == 0:
                 command.append("--allow-root")

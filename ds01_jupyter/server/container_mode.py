@@ -4,8 +4,10 @@ There is no Docker access in there and no need for it: the server's own
 project is mounted at /workspace, the guard scans the container's filesystem
 from inside (a walk compared with the snapshot taken when the server started,
 which is the image's files since every server starts in a fresh container),
-and "stop" asks the hub to stop this server, which retires the container
-through the persistence guard on the host.
+"rescue" copies the work files found into /workspace/.rescued/ while the
+server keeps running (container_rescue.py), and "stop" asks the hub to stop
+this server, which retires the container through the persistence guard on
+the host.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import stat
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from jupyter_server.auth.decorator import authorized
@@ -26,7 +29,9 @@ from ..core import DS01
 from ..core.errors import EngineUnavailable, Forbidden, InvalidRequest, NotFound
 from ..core.findings import layer_findings, rank, tmpfs_findings
 from ..core.guard import Audit
+from ..core.limits import Limits
 from ..core.statefile import write_atomic
+from .container_rescue import known_quota, rescue_inside
 from .handlers import HEARTBEAT, ApiError, CheckpointsHandler, DS01Handler, NotebookCheckHandler, PruneHandler
 
 WORKSPACE = Path("/workspace")
@@ -62,18 +67,25 @@ class InsideGuard:
     def __init__(self, project: str):
         self.project = project
         self._baseline: dict | None = None
+        self._since_ns = 0
         self._ready = threading.Event()
 
     def start(self) -> None:
-        threading.Thread(target=self._load_baseline, name="ds01-baseline", daemon=True).start()
+        # Before the server listens: a file the user writes once the hub shows the server ready
+        # must never slip into the baseline (in a thread, a slow walk reached /tmp after the write).
+        self._load_baseline()
 
     def _load_baseline(self) -> None:
+        # Taken before the walk (less a tick of the kernel's coarse clock): a file written while
+        # the walk runs may enter the snapshot already changed, and still counts by its mtime.
+        since = time.time_ns() - 100_000_000
         try:
-            self._baseline = json.loads(BASELINE.read_text())
-        except (OSError, ValueError):
-            self._baseline = snapshot()
+            saved = json.loads(BASELINE.read_text())
+            self._baseline, self._since_ns = saved["paths"], int(saved["since_ns"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self._baseline, self._since_ns = snapshot(), since
             try:
-                write_atomic(BASELINE, json.dumps(self._baseline))
+                write_atomic(BASELINE, json.dumps({"since_ns": since, "paths": self._baseline}))
             except OSError:
                 pass  # kept in memory; a restarted server takes a new one
         self._ready.set()
@@ -85,7 +97,8 @@ class InsideGuard:
         now = snapshot()
         base = self._baseline or {}
         audit = Audit(self.project, os.environ.get("DS01_CONTAINER", ""), "running")
-        changed = {p: v for p, v in now.items() if base.get(p) != v and not p.startswith("/dev/shm/")}
+        changed = {p: v for p, v in now.items()
+                   if (base.get(p) != v or v[1] >= self._since_ns) and not p.startswith("/dev/shm/")}
         audit.added = {p for p in changed if p not in base}
         stats = {p: (v[0], v[2] == stat.S_IFREG, v[2]) for p, v in changed.items()}
         # The same classification and grouping as the host's guard.
@@ -136,9 +149,14 @@ class VersionHandler(InsideHandler):
         self.send({"version": self.settings["ds01_version"], "api": 1, "mode": "container", "project": self.project})
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this container was given (the same list the spawner allocated)."""
+    return [u for u in os.environ.get("NVIDIA_VISIBLE_DEVICES", "").split(",") if u and u != "void"]
+
+
 def overview(user_name: str, project: str) -> dict:
     """The host's overview, for the one project of this container (the sidebar reads the same shape)."""
-    gpus = [u for u in os.environ.get("NVIDIA_VISIBLE_DEVICES", "").split(",") if u and u != "void"]
+    gpus = visible_gpus()
     container = {"name": os.environ.get("DS01_CONTAINER", ""), "state": "running", "running": True,
                  "project": project, "gpus": gpus, "gpu_slots": len(gpus), "interface": "jupyterhub"}
     return {
@@ -195,19 +213,74 @@ class AuditHandler(InsideHandler):
         self.send(audit.to_dict(limit=500))
 
 
+def handed_limits() -> dict | None:
+    """The user's limits if the hub handed them in (DS01_LIMITS, Limits.to_dict() as JSON); else None."""
+    try:
+        data = json.loads(os.environ.get("DS01_LIMITS") or "null")
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 class GpusHandler(InsideHandler):
+    """This container's GPUs: NVML's details where it works in here, else the uuids it was given.
+
+    Holders come from the engine's labels on the host; in here every GPU seen is this project's own.
+    """
+
     @web.authenticated
     @authorized
     async def get(self):
+        visible = visible_gpus()
+        holder = {"user": self.user.name, "project": self.project, "container": os.environ.get("DS01_CONTAINER", "")}
+        inventory = self.core.inventory
         try:
-            data = await self.call(self.core.gpu_inventory)
-        except ApiError:
-            data = {"gpus": [], "notice": ""}
-        visible = [u for u in os.environ.get("NVIDIA_VISIBLE_DEVICES", "").split(",") if u and u != "void"]
-        if not data["gpus"] and visible:  # no NVML inside: what the container was given
-            data = {"gpus": [{"uuid": u, "name": "GPU", "holder": {"project": self.project}} for u in visible],
-                    "notice": "GPU details need NVML inside the container."}
-        self.send(data)
+            devices = await asyncio.get_running_loop().run_in_executor(None, inventory.devices)
+        except Exception:  # noqa: BLE001 - NVML inside a container fails in many ways; the uuids still stand
+            devices = []
+        gpus = [{**d.to_dict(), "holder": holder} for d in devices if not visible or d.uuid in visible]
+        notice = "" if gpus else inventory.notice
+        if not gpus and visible:
+            gpus = [{"uuid": u, "index": str(i), "name": "GPU", "memory_total": 0, "memory_used": 0,
+                     "utilization": None, "holder": holder} for i, u in enumerate(visible)]
+            notice = "GPU details need NVML inside the container."
+        self.send({"gpus": gpus, "notice": notice})
+
+
+class LimitsHandler(InsideHandler):
+    """The host's answer with the engine down: limits if the hub handed them in, no use (it is known on the host)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        limits = handed_limits()
+        readable = None
+        if limits is not None:
+            known = {f.name for f in fields(Limits)}
+            try:
+                readable = Limits(**{k: v for k, v in limits.items() if k in known}).describe()
+            except TypeError:
+                limits = None
+        why = "This server runs inside its project's container, where the use of your other containers is not known"
+        why += "." if limits is not None else "; your limits are shown on the host (ds01 check-limits)."
+        self.send({"user": self.user.name, "limits": limits, "limits_readable": readable, "containers": None,
+                   "running": None, "gpu_slots": None, "gpus": visible_gpus(), "disk": None,
+                   "engine": {"available": False, "reason": why}})
+
+
+class RescueHandler(InsideHandler):
+    """Copy the work files at risk into /workspace/.rescued/ now, while the server keeps running."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, name):
+        self.check_project(name)
+        guard = self.settings["ds01_inside_guard"]
+
+        def work():
+            return rescue_inside(guard.audit(), WORKSPACE, known_quota(handed_limits())).to_dict()
+
+        self.send(await self.call(work))
 
 
 class InsideCheckpointsHandler(CheckpointsHandler, InsideHandler):
@@ -274,9 +347,11 @@ def handlers() -> list[tuple]:
         (rf"/ds01/projects/{name}", ProjectHandler),
         (r"/ds01/events", EventsHandler),
         (rf"/ds01/projects/{name}/audit", AuditHandler),
+        (rf"/ds01/projects/{name}/rescue", RescueHandler),
         (rf"/ds01/projects/{name}/(?P<action>stop|retire)", StopHandler),
         (rf"/ds01/projects/{name}/checkpoints", InsideCheckpointsHandler),
         (rf"/ds01/projects/{name}/prune", InsidePruneHandler),
         (r"/ds01/notebook-check", NotebookCheckHandler),  # needs no engine: the same as on the host
         (r"/ds01/gpus", GpusHandler),
+        (r"/ds01/limits", LimitsHandler),
     ]

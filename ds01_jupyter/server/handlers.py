@@ -79,6 +79,20 @@ class DS01Handler(APIHandler):
     def sync_kernels(self) -> None:
         self.settings["ds01_kernel_specs"].sync_quietly()
 
+    async def end_kernels(self, project: str) -> None:
+        """Shut down the kernels that ran in a project's container once it is gone, rather than
+        leave the restarter to try (and fail) to start them again in a container that no longer exists."""
+        manager = self.kernel_manager
+        for kernel_id in list(manager.list_kernel_ids()):
+            kernel = manager.get_kernel(kernel_id)
+            if getattr(kernel.provisioner, "project", None) != project:
+                continue
+            kernel.stop_restarter()
+            try:
+                await manager.shutdown_kernel(kernel_id, now=True)
+            except Exception as err:  # noqa: BLE001 - one kernel's trouble must not fail the retire
+                self.log.warning("ds01: kernel %s of retired %s: %s", kernel_id, project, err)
+
 
 class VersionHandler(DS01Handler):
     @web.authenticated
@@ -182,6 +196,7 @@ class RetireHandler(DS01Handler):
     async def post(self, name):
         mode = self.body().get("mode")
         result = await self.call(self.core.guard.retire, self.user, name, mode)
+        await self.end_kernels(name)
         self.sync_kernels()
         self.send(result)
 

@@ -93,7 +93,9 @@ export class DS01Client {
   audit(name: string): Promise<IAudit> {
     return this.request(['projects', name, 'audit']);
   }
-  rescue(name: string): Promise<{ folder: string; files: number; bytes: number }> {
+  rescue(
+    name: string
+  ): Promise<{ folder: string; files: number; bytes: number; skipped?: { path: string; why: string }[] }> {
     return this.post(['projects', name, 'rescue']);
   }
   checkpoints(name: string, metric?: string, mode: 'min' | 'max' = 'min'): Promise<ICheckpoints> {

@@ -10,6 +10,7 @@ import { DS01Client } from './client';
 import { EventStream, StreamStatus } from './eventStream';
 import { GpuHistory } from './models/gpuHistory';
 import { applyEvent, IDS01State, INITIAL_STATE, withFollowed, withProject } from './models/reducer';
+import { serverMode, ServerMode } from './models/serverMode';
 import { DEFAULT_SETTINGS, IDS01Settings } from './models/settings';
 import { DS01Event, IAudit, IGpus, ILimits, IOperation, IVersion } from './models/types';
 
@@ -51,8 +52,8 @@ export class DS01Model {
     return this._operationFinished;
   }
   /** "host" unless the server says it runs inside a container (JupyterHub in-container mode). */
-  get mode(): string {
-    return this.version?.mode ?? 'host';
+  get mode(): ServerMode {
+    return serverMode(this.version, this.state.ready ? this.state.mode : null);
   }
 
   async start(): Promise<void> {

@@ -1,14 +1,17 @@
 import * as React from 'react';
 
 import { groupFindings } from '../models/retirePlan';
+import { findingsTitle, ServerMode } from '../models/serverMode';
 import { IAudit } from '../models/types';
 import { formatBytes } from '../models/units';
 
 /** The persistence guard's findings for one project, grouped by kind with sizes. */
 export function Findings(props: {
   audit: IAudit | { error: string } | undefined;
-  /** Absent inside a hub server: the hub rescues when the server stops. */
+  /** Copy the work files into .rescued/ now; absent: only the rescue on stop is mentioned. */
   onRescue?: () => void;
+  /** "container" inside a hub server, whose hub rescues when the server stops. */
+  mode?: ServerMode;
 }): JSX.Element | null {
   const { audit } = props;
   if (!audit) {
@@ -27,7 +30,7 @@ export function Findings(props: {
   }
   return (
     <div className="jp-ds01-findings" data-test-id="ds01-findings">
-      <div className="jp-ds01-findings-title">Outside /workspace (lost on retire):</div>
+      <div className="jp-ds01-findings-title">{findingsTitle(props.mode ?? 'host')}</div>
       {groups.map(group => (
         <details key={group.kind} open={group.kind === 'work'} className={`jp-ds01-findings-${group.kind}`}>
           <summary>

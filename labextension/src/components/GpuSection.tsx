@@ -1,6 +1,7 @@
 import * as React from 'react';
 
 import { GpuHistory } from '../models/gpuHistory';
+import { limitsNote } from '../models/serverMode';
 import { IGpus, ILimits } from '../models/types';
 import { formatBytes } from '../models/units';
 import { Bar } from './Bar';
@@ -57,7 +58,7 @@ export function GpuSection(props: {
                 label="Memory"
                 value={g.memory_used}
                 max={g.memory_total}
-                text={`${formatBytes(g.memory_used)} / ${formatBytes(g.memory_total)}`}
+                text={g.memory_total ? `${formatBytes(g.memory_used)} / ${formatBytes(g.memory_total)}` : 'n/a'}
               />
               {samples.some(s => s.utilization !== null) && (
                 <Sparkline
@@ -76,6 +77,14 @@ export function GpuSection(props: {
 
 function LimitBars(props: { limits: ILimits }): JSX.Element {
   const { limits } = props;
+  const note = limitsNote(limits);
+  if (note !== null || !limits.limits) {
+    return (
+      <div className="jp-ds01-limits jp-ds01-muted" aria-label="Your limits" data-test-id="ds01-limits-unknown">
+        {note}
+      </div>
+    );
+  }
   const l = limits.limits;
   const maxContainers = typeof l.max_containers_per_user === 'number' ? l.max_containers_per_user : null;
   const maxGpu = typeof l.max_mig_instances === 'number' ? l.max_mig_instances : null;

@@ -1,6 +1,7 @@
 import * as React from 'react';
 
 import { actionsFor, phaseOf, PHASE_LABEL, ProjectAction } from '../models/projectState';
+import { ServerMode } from '../models/serverMode';
 import { IAudit, IOperation, IProject } from '../models/types';
 import { formatBytes, formatDuration, uptimeOf } from '../models/units';
 import { CheckpointsView } from './CheckpointsView';
@@ -13,7 +14,7 @@ export interface IProjectCardProps {
   operation?: IOperation;
   audit?: IAudit | { error: string };
   atRisk: number;
-  mode: string;
+  mode: ServerMode;
   client: DS01Client;
   execute: (command: string, args: { project: string }) => void;
   onShowFindings: (project: string) => void;
@@ -129,10 +130,7 @@ export function ProjectCard(props: IProjectCardProps): JSX.Element {
       </div>
       {operation && showOperation(operation, !!c) && <OperationLog operation={operation} />}
       {c && (
-        <Findings
-          audit={props.audit}
-          onRescue={mode === 'container' ? undefined : () => props.execute('ds01:rescue', { project: name })}
-        />
+        <Findings audit={props.audit} mode={mode} onRescue={() => props.execute('ds01:rescue', { project: name })} />
       )}
       {showCheckpoints && <CheckpointsView client={props.client} project={name} />}
     </li>

@@ -14,6 +14,8 @@ export interface IDS01State {
   operations: { [id: string]: IOperation };
   /** Paths at risk reported by the server's scans, per project. */
   atRisk: { [project: string]: number };
+  /** What the last snapshot said of where the server runs ("host" when it said nothing). */
+  mode: string;
 }
 
 export const INITIAL_STATE: IDS01State = {
@@ -22,7 +24,8 @@ export const INITIAL_STATE: IDS01State = {
   engine: { available: true },
   projects: [],
   operations: {},
-  atRisk: {}
+  atRisk: {},
+  mode: 'host'
 };
 
 const MAX_LINES = 400;
@@ -63,7 +66,8 @@ export function applyEvent(state: IDS01State, event: DS01Event): IDS01State {
         engine: event.engine,
         projects: event.projects,
         operations,
-        atRisk
+        atRisk,
+        mode: event.mode ?? 'host'
       };
     }
     case 'container':

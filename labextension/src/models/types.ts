@@ -109,13 +109,16 @@ export interface IGpus {
 
 export interface ILimits {
   user: string;
-  limits: Record<string, number | boolean | string | null>;
-  limits_readable?: Record<string, string>;
+  /** null where the server cannot know them (inside a hub server's container, unless the hub handed them in). */
+  limits: Record<string, number | boolean | string | null> | null;
+  limits_readable?: Record<string, string> | null;
   containers: number;
   running: number;
   gpu_slots: number;
   gpus: string[];
-  disk?: { total_bytes: number; quota_bytes: number | null; over_quota?: boolean };
+  disk?: { total_bytes: number; quota_bytes: number | null; over_quota?: boolean } | null;
+  /** Whether the use could be counted, and why not. */
+  engine?: IEngine;
 }
 
 export interface ICheckpoint {
@@ -191,4 +194,6 @@ export interface IOverview {
   user: string;
   engine: IEngine;
   projects: IProject[];
+  /** "container" inside a JupyterHub server's own project container; absent on the host. */
+  mode?: string;
 }

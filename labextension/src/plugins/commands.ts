@@ -11,6 +11,7 @@ import { askRetire } from '../dialogs/retire';
 import { DS01Model } from '../model';
 import { describeError } from '../models/errors';
 import { retirePlan } from '../models/retirePlan';
+import { rescueMessage, stopMessage } from '../models/serverMode';
 import { formatBytes } from '../models/units';
 import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
 
@@ -135,7 +136,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
         client.request<{ message?: string }>(['projects', project, 'stop'], { method: 'POST' })
       );
       if (done) {
-        Notification.info(done.message ?? 'The hub is stopping this server.', { autoClose: false });
+        Notification.info(stopMessage(done), { autoClose: false });
       }
     }
 
@@ -168,7 +169,6 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
     commands.addCommand(CommandIDs.rescue, {
       label: args =>
         args.project ? `DS01: Rescue Files of ${args.project}` : 'DS01: Rescue Files Outside /workspace…',
-      isEnabled: hostOnly,
       execute: async args => {
         const project = await pickProject(model, args as Args, 'Rescue');
         if (!project) {
@@ -176,9 +176,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
         }
         const result = await attempt(`Cannot rescue ${project}`, () => client.rescue(project));
         if (result) {
-          Notification.success(`Rescued ${result.files} file(s) of ${project} into ${result.folder}.`, {
-            autoClose: 8000
-          });
+          Notification.success(rescueMessage(project, result, model.mode), { autoClose: 8000 });
           await model.loadAudit(project);
         }
       }

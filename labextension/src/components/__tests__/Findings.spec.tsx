@@ -54,9 +54,19 @@ describe('Findings', () => {
 });
 
 describe('Findings inside a hub server', () => {
-  it('offers no rescue button and says the hub rescues on stop', () => {
-    act(() => root.render(<Findings audit={audit} />));
+  it('says the hub rescues on stop, and offers a rescue now', () => {
+    const onRescue = jest.fn();
+    act(() => root.render(<Findings audit={audit} mode="container" onRescue={onRescue} />));
     expect(host.textContent).toContain('/tmp/result.csv');
+    expect(host.textContent).toContain('copied into .rescued/ when this server stops');
+    expect(host.textContent).not.toContain('lost on retire');
+    const button = host.querySelector('button[aria-label="Rescue files of alpha now"]') as HTMLButtonElement;
+    act(() => button.click());
+    expect(onRescue).toHaveBeenCalledTimes(1);
+  });
+
+  it('without a rescue callback, says the hub rescues on stop', () => {
+    act(() => root.render(<Findings audit={audit} mode="container" />));
     expect(host.querySelector('button')).toBeNull();
     expect(host.textContent).toContain('Rescued into .rescued/ when this server stops');
   });
