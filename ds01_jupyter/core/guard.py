@@ -133,6 +133,65 @@ def _roots(paths: set[str]) -> list[str]:
     return sorted(p for p in paths if posixpath.dirname(p) not in paths)
 
 
+def rescue_selection(audit: Audit) -> tuple[list[Finding], list[str]]:
+    """What a rescue copies (the work files) and lists (the packages installed by hand)."""
+    work = [f for f in audit.findings if f.kind == WORK and f.source in ("writable-layer", "tmpfs")]
+    packages = [f.detail for f in audit.findings if f.kind == ENVIRONMENT and f.source in ("pip", "apt", "conda")]
+    return work, packages
+
+
+def ensure_room(folder: Path, needed: int, quota: int | None, used: Callable[[], int], *, used_by: str = "",
+                quota_hint: str, disk_hint: str) -> None:
+    """Refuse before copying anything when the quota or the disk under ``folder`` cannot take ``needed`` bytes."""
+    if quota is not None:
+        current = used()
+        if current + needed > quota:
+            raise QuotaExceeded(
+                f"Rescuing {format_size(needed)} would exceed your workspace quota: {format_size(current)} of "
+                f"{format_size(quota)} (storage_workspace) is used{used_by}.",
+                hint=quota_hint, limit="storage_workspace", value=quota, current=current,
+            )
+    free = shutil.disk_usage(folder).free
+    if needed + 16 * 2**20 > free:
+        raise DiskFull(
+            f"Not enough free disk for the rescue: {format_size(needed)} needed, {format_size(free)} free.",
+            hint=disk_hint,
+        )
+
+
+class RescueFolder:
+    """``.rescued/<UTC time>/`` being filled: a ``.partial`` folder until published, so only a complete
+    rescue ever carries a final name (an interrupted one is removed by the next)."""
+
+    def __init__(self, project_path: Path):
+        self.base = project_path / RESCUED
+        self.base.mkdir(exist_ok=True)
+        for stale in self.base.glob("*.partial"):  # an interrupted rescue: its sources are still there
+            shutil.rmtree(stale, ignore_errors=True)
+        self.stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.final = self.base / self.stamp
+        n = 1
+        while self.final.exists():
+            n += 1
+            self.final = self.base / f"{self.stamp}-{n}"
+        self.partial = self.final.with_name(self.final.name + ".partial")
+        self.partial.mkdir()
+
+    def publish(self, project: str, container: str, manifest: list, skipped: list, packages: list, **extra) -> Rescue:
+        """Write the manifest (and the packages installed by hand), then give the folder its final name."""
+        if packages:
+            (self.partial / "environment-changes.txt").write_text(
+                "# Packages installed by hand in the container (lost with it).\n"
+                "# Add the pip ones to requirements.txt to have them in the image.\n" + "\n".join(packages) + "\n"
+            )
+        (self.partial / "MANIFEST.json").write_text(
+            json.dumps({"project": project, "container": container, "rescued_at": self.stamp, "files": manifest,
+                        "skipped": skipped, "packages": packages, **extra}, indent=1)
+        )
+        os.replace(self.partial, self.final)
+        return Rescue(str(self.final), len(manifest), sum(m["size"] for m in manifest), skipped, packages)
+
+
 class Guard:
     def __init__(self, containers: Containers, disk: DiskUsage):
         self.containers = containers
@@ -276,45 +335,22 @@ class Guard:
     def check_room(self, user: User, project: str, needed: int) -> None:
         """Refuse before copying anything when the quota or the disk cannot take ``needed`` bytes."""
         proj = self.containers.projects.get(user, project)
-        quota = self.containers.limits.for_user(user).storage_workspace
-        if quota is not None:
-            used = sum(
-                self.disk.measure(user, p.name).bytes for p in self.containers.projects.list(user)
-            )
-            if used + needed > quota:
-                raise QuotaExceeded(
-                    f"Rescuing {format_size(needed)} would exceed your workspace quota: {format_size(used)} of "
-                    f"{format_size(quota)} (storage_workspace) is used.",
-                    hint="Free space in ~/workspace (e.g. old checkpoints: `ds01 prune`), or discard explicitly.",
-                    limit="storage_workspace", value=quota, current=used,
-                )
-        free = shutil.disk_usage(proj.path).free
-        if needed + 16 * 2**20 > free:
-            raise DiskFull(
-                f"Not enough free disk for the rescue: {format_size(needed)} needed, {format_size(free)} free.",
-                hint="Free disk space, then try again; nothing was copied and the container is untouched.",
-            )
+        ensure_room(
+            proj.path, needed, self.containers.limits.for_user(user).storage_workspace,
+            lambda: sum(self.disk.measure(user, p.name).bytes for p in self.containers.projects.list(user)),
+            quota_hint="Free space in ~/workspace (e.g. old checkpoints: `ds01 prune`), or discard explicitly.",
+            disk_hint="Free disk space, then try again; nothing was copied and the container is untouched.",
+        )
 
     def rescue(self, user: User, project: str, audit: Audit | None = None, progress: Callable[[str], None] = lambda s: None) -> Rescue:
         """Copy every work file into ``.rescued/<UTC time>/<its absolute path>``, byte for byte."""
         audit = audit or self.audit(user, project)
         record = self.containers.record(user, project)
         proj = self.containers.projects.get(user, project)
-        work = [f for f in audit.findings if f.kind == WORK and f.source in ("writable-layer", "tmpfs")]
-        packages = [f.detail for f in audit.findings if f.kind == ENVIRONMENT and f.source in ("pip", "apt", "conda")]
+        work, packages = rescue_selection(audit)
         self.check_room(user, project, sum(f.size for f in work))
-        base = proj.path / RESCUED
-        base.mkdir(exist_ok=True)
-        for stale in base.glob("*.partial"):  # an interrupted rescue: its source is still in the container
-            shutil.rmtree(stale, ignore_errors=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        final = base / stamp
-        n = 1
-        while final.exists():
-            n += 1
-            final = base / f"{stamp}-{n}"
-        partial = final.with_name(final.name + ".partial")
-        partial.mkdir()
+        folder = RescueFolder(proj.path)
+        partial = folder.partial
         manifest: list[dict] = []
         skipped: list[dict] = []
         wanted = {f.path: f for f in work if not f.detail.startswith("special")}
@@ -339,20 +375,10 @@ class Guard:
                 skipped.append({"path": finding.path, "why": "could not be read"})
         copied = {m["path"] for m in manifest}
         skipped += [{"path": p, "why": "vanished before it could be copied"} for p in wanted if p not in copied and p not in {s["path"] for s in skipped}]
-        if packages:
-            (partial / "environment-changes.txt").write_text(
-                "# Packages installed by hand in the container (lost with it).\n"
-                "# Add the pip ones to requirements.txt to have them in the image.\n" + "\n".join(packages) + "\n"
-            )
-        (partial / "MANIFEST.json").write_text(
-            json.dumps({"project": project, "container": record.name, "rescued_at": stamp, "files": manifest,
-                        "skipped": skipped, "packages": packages}, indent=1)
-        )
-        give_tree(user, base)
-        os.replace(partial, final)  # only a complete rescue carries a final name
-        total = sum(m["size"] for m in manifest)
-        progress(f"Rescued {len(manifest)} files ({format_size(total)}) into {final}")
-        return Rescue(str(final), len(manifest), total, skipped, packages)
+        rescue = folder.publish(project, record.name, manifest, skipped, packages)
+        give_tree(user, folder.base)
+        progress(f"Rescued {rescue.files} files ({format_size(rescue.bytes)}) into {rescue.folder}")
+        return rescue
 
     def _copy_archive(self, record, root: str, wanted: set[str], dest: Path, manifest: list) -> None:
         stream = self.engine.read_archive(record.id, root)
