@@ -177,6 +177,21 @@ def cli(s: Scratch, *args: str) -> subprocess.CompletedProcess:
 
 
 # -- a real Jupyter server --------------------------------------------------------------
+def wait_until(ready, proc: subprocess.Popen, tail, timeout: float, what: str, interval: float) -> None:
+    """Poll ``ready()`` until true; fail with the log's tail when ``proc`` exits or time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {tail()}")
+        try:
+            if ready():
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(interval)
+    raise RuntimeError(f"{what} was not ready in {timeout} s: {tail()}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -220,17 +235,8 @@ class Server:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the Jupyter server exited: {self.tail()}")
-            try:
-                if self.http.get(self.url + "/api/status", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the Jupyter server did not answer in {timeout} s: {self.tail()}")
+        wait_until(lambda: self.http.get(self.url + "/api/status", timeout=2).status_code == 200,
+                   self.proc, self.tail, timeout, "the Jupyter server", interval=0.2)
 
     def tail(self) -> str:
         self.log.flush()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from harness import ROOT, docker, free_port, not_measured, result, scratch, server, which
+from harness import ROOT, docker, free_port, not_measured, result, scratch, server, wait_until, which
 from kernel_client import execute, start_kernel
 
 SINGLEUSER_IMAGE = "ds01-bench/singleuser:latest"
@@ -167,17 +167,7 @@ c.Spawner.default_url = "/lab"
         return r
 
     def _wait(self, ready, timeout: float, what: str) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterHub exited: {self.tail()}")
-            try:
-                if ready():
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{what} was not ready in {timeout} s: {self.tail()}")
+        wait_until(ready, self.proc, self.tail, timeout, what, interval=0.05)
 
     def tail(self) -> str:
         self.log.flush()
