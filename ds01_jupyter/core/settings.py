@@ -3,14 +3,35 @@
 Front ends fill these in: the CLI from ``DS01_*`` environment variables, the
 server extension and the spawner from traitlets. Paths may contain ``{home}``
 and ``{user}``, expanded per user, because the spawner acts for many users.
+
+Some settings are the admin's alone (:data:`ADMIN_SETTINGS`): from a user's
+environment they would lift that user's limits (``limits_file``,
+``gpu_inventory``, ``idle_cpu_percent``), let them dodge the host-wide
+allocation lock (``lock_dir``) or name images as another user's
+(``image_template``). ``DS01_*`` variables for them are honoured only where
+the process may act as the admin anyway: run by root, or by the owner of
+:data:`ADMIN_DIR` (a single-user machine whose user is its admin, or a test
+host). Anywhere else they are refused with a clear error, not silently
+ignored. The other settings only change where this user's own things live or
+how their own tools behave; a workspace root must still belong to the user
+(see ``Projects``).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+from .errors import Forbidden
+
+#: The admin's configuration folder; its owner (and root) may set admin settings through DS01_* variables.
+ADMIN_DIR = "/etc/ds01-jupyter"
+#: Settings a plain user may not set through DS01_* variables (see the module's docstring).
+ADMIN_SETTINGS = frozenset({"limits_file", "gpu_inventory", "lock_dir", "image_template", "idle_cpu_percent"})
+#: The host-wide folder of the GPU allocation lock: root's on every Debian host (1777, sticky), so no
+#: user can own it, and the same for every user whatever their TMPDIR.
+DEFAULT_LOCK_DIR = "/run/lock"
 
 DEFAULT_LIMITS_FILES = (
     "/etc/ds01-jupyter/resource-limits.yaml",
@@ -41,8 +62,11 @@ class Settings:
     #: NVIDIA Container Toolkit) or "env" (NVIDIA_VISIBLE_DEVICES only, for hosts whose
     #: default runtime is nvidia, and for allocation tests on hosts without GPUs).
     gpu_request: str = "device_request"
-    #: Folder of the lock files that make GPU allocation atomic across processes and users.
-    lock_dir: str = field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "ds01-jupyter"))
+    #: Folder of the lock file that makes GPU allocation atomic across processes and users; one
+    #: host-wide path, root's or the admin's (never derived from TMPDIR). See allocator.GpuAllocator.
+    lock_dir: str = DEFAULT_LOCK_DIR
+    #: Seconds a deploy waits for the allocation lock before it gives up with an error naming the holder.
+    lock_timeout: float = 60.0
     #: Recorded in the ds01.interface label of containers this front end creates.
     interface: str = "cli"
     #: Network used while building images (pip may need it); "none" isolates builds.
@@ -55,14 +79,28 @@ class Settings:
     stop_timeout: int = 10
 
     @classmethod
-    def from_env(cls, environ=None, **overrides) -> "Settings":
-        """Read ``DS01_<FIELD>`` variables (e.g. DS01_WORKSPACE_ROOT)."""
+    def from_env(cls, environ=None, euid: int | None = None, **overrides) -> "Settings":
+        """Read ``DS01_<FIELD>`` variables (e.g. DS01_WORKSPACE_ROOT).
+
+        Admin settings (ADMIN_SETTINGS) are taken from the environment only when
+        :func:`env_may_set_admin_settings` allows it for ``euid`` (default: this
+        process's); otherwise a variable naming one raises Forbidden.
+        """
         environ = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
-            raw = environ.get(f"DS01_{f.name.upper()}")
+            variable = f"DS01_{f.name.upper()}"
+            raw = environ.get(variable)
             if raw is None or raw == "":
                 continue
+            if f.name in ADMIN_SETTINGS and not env_may_set_admin_settings(euid):
+                raise Forbidden(
+                    f"{variable} is an admin setting: a user may not set it through the environment "
+                    "(it would lift limits or bypass the GPU allocation lock).",
+                    hint=f"Unset {variable}; the admin sets it in the Jupyter/JupyterHub configuration, or "
+                    f"through the environment as root or as the owner of {ADMIN_DIR}.",
+                    setting=f.name,
+                )
             if f.type in ("float",):
                 values[f.name] = float(raw)
             elif f.type in ("int",):
@@ -98,3 +136,19 @@ class Settings:
             if os.path.exists(candidate):
                 return Path(candidate)
         return None
+
+
+def env_may_set_admin_settings(euid: int | None = None) -> bool:
+    """Whether a process of ``euid`` may set admin settings through DS01_* variables.
+
+    Root may (it can edit the admin's files anyway), and so may the owner of
+    ADMIN_DIR: creating that folder under /etc takes root, so owning it is the
+    admin's consent (a single-user machine, a test host).
+    """
+    euid = os.geteuid() if euid is None else euid
+    if euid == 0:
+        return True
+    try:
+        return os.stat(ADMIN_DIR).st_uid == euid
+    except OSError:
+        return False

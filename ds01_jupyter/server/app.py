@@ -99,7 +99,10 @@ class DS01App(ExtensionApp):
     lock_dir = Unicode(
         _defaults.lock_dir,
         config=True,
-        help="Folder of the host-wide lock that makes GPU allocation atomic across users' tools.",
+        help="Folder of the host-wide lock file (ds01-jupyter-allocation.lock) that makes GPU allocation atomic "
+        "across users' tools; the same for every user and every front end (command line, this extension, the hub "
+        "spawner). Must be owned by root or you, and sticky when others may write it (/run/lock is). Set by the "
+        "admin: users cannot move it through DS01_LOCK_DIR.",
     )
     idle_cpu_percent = Float(
         _defaults.idle_cpu_percent,
