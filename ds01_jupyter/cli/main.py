@@ -11,8 +11,11 @@ import argparse
 import os
 import sys
 
-from ..core import DS01, DS01Error, User
-from ..core.errors import UnsavedWork
+from dataclasses import fields
+
+from ..core import DS01, DS01Error, Settings, User
+from ..core.errors import Forbidden, UnsavedWork
+from ..core.settings import ADMIN_DIR, ADMIN_SETTINGS
 from ..core.limits import format_size
 from ..core.notebook_check import check_notebook
 from . import output as out
@@ -281,6 +284,8 @@ def cmd_check_limits(core, user, args):
     print(f"Limits of {user.name} (from {readable.pop('source')}):")
     for key, value in readable.items():
         print(f"  {key:26} {value}")
+    for note in usage["limits"].get("notes") or ():
+        print(f"  note: {note}")
     max_c = usage["limits"]["max_containers_per_user"]
     max_g = usage["limits"]["max_mig_instances"]
     if usage["containers"] is None:
@@ -327,12 +332,24 @@ def _gpu_count(text: str) -> int:
     return value
 
 
+def _environment_help() -> str:
+    names = [f.name for f in fields(Settings)]
+    mine = ", ".join(f"DS01_{n.upper()}" for n in names if n not in ADMIN_SETTINGS)
+    admin = ", ".join(f"DS01_{n.upper()}" for n in names if n in ADMIN_SETTINGS)
+    return (
+        f"environment: you may set {mine} (your own folders, which must be yours, and your own engine), "
+        f"and DOCKER_HOST. The admin settings {admin} are refused from the environment unless ds01 runs "
+        f"as root or as the owner of {ADMIN_DIR}: they would lift limits or bypass the GPU allocation lock."
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: a subcommand's default must not undo `ds01 --json VERB`.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts")
     parser = argparse.ArgumentParser(
-        prog="ds01", description="Projects, images and GPU containers on a shared DS01 server."
+        prog="ds01", description="Projects, images and GPU containers on a shared DS01 server.",
+        epilog=_environment_help(),
     )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -402,6 +419,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             out.emit_json(err.to_dict())
         out.error(err)
+        return 1
+    except OSError as err:  # the core's own errors say more; this keeps any left over readable
+        mapped = (Forbidden if isinstance(err, PermissionError) else DS01Error)(
+            f"{err.strerror or err}" + (f": {err.filename}" if err.filename else ""),
+            hint="ds01 works only in your own workspace and files; check the path and its owner.",
+        )
+        if args.json:
+            out.emit_json(mapped.to_dict())
+        out.error(mapped)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

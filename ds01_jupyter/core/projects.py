@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import AlreadyExists, Forbidden, InvalidName, ProjectNotFound
 from .names import check_project_name
 from .settings import Settings
-from .users import User, give_tree
+from .users import User, give_tree, owner_name
 
 LAYOUT_DIRS = (
     "data/raw",
@@ -66,18 +66,63 @@ class Project:
         return {"name": self.name, "path": str(self.path)}
 
 
+OWNERSHIP_HINT = (
+    "ds01 works only in folders of the user it acts for: use your own workspace (unset DS01_WORKSPACE_ROOT, "
+    "and HOME if it is not your home), or ask the admin to change workspace_root."
+)
+
+
 class Projects:
-    """List, create and locate projects, never leaving the workspace root."""
+    """List, create and locate projects, never leaving the workspace root.
+
+    This is the one place where every front end (CLI, server extension,
+    spawner) learns where a user's projects are, so the ownership rule lives
+    here: the workspace root and each project folder must belong to the user
+    the core acts for. A root pointed elsewhere (DS01_WORKSPACE_ROOT, HOME, an
+    admin's pattern gone wrong) is refused with Forbidden before anything
+    there is read, mounted or written. A process not run by root may also use
+    folders it owns itself: it acts with its own rights anyway (tests and
+    benchmarks act for made-up users that way).
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
 
     def root(self, user: User) -> Path:
+        """Where the user's projects live (not checked; see checked_root)."""
         return self.settings.expand(self.settings.workspace_root, user)
+
+    def checked_root(self, user: User) -> Path:
+        """The workspace root, refused (Forbidden) when it exists and is not the user's."""
+        root = self.root(user)
+        self._owned(user, root, "The workspace root")
+        return root
+
+    @staticmethod
+    def _owners(user: User) -> set[int]:
+        me = os.geteuid()
+        return {user.uid} | ({me} if me != 0 else set())
+
+    def _owned(self, user: User, path: Path, what: str, st: os.stat_result | None = None) -> bool:
+        """Whether ``path`` exists; Forbidden when it belongs to someone else or cannot be looked at."""
+        if st is None:
+            try:
+                st = path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            except OSError as err:
+                raise Forbidden(f"Cannot look at {what.lower()} {path}: {err.strerror}.", hint=OWNERSHIP_HINT) from None
+        if st.st_uid not in self._owners(user):
+            raise Forbidden(
+                f"{what} {path} belongs to {owner_name(st.st_uid)}, not to {user.name}; refusing to use it.",
+                hint=OWNERSHIP_HINT,
+                path=str(path),
+            )
+        return True
 
     def _checked_path(self, user: User, name: str) -> Path:
         check_project_name(name)
-        root = self.root(user)
+        root = self.checked_root(user)
         path = root / name
         if path.is_symlink():
             raise Forbidden(
@@ -88,7 +133,7 @@ class Projects:
         return path
 
     def get(self, user: User, name: str) -> Project:
-        """Return an existing project, or raise ProjectNotFound."""
+        """Return an existing project, or raise ProjectNotFound (Forbidden when it is not the user's)."""
         path = self._checked_path(user, name)
         if not path.is_dir():
             raise ProjectNotFound(
@@ -96,31 +141,69 @@ class Projects:
                 hint=f"Create it with `ds01 project-init {name}`.",
                 project=name,
             )
+        self._owned(user, path, "Project folder")
         real_root = self.root(user).resolve()
         if real_root not in path.resolve().parents:
             raise Forbidden(f"Project {name!r} resolves outside {real_root}.")
         return Project(name, path)
 
     def list(self, user: User) -> list[Project]:
-        """Projects are the valid-named real folders of the workspace root."""
-        root = self.root(user)
+        """Projects are the valid-named real folders of the workspace root that belong to the user."""
+        root = self.checked_root(user)
         if not root.is_dir():
             return []
+        owners = self._owners(user)
         found = []
-        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError as err:
+            raise Forbidden(f"Cannot list the workspace root {root}: {err.strerror}.", hint=OWNERSHIP_HINT) from None
+        for entry in entries:
             if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
                 try:
                     check_project_name(entry.name)
-                except InvalidName:  # a folder we could not manage; not a project
+                    if entry.stat(follow_symlinks=False).st_uid not in owners:
+                        continue  # someone else's folder (e.g. root's): not a project of this user
+                except (InvalidName, OSError):  # a folder we could not manage; not a project
                     continue
                 found.append(Project(entry.name, Path(entry.path)))
         return found
 
+    def _make_root(self, user: User, root: Path) -> None:
+        """Create the missing folders of the workspace root; acting as root for a user, make them theirs."""
+        missing = []
+        probe = root
+        while not probe.exists():
+            missing.append(probe)
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        home = user.home.resolve() if user.home.exists() else user.home
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder, 0o755)
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise Forbidden(f"Cannot create the workspace root {root}: {err.strerror} at {folder}.",
+                                hint=OWNERSHIP_HINT) from None
+            mine = folder == root or folder == home or home in folder.parents
+            if mine and os.geteuid() == 0 and user.uid != 0:
+                # Made by us this instant, above any folder the user controls (or their own home): lchown
+                # changes that folder and never follows a link.
+                os.lchown(folder, user.uid, user.gid)
+
     def create(self, user: User, name: str) -> Project:
-        """Create a project with the recommended layout; never overwrite one."""
+        """Create a project with the recommended layout; never overwrite one.
+
+        Everything is made relative to the project folder's descriptor, so a
+        folder swapped for a link meanwhile (the workspace root is the user's)
+        never sends our writes elsewhere; files go to the user before git runs,
+        as the user.
+        """
         path = self._checked_path(user, name)
         root = self.root(user)
-        root.mkdir(parents=True, exist_ok=True)
+        self._make_root(user, root)
         try:
             path.mkdir()  # atomic: of two concurrent creates, one wins
         except FileExistsError:
@@ -128,21 +211,64 @@ class Projects:
                 f"Project {name!r} already exists at {path}; nothing was changed.",
                 project=name,
             ) from None
-        for sub in LAYOUT_DIRS:
-            (path / sub).mkdir(parents=True, exist_ok=True)
-        (path / "README.md").write_text(README.format(name=name))
-        (path / "requirements.txt").write_text(REQUIREMENTS)
-        (path / ".gitignore").write_text(GITIGNORE)
-        for sub in LAYOUT_DIRS:  # keep empty folders in git
-            if not sub.startswith(("data", "models", "results")):
-                (path / sub / ".gitkeep").touch()
-        if shutil.which("git"):
-            subprocess.run(
-                ["git", "init", "-q", str(path)],
-                check=False,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        give_tree(user, path)
+        except OSError as err:
+            raise Forbidden(f"Cannot create project folder {path}: {err.strerror}.", hint=OWNERSHIP_HINT) from None
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            for sub in LAYOUT_DIRS:
+                _makedirs_at(fd, sub)
+            _write_new_at(fd, "README.md", README.format(name=name))
+            _write_new_at(fd, "requirements.txt", REQUIREMENTS)
+            _write_new_at(fd, ".gitignore", GITIGNORE)
+            for sub in LAYOUT_DIRS:  # keep empty folders in git
+                if not sub.startswith(("data", "models", "results")):
+                    _write_new_at(fd, f"{sub}/.gitkeep", "")
+            give_tree(user, fd)
+            if shutil.which("git"):
+                as_user = {}
+                if _acting_for_other(user):  # the repository is the user's, made with their rights
+                    as_user = {"user": user.uid, "group": user.gid, "extra_groups": [],
+                               "env": {**os.environ, "HOME": str(user.home)}}
+                subprocess.run(
+                    ["git", "init", "-q", "."],
+                    cwd=f"/proc/self/fd/{fd}",  # the folder we made, even if its name was swapped meanwhile
+                    pass_fds=(fd,),
+                    check=False,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    **as_user,
+                )
+        finally:
+            os.close(fd)
         return Project(name, path)
 
+
+def _acting_for_other(user: User) -> bool:
+    return os.geteuid() == 0 and user.uid != 0
+
+
+def _makedirs_at(dir_fd: int, relative: str) -> None:
+    fd = os.dup(dir_fd)
+    try:
+        for part in relative.split("/"):
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+
+
+def _write_new_at(dir_fd: int, relative: str, text: str) -> None:
+    folder, _, name = relative.rpartition("/")
+    parent = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd) if folder else dir_fd
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    finally:
+        if folder:
+            os.close(parent)

@@ -50,11 +50,27 @@ class User:
         return names
 
 
-def give_tree(user: User, root: Path) -> None:
-    """Make ``root`` and all below it belong to ``user`` when we run as root for someone else."""
+def owner_name(uid: int) -> str:
+    """The account name of ``uid`` for messages (``uid N`` when it has none)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def give_tree(user: User, root: Path | int) -> None:
+    """Make ``root`` (a path or an open folder) and all below it belong to ``user`` when we run as root for someone else.
+
+    Walks by descriptors (os.fwalk) and never follows a link, so a folder
+    swapped for a link halfway cannot send a chown outside the tree.
+    """
     if os.geteuid() != 0 or user.uid == 0:
         return
-    for dirpath, dirnames, filenames in os.walk(root):
-        os.lchown(dirpath, user.uid, user.gid)
+    if isinstance(root, int):
+        top, dir_fd = ".", root
+    else:
+        top, dir_fd = str(root), None
+    os.chown(top, user.uid, user.gid, dir_fd=dir_fd, follow_symlinks=False)
+    for _, dirnames, filenames, fd in os.fwalk(top, dir_fd=dir_fd, follow_symlinks=False):
         for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), user.uid, user.gid)
+            os.chown(name, user.uid, user.gid, dir_fd=fd, follow_symlinks=False)
