@@ -8,7 +8,7 @@ import pytest
 
 from ds01_jupyter.core import Settings, User
 from ds01_jupyter.core.errors import ConfigError
-from ds01_jupyter.core.limits import LimitsSource, parse_duration, parse_size
+from ds01_jupyter.core.limits import Limits, LimitsSource, fit_to_host, host_resources, parse_duration, parse_size
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "ds01_jupyter" / "resource-limits.example.yaml"
 
@@ -121,3 +121,34 @@ def test_sizes_and_durations():
     assert parse_duration("2h") == 7200
     assert parse_duration(1.5) == 5400
     assert parse_duration(None) is None
+
+
+def test_defaults_are_capped_at_the_host_and_an_admins_excess_is_noted(tmp_path):
+    tiny = {"memory": 2**30, "memory_swap": 2**30, "shm_size": 2**30, "max_cpus": 2.0}
+    values = {"pids_limit": 100}
+    notes = fit_to_host(values, tiny)
+    assert values == {"pids_limit": 100, **tiny} and len(notes) == 4
+    assert all("capped at what this host has" in n for n in notes)
+    admin = {"memory": 4 * 2**30}
+    notes = fit_to_host(admin, tiny)
+    assert admin["memory"] == 4 * 2**30 and any("memory 4.0 GiB is more than this host has" in n for n in notes)
+
+    host = host_resources()
+    resolved = source(tmp_path, "defaults:\n  pids_limit: 100\n").for_user(person("bob", tmp_path))
+    assert resolved.memory <= host["memory"] and resolved.max_cpus <= host["max_cpus"]
+    assert resolved.shm_size <= host["shm_size"] and resolved.memory_swap <= host["memory_swap"]
+    if Limits().memory > host["memory"]:
+        assert any(n.startswith("memory: the default 32.0 GiB is capped") for n in resolved.notes)
+    assert "notes" not in resolved.describe()
+
+
+def test_user_copy_never_follows_a_planted_link(tmp_path):
+    limits = source(tmp_path, DOC)
+    bob = person("bob", tmp_path)
+    bob.home.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (bob.home / ".ds01-limits").symlink_to(victim)
+    path = limits.write_user_copy(bob, limits.for_user(bob))
+    assert victim.read_text() == "precious"
+    assert not path.is_symlink() and "max_mig_instances" in path.read_text()

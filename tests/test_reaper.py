@@ -5,7 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from ds01_jupyter.core import DS01
+import pytest
+
+from ds01_jupyter.core import DS01, allocator
+from ds01_jupyter.core.errors import GpuUnavailable
+
+from conftest import fake_gpus
 
 IDLE = "defaults:\n  idle_timeout: 60s\n  max_runtime: null\n  max_containers_per_user: 5\n"
 
@@ -111,3 +116,29 @@ def test_containers_of_another_workspace_root_are_left_alone(make_core, user, pr
     kept = decision(other.reaper.run(user), name)
     assert kept.action == "keep" and "workspace root" in kept.reason
     assert core.containers.status(user, name).running
+
+
+def test_a_container_that_died_before_starting_frees_its_gpu_and_is_removed(make_core, user, project_name, monkeypatch):
+    gpus = fake_gpus(1)
+    core = make_core(limits="defaults:\n  max_mig_instances: 4\n  max_containers_per_user: 5\n", gpus=gpus)
+    dead, other = project_name(), project_name()
+    core.projects.create(user, dead)
+    image = core.images.build(user, dead)
+    spec = core.containers._spec(user, core.projects.get(user, dead), image, core.limits.for_user(user),
+                                 core.inventory.devices(), False)
+    created = core.engine.create_container(spec)  # created, then the deploy died before starting it
+    assert core.engine.get_container(created.id).state == "created"
+    young = decision(core.reaper.run(user), dead)
+    assert young.action == "keep" and "deploy" in young.reason  # may be a deploy in progress
+    core.projects.create(user, other)
+    with pytest.raises(GpuUnavailable):  # within the grace it still holds its GPU
+        core.containers.deploy(user, other, gpus=1)
+    monkeypatch.setattr(allocator, "CREATED_GRACE", 0.5)
+    time.sleep(1)
+    assert core.containers.deploy(user, other, gpus=1).container.gpus == [gpus[0]["uuid"]]
+    later = time.time() + allocator.CREATED_GRACE + 300
+    assert decision(core.reaper.run(user, dry_run=True, now=later), dead).action == "retire"
+    gone = decision(core.reaper.run(user, now=later), dead)
+    assert gone.action == "retire" and "never started" in gone.reason
+    assert core.engine.get_container(created.id) is None
+    assert core.containers.status(user, other).running

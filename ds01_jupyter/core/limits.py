@@ -8,8 +8,11 @@ user; it is written, never read, so editing it raises nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
+import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -17,7 +20,6 @@ import yaml
 
 from .errors import ConfigError
 from .settings import Settings
-from .statefile import write_atomic
 from .users import User
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.I)
@@ -94,6 +96,8 @@ class Limits:
     mig_instances_per_gpu: int = 1
     #: Where these limits came from, for messages.
     source: str = "built-in defaults"
+    #: What was adjusted to the host or exceeds it (built-in defaults are capped at what the host has).
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +107,8 @@ class Limits:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "notes":
+                continue
             if f.name in _SIZE_FIELDS:
                 out[f.name] = format_size(value)
             elif f.name in _TIME_FIELDS:
@@ -125,7 +131,52 @@ _TIME_FIELDS = {
 _INT_FIELDS = {"max_mig_instances", "max_mig_per_container", "pids_limit", "max_containers_per_user"}
 #: Older DS01 files call max_mig_per_container max_gpus_per_container.
 _ALIASES = {"max_gpus_per_container": "max_mig_per_container"}
-_KNOWN = {f.name for f in fields(Limits)} - {"source", "mig_instances_per_gpu"}
+_KNOWN = {f.name for f in fields(Limits)} - {"source", "mig_instances_per_gpu", "notes"}
+#: Limits that cannot exceed the host: a built-in default above it is capped, an admin's value is noted.
+_HOST_BOUND = ("memory", "memory_swap", "shm_size", "max_cpus")
+
+
+def host_resources() -> dict[str, float]:
+    """The host's memory, memory plus swap (bytes) and CPUs, as the caps of the default limits."""
+    info = {}
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                key, _, rest = line.partition(":")
+                info[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        info = {}
+    out: dict[str, float] = {"max_cpus": float(os.cpu_count() or 1)}
+    if "MemTotal" in info:
+        out["memory"] = info["MemTotal"]
+        out["shm_size"] = info["MemTotal"]
+        out["memory_swap"] = info["MemTotal"] + info.get("SwapTotal", 0)
+    return out
+
+
+def fit_to_host(values: dict, host: dict[str, float] | None = None) -> list[str]:
+    """Cap the built-in defaults of ``values`` (the keys it lacks) at the host; note an admin's value above it.
+
+    Changes ``values`` in place and returns the notes check-limits shows.
+    """
+    host = host_resources() if host is None else host
+    defaults = Limits()
+    notes = []
+    for key in _HOST_BOUND:
+        have = host.get(key)
+        if have is None:
+            continue
+        show = (lambda v: f"{v:g} CPUs") if key == "max_cpus" else format_size
+        if key in values:
+            if values[key] is not None and values[key] > have:
+                notes.append(f"{key} {show(values[key])} is more than this host has ({show(have)}); "
+                             "the host is the real limit.")
+            continue
+        default = getattr(defaults, key)
+        if default is not None and default > have:
+            values[key] = float(have) if key == "max_cpus" else int(have)
+            notes.append(f"{key}: the default {show(default)} is capped at what this host has ({show(have)}).")
+    return notes
 
 
 def _normalise(section: dict, where: str) -> dict:
@@ -205,7 +256,8 @@ class LimitsSource:
         if per_gpu is not None:
             values["mig_instances_per_gpu"] = max(1, int(per_gpu))
         values.pop("members", None)
-        return Limits(**values, source=source)
+        notes = fit_to_host(values)
+        return Limits(**values, source=source, notes=tuple(notes))
 
     def write_user_copy(self, user: User, limits: Limits) -> Path | None:
         """Write ``~/.ds01-limits`` for the user to read; best effort."""
@@ -213,14 +265,52 @@ class LimitsSource:
         text = (
             "# Your effective DS01 limits (a copy for reading; editing it changes nothing).\n"
             f"# Source: {limits.source}\n"
+            + "".join(f"# Note: {note}\n" for note in limits.notes)
             + yaml.safe_dump({k: v for k, v in limits.describe().items() if k != "source"}, sort_keys=False)
         )
         try:
-            if path.exists() and path.read_text() == text:
-                return path
-            write_atomic(path, text)
-            if os.geteuid() == 0 and user.uid != 0:
-                os.chown(path, user.uid, user.gid)
+            if not _acting_for_other(user):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            write_copy(path, text, user)
         except OSError:
             return None
         return path
+
+
+def _acting_for_other(user: User) -> bool:
+    return os.geteuid() == 0 and user.uid != 0
+
+
+def write_copy(path: Path, text: str, user: User) -> None:
+    """Replace ``path`` (in a folder the user controls) with ``text``, as theirs, following no link.
+
+    Root writing into a user's home must not be sent elsewhere by a link the
+    user planted: the old content is read and the new file made with O_NOFOLLOW
+    (O_EXCL for the temporary), relative to the folder's descriptor, given to
+    the user by fchown before the rename, which replaces a link itself.
+    """
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            old = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+        except OSError:
+            old = None
+        if old is not None:
+            with os.fdopen(old, "rb") as handle:
+                same = stat.S_ISREG(os.fstat(handle.fileno()).st_mode) and handle.read(1 << 16) == text.encode()
+            if same:
+                return
+        tmp = f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                if _acting_for_other(user):
+                    os.fchown(handle.fileno(), user.uid, user.gid)
+                handle.write(text)
+            os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=folder)
+            raise
+    finally:
+        os.close(folder)

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+from .allocator import CREATED_GRACE
 from .containers import Containers
-from .errors import DiskFull, DS01Error, ProjectNotFound, QuotaExceeded
+from .errors import DiskFull, DS01Error, Forbidden, ProjectNotFound, QuotaExceeded
 from .gpus import attribute
 from .limits import format_duration
 from .statefile import read_json, write_atomic
@@ -67,6 +68,7 @@ class Reaper:
     def run(self, user: User, dry_run: bool = False, now: float | None = None) -> list[ReapDecision]:
         """Stop the user's containers that are idle or past their runtime; say why."""
         now = now or time.time()
+        self.containers.projects.checked_root(user)  # a workspace (and so a state folder) not the user's: stop here
         limits = self.containers.limits.for_user(user)
         state = self._load(user)
         gpu_pids = self._gpu_containers()
@@ -80,8 +82,18 @@ class Reaper:
                 # Deployed from another workspace root (or its folder was removed): not ours to judge.
                 decisions.append(ReapDecision(listed.project, listed.name, "keep", "its project folder is not under this workspace root"))
                 continue
+            except Forbidden as err:  # a folder that is not the user's: judge nothing there
+                decisions.append(ReapDecision(listed.project, listed.name, "keep", err.message))
+                continue
             if not listed.running:
-                if listed.state in ("exited", "dead", "created") and self.guard is not None:
+                if listed.state == "created":
+                    decision = self._remove_unstarted(user, listed, now, dry_run)
+                    if decision is not None:
+                        decisions.append(decision)
+                        if decision.action == "retire" and not dry_run:
+                            live.discard(listed.id)
+                    continue
+                if listed.state in ("exited", "dead") and self.guard is not None:
                     decision = self._retire_stopped(user, listed, limits, now, dry_run)
                     if decision is not None:
                         decisions.append(decision)
@@ -127,6 +139,34 @@ class Reaper:
             why += f"; rescued {rescued['files']} file(s) into {rescued['folder']}"
         log.warning("Retired %s: %s", status.name, why)
         return ReapDecision(status.project, status.name, "retire", why)
+
+    def _remove_unstarted(self, user, listed, now, dry_run) -> ReapDecision | None:
+        """Remove a container that died between create and start, once past the grace a deploy needs.
+
+        It never ran, so it holds no work (the guard's audit still checks its layer, and a
+        rescue keeps anything found) and no GPU (the allocator stopped counting it after the
+        same grace). A younger one may be a deploy of another of the user's tools in progress.
+        """
+        created = listed.created_at
+        if not created:
+            return None
+        age = now - datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        if age <= CREATED_GRACE:
+            return ReapDecision(listed.project, listed.name, "keep", "created moments ago: a deploy may be starting it")
+        why = f"never started (created {format_duration(age)} ago, over the {format_duration(CREATED_GRACE)} a deploy takes)"
+        if listed.protected:
+            return ReapDecision(listed.project, listed.name, "keep", f"{why}, but protected; it holds no GPU")
+        if dry_run:
+            return ReapDecision(listed.project, listed.name, "retire", why)
+        try:
+            if self.guard is not None:
+                self.guard.retire(user, listed.project, mode="rescue")
+            else:
+                self.containers.retire(user, listed.project)
+        except DS01Error as err:
+            return ReapDecision(listed.project, listed.name, "keep", f"{why}, but removing it failed: {err}")
+        log.warning("Removed %s: %s", listed.name, why)
+        return ReapDecision(listed.project, listed.name, "retire", why)
 
     def _gpu_containers(self) -> set[str]:
         devices = self.containers.inventory.devices()
