@@ -15,9 +15,10 @@ import pytest
 from ds01_jupyter.core import DS01, Settings
 from ds01_jupyter.core.allocator import LOCK_NAME, GpuAllocator, LockTimeout
 from ds01_jupyter.core.errors import ConfigError, Forbidden
-from ds01_jupyter.core.settings import DEFAULT_LOCK_DIR
+from ds01_jupyter.core.settings import DEFAULT_LOCK_DIR, env_may_set_admin_settings
 
 BIN = Path(sys.executable).parent
+ADMIN_ENV = pytest.mark.skipif(not env_may_set_admin_settings(), reason="DS01_LOCK_DIR needs root or /etc/ds01-jupyter")
 
 
 def test_default_lock_is_one_host_wide_path_whatever_tmpdir(monkeypatch, tmp_path):
@@ -136,6 +137,7 @@ def test_a_held_lock_is_named_and_times_out_clearly(tmp_path):
         holder.stdout.close()
 
 
+@ADMIN_ENV
 def test_cli_deploy_says_whom_it_waits_for_and_goes_on_when_the_lock_is_free(make_core, home, project_name):
     settings = make_core.settings()
     env = dict(os.environ, HOME=str(home), DS01_LOCK_DIR=settings.lock_dir, DS01_BASE_IMAGE=settings.base_image,
@@ -155,6 +157,7 @@ def test_cli_deploy_says_whom_it_waits_for_and_goes_on_when_the_lock_is_free(mak
     assert time.monotonic() - started > 2.5
 
 
+@ADMIN_ENV
 def test_a_foreign_lock_folder_is_one_clear_line_not_a_traceback(make_core, home, project_name, tmp_path):
     settings = make_core.settings()
     bad = tmp_path / "open-locks"
