@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Iterator
 
 from . import labels as L
 from .allocator import GpuAllocator
-from .engine import ContainerEngine, ContainerRecord, ContainerSpec, Progress
+from .engine import ContainerEngine, ContainerRecord, ContainerSpec, ImageRecord, Progress
 from .errors import (
     AlreadyExists,
     ContainerNotFound,
@@ -27,11 +28,13 @@ from .errors import (
 from .gpus import GpuInventory
 from .images import Images
 from .limits import Limits, LimitsSource, format_duration
-from .names import container_name
+from .names import check_project_name, container_name
 from .projects import Projects
 from .settings import Settings
 from .users import User
 
+
+log = logging.getLogger("ds01_jupyter.containers")
 
 HELPERS_DIR = "/tmp/.ds01/lib"
 #: Pure-Python parts of this package that code inside containers may import.
@@ -88,6 +91,68 @@ def _iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
+_REPORTED: set[str] = set()  # containers already reported as not ds01's, once per process
+
+
+def network_name(user: User) -> str:
+    """The user's own bridge network: with the uid, so two accounts of one name never share it."""
+    return f"ds01-{user.name}-{user.uid}"
+
+
+def distrust(record: ContainerRecord, image: ImageRecord | None, image_tag: str, folder_uid: int | None) -> str:
+    """Why ``record`` is not a container ds01 made for the user its labels name; "" when it is.
+
+    Labels alone prove nothing: anyone who may run ``docker run`` can set them, and a container
+    inherits its image's. So its real configuration must be what a ds01 deploy makes: the name
+    ``<project>._.<user>``, that project folder (owned by the user's uid, when we may look) at
+    /workspace, the project's image built by ds01 for that user, and the user's uid:gid.
+    ``image`` is the image the container runs (None: unknown), ``image_tag`` the project's image
+    name, ``folder_uid`` the owner of the mounted folder (None: it could not be looked at).
+    """
+    labels = record.labels
+    user, uid, gid, project = labels.get(L.USER, ""), labels.get(L.USER_ID, ""), labels.get(L.GROUP_ID, ""), labels.get(L.PROJECT, "")
+    try:
+        check_project_name(project)
+    except InvalidName:
+        return f"its project label {project!r} is not a project name"
+    if labels.get(L.MANAGED) != "true" or not user or not uid.isdigit():
+        return "its ds01 labels do not name a user and uid"
+    if record.name != container_name(project, user):
+        return f"its name is not {container_name(project, user)}"
+    if record.config_user != f"{uid}:{gid}":
+        return f"it runs as {record.config_user or 'the image user'!r}, not as uid:gid {uid}:{gid}"
+    source = dict(record.mounts).get(labels.get(L.WORK_MOUNT) or "/workspace")
+    if labels.get(L.WORK_MOUNT, "/workspace") != "/workspace" or not source:
+        return "no project folder is mounted at /workspace"
+    if source != labels.get(L.WORKSPACE) or os.path.basename(source) != project:
+        return f"it mounts {source} at /workspace, not the folder of project {project}"
+    if folder_uid is not None and str(folder_uid) != uid:
+        return f"its /workspace folder {source} belongs to uid {folder_uid}, not {uid}"
+    if image is None:
+        return "its image is gone or unknown"
+    owner = image.labels
+    if owner.get(L.USER) != user or owner.get(L.USER_ID) != uid or owner.get(L.PROJECT) != project:
+        return f"its image {record.image} was not built by ds01 for {user} and {project}"
+    tags = [t for t in image.tags if t != "<none>:<none>"]
+    if tags and image_tag not in tags:  # untagged: an older build of the project, superseded by a rebuild
+        return f"its image is {', '.join(tags)}, not {image_tag}"
+    return ""
+
+
+#: Labels holding ds01's decisions about a container. An image may carry them too (a Dockerfile's
+#: LABEL), and a container inherits its image's labels: a value equal to the image's never counts.
+#: (ds01 always sets them on the containers it makes, and neutralises them on the images it builds.)
+DECISIONS = (L.PROTECTED, L.GPU_UUIDS, L.GPU_SLOTS, L.GPU_ALLOCATED, L.INTERFACE)
+
+
+def own_labels(record: ContainerRecord, image: ImageRecord | None) -> ContainerRecord:
+    """The record without decision labels it may have inherited from its image."""
+    inherited = {k for k in DECISIONS if image is not None and k in image.labels and image.labels[k] == record.labels.get(k)}
+    if not inherited:
+        return record
+    return replace(record, labels={k: v for k, v in record.labels.items() if k not in inherited})
+
+
 class Containers:
     def __init__(
         self,
@@ -108,22 +173,70 @@ class Containers:
         self.inventory = inventory
 
     # -- finding containers -------------------------------------------------------
+    def vet(self, records: list[ContainerRecord]) -> list[ContainerRecord]:
+        """The containers ds01 made for the users their labels name, without labels their images set.
+
+        The one place that decides which containers are whose: listing, deploy, start, the GPU
+        allocator's view, limits, the reaper and the guard all see only what passes. The others
+        are reported in the log for an admin and otherwise ignored.
+        """
+        if not records:
+            return []
+        images = {i.id: i for i in self.engine.list_images(L.managed())}
+        trusted = []
+        for record in records:
+            image = images.get(record.image_id)
+            why = self._distrust(record, image)
+            if why:
+                self._report(record, why)
+            else:
+                trusted.append(own_labels(record, image))
+        return trusted
+
+    def _distrust(self, record: ContainerRecord, image: ImageRecord | None) -> str:
+        labels = record.labels
+        tag = self.settings.image_template.format(user=labels.get(L.USER, ""), project=labels.get(L.PROJECT, ""))
+        source = dict(record.mounts).get("/workspace")
+        try:
+            folder_uid = os.stat(source).st_uid if source else None
+        except OSError:
+            folder_uid = None  # another user's home we may not enter, or a folder removed since
+        return distrust(record, image, tag, folder_uid)
+
+    def _report(self, record: ContainerRecord, why: str) -> None:
+        if record.id in _REPORTED:
+            return
+        _REPORTED.add(record.id)
+        log.warning(
+            "ds01: container %s (%s) carries ds01 labels for user %s but was not made by ds01 for them (%s); "
+            "ignored. An admin checks it with `docker inspect %s` and removes it with `docker rm -f %s`.",
+            record.name, record.id[:12], record.labels.get(L.USER, "?"), why, record.name, record.name,
+        )
+
     def _owned(self, user: User, project: str) -> ContainerRecord | None:
         name = container_name(project, user.name)
         record = self.engine.get_container(name)
         if record is None:
             return None
         expected = str(self.projects.get(user, project).path.resolve())
-        if (
-            not L.is_container_of(record.labels, user)
-            or record.labels.get(L.PROJECT) != project
-            or record.labels.get(L.WORKSPACE) != expected
-        ):
+        image = self.engine.get_image(record.image_id) if record.image_id else None
+        why = self._distrust(record, image)
+        if not why and (record.labels.get(L.USER_ID) != str(user.uid) or record.labels.get(L.GROUP_ID) != str(user.gid)):
+            why = f"it belongs to uid {record.labels.get(L.USER_ID)}, not to you (uid {user.uid})"
+        if not why and dict(record.mounts).get("/workspace") != expected:
+            why = f"it does not mount your project folder {expected}"
+        if why:
+            self._report(record, why)
             raise Forbidden(
-                f"A container named {name} exists but was not made by ds01 for you; it is left alone.",
-                hint="Ask its owner or an admin to remove it.",
+                f"The name {name} is taken by a container ds01 did not make for you: {why}. It was created "
+                f"{_iso(record.created) or 'at an unknown time'} from image {record.image or record.image_id}, "
+                f"runs as {record.config_user or 'the image user'}, is {record.state}, and its labels name user "
+                f"{record.labels.get(L.USER, '-')} (uid {record.labels.get(L.USER_ID, '-')}). ds01 leaves it alone.",
+                hint=f"Ask an admin to check it (`docker inspect {name}`) and clear the name with "
+                f"`docker rm -f {name}`; then deploy again.",
+                container=name,
             )
-        return record
+        return own_labels(record, image)
 
     def record(self, user: User, project: str) -> ContainerRecord:
         """The project's container, or ContainerNotFound saying to deploy first."""
@@ -169,7 +282,7 @@ class Containers:
     def list(self, user: User, images: list | None = None) -> list[ContainerStatus]:
         """The user's containers (ownership from labels and uid), one engine call each for containers and
         images; pass ``images`` (``Images.list``) when the caller has them already."""
-        records = [r for r in self.engine.list_containers(L.owned_by(user)) if L.is_container_of(r.labels, user)]
+        records = [r for r in self.vet(self.engine.list_containers(L.owned_by(user))) if L.is_container_of(r.labels, user)]
         if images is None and records:
             images = self.images.list(user)
         image_ids = {i.project: i.id for i in images or []}
@@ -234,6 +347,7 @@ class Containers:
         if image is None:
             progress(f"The image of {project} is not built yet; building it")
             image = self.images.build(user, project, progress)
+        self.images.refuse_volumes(user, project, image)  # before any container exists
         limits = self.limits.for_user(user)
         self.limits.write_user_copy(user, limits)
         devices = self.inventory.devices()  # NVML is slow: query before taking the lock
@@ -243,7 +357,7 @@ class Containers:
         with self.allocator.locked():
             record = self._owned(user, project)  # a concurrent deploy may have won
             if record is None:
-                everyone = self.engine.list_containers(L.managed())
+                everyone = self.vet(self.engine.list_containers(L.managed()))
                 mine = [c for c in everyone if L.is_container_of(c.labels, user)]
                 if limits.max_containers_per_user is not None and len(mine) >= limits.max_containers_per_user:
                     raise LimitExceeded(
@@ -300,9 +414,9 @@ class Containers:
             L.CREATED_AT: L.now_iso(),
             L.IMAGE: tag,
             L.INTERFACE: self.settings.interface,
+            # Always set, so that a LABEL of the image can never decide it (see DECISIONS).
+            L.PROTECTED: "true" if protected else "false",
         }
-        if protected:
-            labels[L.PROTECTED] = "true"
         return ContainerSpec(
             name=container_name(proj.name, user.name),
             image=image.id,
@@ -331,6 +445,8 @@ class Containers:
             shm_size=limits.shm_size,
             pids_limit=limits.pids_limit,
             gpu_uuids=tuple(d.uuid for d in chosen),
+            network=network_name(user),
+            network_labels={**L.owned_by(user)},
         )
 
     def start(self, user: User, project: str) -> ContainerStatus:
@@ -342,7 +458,7 @@ class Containers:
         uuids = L.gpu_uuids(record.labels)
         with self.allocator.locked():
             if uuids:
-                others = [c for c in self.engine.list_containers(L.managed()) if c.id != record.id]
+                others = [c for c in self.vet(self.engine.list_containers(L.managed())) if c.id != record.id]
                 held = self.allocator.holders(others, self.hold_for)
                 taken = [u for u in uuids if u in held]
                 if taken:

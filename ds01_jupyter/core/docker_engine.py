@@ -61,6 +61,7 @@ class DockerEngine(ContainerEngine):
         self.timeout = timeout
         self._client = None
         self._lock = threading.Lock()
+        self._users: dict[str, str] = {}  # container id -> Config.User (immutable after create)
 
     # -- connection and errors -------------------------------------------------
     @property
@@ -131,8 +132,6 @@ class DockerEngine(ContainerEngine):
             match = re.match(r"Exited \((-?\d+)\)", row.get("Status", ""))
             if match:
                 exit_code = int(match.group(1))
-            networks = (row.get("NetworkSettings") or {}).get("Networks") or {}
-            ip = next((n.get("IPAddress", "") for n in networks.values() if n.get("IPAddress")), "")
             out.append(
                 ContainerRecord(
                     id=row["Id"],
@@ -143,10 +142,23 @@ class DockerEngine(ContainerEngine):
                     labels=row.get("Labels") or {},
                     created=_time(row.get("Created")),
                     exit_code=exit_code,
-                    ip_address=ip,
+                    ip_address=_own_ip(row.get("HostConfig") or {}, row.get("NetworkSettings") or {}),
+                    config_user=self._config_user(row["Id"]),
+                    mounts=_binds(row.get("Mounts")),
                 )
             )
         return out
+
+    def _config_user(self, container_id: str) -> str:
+        """The user a container was created with: not in the engine's list, and never changes, so kept."""
+        if container_id not in self._users:
+            try:
+                with self._errors("inspect container", container_id):
+                    data = self.api.inspect_container(container_id)
+            except ContainerNotFound:
+                return ""  # removed since the list: nothing to trust
+            self._users[container_id] = (data.get("Config") or {}).get("User") or ""
+        return self._users[container_id]
 
     def get_container(self, name_or_id):
         try:
@@ -156,10 +168,7 @@ class DockerEngine(ContainerEngine):
             return None
         state = data.get("State") or {}
         config = data.get("Config") or {}
-        net = data.get("NetworkSettings") or {}
-        ip = net.get("IPAddress") or next(
-            (n.get("IPAddress") for n in (net.get("Networks") or {}).values() if n.get("IPAddress")), ""
-        )
+        self._users[data["Id"]] = config.get("User") or ""
         return ContainerRecord(
             id=data["Id"],
             name=data.get("Name", "").lstrip("/"),
@@ -173,8 +182,67 @@ class DockerEngine(ContainerEngine):
             exit_code=state.get("ExitCode"),
             error=state.get("Error", "") or ("out of memory" if state.get("OOMKilled") else ""),
             pid=state.get("Pid") or 0,
-            ip_address=ip or "",
+            ip_address=_own_ip(data.get("HostConfig") or {}, data.get("NetworkSettings") or {}),
+            config_user=config.get("User") or "",
+            mounts=_binds(data.get("Mounts")),
         )
+
+    def _users_network(self, name_or_id: str) -> str:
+        """The ds01 user network a container is on ("" for any other network)."""
+        try:
+            with self._errors("inspect container", name_or_id):
+                mode = (self.api.inspect_container(name_or_id).get("HostConfig") or {}).get("NetworkMode") or ""
+        except ContainerNotFound:
+            return ""
+        return mode if mode.startswith("ds01-") else ""
+
+    def _drop_network_if_unused(self, name: str) -> None:
+        """Remove a user's network once no container (in any state) is on it: Docker's address pools are
+        small (about 30 networks by default), so only users with containers keep one."""
+        with contextlib.suppress(EngineError, StateConflict, ContainerNotFound):
+            with self._errors("remove network", name):
+                found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
+                if not found or (found[0].get("Labels") or {}).get("ds01.managed") != "true":
+                    return
+                if self.api.containers(all=True, filters={"network": [found[0]["Id"]]}):
+                    return
+                self.api.remove_network(found[0]["Id"])  # refused (and left) if a container joined meanwhile
+
+    def _ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        """Make the user's bridge network unless it exists; a concurrent maker may win (then theirs is used)."""
+        with self._errors("inspect network", name):
+            found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
+        if found:
+            theirs = found[0].get("Labels") or {}
+            if any(theirs.get(k) != v for k, v in labels.items()):
+                raise EngineError(
+                    f"The network {name} exists but was not made by ds01 for this user (labels {theirs}); "
+                    "containers are not put on it.",
+                    hint=f"An admin removes it (`docker network rm {name}`) once nothing uses it.",
+                )
+            return
+        try:
+            with self._errors("create network", name):
+                self.api.create_network(
+                    name,
+                    driver="bridge",
+                    labels=labels,
+                    check_duplicate=True,
+                    # The user's own containers may talk to each other (a database beside a notebook);
+                    # other users' are on other bridges, which Docker isolates from this one.
+                    options={"com.docker.network.bridge.enable_icc": "true"},
+                )
+        except (AlreadyExists, StateConflict):
+            pass  # made meanwhile by another deploy of this user
+        except EngineError as err:
+            if "address pool" in err.message:
+                raise EngineError(
+                    f"Docker has no address range left for the network {name}: {err.message}",
+                    hint="Each user's containers get their own network. Ask the admin to give Docker more "
+                    'address pools in /etc/docker/daemon.json, e.g. "default-address-pools": '
+                    '[{"base": "10.200.0.0/16", "size": 24}] (256 networks), and to restart Docker.',
+                ) from None
+            raise
 
     def create_container(self, spec: ContainerSpec):
         api = self.api
@@ -183,10 +251,17 @@ class DockerEngine(ContainerEngine):
             device_requests.append(
                 docker.types.DeviceRequest(driver="nvidia", device_ids=list(spec.gpu_uuids), capabilities=[["gpu"]])
             )
+        if spec.network:
+            self._ensure_network(spec.network, spec.network_labels)
         host_config = api.create_host_config(
-            # The workspace is the only host path a container ever sees.
+            # The workspace is the only host path a container ever sees. Docker cannot mount it nosuid,nodev
+            # (bind flags other than ro are ignored, also through a local volume with o=bind,nosuid,nodev):
+            # no-new-privileges makes setuid bits inert, no capability is left to make or use a device
+            # node, and the engine's device cgroup refuses to open any device not in its default list.
             mounts=[docker.types.Mount(spec.work_mount, spec.workspace, type="bind", read_only=False)],
             privileged=False,
+            # Everything runs as the user's uid: no process in the container needs a capability.
+            cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             init=True,
             mem_limit=spec.memory,
@@ -195,20 +270,29 @@ class DockerEngine(ContainerEngine):
             shm_size=spec.shm_size,
             pids_limit=spec.pids_limit,
             device_requests=device_requests or None,
+            network_mode=spec.network or None,
         )
-        with self._errors("create container", spec.name):
-            created = api.create_container(
-                image=spec.image,
-                command=list(spec.command),
-                name=spec.name,
-                hostname=spec.hostname,
-                user=spec.user,
-                working_dir=spec.work_mount,
-                environment=spec.env,
-                labels=spec.labels,
-                host_config=host_config,
-                detach=True,
-            )
+        for attempt in (1, 2):
+            try:
+                with self._errors("create container", spec.name):
+                    created = api.create_container(
+                        image=spec.image,
+                        command=list(spec.command),
+                        name=spec.name,
+                        hostname=spec.hostname,
+                        user=spec.user,
+                        working_dir=spec.work_mount,
+                        environment=spec.env,
+                        labels=spec.labels,
+                        host_config=host_config,
+                        detach=True,
+                    )
+                break
+            except ContainerNotFound:
+                if attempt == 2 or not spec.network:
+                    raise
+                # The user's last other container was removed just now, and its network with it.
+                self._ensure_network(spec.network, spec.network_labels)
         return self.get_container(created["Id"])
 
     def start_container(self, name_or_id):
@@ -228,8 +312,11 @@ class DockerEngine(ContainerEngine):
             self.api.stop(name_or_id, timeout=timeout)
 
     def remove_container(self, name_or_id, force=False):
+        network = self._users_network(name_or_id)
         with self._errors("remove container", name_or_id):
             self.api.remove_container(name_or_id, force=force, v=True)
+        if network:
+            self._drop_network_if_unused(network)
 
     def logs(self, name_or_id, tail=200, follow=False) -> Iterator[str]:
         with self._errors("read logs of", name_or_id):
@@ -379,6 +466,7 @@ class DockerEngine(ContainerEngine):
             created=_time(data.get("Created")),
             labels=(data.get("Config") or {}).get("Labels") or data.get("Labels") or {},
             env=tuple((data.get("Config") or {}).get("Env") or ()),
+            volumes=tuple(sorted((data.get("Config") or {}).get("Volumes") or {})),
         )
 
     def get_image(self, ref):
@@ -439,6 +527,19 @@ class _ChunkReader(io.RawIOBase):
         target[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
         return n
+
+
+def _own_ip(host_config: dict, settings: dict) -> str:
+    """The container's address on its own network (NetworkMode), else on any network it has."""
+    networks = settings.get("Networks") or {}
+    own = (networks.get(host_config.get("NetworkMode") or "") or {}).get("IPAddress")
+    return own or settings.get("IPAddress") or next(
+        (n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), ""
+    )
+
+
+def _binds(mounts) -> tuple[tuple[str, str], ...]:
+    return tuple((m.get("Destination", ""), m.get("Source", "")) for m in mounts or () if m.get("Type") == "bind")
 
 
 def _explain(err) -> str:

@@ -34,6 +34,10 @@ class ContainerSpec:
     shm_size: int | None = None
     pids_limit: int | None = None
     gpu_uuids: tuple[str, ...] = ()  # also in env as NVIDIA_VISIBLE_DEVICES ("void" when none)
+    # The network the container joins, made on demand with network_labels: one per user, so no
+    # user's container can reach another's (the host still reaches all of them).
+    network: str | None = None
+    network_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,10 @@ class ContainerRecord:
     exit_code: int | None = None
     error: str = ""
     pid: int = 0
-    ip_address: str = ""
+    ip_address: str = ""  # on the container's own network (HostConfig.NetworkMode)
+    # Its real configuration, which no image can set: what ds01 checks before trusting its labels.
+    config_user: str = ""  # "uid:gid" as created ("" when the image's default user runs it)
+    mounts: tuple[tuple[str, str], ...] = ()  # (destination, host source) of its bind mounts
 
     @property
     def running(self) -> bool:
@@ -67,6 +74,7 @@ class ImageRecord:
     created: datetime | None
     labels: dict[str, str]
     env: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()  # paths the image declares with VOLUME
 
 
 class ContainerEngine(abc.ABC):

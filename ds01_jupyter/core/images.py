@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from . import labels as L
 from .engine import ContainerEngine, ImageRecord, Progress
-from .errors import BuildFailed, DS01Error, Forbidden, ImageNotFound, StateConflict
+from .errors import BuildFailed, DS01Error, Forbidden, ImageNotFound, InvalidRequest, StateConflict
 from .projects import Projects
 from .settings import Settings
 from .users import User
@@ -97,6 +98,9 @@ class Images:
         """Build the project's image, streaming the build log to ``progress``."""
         proj = self.projects.get(user, project)
         dockerfile = self.dockerfile(user, project)
+        lines = volume_lines(dockerfile.read_text())
+        if lines:
+            raise self._volumes_error(project, dockerfile, lines, [])
         if self.settings.base_image in dockerfile.read_text():
             self.ensure_base_image(progress)
         context = _build_context(proj.path, dockerfile.read_bytes())
@@ -106,7 +110,9 @@ class Images:
             context,
             tag,
             buildargs={"DS01_USER": user.name, "DS01_UID": str(user.uid), "DS01_GID": str(user.gid)},
-            labels={**L.owned_by(user), L.PROJECT: project},
+            # Our own labels win over the Dockerfile's; decision labels are neutralised, so that a
+            # LABEL ds01.protected=true (say) can never pass to the project's containers.
+            labels={**L.owned_by(user), L.PROJECT: project, L.PROTECTED: "false", L.GPU_UUIDS: "", L.GPU_SLOTS: "0"},
             progress=progress,
             dockerfile=".ds01.Dockerfile",
             network=self.settings.build_network,
@@ -114,8 +120,36 @@ class Images:
         image = self.current(user, project)
         if image is None:
             raise BuildFailed(f"Building {tag} finished but the image is not there.")
+        if image.volumes:  # declared by the image it is built FROM
+            try:
+                self.engine.remove_image(tag)
+            except DS01Error:
+                pass  # deploy refuses it all the same
+            raise self._volumes_error(project, dockerfile, [], image.volumes)
         progress(f"Built {tag} ({image.id[7:19]})")
         return image
+
+    def refuse_volumes(self, user: User, project: str, image: ImageRecord) -> None:
+        """Refuse an image that declares volumes, before any container is made of it."""
+        if image.volumes:
+            dockerfile = self.dockerfile(user, project, create=False)
+            text = dockerfile.read_text() if dockerfile.is_file() else ""
+            raise self._volumes_error(project, dockerfile, volume_lines(text), image.volumes)
+
+    @staticmethod
+    def _volumes_error(project: str, dockerfile: Path, lines: list[tuple[int, str]], paths) -> InvalidRequest:
+        # A VOLUME becomes an anonymous volume beside the container: the guard cannot see its files,
+        # and retiring deletes it with them.
+        where = "; ".join(f"line {n}: {text}" for n, text in lines) or (
+            f"{', '.join(paths)}, declared by the image it is built FROM"
+        )
+        return InvalidRequest(
+            f"The image of {project} declares volumes ({where} in {dockerfile}). Files written there are not "
+            "audited and are deleted when the container is retired, so ds01 does not run such images.",
+            hint=f"Remove the VOLUME lines (or build FROM an image without them) and write to /workspace instead; "
+            f"then `image-create {project}` again.",
+            volumes=[text for _, text in lines] or list(paths),
+        )
 
     def list(self, user: User) -> list[ImageInfo]:
         out = []
@@ -197,6 +231,15 @@ class Images:
         if image is None:
             raise BuildFailed(f"Imported {self.settings.base_image} but cannot find it.")
         return image
+
+
+def volume_lines(dockerfile: str) -> list[tuple[int, str]]:
+    """The Dockerfile's VOLUME instructions as (line number, text)."""
+    return [
+        (n, line.strip())
+        for n, line in enumerate(dockerfile.splitlines(), 1)
+        if re.match(r"\s*VOLUME(\s|$)", line, re.IGNORECASE)
+    ]
 
 
 def _debian_suite() -> str:
