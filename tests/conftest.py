@@ -223,3 +223,52 @@ def api(jp_fetch):
         return status, data
 
     return call
+
+
+# -- a second Unix user and small filesystems (root only) ---------------------------------
+@pytest.fixture
+def small_fs():
+    """A 4 MiB filesystem of its own (tmpfs), for running out of room for real."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="ds01-small-"))  # outside pytest's 0700 tree: other users reach it
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=2000,mode=755", "tmpfs", str(path)], check=True)
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def other_user(engine):
+    """A real Unix account made for this test (not root, not in the docker group), home outside pytest's 0700 tree."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("useradd"):
+        pytest.skip("creating a Unix user needs root and useradd")
+    name = "ds01t" + secrets.token_hex(4)
+    base = Path(tempfile.mkdtemp(prefix="ds01-user-"))
+    base.chmod(0o755)
+    home = base / name
+    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", name], check=True)
+    made = User.from_name(name)
+    home.mkdir()
+    (home / "workspace").mkdir()
+    for path in (home, home / "workspace"):
+        os.chown(path, made.uid, made.gid)
+    yield made
+    for record in engine.list_containers({L.USER: name}):
+        engine.remove_container(record.id, force=True)
+    for image in engine.list_images({L.USER: name}):
+        try:
+            engine.remove_image(image.id)
+        except DS01Error:
+            pass
+    subprocess.run(["userdel", name], check=False)
+    shutil.rmtree(base, ignore_errors=True)

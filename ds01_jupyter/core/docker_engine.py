@@ -7,8 +7,10 @@ import io
 import json
 import re
 import shutil
+import socket
 import tarfile
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Iterator
 
@@ -342,6 +344,44 @@ class DockerEngine(ContainerEngine):
                 return None, b""
             code = self.api.exec_inspect(exec_id).get("ExitCode")
         return code, output or b""
+
+    def exec_stream(self, name_or_id, command, stdin, user, workdir="/", timeout=120.0):
+        from docker.utils.socket import frames_iter
+
+        with self._errors("run a command in", name_or_id):
+            exec_id = self.api.exec_create(
+                name_or_id, command, user=user, workdir=workdir, stdin=True, stdout=True, stderr=False, tty=False
+            )["Id"]
+            sock = self.api.exec_start(exec_id, socket=True)
+        raw = getattr(sock, "_sock", sock)
+        raw.settimeout(timeout)  # a process that never reads its input or never answers cannot hang us
+        try:
+            raw.sendall(stdin)
+            raw.shutdown(socket.SHUT_WR)
+        except OSError as err:
+            sock.close()
+            raise EngineError(f"Could not talk to a command in {name_or_id}: {err}.") from None
+
+        def chunks():
+            try:
+                for _stream, data in frames_iter(sock, False):
+                    yield data
+            except OSError as err:  # socket.timeout included
+                raise EngineError(f"A command in {name_or_id} stopped answering ({err or 'timed out'}).") from None
+            finally:
+                sock.close()
+
+        def exit_code():
+            # The output can end a moment before the engine records the exit: wait for it, briefly.
+            for _ in range(100):
+                with self._errors("inspect a command in", name_or_id):
+                    info = self.api.exec_inspect(exec_id)
+                if not info.get("Running"):
+                    return info.get("ExitCode")
+                time.sleep(0.02)
+            return None
+
+        return _ChunkReader(chunks(), self, f"read the output of a command in {name_or_id}"), exit_code
 
     def diff(self, name_or_id):
         kinds = {0: "C", 1: "A", 2: "D"}

@@ -124,6 +124,13 @@ class ContainerEngine(abc.ABC):
         """Run a command inside; return (exit code, output: stdout, plus stderr unless stderr=False)."""
 
     @abc.abstractmethod
+    def exec_stream(
+        self, name_or_id: str, command: list[str], stdin: bytes, user: str, workdir: str = "/", timeout: float = 120.0
+    ) -> tuple[object, Callable[[], int | None]]:
+        """Run a command fed ``stdin``; return (a readable stream of its stdout, a function giving its exit code
+        once the stream is read). No read waits longer than ``timeout`` seconds."""
+
+    @abc.abstractmethod
     def diff(self, name_or_id: str) -> list[tuple[str, str]]:
         """Changes of the writable layer: (path, "A" added | "C" changed | "D" deleted)."""
 

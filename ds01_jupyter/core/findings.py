@@ -147,7 +147,7 @@ def layer_findings(stats: dict) -> tuple[list[Finding], int]:
             finding.size += size
             finding.files += 1
             continue
-        special = "" if regular or mode == 0o120000 else "special file (cannot be copied)"
+        special = "" if regular or mode == 0o120000 else "special file (fifo, socket or device): listed, never read"
         findings.append(
             Finding(path=path, kind=WORK, size=size, source="writable-layer", checkpoint=is_checkpoint(path), detail=special)
         )
@@ -170,16 +170,24 @@ def layer_findings(stats: dict) -> tuple[list[Finding], int]:
 
 
 def tmpfs_findings(files: list) -> tuple[list[Finding], int]:
-    """Findings of files in memory-backed mounts ([path, size, mode]) and how many were noise."""
+    """Findings of entries in memory-backed mounts ([path, size, mode, ...]) and how many were noise.
+
+    Links and special files (FIFOs, devices, sockets) are listed for what they are and never read through.
+    """
     findings: list[Finding] = []
     noise = 0
-    for path, size, mode in files:
+    for path, size, mode, *_ in files:
         kind = classify(path)
-        if kind == NOISE:
-            noise += 1
+        if kind == NOISE or mode in (0o040000, 0o140000):
+            noise += mode != 0o040000
             continue
+        detail = "in memory: lost even when the container stops"
+        if mode == 0o120000:
+            detail = "a link in memory: kept as a link, never followed"
+        elif mode != 0o100000:
+            detail = "special file (fifo or device) in memory: listed, never read"
         findings.append(
-            Finding(path=path, kind=WORK if kind != CACHE else CACHE, size=size, source="tmpfs",
-                    checkpoint=is_checkpoint(path), detail="in memory: lost even when the container stops")
+            Finding(path=path, kind=WORK if kind != CACHE else CACHE, size=size if mode == 0o100000 else 0,
+                    source="tmpfs", checkpoint=is_checkpoint(path), detail=detail)
         )
     return findings, noise

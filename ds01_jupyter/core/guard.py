@@ -9,67 +9,31 @@ into ``.rescued/<UTC time>/`` first) or discard.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
 import re
-import shutil
 import tarfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 from .containers import Containers
 from .disk import DiskUsage
 from .engine import ContainerRecord
-from .errors import DiskFull, DS01Error, InvalidRequest, QuotaExceeded, UnsavedWork
+from .errors import DiskFull, DS01Error, EngineError, InvalidRequest, QuotaExceeded, UnsavedWork
 from .findings import AT_RISK, CACHE, ENVIRONMENT, NOISE, WORK, Finding, layer_findings, rank, tmpfs_findings
 from .limits import format_size
 from .statefile import read_json, write_atomic
-from .users import User, give_tree
+from .rescue_writer import BLOCK, RESCUED, allocation, writer_for
+from .users import User
 
-RESCUED = ".rescued"
 HOOK_LOG = "/tmp/.ds01/writes.jsonl"
-
-#: Runs inside the container (python3 only, no ds01 there): stats the given paths,
-#: lists files of memory-backed mounts and returns what the kernel hook logged.
-PROBE = r"""
-import json, os, stat, sys
-req = json.load(open(sys.argv[1]))
-out = {"stats": {}, "tmpfs": [], "writes": []}
-for p in req["paths"]:
-    try:
-        st = os.lstat(p)
-    except OSError:
-        continue
-    out["stats"][p] = [st.st_size, stat.S_IFMT(st.st_mode), st.st_nlink, st.st_ino]
-skip = ("/dev", "/proc", "/sys", "/run/secrets", req["workspace"])
-for line in open("/proc/mounts"):
-    parts = line.split()
-    mnt = parts[1].replace("\\040", " ")
-    if parts[2] != "tmpfs" or any(mnt == s or mnt.startswith(s + "/") for s in skip if s != "/dev"):
-        continue
-    if mnt == "/dev":
-        continue
-    for root, dirs, files in os.walk(mnt):
-        for name in files:
-            p = os.path.join(root, name)
-            try:
-                st = os.lstat(p)
-            except OSError:
-                continue
-            out["tmpfs"].append([p, st.st_size, stat.S_IFMT(st.st_mode)])
-try:
-    with open(req["hook_log"]) as fh:
-        out["writes"] = [json.loads(line) for line in fh if line.strip()][-1000:]
-except (OSError, ValueError):
-    pass
-print(json.dumps(out))
-"""
-
+#: Paths of the hook log, probe and reader: the interpreter is isolated and runs as the user (see inside.py).
+INSIDE = resources.files("ds01_jupyter.core").joinpath("inside.py").read_text()
+UNLISTED = "(changes the engine could not list)"
 
 @dataclass
 class Audit:
@@ -140,56 +104,49 @@ def rescue_selection(audit: Audit) -> tuple[list[Finding], list[str]]:
     return work, packages
 
 
-def ensure_room(folder: Path, needed: int, quota: int | None, used: Callable[[], int], *, used_by: str = "",
-                quota_hint: str, disk_hint: str) -> None:
-    """Refuse before copying anything when the quota or the disk under ``folder`` cannot take ``needed`` bytes."""
+def rescue_need(work: list[Finding]) -> tuple[int, int]:
+    """(bytes, entries) a copy of ``work`` allocates: whole blocks per file (200k tiny files are not 200 KB)
+    and one block and inode per folder."""
+    folders = {posixpath.dirname(f.path) for f in work}
+    every = set()
+    for folder in folders:
+        while folder not in ("/", "") and folder not in every:
+            every.add(folder)
+            folder = posixpath.dirname(folder)
+    return sum(allocation(f.size) for f in work) + BLOCK * (len(every) + 2), len(work) + len(every) + 2
+
+
+def ensure_room(folder: Path, work: list[Finding], quota: int | None, used: Callable[[], int], *, used_by: str = "",
+                quota_hint: str, disk_hint: str) -> int:
+    """Refuse before copying anything when the quota, the disk or its inodes under ``folder`` cannot take a copy
+    of ``work``; return the bytes the copy may allocate (the writer stops there)."""
+    needed, entries = rescue_need(work)
+    room = None
     if quota is not None:
         current = used()
         if current + needed > quota:
             raise QuotaExceeded(
-                f"Rescuing {format_size(needed)} would exceed your workspace quota: {format_size(current)} of "
-                f"{format_size(quota)} (storage_workspace) is used{used_by}.",
+                f"Rescuing {len(work)} file(s) would allocate {format_size(needed)} and exceed your workspace quota: "
+                f"{format_size(current)} of {format_size(quota)} (storage_workspace) is used{used_by}.",
                 hint=quota_hint, limit="storage_workspace", value=quota, current=current,
             )
-    free = shutil.disk_usage(folder).free
-    if needed + 16 * 2**20 > free:
+        room = quota - current
+    fs = os.statvfs(folder)
+    free = fs.f_bavail * fs.f_frsize
+    if needed + MARGIN > free:
         raise DiskFull(
             f"Not enough free disk for the rescue: {format_size(needed)} needed, {format_size(free)} free.",
             hint=disk_hint,
         )
-
-
-class RescueFolder:
-    """``.rescued/<UTC time>/`` being filled: a ``.partial`` folder until published, so only a complete
-    rescue ever carries a final name (an interrupted one is removed by the next)."""
-
-    def __init__(self, project_path: Path):
-        self.base = project_path / RESCUED
-        self.base.mkdir(exist_ok=True)
-        for stale in self.base.glob("*.partial"):  # an interrupted rescue: its sources are still there
-            shutil.rmtree(stale, ignore_errors=True)
-        self.stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self.final = self.base / self.stamp
-        n = 1
-        while self.final.exists():
-            n += 1
-            self.final = self.base / f"{self.stamp}-{n}"
-        self.partial = self.final.with_name(self.final.name + ".partial")
-        self.partial.mkdir()
-
-    def publish(self, project: str, container: str, manifest: list, skipped: list, packages: list, **extra) -> Rescue:
-        """Write the manifest (and the packages installed by hand), then give the folder its final name."""
-        if packages:
-            (self.partial / "environment-changes.txt").write_text(
-                "# Packages installed by hand in the container (lost with it).\n"
-                "# Add the pip ones to requirements.txt to have them in the image.\n" + "\n".join(packages) + "\n"
-            )
-        (self.partial / "MANIFEST.json").write_text(
-            json.dumps({"project": project, "container": container, "rescued_at": self.stamp, "files": manifest,
-                        "skipped": skipped, "packages": packages, **extra}, indent=1)
+    if fs.f_files and entries + 1000 > fs.f_favail:
+        raise DiskFull(
+            f"Not enough free inodes for the rescue: {entries} files and folders, {fs.f_favail} inodes free.",
+            hint=disk_hint,
         )
-        os.replace(self.partial, self.final)
-        return Rescue(str(self.final), len(manifest), sum(m["size"] for m in manifest), skipped, packages)
+    return min(free - MARGIN, room if room is not None else free)
+
+
+MARGIN = 16 * 2**20
 
 
 class Guard:
@@ -206,12 +163,28 @@ class Guard:
         proj = self.containers.projects.get(user, project)
         record = self.containers.record(user, project)
         audit = Audit(project, record.name, record.state)
-        changes = [(p, k) for p, k in self.engine.diff(record.id) if k != "D" and not p.startswith("/workspace/")]
+        unlisted = None
+        try:
+            changes = [(p, k) for p, k in self.engine.diff(record.id)
+                       if k != "D" and p != "/workspace" and not p.startswith("/workspace/")]
+        except EngineError as err:  # e.g. a path longer than 4 KB: the engine's own walk fails
+            changes, unlisted = [], err
         paths = {p for p, _ in changes}
         audit.added = {p for p, k in changes if k == "A"}
-        probe = self._probe(record, sorted(paths)) if record.running else None
+        since = record.started_at or record.created
+        probe = None
+        if record.running:
+            probe = self._probe(user, record, sorted(paths), since.timestamp() if unlisted and since else None)
         if probe is not None:
             stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in probe["stats"].items()}
+            if unlisted is not None and probe.get("changed") is not None:
+                stats.update({e[0]: (e[1], e[2] == 0o100000, e[2]) for e in probe["changed"]})
+                audit.added |= {e[0] for e in probe["changed"]}
+                audit.notes.append(f"The engine could not list the container's changes ({_short(unlisted)}); "
+                                   "they were found inside the container by their change time instead.")
+                unlisted = None
+            audit.notes.extend(probe.get("notes") or [])
+            self._unexamined(audit, paths, stats)
         else:
             stats = self._stats_from_archives(record, paths, changes, audit.added)
             if record.state in ("exited", "dead", "created"):
@@ -220,6 +193,14 @@ class Guard:
         if probe is not None:
             audit.add(*tmpfs_findings(probe["tmpfs"]))
             self._attach_writes(audit, probe["writes"], proj.path)
+        if unlisted is not None:
+            audit.findings.append(Finding(
+                path=UNLISTED, kind=WORK, size=0, source="engine",
+                detail=f"The engine could not list what this container changed ({_short(unlisted)}). "
+                       + ("Start it so the guard can look inside, or discard explicitly." if not record.running else
+                          "The guard could not look inside either (no python3 in the image?); discard explicitly "
+                          "or copy your files into /workspace first."),
+            ))
         self._add_apt(audit, record, paths)
         self._add_links(audit, proj.path)
         audit.findings = rank(audit.findings)
@@ -227,22 +208,35 @@ class Guard:
         self._remember(user, audit)
         return audit
 
-    def _probe(self, record: ContainerRecord, paths: list[str]) -> dict | None:
-        request = {"paths": paths, "workspace": "/workspace", "hook_log": HOOK_LOG}
-        target = f"/tmp/.ds01/probe-{os.getpid()}-{time.monotonic_ns()}"
+    @staticmethod
+    def _unexamined(audit: Audit, paths: set[str], stats: dict) -> None:
+        """Changed paths the probe could not stat (a folder the user cannot read): listed, never dropped."""
+        resolved = {p.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for p in stats}
+        for path in sorted(paths - set(stats) - resolved):
+            if any(path.startswith(s + "/") for s in paths - set(stats) if s != path):
+                continue  # its folder is listed already
+            audit.findings.append(Finding(path=path, kind=WORK, size=0, source="writable-layer",
+                                          detail="could not be examined with your rights"))
+
+    def _inside(self, user: User, record: ContainerRecord, request: dict):
+        """Run inside.py in the container as the container's user (never root), fed ``request`` on stdin."""
+        return self.engine.exec_stream(
+            record.id, ["python3", "-I", "-c", INSIDE], json.dumps(request).encode(), user=f"{user.uid}:{user.gid}",
+            timeout=self.probe_timeout,
+        )
+
+    probe_timeout = 120.0
+
+    def _probe(self, user: User, record: ContainerRecord, paths: list[str], walk_since: float | None) -> dict | None:
+        request = {"mode": "probe", "paths": paths, "workspace": "/workspace", "hook_log": HOOK_LOG,
+                   "walk_since": walk_since}
         try:
-            self.engine.exec(record.id, ["mkdir", "-p", "/tmp/.ds01"], user="0:0")
-            self.engine.put_file(record.id, target + ".json", json.dumps(request).encode(), 0o644)
-            self.engine.put_file(record.id, target + ".py", PROBE.encode(), 0o644)
-            code, out = self.engine.exec(record.id, ["python3", target + ".py", target + ".json"], user="0:0", stderr=False)
-            self.engine.exec(record.id, ["rm", "-f", target + ".json", target + ".py"], user="0:0")
-        except DS01Error:
-            return None
-        if code != 0:
-            return None  # no python3 in this image: fall back to reading archives
-        try:
+            stream, exit_code = self._inside(user, record, request)
+            out = stream.read(256 * 2**20 + 1)
+            if exit_code() != 0 or len(out) > 256 * 2**20:
+                return None  # no python3 in this image: fall back to reading archives
             return json.loads(out)
-        except ValueError:
+        except (DS01Error, ValueError):
             return None
 
     def _stats_from_archives(self, record, paths: set[str], changes, added: set[str]) -> dict:
@@ -251,11 +245,12 @@ class Guard:
         for root in _roots(added) + sorted(p for p, k in changes if k == "C" and p not in added):
             try:
                 stream = self.engine.read_archive(record.id, root)
-                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
                     for member in tar:
                         full = posixpath.normpath(posixpath.join(posixpath.dirname(root), member.name))
                         if full in paths:
-                            kind = 0o100000 if member.isfile() or member.islnk() else (0o040000 if member.isdir() else 0o120000 if member.issym() else 0o010000)
+                            kind = 0o100000 if member.isfile() or member.islnk() else (
+                                0o040000 if member.isdir() else 0o120000 if member.issym() else 0o010000)
                             stats[full] = (member.size, kind == 0o100000, kind)
             except (DS01Error, tarfile.TarError):
                 continue
@@ -332,102 +327,113 @@ class Guard:
             pass
 
     # -- rescue ----------------------------------------------------------------------------
-    def check_room(self, user: User, project: str, needed: int) -> None:
-        """Refuse before copying anything when the quota or the disk cannot take ``needed`` bytes."""
+    def check_room(self, user: User, project: str, work: list[Finding]) -> int:
+        """Refuse before copying anything when the quota or the disk cannot take ``work``; return the room."""
         proj = self.containers.projects.get(user, project)
-        ensure_room(
-            proj.path, needed, self.containers.limits.for_user(user).storage_workspace,
+        return ensure_room(
+            proj.path, work, self.containers.limits.for_user(user).storage_workspace,
             lambda: sum(self.disk.measure(user, p.name).bytes for p in self.containers.projects.list(user)),
             quota_hint="Free space in ~/workspace (e.g. old checkpoints: `ds01 prune`), or discard explicitly.",
             disk_hint="Free disk space, then try again; nothing was copied and the container is untouched.",
         )
 
     def rescue(self, user: User, project: str, audit: Audit | None = None, progress: Callable[[str], None] = lambda s: None) -> Rescue:
-        """Copy every work file into ``.rescued/<UTC time>/<its absolute path>``, byte for byte."""
+        """Copy every work file into ``.rescued/<UTC time>/<its absolute path>``, byte for byte, as the user."""
         audit = audit or self.audit(user, project)
         record = self.containers.record(user, project)
         proj = self.containers.projects.get(user, project)
         work, packages = rescue_selection(audit)
-        self.check_room(user, project, sum(f.size for f in work))
-        folder = RescueFolder(proj.path)
-        partial = folder.partial
-        manifest: list[dict] = []
-        skipped: list[dict] = []
-        wanted = {f.path: f for f in work if not f.detail.startswith("special")}
-        skipped += [{"path": f.path, "why": f.detail} for f in work if f.detail.startswith("special")]
-        layer = {p for p, f in wanted.items() if f.source == "writable-layer"}
-        added = audit.added  # the audit's own reading of the layer: no second diff
+        copy = [f for f in work if not f.detail.startswith(("special", "could not")) and f.source != "engine"]
+        budget = self.check_room(user, project, copy)
+        writer = writer_for(user, proj.path, budget)
+        try:
+            chosen = {id(f) for f in copy}
+            for f in work:
+                if id(f) not in chosen:
+                    writer.skip(f.path, f.detail)
+            wanted = {f.path for f in copy}
+            done = False
+            if record.running and copy:
+                progress(f"Copying {len(copy)} file(s) from inside the container")
+                done = self._copy_inside(user, record, sorted(wanted), budget, writer)
+            if not done and copy:
+                self._copy_archives(record, copy, audit.added, writer, progress)
+            result = writer.publish(project, record.name, packages)
+        except BaseException:
+            writer.abort()
+            raise
+        rescue = Rescue(result["folder"], result["files"], result["bytes"], result["skipped"], result["packages"])
+        progress(f"Rescued {rescue.files} files ({format_size(rescue.bytes)}) into {rescue.folder}")
+        return rescue
+
+    def _copy_inside(self, user: User, record: ContainerRecord, paths: list[str], budget: int, writer) -> bool:
+        """Read the files in the container as its user (links kept as links, special files listed, every read
+        bounded) and write them; False when the image cannot run the reader (then the archives are read)."""
+        wanted = set(paths)
+        stream, exit_code = self._inside(user, record, {"mode": "read", "paths": paths, "budget": budget})
+        seen = 0
+        try:
+            with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
+                for member in tar:
+                    seen += 1
+                    path = "/" + member.name
+                    if member.name == ".ds01-report.json" and member.isfile():
+                        report = json.loads(tar.extractfile(member).read(64 * 2**20) or b"{}")
+                        for item in report.get("skipped", [])[:100_000]:
+                            if str(item.get("why", "")).startswith("grew past"):
+                                raise QuotaExceeded(
+                                    f"{item.get('path')} grew to {format_size(int(item.get('size') or 0))} after the "
+                                    f"room for the rescue was checked ({format_size(budget)} left); nothing was kept.",
+                                    hint="Free space in ~/workspace (e.g. `ds01 prune`) and rescue again, or discard.",
+                                    limit="storage_workspace",
+                                )
+                            writer.skip(str(item.get("path")), str(item.get("why")))
+                    elif path not in wanted:
+                        continue  # never write what was not asked for
+                    elif member.isfile():
+                        writer.add_file(path, tar.extractfile(member), member.mode, member.mtime, size=member.size)
+                    elif member.issym():
+                        writer.add_link(path, member.linkname)
+        except tarfile.ReadError:
+            if seen == 0 and exit_code() != 0:
+                return False
+            raise EngineError("The files could not be read from inside the container (the stream broke off).",
+                              hint="Run the rescue again; nothing was kept.") from None
+        return True
+
+    def _copy_archives(self, record, work: list[Finding], added: set[str], writer, progress) -> None:
+        """Read the files through the engine's archives (stopped containers; images without python3)."""
+        layer = {f.path for f in work if f.source == "writable-layer"}
         roots = set()
         for path in layer:
             top = path
             while posixpath.dirname(top) in added:
                 top = posixpath.dirname(top)
             roots.add(top)
+        copied: set[str] = set()
         for root in sorted(roots):
             progress(f"Copying {root}")
-            self._copy_archive(record, root, layer, partial, manifest)
-        for finding in (f for f in wanted.values() if f.source == "tmpfs"):
-            progress(f"Copying {finding.path} (memory)")
-            code, data = self.engine.exec(record.id, ["cat", "--", finding.path], user="0:0", stderr=False)
-            if code == 0:
-                self.write_file(partial, finding.path, data, 0o644, time.time(), manifest)
-            else:
-                skipped.append({"path": finding.path, "why": "could not be read"})
-        copied = {m["path"] for m in manifest}
-        skipped += [{"path": p, "why": "vanished before it could be copied"} for p in wanted if p not in copied and p not in {s["path"] for s in skipped}]
-        rescue = folder.publish(project, record.name, manifest, skipped, packages)
-        give_tree(user, folder.base)
-        progress(f"Rescued {rescue.files} files ({format_size(rescue.bytes)}) into {rescue.folder}")
-        return rescue
-
-    def _copy_archive(self, record, root: str, wanted: set[str], dest: Path, manifest: list) -> None:
-        stream = self.engine.read_archive(record.id, root)
-        extracted: dict[str, str] = {}
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                full = posixpath.normpath(posixpath.join(posixpath.dirname(root), member.name))
-                if full not in wanted:
-                    continue
-                if member.isfile():
-                    data = tar.extractfile(member)
-                    self.write_file(dest, full, data, member.mode, member.mtime, manifest)
-                    extracted[member.name] = full
-                elif member.islnk():  # a hard link: copy the content of the file it shares
-                    source = extracted.get(member.linkname)
-                    if source is not None:
-                        with open(dest / source.lstrip("/"), "rb") as fh:
-                            self.write_file(dest, full, fh, member.mode, member.mtime, manifest)
-                elif member.issym():
-                    target = dest / full.lstrip("/")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(member.linkname, target)  # kept as a link, never followed
-                    manifest.append({"path": full, "size": 0, "sha256": None, "link": member.linkname})
-
-    @staticmethod
-    def write_file(dest: Path, path: str, data, mode: int, mtime: float, manifest: list) -> None:
-        """Write one rescued file at ``dest/<its absolute path>`` (bytes or a file object), recorded in ``manifest``."""
-        parts = [p for p in path.split("/") if p]
-        if not parts or any(p in (".", "..") for p in parts):
-            raise InvalidRequest(f"Refusing to write odd path {path!r}.")
-        target = dest.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        size = 0
-        with open(target, "wb") as out:
-            if isinstance(data, bytes):
-                out.write(data)
-                digest.update(data)
-                size = len(data)
-            else:
-                while chunk := data.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(target, (mode & 0o777) | 0o600)
-        os.utime(target, (mtime, mtime))
-        manifest.append({"path": path, "size": size, "sha256": digest.hexdigest()})
+            try:
+                stream = self.engine.read_archive(record.id, root)
+            except EngineError as err:
+                writer.skip(root, f"could not be read: {_short(err)}")
+                continue
+            with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
+                for member in tar:
+                    full = posixpath.normpath(posixpath.join(posixpath.dirname(root), member.name))
+                    if full not in layer or full in copied:
+                        continue
+                    copied.add(full)
+                    if member.isfile():
+                        writer.add_file(full, tar.extractfile(member), member.mode, member.mtime, size=member.size)
+                    elif member.islnk():
+                        target = "/" + member.linkname.lstrip("/")
+                        writer.skip(full, f"a hard link: its content is rescued as {target}")
+                    elif member.issym():
+                        writer.add_link(full, member.linkname)
+        for f in work:
+            if f.source == "tmpfs":
+                writer.skip(f.path, "in memory of a container that is not running: already lost")
 
     # -- environment changes into the image ------------------------------------------------------
     def add_requirements(self, user: User, project: str, audit: Audit | None = None) -> list[str]:
@@ -466,6 +472,14 @@ class Guard:
             )
         if at_risk and mode == "rescue":
             rescued = self.rescue(user, project, audit, progress)
+            unknown = [f for f in at_risk if f.source == "engine" or f.detail.startswith("could not")]
+            if unknown:
+                raise UnsavedWork(
+                    f"Rescued {rescued.files} file(s) into {rescued.folder}, but {len(unknown)} change(s) could not be "
+                    f"examined or copied ({unknown[0].path}: {unknown[0].detail}); the container was kept.",
+                    hint="Copy them into /workspace yourself, or retire with --discard to let them go.",
+                    findings=[f.to_dict() for f in unknown[:50]],
+                )
         status = self.containers.retire(user, project)
         self.forget(user, project)
         return {
@@ -483,3 +497,9 @@ def _relative_notebook(path: str | None, project_path: Path) -> str | None:
     except ValueError:
         return path
 
+
+
+def _short(err: Exception, limit: int = 240) -> str:
+    """An engine error cut to a readable length (a 4 KB path makes a 4 KB message)."""
+    text = getattr(err, "message", None) or str(err)
+    return text if len(text) <= limit else text[: limit // 2] + " ... " + text[-limit // 2:]

@@ -15,42 +15,49 @@ import stat
 from pathlib import Path
 
 from ..core.disk import tree_size
-from ..core.guard import Audit, Guard, Rescue, RescueFolder, ensure_room, rescue_selection
+from ..core.guard import Audit, Rescue, ensure_room, rescue_selection
+from ..core.rescue_writer import RescueWriter
 
 
-def _copy_one(path: str, dest: Path, manifest: list) -> str | None:
-    """Copy one regular file; return why not, or None when copied."""
+def _copy_one(path: str, writer: RescueWriter) -> str | None:
+    """Copy one regular file (a link is kept as a link); return why not, or None when copied."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as err:
         if os.path.islink(path):
-            return "a link: not followed"
+            writer.add_link(path, os.readlink(path))
+            return None
         return "vanished before it could be copied" if not os.path.lexists(path) else f"could not be read ({err.strerror})"
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
             return "not a regular file"
-        Guard.write_file(dest, path, fh, st.st_mode, st.st_mtime, manifest)
+        writer.add_file(path, fh, st.st_mode, st.st_mtime)
     return None
 
 
 def rescue_inside(audit: Audit, workspace: Path, quota: int | None = None) -> Rescue:
     """Copy the audit's work files into ``<workspace>/.rescued/<UTC time>/<absolute path>``."""
     work, packages = rescue_selection(audit)
+    copy = [f for f in work if not f.detail.startswith(("special", "could not"))]
     # Only this project is visible in here, so the quota is checked against its size alone.
-    ensure_room(
-        workspace, sum(f.size for f in work), quota, lambda: tree_size(workspace).bytes, used_by=" by this project",
+    budget = ensure_room(
+        workspace, copy, quota, lambda: tree_size(workspace).bytes, used_by=" by this project",
         quota_hint="Free space in /workspace (e.g. old checkpoints: prune them), or let the hub rescue on stop.",
         disk_hint="Free disk space in /workspace, then try again; nothing was copied.",
     )
-    folder = RescueFolder(workspace)
-    manifest: list[dict] = []
-    skipped: list[dict] = []
-    for finding in work:
-        why = finding.detail if finding.detail.startswith("special") else _copy_one(finding.path, folder.partial, manifest)
-        if why:
-            skipped.append({"path": finding.path, "why": why})
-    return folder.publish(audit.project, audit.container, manifest, skipped, packages, **{"from": "inside the container"})
+    writer = RescueWriter(workspace, budget)
+    try:
+        chosen = {id(f) for f in copy}
+        for finding in work:
+            why = finding.detail if id(finding) not in chosen else _copy_one(finding.path, writer)
+            if why:
+                writer.skip(finding.path, why)
+        result = writer.publish(audit.project, audit.container, packages, **{"from": "inside the container"})
+    except BaseException:
+        writer.abort()
+        raise
+    return Rescue(result["folder"], result["files"], result["bytes"], result["skipped"], result["packages"])
 
 
 def known_quota(limits: dict | None) -> int | None:

@@ -1,0 +1,233 @@
+"""The guard under attack from inside a container, and at the edges of what files can be.
+
+Each test is a case an adversarial pass broke: code planted for the probe, links
+that lead a rescue out of the project, special files that hang or flood a read,
+names that are not UTF-8, trees deeper than one system call can name, copies
+that allocate more than their bytes, and disks that fill up.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ds01_jupyter.core.errors import DiskFull, Forbidden, QuotaExceeded, UnsavedWork
+from ds01_jupyter.core.findings import WORK
+from ds01_jupyter.core.guard import UNLISTED
+from ds01_jupyter.core.rescue_writer import RescueWriter
+
+
+def sh(core, cid, script, user):
+    code, out = core.engine.exec(cid, ["sh", "-c", script], user=user)
+    assert code == 0, out
+    return out
+
+
+def as_user(u):
+    return f"{u.uid}:{u.gid}"
+
+
+@pytest.fixture
+def theirs(make_core, other_user, project_name):
+    """A deployed project of a real, unprivileged second user, driven by root (as the hub and reaper are)."""
+    core = make_core()
+    name = project_name()
+    core.projects.create(other_user, name)
+    cid = core.containers.deploy(other_user, name, gpus=0).container.id
+    return core, other_user, name, cid
+
+
+def test_nothing_planted_in_the_container_runs_as_root(make_core, other_user, project_name):
+    core = make_core()
+    name = project_name()
+    core.projects.create(other_user, name)
+    # The user controls the image: every python3 in it runs this first and records who it ran as.
+    dockerfile = core.images.dockerfile(other_user, name)
+    dockerfile.write_text(
+        f"FROM {core.settings.base_image}\n"
+        "RUN printf 'import os\\ntry:\\n    open(\"/workspace/ran-as-%%d\" %% os.geteuid(), \"a\").close()\\n"
+        "except OSError:\\n    pass\\n' >> \"$(python3 -c 'import sitecustomize; print(sitecustomize.__file__)')\"\n"
+    )
+    cid = core.containers.deploy(other_user, name, gpus=0).container.id
+    project = core.projects.get(other_user, name).path
+    # The attack of the report: a json.py beside the probe, and a module search path of the user's choosing.
+    sh(core, cid, "mkdir -p /tmp/.ds01 && printf 'import os\\nopen(\"/workspace/json-ran-as-%%d\" %% os.geteuid(), \"a\")\\n'"
+                  " > /tmp/.ds01/json.py && echo x > /tmp/work.txt", as_user(other_user))
+    for name_ in os.listdir(project):
+        if name_.startswith("ran-as-"):
+            os.unlink(project / name_)
+    audit = core.guard.audit(other_user, name)
+    assert "/tmp/work.txt" in {f.path for f in audit.findings}
+    ran = sorted(p for p in os.listdir(project) if "ran-as-" in p)
+    assert ran and all(p == f"ran-as-{other_user.uid}" for p in ran), ran  # as the user: never uid 0
+    core.guard.rescue(other_user, name, audit)
+    assert not [p for p in os.listdir(project) if "ran-as-0" in p or p.startswith("json-ran")]
+
+
+def test_rescued_link_to_another_folder_is_refused_and_nothing_is_written_there(theirs, tmp_path):
+    core, user, name, cid = theirs
+    victim = user.home / "victim"
+    victim.mkdir()
+    os.chown(victim, user.uid, user.gid)
+    sh(core, cid, f"echo work > /tmp/result.csv && ln -s {victim} /workspace/.rescued", as_user(user))
+    with pytest.raises(Forbidden) as info:
+        core.guard.retire(user, name, mode="rescue")
+    assert "link" in info.value.message
+    assert list(victim.iterdir()) == []
+    assert core.engine.get_container(cid).running  # kept: the work is still only in there
+
+
+def test_root_rescues_with_the_users_uid(theirs):
+    core, user, name, cid = theirs
+    sh(core, cid, "mkdir -p /tmp/out && echo a > /tmp/out/a.txt", as_user(user))
+    result = core.guard.retire(user, name, mode="rescue")
+    folder = Path(result["rescued"]["folder"])
+    for path in [folder, folder / "tmp" / "out" / "a.txt", folder / "MANIFEST.json", folder.parent]:
+        assert path.lstat().st_uid == user.uid, path
+    assert (folder / "tmp" / "out" / "a.txt").read_text() == "a\n"
+
+
+def test_a_folder_swapped_for_a_link_mid_copy_is_not_followed(tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    writer = RescueWriter(project, budget=None)
+    writer.add_file("/tmp/a.txt", b"a")
+    partial = project / ".rescued" / (writer.final + ".partial")
+    os.rename(partial / "tmp", partial / "moved")  # what a container can do to its own workspace meanwhile
+    os.symlink(victim, partial / "tmp")
+    writer.add_file("/tmp/b.txt", b"b")
+    writer.add_file("/zzz/c.txt", b"c")  # another folder: the next /tmp is opened afresh
+    with pytest.raises(Forbidden):
+        writer.add_file("/tmp/d.txt", b"d")
+    assert (partial / "moved" / "b.txt").read_bytes() == b"b"  # written where the folder really went
+    writer.abort()
+    assert list(victim.iterdir()) == []
+
+
+def test_special_files_and_links_in_memory_are_listed_never_read(theirs):
+    core, user, name, cid = theirs
+    sh(core, cid, "mkfifo /dev/shm/pipe && ln -s /dev/zero /dev/shm/zero && ln -s /etc/shadow /dev/shm/shadow "
+                  "&& echo real > /dev/shm/real.txt", as_user(user))
+    audit = core.guard.audit(user, name)
+    found = {f.path: f for f in audit.findings}
+    assert found["/dev/shm/pipe"].detail.startswith("special")
+    assert "link" in found["/dev/shm/zero"].detail and "link" in found["/dev/shm/shadow"].detail
+    started = time.monotonic()
+    rescue = core.guard.rescue(user, name, audit)
+    assert time.monotonic() - started < 60
+    folder = Path(rescue.folder)
+    assert (folder / "dev" / "shm" / "real.txt").read_text() == "real\n"
+    assert os.readlink(folder / "dev" / "shm" / "zero") == "/dev/zero"  # kept as a link
+    assert os.readlink(folder / "dev" / "shm" / "shadow") == "/etc/shadow"
+    assert not (folder / "dev" / "shm" / "pipe").exists()
+    assert any(s["path"] == "/dev/shm/pipe" for s in rescue.skipped)
+    code, out = core.engine.exec(cid, ["sh", "-c", "ps -eo user,args | grep -c '[c]at' || true"], user="0:0")
+    assert out.strip() == b"0"  # nothing left reading in the container
+
+
+def test_a_name_that_is_not_utf8_is_found_and_rescued_byte_for_byte(theirs):
+    core, user, name, cid = theirs
+    sh(core, cid, "python3 -c \"open(b'/tmp/caf\\xe9-r\\xe9sultat.csv', 'wb').write(b'1,2\\n')\"", as_user(user))
+    audit = core.guard.audit(user, name)
+    odd = [f for f in audit.at_risk if f.path.startswith("/tmp/caf")]
+    assert len(odd) == 1 and odd[0].size == 4
+    with pytest.raises(UnsavedWork):
+        core.guard.retire(user, name)
+    result = core.guard.retire(user, name, mode="rescue")
+    folder = os.fsencode(result["rescued"]["folder"])
+    with open(os.path.join(folder, b"tmp", b"caf\xe9-r\xe9sultat.csv"), "rb") as fh:
+        assert fh.read() == b"1,2\n"
+
+
+DEEP = "/tmp/deep/" + "/".join(["d" * 100] * 45)  # about 4.6 KB: longer than one system call may name
+
+
+def test_a_tree_deeper_than_4kb_is_audited_rescued_and_can_be_discarded(theirs):
+    core, user, name, cid = theirs
+    script = ("import os\nos.makedirs('/tmp/deep')\nos.chdir('/tmp/deep')\n"
+              "for _ in range(45):\n    os.mkdir('d' * 100)\n    os.chdir('d' * 100)\n"
+              "open('leaf.txt', 'w').write('leaf')\n")
+    code, out = core.engine.exec(cid, ["python3", "-c", script], user=as_user(user))
+    assert code == 0, out
+    audit = core.guard.audit(user, name)
+    leaf = [f for f in audit.findings if f.path.endswith("/leaf.txt")]
+    assert leaf and leaf[0].path == DEEP + "/leaf.txt" and leaf[0].kind == WORK
+    assert any("could not list" in n for n in audit.notes)
+    rescue = core.guard.rescue(user, name, audit)
+    fd = os.open(rescue.folder, os.O_RDONLY)
+    for part in DEEP.strip("/").split("/"):
+        fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    assert os.read(os.open("leaf.txt", os.O_RDONLY, dir_fd=fd), 10) == b"leaf"
+    # Stopped, nothing can look inside: the guard says so, refuses a plain retire, and discard still works.
+    core.containers.stop(user, name)
+    audit = core.guard.audit(user, name)
+    assert [f.path for f in audit.at_risk] == [UNLISTED]
+    assert len(audit.to_dict()["findings"][0]["detail"]) < 600  # not a 4 KB engine message
+    with pytest.raises(UnsavedWork):
+        core.guard.retire(user, name)
+    with pytest.raises(UnsavedWork):
+        core.guard.retire(user, name, mode="rescue")  # nothing can be copied: kept
+    assert core.guard.retire(user, name, mode="discard")["container"]["state"] == "removed"
+
+
+def test_many_tiny_files_count_what_they_allocate(make_core, other_user, project_name):
+    core = make_core(limits="defaults:\n  storage_workspace: 8m\n")
+    name = project_name()
+    core.projects.create(other_user, name)
+    cid = core.containers.deploy(other_user, name, gpus=0).container.id
+    sh(core, cid, "mkdir /tmp/tiny && cd /tmp/tiny && i=0; while [ $i -lt 3000 ]; do echo > f$i; i=$((i+1)); done",
+       as_user(other_user))
+    audit = core.guard.audit(other_user, name)
+    assert sum(f.size for f in audit.at_risk) < 10_000  # 3000 bytes of data ...
+    with pytest.raises(QuotaExceeded) as info:
+        core.guard.rescue(other_user, name, audit)  # ... but 12 MB of blocks
+    assert "allocate" in info.value.message
+    assert not (core.projects.get(other_user, name).path / ".rescued").exists()
+
+
+def test_a_file_that_grows_after_the_check_stops_the_copy_cleanly(make_core, other_user, project_name):
+    core = make_core(limits="defaults:\n  storage_workspace: 20m\n")
+    name = project_name()
+    core.projects.create(other_user, name)
+    cid = core.containers.deploy(other_user, name, gpus=0).container.id
+    sh(core, cid, "echo small > /tmp/log.txt", as_user(other_user))
+    audit = core.guard.audit(other_user, name)
+    sh(core, cid, "head -c 40000000 /dev/zero > /tmp/log.txt", as_user(other_user))  # a trainer kept writing
+    with pytest.raises(QuotaExceeded):
+        core.guard.rescue(other_user, name, audit)
+    rescued = core.projects.get(other_user, name).path / ".rescued"
+    assert list(rescued.iterdir()) == []  # the incomplete copy is gone, and it was the user's own to remove
+    assert core.engine.get_container(cid).running
+
+
+def test_the_disk_filling_up_mid_copy_is_a_clear_error_and_leaves_nothing(small_fs):
+    project = small_fs / "proj"
+    project.mkdir()
+    writer = RescueWriter(project, budget=None)  # no budget: the filesystem itself says no
+    with pytest.raises(DiskFull) as info:
+        writer.add_file("/tmp/big.bin", b"x" * (8 * 2**20))
+    writer.abort()
+    assert "filled up" in info.value.message
+    assert os.listdir(project / ".rescued") == []
+
+
+def test_the_rescue_writer_as_a_user_leaves_nothing_root_owned(other_user, small_fs):
+    from ds01_jupyter.core.rescue_writer import writer_for
+
+    project = small_fs / "proj"
+    project.mkdir()
+    os.chown(project, other_user.uid, other_user.gid)
+    writer = writer_for(other_user, project, budget=None)
+    writer.add_file("/tmp/a.txt", b"a" * 10)
+    with pytest.raises(DiskFull):
+        writer.add_file("/tmp/big.bin", b"x" * (8 * 2**20))
+        writer.publish("p", "c", [])
+    writer.abort()
+    out = subprocess.run(["find", str(project), "-uid", "0"], capture_output=True, text=True).stdout.split()
+    assert out == [], out
