@@ -81,7 +81,7 @@ class DS01:
 
     @cached_property
     def allocator(self) -> GpuAllocator:
-        return GpuAllocator(self.engine, self.settings.lock_dir)
+        return GpuAllocator(self.engine, self.settings.lock_dir, timeout=self.settings.lock_timeout)
 
     @cached_property
     def containers(self) -> Containers:

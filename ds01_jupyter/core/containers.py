@@ -354,7 +354,7 @@ class Containers:
         count = self._gpu_count(gpus, devices, notices)
 
         created = False
-        with self.allocator.locked():
+        with self.allocator.locked(progress):
             record = self._owned(user, project)  # a concurrent deploy may have won
             if record is None:
                 everyone = self.vet(self.engine.list_containers(L.managed()))
