@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import shutil
+import socket
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -39,21 +43,88 @@ def test_spec_and_handlers_describe_the_same_routes():
     assert in_spec == routes_from_handlers()
 
 
+def json_nested(depth: int):
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+#: Paths the fuzzer is told to try in /notebook-check, beside what it generates: special files
+#: planted in the server's root, links to them, NULs, odd unicode, traversal.
+ADVERSARIAL_PATHS = ["fifo.ipynb", "link-to-fifo.ipynb", "zero.ipynb", "dir.ipynb", "sock.ipynb", "huge.ipynb",
+                     "deep.ipynb", "loop.ipynb", "nb/good.ipynb\x00", "\x00", "\u202e\U0001f600.ipynb", "\udcff",
+                     "../../../../dev/zero", "/dev/stdin", "/proc/self/fd/0", "a" * 5000, "nb/" + "x/" * 2500]
+#: Bodies beyond what the schema allows, at the extremes of depth and size.
+ADVERSARIAL_BODIES = [{"name": json_nested(40)}, {"cells": json_nested(60)}, {"name": "x" * 100_000},
+                      {"cells": ["'/" * 300_000]}, {"path": "x", "deep": json_nested(200)}]
+
+
+@pytest.fixture
+def special_files(jp_root_dir):
+    """A FIFO, a socket, a device link, a directory, a huge file and a deep notebook in the server's root."""
+    root = jp_root_dir
+    (root / "nb").mkdir()
+    (root / "nb" / "good.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "open(\'/tmp/x\', \'w\')"}]}')
+    os.mkfifo(root / "fifo.ipynb")
+    (root / "link-to-fifo.ipynb").symlink_to(root / "fifo.ipynb")
+    (root / "zero.ipynb").symlink_to("/dev/zero")
+    (root / "dir.ipynb").mkdir()
+    (root / "loop.ipynb").symlink_to(root / "loop.ipynb")
+    with open(root / "huge.ipynb", "wb") as f:
+        f.truncate(64 * 2**20)  # sparse
+    (root / "deep.ipynb").write_text("[" * 100_000 + "]" * 100_000)
+    short = tempfile.mkdtemp(prefix="ds01-")  # AF_UNIX paths are short
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(os.path.join(short, "s"))
+    os.link(os.path.join(short, "s"), root / "sock.ipynb")
+    yield root
+    sock.close()
+    shutil.rmtree(short)
+    try:  # free a server thread stuck opening the FIFO, if any (the bug this guards against)
+        os.close(os.open(root / "fifo.ipynb", os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+
+
+def adversarial(spec: dict) -> dict:
+    """The served description plus explicit examples the fuzzer sends first, and no ?wait.
+
+    `wait` is dropped so that a generated project name that happens to exist never makes the
+    fuzzer wait for a whole image build: every answer must then come within seconds.
+    """
+    for path, ops in spec["paths"].items():
+        for op in ops.values():
+            if isinstance(op, dict):
+                op["parameters"] = [p for p in op.get("parameters", []) if p.get("name") != "wait"]
+                body = op.get("requestBody", {}).get("content", {}).get("application/json")
+                if body is not None:
+                    examples = [{"path": p} for p in ADVERSARIAL_PATHS] if path == "/notebook-check" else []
+                    examples += ADVERSARIAL_BODIES
+                    body["examples"] = {f"adversarial{i}": {"value": v} for i, v in enumerate(examples)}
+    return spec
+
+
 @pytest.mark.skipif(not ST.exists(), reason="schemathesis is not installed")
 # jupyter_server's SessionManager.__del__ may close its sqlite cursor from the garbage collector's
 # thread during this long test ("SQLite objects created in a thread..."): not ours, and harmless.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-async def test_fuzzing_the_api_finds_no_server_error(jp_fetch, jp_http_port, jp_base_url, jp_auth_header, engine, tmp_path):
+async def test_fuzzing_the_api_finds_no_server_error(jp_fetch, jp_http_port, jp_base_url, jp_auth_header, engine, tmp_path,
+                                                     special_files):
     await jp_fetch("ds01", "version")  # the test server listens once a client fixture asked for it
     base = f"http://127.0.0.1:{jp_http_port}{jp_base_url}ds01"
-    spec = tmp_path / "openapi.yaml"
-    spec.write_bytes((await jp_fetch("ds01", "openapi.yaml")).body)  # the document the server serves
+    served = yaml.safe_load((await jp_fetch("ds01", "openapi.yaml")).body)  # the document the server serves
+    spec = tmp_path / "openapi.json"
+    spec.write_text(json.dumps(adversarial(served)))
     proc = await asyncio.create_subprocess_exec(
         str(ST), "run", str(spec), "--url", base,
         "-H", f"Authorization: {jp_auth_header['Authorization']}",
-        "--checks", "not_a_server_error",
+        # A hang shows as a timeout; 30 s leaves room for a real audit of a container just deployed
+        # under the fuzzer's load (several seconds). tests/test_api_input.py holds input checks to 5 s.
+        "--checks", "not_a_server_error", "--max-response-time", "30",
+        "--generation-allow-x00", "true",
         "--exclude-path", "/events",
-        "--max-examples", "10", "--max-time", "60", "--request-timeout", "120",
+        "--max-examples", "10", "--max-time", "60", "--request-timeout", "20",
         "--report-dir", str(tmp_path), "--no-color",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
@@ -63,6 +134,7 @@ async def test_fuzzing_the_api_finds_no_server_error(jp_fetch, jp_http_port, jp_
     assert proc.returncode == 0, text[-4000:]
     print(text[-3000:])
     assert re.search(r"\d+ passed", text) or "passed" in text.lower(), text[-2000:]
+    assert "Examples" in text, text[-2000:]  # the adversarial examples were sent
 
 
 def test_readme_configuration_tables_are_generated_from_the_traits():

@@ -1,37 +1,98 @@
 """REST handlers under /ds01: thin wrappers over the core.
 
-Each verb is authenticated and authorized (resource "ds01"); core errors become
-JSON answers with their status in one place (``DS01Handler.call``), so a user's
-mistake is a 4xx that says what to do, and 5xx is left for our own faults.
+Each verb is authenticated and authorized (resource "ds01"). Input is checked before the
+core is called: project names in the URL (``prepare``), JSON bodies (``body``: bounded size
+and depth, an object), and each field a handler reads. Errors become JSON answers in one
+place (``write_error``): the core's errors (DS01Error) with their own status, tornado's with
+theirs, in the shape the OpenAPI file declares, so a user's mistake is a 4xx that says what
+to do, and 5xx is left for our own faults.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shlex
 from functools import partial
+from http.client import responses
 from importlib import resources
-from pathlib import Path
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..core.errors import DS01Error, Forbidden, InvalidRequest
-from ..core.notebook_check import check_cells, check_notebook
+from ..core.errors import DS01Error, InvalidRequest, NotFound
+from ..core.names import check_project_name
+from ..core.notebook_check import check_cells, check_notebook, notebook_in
 
 NAME = r"(?P<name>[^/]+)"
 HEARTBEAT = 15.0
+#: The largest JSON body read (a notebook's code cells are the largest body sent).
+MAX_BODY_BYTES = 4 * 2**20
+#: The deepest nesting of arrays and objects in a body (ours are two levels deep).
+MAX_BODY_DEPTH = 32
+#: The longest string taken from a query or a body field other than code.
+MAX_FIELD_CHARS = 256
 
 
 class ApiError(web.HTTPError):
-    """A core error on its way to the client as JSON."""
+    """A core error on its way to the client as JSON (a core error raised as is does the same)."""
 
     def __init__(self, err: DS01Error):
         super().__init__(err.status, log_message=err.message)
         self.payload = err.to_dict()
+
+
+class RequestTooLarge(InvalidRequest):
+    """A request body over MAX_BODY_BYTES."""
+
+    status = 413
+
+
+# The error names answered for tornado's own HTTP errors (bad encoding, unknown method...).
+_HTTP_ERROR_NAMES = {400: "InvalidRequest", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+                     413: "RequestTooLarge"}
+
+
+def _error_payload(status: int, exc: BaseException | None) -> tuple[int, dict]:
+    """The status and JSON body answered for an exception raised while handling a request."""
+    if isinstance(exc, ApiError):
+        return exc.status_code, exc.payload
+    if isinstance(exc, DS01Error):
+        return exc.status, exc.to_dict()
+    if isinstance(exc, web.HTTPError):
+        name = _HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
+        return exc.status_code, {"error": name, "message": exc.log_message or responses.get(exc.status_code, name)}
+    if exc is None:
+        return status, {"error": _HTTP_ERROR_NAMES.get(status, "HTTPError"), "message": responses.get(status, "Error")}
+    return 500, {"error": "InternalError", "message": "The ds01 server extension failed; its log says why.",
+                 "hint": "This is a fault of ds01-jupyter, not of your request: please report it."}
+
+
+def _depth(value) -> int:
+    """The nesting depth of parsed JSON (1 for a flat object), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_BODY_DEPTH:
+                break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large")
+    return value
 
 
 class DS01Handler(APIHandler):
@@ -45,32 +106,60 @@ class DS01Handler(APIHandler):
     def user(self):
         return self.settings["ds01_user"]
 
+    async def prepare(self):
+        await super().prepare()  # authentication first: a stranger learns nothing about names
+        # Every route with a project in its URL checks the name here, so no handler can forget.
+        name = self.path_kwargs.get("name")
+        if name is not None and self.current_user is not None:
+            check_project_name(name)
+
     async def call(self, fn, *args, **kwargs):
-        """Run a blocking core call off the event loop; its errors become JSON answers."""
+        """Run a blocking core call off the event loop (its DS01Errors are answered by write_error)."""
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(None, partial(fn, *args, **kwargs))
-        except DS01Error as err:
-            raise ApiError(err) from None
+        return await loop.run_in_executor(None, partial(fn, *args, **kwargs))
 
     def body(self) -> dict:
-        if not self.request.body:
+        """The request's JSON object ({} when empty); anything else is a 400, or 413 when too large."""
+        raw = self.request.body
+        if not raw:
             return {}
+        if len(raw) > MAX_BODY_BYTES:
+            raise RequestTooLarge(f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.")
         try:
-            data = json.loads(self.request.body)
-        except ValueError:
-            raise ApiError(InvalidRequest("The request body is not valid JSON.")) from None
+            data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
+        except RecursionError:
+            raise InvalidRequest(f"The request body is nested more than {MAX_BODY_DEPTH} levels deep.") from None
+        except ValueError as err:  # UnicodeDecodeError included; json's own message names the place
+            raise InvalidRequest(f"The request body is not valid JSON in UTF-8: {str(err)[:200]}") from None
         if not isinstance(data, dict):
-            raise ApiError(InvalidRequest("The request body must be a JSON object."))
+            raise InvalidRequest("The request body must be a JSON object.")
+        if _depth(data) > MAX_BODY_DEPTH:
+            raise InvalidRequest(f"The request body is nested more than {MAX_BODY_DEPTH} levels deep.")
         return data
 
-    def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps(exc.payload))
+    def text_field(self, value, key: str, choices: tuple | None = None) -> str | None:
+        """A short optional string from a body or a query (None when absent); else a 400 naming it."""
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > MAX_FIELD_CHARS or "\x00" in value:
+            raise InvalidRequest(f"'{key}' must be a string of at most {MAX_FIELD_CHARS} characters.")
+        if choices is not None and value not in choices:
+            raise InvalidRequest(f"'{key}' must be one of {', '.join(choices)}.")
+        return value
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, DS01Error):  # an answer, not a fault: no traceback in the log
+            self.log.info("ds01: %s %s: %s %s", self.request.method, self.request.path, value.status, value.message)
             return
-        super().write_error(status_code, **kwargs)
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code, **kwargs):
+        """Answer every error as JSON with error, message and usually hint (the OpenAPI Error)."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        status, payload = _error_payload(status_code, exc)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(payload, default=str))
 
     def send(self, data, status: int = 200) -> None:
         self.set_status(status)
@@ -118,7 +207,7 @@ class ProjectsHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def post(self):
-        name = self.body().get("name")
+        name = check_project_name(self.body().get("name"))
         project = await self.call(self.core.projects.create, self.user, name)
         await self.call(self.core.images.dockerfile, self.user, project.name)
         self.send(project.to_dict(), 201)
@@ -130,7 +219,9 @@ class ProjectHandler(DS01Handler):
     async def get(self, name):
         project = await self.call(self.core.projects.get, self.user, name)
         overview = await self.call(self.core.overview, self.user)
-        detail = next(p for p in overview["projects"] if p["name"] == project.name)
+        detail = next((p for p in overview["projects"] if p["name"] == project.name), None)
+        if detail is None:  # removed between the two looks
+            raise NotFound(f"Project {name!r} is gone.", hint="GET /ds01/projects lists them.")
         detail["engine"] = overview["engine"]
         detail["dockerfile"] = str(await self.call(self.core.images.dockerfile, self.user, name, False))
         self.send(detail)
@@ -142,16 +233,15 @@ class LongActionHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def post(self, name, action):
-        await self.call(self.core.projects.get, self.user, name)  # 400/404 now, not in the operation
         body = self.body()
+        gpus = _whole_number(body.get("gpus"), "gpus", MAX_GPUS)
+        protected = _flag(body.get("protected"), "protected")
+        await self.call(self.core.projects.get, self.user, name)  # 404 now, not in the operation
         user = self.user
         if action == "deploy":
-            gpus = body.get("gpus")
-            if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
-                raise ApiError(InvalidRequest(f"'gpus' must be a whole number of 0 or more, not {gpus!r}."))
 
             def work(progress):
-                result = self.core.containers.deploy(user, name, gpus=gpus, progress=progress, protected=bool(body.get("protected")))
+                result = self.core.containers.deploy(user, name, gpus=gpus, progress=progress, protected=protected)
                 return result.to_dict()
 
         else:
@@ -170,6 +260,28 @@ class LongActionHandler(DS01Handler):
             return
         self.sync_kernels()
         self.send(op.result)
+
+
+#: More GPUs than any one host has: a larger request is a mistake, not a limit to look up.
+MAX_GPUS = 1024
+
+
+def _whole_number(value, key: str, most: int) -> int | None:
+    """An optional whole number from 0 to ``most`` taken from a body; else a 400 naming it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise InvalidRequest(f"'{key}' must be a whole number from 0 to {most}.")
+    return value
+
+
+def _flag(value, key: str) -> bool:
+    """An optional boolean (absent: false); "false" or 0 would be read as true by bool(), so they are refused."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{key}' must be true or false.")
+    return value
 
 
 def _status_of(error: dict) -> int:
@@ -194,7 +306,7 @@ class RetireHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def post(self, name):
-        mode = self.body().get("mode")
+        mode = self.text_field(self.body().get("mode"), "mode", ("rescue", "discard"))
         result = await self.call(self.core.guard.retire, self.user, name, mode)
         await self.end_kernels(name)
         self.sync_kernels()
@@ -228,27 +340,27 @@ class TerminalCommandHandler(DS01Handler):
     @authorized
     async def get(self, name):
         shell = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash || exec sh"]
+        await self.call(self.core.projects.get, self.user, name)  # 404 for an unknown project, as everywhere
         argv = await self.call(self.core.containers.interactive, self.user, name, shell, True)
         self.send({"project": name, "command": argv, "line": shlex.join(argv)})
 
 
 class NotebookCheckHandler(DS01Handler):
-    """Static check of a notebook: {"path": relative to the server root} or {"cells": [source, ...]}."""
+    """Static check of a notebook: {"path": relative to the server root} or {"cells": [source, ...]} (cells first)."""
 
     @web.authenticated
     @authorized
     async def post(self):
         body = self.body()
-        if isinstance(body.get("cells"), list) and all(isinstance(c, str) for c in body["cells"]):
-            found = check_cells(body["cells"])
-        elif isinstance(body.get("path"), str):
-            root = Path(self.contents_manager.root_dir).expanduser().resolve()
-            path = (root / body["path"]).resolve()
-            if root != path and root not in path.parents:
-                raise ApiError(Forbidden(f"{body['path']} is outside the server's root folder."))
-            found = await self.call(check_notebook, path)
+        cells, path = body.get("cells"), body.get("path")
+        if isinstance(cells, list) and all(isinstance(c, str) for c in cells):
+            found = await self.call(check_cells, cells)
+        elif isinstance(path, str):
+            # The notebook is read on the user's behalf: only a regular file under the server's root,
+            # without blocking (notebook_check.read_notebook_bytes says how).
+            found = await self.call(lambda: check_notebook(notebook_in(self.contents_manager.root_dir, path), path))
         else:
-            raise ApiError(InvalidRequest("Give 'path' (a notebook) or 'cells' (a list of code strings)."))
+            raise InvalidRequest("Give 'path' (a notebook) or 'cells' (a list of code strings).")
         self.send({"findings": [f.to_dict() for f in found]})
 
 
@@ -256,13 +368,11 @@ class LogsHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        try:
-            tail = int(self.get_argument("tail", "200"))
-        except ValueError:
-            raise ApiError(InvalidRequest("'tail' must be a whole number.")) from None
-        if tail < 0 or tail > 100_000:
-            raise ApiError(InvalidRequest("'tail' must be between 0 and 100000."))
-        lines = await self.call(lambda: list(self.core.containers.logs(self.user, name, tail=tail)))
+        tail = self.get_argument("tail", "200")
+        if not (tail.isascii() and tail.isdigit() and len(tail) <= 6 and int(tail) <= 100_000):
+            raise InvalidRequest("'tail' must be a whole number from 0 to 100000.")
+        await self.call(self.core.projects.get, self.user, name)  # 404 for an unknown project, as everywhere
+        lines = await self.call(lambda: list(self.core.containers.logs(self.user, name, tail=int(tail))))
         self.send({"project": name, "lines": lines})
 
 
@@ -286,11 +396,14 @@ class CheckpointsHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        metric = self.get_argument("metric", None)
-        mode = self.get_argument("mode", "min")
-        if mode not in ("min", "max"):
-            raise ApiError(InvalidRequest("'mode' must be 'min' or 'max'."))
+        metric = self.text_field(self.get_argument("metric", None), "metric")
+        mode = self.text_field(self.get_argument("mode", "min"), "mode", ("min", "max")) or "min"
         self.send(await self.call(self.core.checkpoints, self.user, name, metric, mode))
+
+
+#: Bounds of a retention policy: beyond them a number is a mistake (and 10**400 days is not a date).
+MAX_KEEP = 1_000_000
+MAX_DAYS = 100_000
 
 
 class PruneHandler(DS01Handler):
@@ -302,25 +415,20 @@ class PruneHandler(DS01Handler):
         body = self.body()
         policy = {}
         for key in ("keep_last", "keep_best"):
-            value = body.get(key)
+            value = _whole_number(body.get(key), key, MAX_KEEP)
             if value is not None:
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ApiError(InvalidRequest(f"'{key}' must be a whole number of 0 or more."))
                 policy[key] = value
         days = body.get("older_than_days")
         if days is not None:
-            if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
-                raise ApiError(InvalidRequest("'older_than_days' must be a number of 0 or more."))
+            if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 <= days <= MAX_DAYS:
+                raise InvalidRequest(f"'older_than_days' must be a number from 0 to {MAX_DAYS}.")
             policy["older_than"] = days * 86400
-        if body.get("metric") is not None:
-            if not isinstance(body["metric"], str):
-                raise ApiError(InvalidRequest("'metric' must be a string."))
-            policy["metric"] = body["metric"]
-        if body.get("mode", "min") not in ("min", "max"):
-            raise ApiError(InvalidRequest("'mode' must be 'min' or 'max'."))
-        policy["mode"] = body.get("mode", "min")
-        result = await self.call(self.core.prune_checkpoints, self.user, name, body.get("confirm") is True, **policy)
-        self.send(result)
+        metric = self.text_field(body.get("metric"), "metric")
+        if metric is not None:
+            policy["metric"] = metric
+        policy["mode"] = self.text_field(body.get("mode"), "mode", ("min", "max")) or "min"
+        confirm = _flag(body.get("confirm"), "confirm")
+        self.send(await self.call(self.core.prune_checkpoints, self.user, name, confirm, **policy))
 
 
 class UsageHandler(DS01Handler):
@@ -340,7 +448,7 @@ class OperationsHandler(DS01Handler):
             return
         op = ops.get(op_id)
         if op is None:
-            raise web.HTTPError(404, f"No operation {op_id}")
+            raise NotFound(f"No operation {op_id[:80]!r} on this server.", hint="GET /ds01/operations lists them.")
         self.send(op.to_dict())
 
 
