@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -277,6 +278,12 @@ def hub_config():
 
 @pytest.fixture
 def hub(tmp_path, chp, singleuser_image, engine, hub_config):
+    # As on a real host, each user can reach their own home: the rescue on stop writes with their uid,
+    # and pytest's folders are 0700 (search permission only is added, nothing becomes listable).
+    for folder in [tmp_path, *tmp_path.parents]:
+        if str(folder) in (tempfile.gettempdir(), "/"):
+            break
+        folder.chmod(folder.stat().st_mode | 0o011)
     hub = Hub(tmp_path, chp, singleuser_image, engine, hub_config)
     hub.start()
     try:
