@@ -23,6 +23,7 @@ import os
 import pickle
 import re
 import shutil
+import stat
 import struct
 import tempfile
 import time
@@ -72,16 +73,27 @@ def _dir(directory) -> Path:
 
 
 # -- completeness --------------------------------------------------------------------------
+def _open_regular(path: Path):
+    """Open a regular file for reading without blocking or following a final link (a FIFO or a link to
+    /dev/zero in models/ must not hang or flood a listing); OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_NOCTTY", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(21, "not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def check_file(path: Path) -> str:
     """Why a checkpoint file is incomplete, or "" when it looks whole."""
     try:
-        size = path.stat().st_size
+        fh = _open_regular(path)
     except OSError as err:
         return f"unreadable ({err.strerror})"
-    if size == 0:
-        return "empty file"
-    suffix = path.suffix.lower()
-    with open(path, "rb") as fh:
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return "empty file"
+        suffix = path.suffix.lower()
         head = fh.read(8)
         if suffix == ".safetensors":
             if size < 8:
@@ -89,6 +101,8 @@ def check_file(path: Path) -> str:
             (length,) = struct.unpack("<Q", head)
             if 8 + length > size:
                 return "truncated safetensors header"
+            if length > 100 * 2**20:
+                return "safetensors header larger than 100 MB: not read"
             try:
                 header = json.loads(fh.read(length))
                 end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
@@ -99,7 +113,7 @@ def check_file(path: Path) -> str:
             return ""
         if head[:2] == b"PK" or suffix in (".keras",):
             # torch.save and Keras write zip archives; a half-written one has no central directory.
-            return "" if zipfile.is_zipfile(path) else "truncated archive (no zip central directory)"
+            return "" if zipfile.is_zipfile(fh) else "truncated archive (no zip central directory)"
         if suffix in (".h5",) and head != b"\x89HDF\r\n\x1a\n":
             return "not an HDF5 file (bad signature)"
         if suffix in (".pkl",) or (suffix in (".pt", ".pth", ".ckpt") and head[:1] == b"\x80"):
@@ -132,7 +146,8 @@ def _numbers(name: str) -> tuple[int | None, int | None]:
 
 def _manifest(directory: Path) -> dict:
     try:
-        data = json.loads((directory / MANIFEST).read_text())
+        with _open_regular(directory / MANIFEST) as fh:
+            data = json.loads(fh.read(64 * 2**20))
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}

@@ -168,3 +168,30 @@ def test_real_torch_checkpoints(tmp_path):
     (tmp_path / "checkpoint-epoch0003.pt").write_bytes(data[: len(data) // 2])
     assert ck.latest(tmp_path).name == "checkpoint-epoch0002.pt"
     assert "central directory" in next(c for c in ck.scan(tmp_path) if c.epoch == 3).problem
+
+
+def test_special_files_in_models_never_hang_a_listing(tmp_path):
+    """A FIFO named like a checkpoint or like the manifest, and links to devices, are passed over at once."""
+    import os
+    import threading
+
+    from ds01_jupyter import checkpoints as ck
+
+    models = tmp_path / "models"
+    models.mkdir()
+    ck.save({"w": 1}, epoch=1, directory=models)
+    os.mkfifo(models / "model.pt")
+    os.replace(models / ".ds01-checkpoints.json", models / "manifest-was.json")
+    os.mkfifo(models / ".ds01-checkpoints.json")
+    (models / "zero.pt").symlink_to("/dev/zero")
+    folder = models / "checkpoint-5"
+    folder.mkdir()
+    os.mkfifo(folder / "model.safetensors")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(found=ck.scan(models)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "scan hung on a special file"
+    names = {c.name: c for c in result["found"]}
+    assert "model.pt" not in names and "zero.pt" not in names
+    assert names["checkpoint-5"].complete is False
