@@ -239,6 +239,11 @@ def small_fs():
     path = Path(tempfile.mkdtemp(prefix="ds01-small-"))  # outside pytest's 0700 tree: other users reach it
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=2000,mode=755", "tmpfs", str(path)], check=True)
     yield path
+    core = DS01(Settings())
+    for record in core.engine.list_containers(L.managed()):  # deployed from projects on it
+        if record.labels.get(L.WORKSPACE, "").startswith(str(path) + os.sep):
+            core.engine.remove_container(record.id, force=True)
+    core.close()
     subprocess.run(["umount", "-l", str(path)], check=False)
     shutil.rmtree(path, ignore_errors=True)
 

@@ -446,9 +446,10 @@ def test_sidebar_inside_the_server(hub, engine):
     rescue = hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/demo/rescue", timeout=60)
     assert rescue.status_code == 200, rescue.text
     result = rescue.json()
-    assert result["files"] == 1 and result["bytes"] == 4 and result["folder"].startswith("/workspace/.rescued/"), result
-    assert result["skipped"] == [{"path": "/tmp/link.csv", "why": "a link: not followed"}], result
+    assert result["files"] == 2 and result["bytes"] == 4 and result["folder"].startswith("/workspace/.rescued/"), result
+    assert result["skipped"] == [], result
     folder = hub.workspace("alice", "demo") / result["folder"][len("/workspace/"):]
+    assert os.readlink(folder / "tmp/link.csv") == "/etc/hostname"  # kept as a link, never followed
     assert (folder / "tmp/inside.csv").read_text() == "3,4\n"
     assert not (folder / "tmp/link.csv").exists()
     assert json.loads((folder / "MANIFEST.json").read_text())["files"][0]["path"] == "/tmp/inside.csv"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -165,9 +166,9 @@ def test_rescue_from_inside_copies_regular_files_only(tmp_path):
 
     result = rescue_inside(audit, workspace, quota=None)
     folder = Path(result.folder)
-    assert folder.parent == workspace / ".rescued" and result.files == 1 and result.bytes == 4
+    assert folder.parent == workspace / ".rescued" and result.files == 2 and result.bytes == 4
     assert (folder / str(outside / "result.csv")[1:]).read_text() == "1,2\n"
-    assert not (folder / str(outside / "link.csv")[1:]).exists()
-    assert {s["path"]: s["why"] for s in result.skipped} == {
-        str(outside / "link.csv"): "a link: not followed", str(outside / "gone.csv"): "vanished before it could be copied"}
+    link = folder / str(outside / "link.csv")[1:]
+    assert link.is_symlink() and os.readlink(link) == str(tmp_path / "secret")  # kept as a link, never followed
+    assert {s["path"]: s["why"] for s in result.skipped} == {str(outside / "gone.csv"): "vanished before it could be copied"}
     assert not list((workspace / ".rescued").glob("*.partial"))

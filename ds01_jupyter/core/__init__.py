@@ -155,7 +155,8 @@ class DS01:
         devices = self.inventory.devices()
         if not devices:
             return []
-        mine = {c.id: c for c in self.engine.list_containers(L.owned_by(user)) if L.is_container_of(c.labels, user)}
+        mine = {c.id: c for c in self.containers.vet(self.engine.list_containers(L.owned_by(user)))
+                if L.is_container_of(c.labels, user)}
         attribute(devices, mine)
         using = {p.container_id for d in devices for p in d.processes if p.container_id in mine}
         now = now or time.time()
@@ -274,7 +275,7 @@ class DS01:
         holders = {}
         by_id = {}
         if devices:
-            everyone = self.engine.list_containers(L.managed())
+            everyone = self.containers.vet(self.engine.list_containers(L.managed()))  # labels alone count for nothing
             by_id = {c.id: c for c in everyone}
             holders = self.allocator.holders(everyone, self.containers.hold_for)
         attribute(devices, by_id)

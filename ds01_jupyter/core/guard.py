@@ -172,6 +172,9 @@ class Guard:
         paths = {p for p, _ in changes}
         audit.added = {p for p, k in changes if k == "A"}
         since = record.started_at or record.created
+        if unlisted is not None and record.started_at is None:  # a listing's record lacks the start time
+            detail = self.engine.get_container(record.id)
+            since = (detail.started_at or detail.created) if detail else since
         probe = None
         if record.running:
             probe = self._probe(user, record, sorted(paths), since.timestamp() if unlisted and since else None)
