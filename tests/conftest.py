@@ -116,7 +116,9 @@ class CoreFactory:
             path.write_text(limits)
             values["limits_file"] = str(path)
         else:
-            (self.tmp_path / "no-limits.yaml").write_text("defaults: {}\n")
+            # Tests run as one Unix user on a possibly busy host: other runs' containers must not use up a
+            # built-in container limit of this user (tests of limits write their own file).
+            (self.tmp_path / "no-limits.yaml").write_text("defaults:\n  max_containers_per_user: 100\n")
         if gpus is not None:
             path = self.tmp_path / f"gpus-{secrets.token_hex(3)}.json"
             path.write_text(json.dumps(gpus))
