@@ -80,14 +80,14 @@ class DiskUsage:
         return self.settings.expand(self.settings.state_dir, user) / "sizes.json"
 
     def cached(self, user: User) -> dict[str, dict]:
-        return read_json(self._file(user)) or {}
+        return read_json(self._file(user), user) or {}
 
     def measure(self, user: User, project: str, largest: int = 10) -> TreeSize:
         size = tree_size(self.projects.get(user, project).path, largest)
         sizes = self.cached(user)
         sizes[project] = size.to_dict()
         try:
-            write_atomic(self._file(user), json.dumps(sizes))
+            write_atomic(self._file(user), json.dumps(sizes), user)
         except OSError:
             pass  # a full disk must not break measuring it
         return size

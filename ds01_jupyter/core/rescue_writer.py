@@ -24,15 +24,16 @@ import hashlib
 import io
 import json
 import os
-import platform
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .errors import DiskFull, DS01Error, Forbidden, InvalidRequest, QuotaExceeded
+from .errors import DiskFull, Forbidden, InvalidRequest, QuotaExceeded
+from .identity import Identity, check_supported
 from .limits import format_size
 
 RESCUED = ".rescued"
+STALE = timedelta(minutes=30)
 BLOCK = 4096
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
@@ -70,8 +71,11 @@ class RescueWriter:
         self._chain: list[tuple[str, int]] = []
         try:
             self.base_fd = self._subdir(self.project_fd, RESCUED, create=True, what=f"{self.project_path}/{RESCUED}")
+            stale = (datetime.now(timezone.utc) - STALE).strftime("%Y%m%dT%H%M%SZ")
             for name in os.listdir(self.base_fd):
-                if name.endswith(".partial"):  # an interrupted rescue: its sources are still in the container
+                # An interrupted rescue (its sources are still in the container); one younger than STALE may be
+                # a rescue of this project running right now, and is left alone.
+                if name.endswith(".partial") and name[:16] < stale:
                     shutil.rmtree(name, dir_fd=self.base_fd, ignore_errors=True)
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             self.stamp, n = stamp, 1
@@ -216,19 +220,19 @@ class RescueWriter:
                 {"project": project, "container": container, "rescued_at": self.stamp, "files": self.manifest,
                  "skipped": self.skipped, "packages": packages, **extra}, indent=1, default=str))
             os.rename(self.final + ".partial", self.final, src_dir_fd=self.base_fd, dst_dir_fd=self.base_fd)
-        except OSError as err:
+        except OSError as err:  # the caller's abort() removes the .partial folder
             if _full(err):
                 raise DiskFull("The disk filled up while finishing the rescue.", hint="Free disk space, then rescue again.") from None
             raise
-        finally:
-            self._close_all()
+        self._close_all()
         return {"folder": self.folder, "files": len(self.manifest), "bytes": sum(m["size"] for m in self.manifest),
                 "skipped": self.skipped, "packages": packages}
 
     def abort(self) -> None:
         """Remove the incomplete copy (it is the user's own, written with their uid)."""
         try:
-            shutil.rmtree(self.final + ".partial", dir_fd=self.base_fd, ignore_errors=True)
+            if self.base_fd is not None:  # None: already published or aborted
+                shutil.rmtree(self.final + ".partial", dir_fd=self.base_fd, ignore_errors=True)
         finally:
             self._close_all()
 
@@ -243,58 +247,11 @@ class RescueWriter:
                 setattr(self, attr, None)
 
 
-#: The setgroups system call's number (glibc's wrapper would change every thread).
-SETGROUPS = {"x86_64": 116, "aarch64": 159}
-
-
-class _Identity:
-    """This thread's filesystem identity switched to a user's (Linux ``setfsuid``/``setfsgid`` and the
-    thread's own group list): files are created, checked and owned as theirs, while the rest of the
-    process (other threads, the engine's socket) stays root. Only the calling thread changes."""
-
-    _libc = None
-
-    def __init__(self, uid: int, gid: int):
-        self.uid, self.gid = uid, gid
-
-    @classmethod
-    def libc(cls):
-        if cls._libc is None:
-            import ctypes
-            import ctypes.util
-
-            cls._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return cls._libc
-
-    def _groups(self, groups: list[int]) -> None:
-        import ctypes
-
-        array = (ctypes.c_uint * max(1, len(groups)))(*groups)
-        # The raw system call: glibc's setgroups() would change every thread of the process.
-        if self.libc().syscall(SETGROUPS[platform.machine()], len(groups), array) != 0:
-            raise OSError(ctypes.get_errno(), "setgroups failed")
-
-    def __enter__(self):
-        self.saved = os.getgroups()
-        self._groups([self.gid])
-        self.libc().setfsgid(self.gid)
-        self.libc().setfsuid(self.uid)
-        if self.libc().setfsuid(-1 & 0xFFFFFFFF) != self.uid:  # setfsuid answers the previous value
-            self.__exit__()
-            raise DS01Error("Could not take the user's identity to write the rescue.")
-        return self
-
-    def __exit__(self, *exc):
-        self.libc().setfsuid(0)
-        self.libc().setfsgid(0)
-        self._groups(self.saved)
-
-
 class _AsUser:
     """A :class:`RescueWriter` whose every step runs with the user's filesystem identity (root callers)."""
 
     def __init__(self, project_path: Path, budget: int | None, uid: int, gid: int):
-        self.identity = _Identity(uid, gid)
+        self.identity = Identity(uid, gid)
         with self.identity:
             self.writer = RescueWriter(project_path, budget)
 
@@ -314,6 +271,5 @@ def writer_for(user, project_path: Path, budget: int | None):
     """A writer acting with ``user``'s uid: as we are when that is who we are, else with their identity."""
     if os.geteuid() != 0 or user.uid == 0:
         return RescueWriter(project_path, budget)
-    if platform.machine() not in SETGROUPS:
-        raise DS01Error(f"Rescuing for another user as root is not supported on {platform.machine()} yet.")
+    check_supported()
     return _AsUser(project_path, budget, user.uid, user.gid)
