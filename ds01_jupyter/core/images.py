@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from . import labels as L
 from .engine import ContainerEngine, ImageRecord, Progress
+from .identity import acting_as
 from .errors import BuildFailed, DS01Error, Forbidden, ImageNotFound, InvalidRequest, StateConflict
 from .projects import Projects
 from .settings import Settings
@@ -80,13 +82,34 @@ class Images:
         if path.is_symlink() and root.resolve() not in path.resolve().parents:
             raise Forbidden(f"{path} links outside {root}; refusing to read it.")
         if create and not path.exists():
-            root.mkdir(parents=True, exist_ok=True)
-            template = self.settings.default_dockerfile or DEFAULT_DOCKERFILE
-            path.write_text(template.format(project=project, base_image=self.settings.base_image))
-            if os.geteuid() == 0 and user.uid != 0:
-                os.chown(root, user.uid, user.gid)
-                os.chown(path, user.uid, user.gid)
+            # In the user's home, as the user: a planted link leads only where they may write, and the
+            # folder and file are theirs without a chown (root's chown would follow their links).
+            try:
+                with acting_as(user):
+                    root.mkdir(parents=True, exist_ok=True)
+                    template = self.settings.default_dockerfile or DEFAULT_DOCKERFILE
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                    with os.fdopen(fd, "w") as out:
+                        out.write(template.format(project=project, base_image=self.settings.base_image))
+            except OSError as err:
+                raise Forbidden(f"Cannot write the Dockerfile {path} ({err.strerror}).",
+                                hint=f"{root} must be a folder of yours (not a link to one of someone else's).") from None
         return path
+
+    @staticmethod
+    def read_dockerfile(user: User, path: Path) -> bytes:
+        """The Dockerfile's bytes, read as the user, only from a regular file, without blocking, bounded."""
+        with acting_as(user):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            except OSError as err:
+                raise InvalidRequest(f"Cannot read {path}: {err.strerror}.") from None
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 20:
+                raise InvalidRequest(f"{path} is not a regular file of at most 1 MiB.",
+                                     hint="Make it a plain text Dockerfile.")
+            return fh.read(1 << 20)
 
     def current(self, user: User, project: str) -> ImageRecord | None:
         image = self.engine.get_image(self.tag(user, project))
@@ -98,12 +121,14 @@ class Images:
         """Build the project's image, streaming the build log to ``progress``."""
         proj = self.projects.get(user, project)
         dockerfile = self.dockerfile(user, project)
-        lines = volume_lines(dockerfile.read_text())
+        text = self.read_dockerfile(user, dockerfile)
+        lines = volume_lines(text.decode("utf-8", "replace"))
         if lines:
             raise self._volumes_error(project, dockerfile, lines, [])
-        if self.settings.base_image in dockerfile.read_text():
+        if self.settings.base_image.encode() in text:
             self.ensure_base_image(progress)
-        context = _build_context(proj.path, dockerfile.read_bytes())
+        with acting_as(user):  # the context holds only what the user may read themselves
+            context = _build_context(proj.path, text)
         tag = self.tag(user, project)
         progress(f"Building {tag} from {dockerfile}")
         self.engine.build_image(
@@ -133,7 +158,10 @@ class Images:
         """Refuse an image that declares volumes, before any container is made of it."""
         if image.volumes:
             dockerfile = self.dockerfile(user, project, create=False)
-            text = dockerfile.read_text() if dockerfile.is_file() else ""
+            try:
+                text = self.read_dockerfile(user, dockerfile).decode("utf-8", "replace")
+            except InvalidRequest:
+                text = ""
             raise self._volumes_error(project, dockerfile, volume_lines(text), image.volumes)
 
     @staticmethod
