@@ -3,6 +3,8 @@
 Kinds, so users read only what matters:
 - ``work``: their files (data, results, models; checkpoint-like files first) - a warning;
 - ``environment``: packages installed by hand (pip, conda, apt) - a warning;
+- ``process``: work that is running (a background job, a cell that executes) - a warning;
+- ``kernel``: an idle notebook kernel (its variables are lost) - shown quietly;
 - ``cache``: re-creatable (pip/HF/torch caches, __pycache__) - shown quietly with its size;
 - ``noise``: Jupyter/IPython runtime files, sockets, pid files, shell history - never shown.
 """
@@ -14,7 +16,8 @@ import re
 from dataclasses import asdict, dataclass, field
 
 WORK, ENVIRONMENT, CACHE, NOISE = "work", "environment", "cache", "noise"
-AT_RISK = (WORK, ENVIRONMENT)
+PROCESS, KERNEL = "process", "kernel"
+AT_RISK = (WORK, ENVIRONMENT, PROCESS)
 
 CHECKPOINT_EXTENSIONS = (
     ".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".h5", ".keras", ".onnx", ".joblib", ".pkl",
@@ -91,18 +94,18 @@ class Finding:
     notebook: str | None = None
     cell: int | None = None
     files: int = 1
+    #: Fields of its kind, answered beside the others (a process's pid, command, started, cpu_seconds, busy...).
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        if not data["extra"]:
-            data.pop("extra")
-        return data
+        extra = data.pop("extra")
+        return {**data, **{k: v for k, v in extra.items() if k not in data}}
 
 
 def rank(findings: list[Finding]) -> list[Finding]:
     """Work first, checkpoints first within it, then by size."""
-    order = {WORK: 0, ENVIRONMENT: 1, CACHE: 2, NOISE: 3}
+    order = {WORK: 0, PROCESS: 1, ENVIRONMENT: 2, KERNEL: 3, CACHE: 4, NOISE: 5}
     return sorted(findings, key=lambda f: (order.get(f.kind, 9), not f.checkpoint, -f.size, f.path))
 
 

@@ -4,16 +4,20 @@ The host runs this with the *user's* uid, never root's, in an isolated
 interpreter (-I: no PYTHONPATH, no user site, no script folder on sys.path), so
 nothing the user placed in the container can make it act with more rights than
 the user has. Its request arrives on stdin (no file is written into the
-container); its answer goes to stdout: JSON for ``probe``, a tar stream for
-``read``. Paths are exchanged as str with surrogate escapes, so names that are
+container); its answer goes to stdout: JSON for ``probe`` and ``processes``,
+a tar stream for ``read``, JSON lines for ``stop`` (which signals the user's
+running work: the kernel refuses it for any process that is not the user's). Paths are exchanged as str with surrogate escapes, so names that are
 not UTF-8 survive the trip. Every path is reached through directory file
 descriptors when it is too long for one system call, and no file is opened
 except a regular one, without following links and without blocking.
 """
 
+import glob
 import io
 import json
 import os
+import re
+import signal
 import stat
 import sys
 import tarfile
@@ -173,7 +177,281 @@ def probe(req):
             out["notes"].append(f"Stopped looking for changes after {limit} entries.")
         out["changed"] = changed
     out["writes"] = _read_log(req.get("hook_log", "/tmp/.ds01/writes.jsonl"))
+    if req.get("processes"):
+        out["processes"] = processes(req)
     return out
+
+
+# -- processes: what runs, and stopping it -------------------------------------------------
+SHELLS = {"sh", "bash", "dash", "zsh", "ash", "fish", "ksh", "mksh", "tcsh", "csh"}
+#: The Jupyter server of a hub container and its helpers: the machinery, not the user's work.
+MACHINERY = {"jupyterhub-singleuser", "jupyter-lab", "jupyter-labhub", "jupyter-server", "jupyter-notebook",
+             "jupyter", "configurable-http-proxy"}
+MACHINERY_MODULES = {"jupyterhub.singleuser", "jupyter_server", "jupyterlab", "notebook", "jupyterhub"}
+#: ds01's own short-lived helpers (the kernel provisioner's pid checks and clean-up).
+HELPER = re.compile(r"^(kill -\d+ \d+|cat /tmp/\.ds01/\S+|rm -f( /tmp/\.ds01/\S+)+|sh -c mkdir -p /tmp/\.ds01 .*)$")
+KERNEL_STATE = "/tmp/.ds01/kernel-*.state.json"
+CMD_LIMIT = 4096
+
+
+def _proc(pid):
+    """Facts of one process from /proc, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read(4096)
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmd = fh.read(CMD_LIMIT)
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+    close = raw.rindex(b")")
+    comm = raw[raw.index(b"(") + 1:close].decode("utf-8", "replace")
+    f = raw[close + 2:].split()
+    argv = [os.fsdecode(a) for a in cmd.rstrip(b"\0").split(b"\0")] if cmd.strip(b"\0") else []
+    return {"pid": pid, "ppid": int(f[1]), "state": f[0].decode(), "uid": uid, "start": int(f[19]),
+            "cpu": int(f[11]) + int(f[12]), "argv": argv or [f"[{comm}]"]}
+
+
+def _table():
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            info = _proc(int(name))
+            if info is not None:
+                table[info["pid"]] = info
+    return table
+
+
+def _kernel_states():
+    """What the kernel hook says each kernel is doing (pid -> state), from its small state files."""
+    states = {}
+    for path in glob.glob(KERNEL_STATE)[:1000]:
+        try:
+            fd = open_regular(path)
+            with os.fdopen(fd, "rb") as fh:
+                state = json.loads(fh.read(65536))
+            states[int(state["pid"])] = state
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return states
+
+
+def _is_kernel(argv):
+    return any("ipykernel" in a or a.endswith("/.ds01/kernel_launcher.py") for a in argv[:4])
+
+
+def _role(info, main, mine):
+    """Why a process is not the user's work ('' when it is)."""
+    argv, pid = info["argv"], info["pid"]
+    base = os.path.basename(argv[0]).lstrip("-")
+    script = os.path.basename(argv[1]) if base.startswith("python") and len(argv) > 1 else ""
+    if pid == 1:
+        return "init"
+    if pid == main:
+        return "main"
+    if pid == os.getpid() or argv == mine:
+        return "ds01"  # this program, or another look of ds01's at the same container
+    if info["state"] in ("Z", "X"):
+        return "zombie"
+    if base in MACHINERY or script in MACHINERY or any(argv[i] == "-m" and argv[i + 1] in MACHINERY_MODULES for i in range(len(argv) - 1)):
+        return "machinery"
+    if base in SHELLS and all(a.startswith("-") and a != "-c" for a in argv[1:]):
+        return "shell"  # an interactive shell waiting for input (its commands are listed on their own)
+    if HELPER.match(" ".join(argv)):
+        return "ds01"
+    return ""
+
+
+def _main_pid(table):
+    """The container's main process: pid 1, or the first child of docker-init that runs the command it was given."""
+    init = table.get(1)
+    if init is None or "--" not in init["argv"] or "init" not in os.path.basename(init["argv"][0]):
+        return 1
+    wanted = init["argv"][init["argv"].index("--") + 1:]
+    children = [i for i in table.values() if i["ppid"] == 1 and i["argv"] == wanted]
+    return min(children, key=lambda i: (i["start"], i["pid"]))["pid"] if children else None
+
+
+def _at_risk(table):
+    """pid -> role of every process that is the user's running work ('process', or 'kernel' for an idle
+    kernel), and the pids left out with why."""
+    main = _main_pid(table)
+    mine = table.get(os.getpid(), {}).get("argv")
+    work, other = {}, {}
+    for pid, info in table.items():
+        role = _role(info, main, mine)
+        if role:
+            other[pid] = role
+        elif _is_kernel(info["argv"]):
+            work[pid] = "kernel"
+        else:
+            work[pid] = "process"
+    return work, other
+
+
+def _boot_time():
+    with open("/proc/stat", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"btime "):
+                return int(line.split()[1])
+    return 0
+
+
+def _group(table, work):
+    """pid -> the topmost process of the user's work at or above it (so a job and its children are one entry)."""
+    memo = {}
+    for pid in work:
+        chain, cur = [], pid
+        while cur in table and cur not in memo and len(chain) < 100000:
+            chain.append(cur)
+            cur = table[cur]["ppid"]
+            if cur in chain:  # a snapshot taken while pids were reused: stop here
+                break
+        above = memo.get(cur)
+        for p in reversed(chain):
+            above = above if above is not None else (p if p in work else None)
+            memo[p] = above
+    return {p: memo[p] for p in work}
+
+
+def processes(req):
+    """The user's running work: one entry per topmost process (with its descendants), idle kernels apart."""
+    tick = os.sysconf("SC_CLK_TCK")
+    before = _table()
+    states = _kernel_states()
+    work, other = _at_risk(before)
+    sample = float(req.get("sample", 0.5))
+    now_table = before
+    if work and sample > 0:
+        time.sleep(sample)
+        now_table = _table()
+    threshold = float(req.get("busy_percent", 5.0))
+    boot = _boot_time()
+    groups = {}
+    roots = _group(before, work)
+    for pid, root in roots.items():
+        info = now_table.get(pid)
+        if info is None or info["start"] != before[pid]["start"] or info["state"] in ("Z", "X"):
+            continue  # ended during the sample
+        percent = (info["cpu"] - before[pid]["cpu"]) / tick / sample * 100 if sample > 0 else 0.0
+        group = groups.get(root)
+        if group is None:
+            head = before[root]
+            state = states.get(root) if work.get(root) == "kernel" else None
+            if state is not None and state.get("start") not in (None, head["start"]):
+                state = None  # a state file of an earlier process that had the same pid
+            group = groups[root] = {
+                "pid": root, "command": " ".join(head["argv"])[:500], "argv": head["argv"][:20],
+                "uid": head["uid"], "state": head["state"], "started": boot + head["start"] / tick,
+                "cpu_seconds": 0.0, "cpu_percent": 0.0, "processes": 0, "pids": [],
+                "kernel": work.get(root) == "kernel", "cell": state,
+            }
+        group["cpu_seconds"] += info["cpu"] / tick
+        group["cpu_percent"] += percent
+        group["processes"] += 1
+        if len(group["pids"]) < 1000:
+            group["pids"].append(pid)
+    for group in groups.values():
+        cell_busy = bool(group["cell"] and group["cell"].get("busy"))
+        group["busy"] = cell_busy or group["cpu_percent"] >= threshold
+        group["cpu_seconds"] = round(group["cpu_seconds"], 2)
+        group["cpu_percent"] = round(group["cpu_percent"], 1)
+    listed = sorted(groups.values(), key=lambda g: (not g["busy"], g["started"], g["pid"]))
+    limit = int(req.get("limit", 500))
+    zombies = sum(1 for r in other.values() if r == "zombie")
+    return {"groups": listed[:limit], "more": max(0, len(listed) - limit), "total": len(roots),
+            "zombies": zombies, "uid": os.getuid(), "at": time.time()}
+
+
+def _alive(pid, start):
+    info = _proc(pid)
+    return info is not None and info["start"] == start and info["state"] not in ("Z", "X")
+
+
+def _emit(event):
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def stop(req):
+    """SIGTERM the user's running work (not idle kernels unless asked), wait up to the grace for it to end,
+    then SIGKILL what is left; processes born meanwhile are signalled too. Reports JSON lines."""
+    grace = max(0.0, float(req.get("grace", 30)))
+    with_kernels = bool(req.get("idle_kernels"))
+    me = os.getuid()
+    seen = {}  # pid -> {"start", "command", "root", "signal", "outcome"}
+    refused = {}
+
+    def targets():
+        table = _table()
+        work, _ = _at_risk(table)
+        if not with_kernels:  # an idle kernel ends with the container (or through its Jupyter server)
+            states = _kernel_states()
+            work = {p: r for p, r in work.items() if r != "kernel" or p not in states or states[p].get("busy")}
+        roots = _group(table, work)
+        return {p: (table[p], roots[p]) for p in work}
+
+    def send(pid, info, root, signum):
+        entry = seen.get(pid)
+        if entry is None:
+            entry = seen[pid] = {"pid": pid, "start": info["start"], "command": " ".join(info["argv"])[:500],
+                                 "root": root, "uid": info["uid"], "signal": None, "outcome": "running"}
+        if info["uid"] != me:
+            refused[pid] = entry
+            entry["outcome"] = "not yours"
+            return
+        try:
+            os.kill(pid, signum)
+            entry["signal"] = signal.Signals(signum).name
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            refused[pid] = entry
+            entry["outcome"] = "not permitted"
+
+    first = targets()
+    _emit({"event": "term", "count": len(first), "grace": grace})
+    started = time.monotonic()
+    current = first
+    while True:
+        for pid, (info, root) in current.items():
+            if pid not in seen and pid not in refused:
+                send(pid, info, root, signal.SIGTERM)
+        for entry in seen.values():
+            if entry["outcome"] == "running" and not _alive(entry["pid"], entry["start"]):
+                entry["outcome"] = "ended"
+        waiting = [e for e in seen.values() if e["outcome"] == "running"]
+        if not waiting or time.monotonic() - started >= grace:
+            break
+        time.sleep(0.25)
+        current = targets()
+    left = [e for e in seen.values() if e["outcome"] == "running"]
+    if left:
+        _emit({"event": "kill", "count": len(left)})
+    for _ in range(50):
+        current = {p: v for p, v in targets().items() if p not in refused}
+        if not current:
+            break
+        frozen = {}
+        for _look in range(2):  # freeze first, twice: a process that forks cannot outrun us
+            for pid, (info, root) in current.items():
+                if pid not in frozen and pid not in refused:
+                    send(pid, info, root, signal.SIGSTOP)
+                    frozen[pid] = info["start"]
+            current = {p: v for p, v in targets().items() if p not in refused}
+        for pid, start in frozen.items():
+            if (_proc(pid) or {}).get("start") == start:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    seen[pid]["signal"] = "SIGKILL"
+                except OSError:
+                    pass
+        time.sleep(0.1)
+    for entry in seen.values():
+        if entry["outcome"] == "running":
+            entry["outcome"] = "killed" if not _alive(entry["pid"], entry["start"]) else "left"
+    _emit({"event": "done", "processes": list(seen.values())[:20000], "count": len(seen),
+           "seconds": round(time.monotonic() - started, 2)})
 
 
 class _Exactly:
@@ -239,6 +517,11 @@ def main():
     req = json.loads(sys.stdin.buffer.read().decode("utf-8", "surrogateescape"))
     if req.get("mode") == "read":
         read(req)
+    elif req.get("mode") == "processes":
+        sys.stdout.write(json.dumps(processes(req)))
+        sys.stdout.flush()
+    elif req.get("mode") == "stop":
+        stop(req)
     else:
         sys.stdout.write(json.dumps(probe(req)))
         sys.stdout.flush()

@@ -3,7 +3,11 @@
 Idle means no GPU process, CPU use under a threshold, and no kernel marked
 busy, for longer than the user's ``idle_timeout`` (``idle_timeout_cpu`` for
 containers without a GPU): a training loop with the browser closed keeps its
-container. CPU figures come from the container's cgroup. The last activity of
+container, and so does a container any of whose processes is busy when the
+reaper looks (CPU, or a notebook cell that executes, even one waiting on I/O).
+A container past ``max_runtime`` is stopped all the same, but warned about
+``RUNTIME_WARNING`` before (action ``warn``), and its processes get SIGTERM and
+``stop_grace_seconds`` to save before SIGKILL. CPU figures come from the container's cgroup. The last activity of
 each container is kept on disk, so a restarted server or a cron job goes on
 where the last run stopped.
 """
@@ -27,13 +31,17 @@ from .users import User
 
 log = logging.getLogger("ds01_jupyter.reaper")
 
+#: How long before max_runtime stops a container its user is warned.
+RUNTIME_WARNING = 30 * 60
+
 
 @dataclass
 class ReapDecision:
     project: str
     container: str
-    action: str  # "stop", "retire", "keep"
+    action: str  # "stop", "retire", "keep", "warn" (max_runtime is near)
     reason: str
+    at: float | None = None  # for "warn": when the stop will come
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,10 +57,10 @@ class Reaper:
         return self.settings.expand(self.settings.state_dir, user) / "activity.json"
 
     def _load(self, user: User) -> dict:
-        return read_json(self._state_file(user)) or {}
+        return read_json(self._state_file(user), user) or {}
 
     def _save(self, user: User, state: dict) -> None:
-        write_atomic(self._state_file(user), json.dumps(state))
+        write_atomic(self._state_file(user), json.dumps(state), user)
 
     def last_active(self, user: User) -> dict[str, float]:
         """When each container was last seen active (container id -> UNIX time), for idle times shown to users."""
@@ -107,7 +115,8 @@ class Reaper:
             if decision.action == "stop" and not dry_run:
                 log.warning("Stopping %s: %s", status.name, decision.reason)
                 try:
-                    self.containers.stop(user, status.project)
+                    # Judged idle (or overdue) just now: processes left get SIGTERM and the grace to save.
+                    self.containers.stop(user, status.project, stop_processes=True)
                 except DS01Error as err:
                     decision.reason += f" (stop failed: {err})"
         self._save(user, {cid: e for cid, e in state.items() if cid in live})
@@ -168,6 +177,18 @@ class Reaper:
         log.warning("Removed %s: %s", listed.name, why)
         return ReapDecision(listed.project, listed.name, "retire", why)
 
+    def _busy_process(self, user, status) -> str:
+        """A process of the container that is busy right now (CPU, GPU memory, or an executing cell), or ''."""
+        from .processes import Processes, process_findings
+
+        processes = Processes(self.containers.engine, self.settings, self.containers.inventory)
+        record = self.containers.record(user, status.project)
+        listing = processes.listing(user, record)
+        found, _ = process_findings(listing, Path(status.workspace) if status.workspace else None,
+                                    processes.gpu_memory(record) if listing and listing.get("groups") else None)
+        busy = [f for f in found if f.kind == "process" and (f.extra.get("busy") or f.extra.get("gpu_memory"))]
+        return f"{busy[0].path}: {busy[0].detail}" if busy else ""
+
     def _gpu_containers(self) -> set[str]:
         devices = self.containers.inventory.devices()
         if not devices:
@@ -190,6 +211,16 @@ class Reaper:
                 "stop",
                 f"ran {format_duration(now - started)}, over max_runtime {format_duration(limits.max_runtime)}",
             )
+        warn_at = started + (limits.max_runtime or 0) - RUNTIME_WARNING
+        if limits.max_runtime is not None and now >= warn_at and entry.get("warned") != started:
+            entry["warned"] = started  # once per run of the container
+            left = started + limits.max_runtime - now
+            return ReapDecision(
+                status.project, status.name, "warn",
+                f"will be stopped in {max(1, round(left / 60))} min (max_runtime {format_duration(limits.max_runtime)}): "
+                "save your work into /workspace; running processes get SIGTERM first",
+                at=started + limits.max_runtime,
+            )
         cpu = self.containers.engine.cpu_usage_ns(status.id)
         active_why = None
         if status.id in gpu_containers:
@@ -206,6 +237,10 @@ class Reaper:
         timeout = limits.idle_timeout_cpu if not status.gpus and limits.idle_timeout_cpu else limits.idle_timeout
         idle = now - entry["last_active"]
         if timeout is not None and idle > timeout:
+            busy = self._busy_process(user, status)
+            if busy:  # the cgroup's average missed it (a job just started, a cell waiting on I/O): not idle
+                entry["last_active"] = now
+                return keep(f"a process is busy: {busy}")
             return ReapDecision(
                 status.project,
                 status.name,

@@ -77,6 +77,9 @@ class Settings:
     checkpoint_warning_minutes: float = 30.0
     #: Seconds docker stop waits before killing.
     stop_timeout: int = 10
+    #: Seconds running processes get between SIGTERM and SIGKILL when a stop or retire is told to stop them
+    #: (--stop-processes), so a trainer that checkpoints on SIGTERM can save.
+    stop_grace_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, environ=None, euid: int | None = None, **overrides) -> "Settings":

@@ -6,6 +6,11 @@ opened for writing by Python code; a write outside /workspace is reported once
 per path, in the cell's output and in a log the persistence guard reads (with
 the notebook and cell that made it). Writes by native code or shell commands
 do not pass through Python's ``open``: the guard's scan of the container finds those.
+
+It also keeps a small state file, ``/tmp/.ds01/kernel-<id>.state.json``: whether
+a cell is executing, which one, since when, and in which notebook. The guard's
+probe reads it (as the user) to name a running cell in the audit, and the reaper
+counts a cell waiting on I/O as work; nothing else is shared with the host.
 """
 
 import json
@@ -91,11 +96,61 @@ def audit_hook(event, args):
         _local.busy = False
 
 
+STATE = "/tmp/.ds01/kernel-{id}.state.json"
+
+
+def _start_ticks():
+    """This process's start time in clock ticks (/proc/self/stat), so a reader can tell a reused pid."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            raw = fh.read()
+        return int(raw[raw.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def write_state(busy, cell=None, path=None):
+    """Record whether a cell runs (atomically: a reader sees the old state or the new one, never half)."""
+    path = path or STATE.format(id=os.environ.get("DS01_KERNEL_ID") or os.getpid())
+    state = {"pid": os.getpid(), "start": _start_ticks(), "notebook": os.environ.get("JPY_SESSION_NAME"),
+             "busy": busy, "cell": cell, "since": time.time()}
+    _local.busy = True  # our own writes are not the user's
+    try:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(state))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    finally:
+        _local.busy = False
+
+
+def track_cells(shell, path=None):
+    """Keep the state file in step with the shell's cells."""
+
+    def before(info=None):
+        write_state(True, (shell.execution_count or 0), path)
+
+    def after(result=None):
+        write_state(False, None, path)
+
+    shell.events.register("pre_run_cell", before)
+    shell.events.register("post_run_cell", after)
+    write_state(False, None, path)
+
+
 def main():
     sys.addaudithook(audit_hook)
-    from ipykernel import kernelapp
+    from ipykernel.kernelapp import IPKernelApp
 
-    kernelapp.launch_new_instance()
+    app = IPKernelApp.instance()
+    app.initialize()
+    try:
+        track_cells(app.shell)
+    except Exception:  # noqa: BLE001 - the kernel must start even if its state cannot be kept
+        pass
+    app.start()
 
 
 if __name__ == "__main__":

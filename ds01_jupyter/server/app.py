@@ -109,6 +109,13 @@ class DS01App(ExtensionApp):
         config=True,
         help="CPU use (percent of one core) under which a container counts as idle for the reaper.",
     )
+    stop_grace_seconds = Float(
+        _defaults.stop_grace_seconds,
+        config=True,
+        help="Seconds running processes get between SIGTERM and SIGKILL when a stop or retire is told to stop them "
+        "(stop_processes), and when the reaper stops a container past max_runtime: a trainer that checkpoints on "
+        "SIGTERM saves then.",
+    )
     scan_interval = Int(
         60,
         config=True,
@@ -178,7 +185,8 @@ class DS01App(ExtensionApp):
                 self.log.info("ds01 scan of %s skipped: %s", status.project, err)
                 continue
             known = {f["path"] for f in before.get("findings", []) if f["kind"] in ("work", "environment")}
-            new = [f.to_dict() for f in audit.at_risk if f.path not in known]
+            # Running processes count as at risk, but a notification offering a rescue is for files.
+            new = [f.to_dict() for f in audit.at_risk if f.path not in known and f.kind != "process"]
             if new:
                 self.events.publish({"type": "warning", "project": status.project, "at_risk": len(audit.at_risk), "new": new[:50]})
         try:
@@ -205,6 +213,9 @@ class DS01App(ExtensionApp):
             if d.action != "keep" or "not retired" in d.reason:
                 self.log.warning("ds01 reaper %s %s: %s", d.action, d.container, d.reason)
                 self.events.publish({"type": "reaper", **d.to_dict()})
+            if d.action == "warn":  # max_runtime is near: a notification, so work can be saved in time
+                self.events.publish({"type": "warning", "kind": "max_runtime", "project": d.project,
+                                     "container": d.container, "message": d.reason, "stops_at": d.at})
 
     async def stop_extension(self):
         if container_mode.active():

@@ -1,0 +1,282 @@
+"""Running work is a finding: the guard lists it, and stop and retire never kill it silently.
+
+Real containers on the real engine; every process runs as the container's user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ds01_jupyter.core.errors import UnsavedWork
+from ds01_jupyter.core.findings import KERNEL, PROCESS
+from ds01_jupyter.core.settings import env_may_set_admin_settings
+
+BIN = Path(sys.executable).parent
+
+TRAINER = r"""
+import signal, sys, time
+step = 0
+def save(*_):
+    open('/tmp/ckpt.txt', 'w').write(f'final {step}')
+    sys.exit(0)
+signal.signal(signal.SIGTERM, save)
+while True:
+    step += 1
+    open('/tmp/ckpt.txt', 'w').write(f'step {step}')
+    time.sleep(0.05)
+"""
+
+
+def deployed(make_core, user, project_name, **settings):
+    core = make_core(**settings)
+    name = project_name()
+    core.projects.create(user, name)
+    cid = core.containers.deploy(user, name, gpus=0).container.id
+    return core, name, cid
+
+
+def background(core, cid, user, script):
+    """Start a job the way users do: a shell that puts it in the background and exits."""
+    code, out = core.engine.exec(cid, ["sh", "-c", f"nohup {script} >/dev/null 2>&1 &"], user=f"{user.uid}:{user.gid}")
+    assert code == 0, out
+
+
+def running(audit):
+    return [f for f in audit.findings if f.kind == PROCESS]
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def test_a_fresh_container_runs_nothing_of_the_users(make_core, user, project_name):
+    core, name, cid = deployed(make_core, user, project_name)
+    # An idle interactive shell (a terminal) is not work; neither are init and `sleep infinity`.
+    core.engine.exec(cid, ["bash"], user=f"{user.uid}:{user.gid}", detach=True)
+    audit = core.guard.audit(user, name)
+    assert running(audit) == [] and audit.at_risk == []
+    core.containers.stop(user, name)  # nothing to refuse
+    assert core.containers.status(user, name).state == "exited"
+
+
+def test_background_job_is_at_risk_and_stop_and_retire_refuse_naming_it(make_core, user, project_name):
+    core, name, cid = deployed(make_core, user, project_name)
+    background(core, cid, user, "python3 -c 'import time; time.sleep(1000)'")
+    audit = core.guard.audit(user, name)
+    [job] = running(audit)
+    data = job.to_dict()
+    assert data["kind"] == "process" and "time.sleep(1000)" in data["command"] and data["pid"] > 1
+    assert {"pid", "command", "started", "cpu_seconds", "busy"} <= set(data) and data["busy"] is False
+    assert abs(data["started"] - time.time()) < 60 and "running for" in data["detail"]
+    assert audit.at_risk == [job]
+    for attempt in (lambda: core.guard.retire(user, name, mode="discard"), lambda: core.containers.stop(user, name)):
+        with pytest.raises(UnsavedWork) as info:
+            attempt()
+        assert "time.sleep(1000)" in info.value.message and "running for" in info.value.message
+        assert "--stop-processes" in info.value.hint
+        assert info.value.details["processes"][0]["pid"] == data["pid"]
+    assert core.containers.status(user, name).running
+
+
+def test_stop_processes_with_rescue_keeps_what_the_trainer_saves_on_sigterm(make_core, user, project_name, tmp_path):
+    core, name, cid = deployed(make_core, user, project_name, stop_grace_seconds=10)
+    (tmp_path / "train.py").write_text(TRAINER)
+    (core.projects.get(user, name).path / "train.py").write_text(TRAINER)
+    background(core, cid, user, "python3 /workspace/train.py")
+    wait_for(lambda: running(core.guard.audit(user, name)))
+    with pytest.raises(UnsavedWork):  # files and a process: both named, nothing stopped
+        core.guard.retire(user, name)
+    assert running(core.guard.audit(user, name))
+    lines = []
+    result = core.guard.retire(user, name, mode="rescue", stop_processes=True, progress=lines.append)
+    report = result["processes"]
+    assert report["count"] == 1 and report["ended"] == 1 and report["processes"][0]["outcome"] == "ended"
+    assert any("SIGTERM" in line for line in lines)
+    [copy] = (core.projects.get(user, name).path / ".rescued").glob("*/tmp/ckpt.txt")
+    assert copy.read_text().startswith("final ")  # the last state, written on SIGTERM
+
+
+def test_a_process_ignoring_sigterm_is_killed_after_the_grace_and_reported(make_core, user, project_name):
+    core, name, cid = deployed(make_core, user, project_name, stop_grace_seconds=2)
+    background(core, cid, user, "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)'")
+    background(core, cid, user, "sleep 1000")
+    wait_for(lambda: len(running(core.guard.audit(user, name))) == 2)
+    started = time.monotonic()
+    status, report = core.containers.stop_with_report(user, name, stop_processes=True)
+    assert time.monotonic() - started >= 2
+    assert status.state == "exited"
+    outcomes = {r["command"].split()[0]: r["outcome"] for r in report["processes"]}
+    assert outcomes == {"python3": "killed", "sleep": "ended"}
+    assert report["killed"] == 1 and report["ended"] == 1
+
+
+def test_a_zombie_is_not_work_and_its_parent_is(make_core, user, project_name):
+    core, name, cid = deployed(make_core, user, project_name, stop_grace_seconds=2)
+    background(core, cid, user, "sh -c 'sleep 0 & exec sleep 1000'")  # sleep 0 ends; its parent never reaps it
+    audit = wait_for(lambda: (a := core.guard.audit(user, name)) and any("zombie" in n for n in a.notes) and a)
+    [parent] = running(audit)
+    assert parent.extra["command"] == "sleep 1000"
+    result = core.guard.retire(user, name, stop_processes=True)
+    assert result["processes"]["ended"] == 1 and result["container"]["state"] == "removed"
+
+
+def test_a_process_that_forks_while_being_stopped_is_stopped_with_all_its_children(make_core, user, project_name):
+    core, name, cid = deployed(make_core, user, project_name, stop_grace_seconds=1)
+    # It ignores SIGTERM (so do its children: ignored signals are inherited) and forks all the time.
+    background(core, cid, user, "sh -c 'trap \"\" TERM; while :; do sleep 1000 & sleep 0.02; done'")
+    wait_for(lambda: (f := running(core.guard.audit(user, name))) and f[0].files > 5)
+    status, report = core.containers.stop_with_report(user, name, stop_processes=True)
+    assert report["left"] == 0 and report["killed"] > 5 and status.state == "exited"
+    assert report["count"] == report["killed"] + report["ended"]  # each one it saw, whenever it was born, ended
+
+
+def test_ten_thousand_sleeping_processes(make_core, user, project_name):
+    limits = "defaults:\n  pids_limit: 12000\n  max_containers_per_user: 100\n"
+    core, name, cid = deployed(make_core, user, project_name, stop_grace_seconds=10, limits=limits)
+    started = time.monotonic()
+    # Subshells blocked on a FIFO: forked without an exec, so 10,000 start in seconds and use no CPU.
+    background(core, cid, user, "sh -c 'mkfifo /tmp/f; for i in $(seq 10000); do (read x < /tmp/f) & done; wait'")
+    record = core.containers.record(user, name)
+
+    def count():
+        listing = core.guard.processes.listing(user, record, sample=0)
+        return listing and listing["groups"] and listing["groups"][0]["processes"] >= 10001 and listing
+
+    wait_for(count, timeout=60)
+    audit = core.guard.audit(user, name)
+    [job] = running(audit)  # one finding: the loop and its 10,000 children
+    assert job.files == 10001 and "10000 child process(es)" in job.detail
+    result = core.guard.retire(user, name, mode="discard", stop_processes=True)
+    assert result["processes"]["count"] == 10001 and result["processes"]["left"] == 0
+    assert time.monotonic() - started < 75
+
+
+def test_audit_exits_3_and_the_commands_refuse_and_stop_with_the_flag(make_core, home, user, project_name):
+    settings = make_core.settings()
+    env = dict(os.environ, HOME=str(home), DS01_BASE_IMAGE=settings.base_image, DS01_STOP_TIMEOUT="2",
+               DS01_STOP_GRACE_SECONDS="3")
+    if env_may_set_admin_settings():
+        env.update(DS01_LOCK_DIR=settings.lock_dir, DS01_GPU_INVENTORY=settings.gpu_inventory,
+                   DS01_LIMITS_FILE=settings.limits_file)
+
+    def run(*args):
+        return subprocess.run([str(BIN / args[0]), *args[1:]], env=env, capture_output=True, text=True, timeout=300,
+                              stdin=subprocess.DEVNULL)
+
+    name = project_name()
+    assert run("project-init", name).returncode == 0
+    assert run("container-deploy", name, "--background").returncode == 0
+    assert run("container-run", name, "--", "sh", "-c", "nohup python3 -c 'import time; time.sleep(999)' "
+               ">/dev/null 2>&1 &").returncode == 0
+    audit = run("ds01", "audit", name, "--json")
+    assert audit.returncode == 3, audit.stderr
+    [job] = [f for f in json.loads(audit.stdout) if f["kind"] == "process"]
+    assert "time.sleep(999)" in job["command"]
+    table = run("ds01", "audit", name)
+    assert table.returncode == 3 and "Nothing outside /workspace" not in table.stdout and "--stop-processes" in table.stderr
+    for verb in ("container-retire", "container-stop"):
+        refused = run(verb, name)
+        assert refused.returncode == 1 and "time.sleep(999)" in refused.stderr and "running for" in refused.stderr
+    stopped = run("container-stop", name, "--stop-processes")
+    assert stopped.returncode == 0 and "ended by itself" in stopped.stdout, stopped.stderr
+    run("container-start", name)
+    assert run("ds01", "audit", name, "--json").returncode == 0
+    assert run("container-retire", name, "--stop-processes", "--rescue").returncode == 0
+
+
+def test_stop_grace_is_a_setting_of_every_front_end():
+    from ds01_jupyter.core import Settings
+    from ds01_jupyter.server.app import DS01App
+
+    assert Settings().stop_grace_seconds == 30
+    assert Settings.from_env({"DS01_STOP_GRACE_SECONDS": "5"}).stop_grace_seconds == 5
+    assert Settings.from_config(DS01App(stop_grace_seconds=7.0)).stop_grace_seconds == 7
+
+
+def test_idle_and_busy_kernels_are_told_apart(tmp_path):
+    from ds01_jupyter.core.processes import process_findings
+
+    now = time.time()
+    base = {"command": "python3 /tmp/.ds01/kernel_launcher.py -f /tmp/.ds01/kernel-1.json", "uid": 1000,
+            "cpu_seconds": 1.0, "cpu_percent": 0.0, "busy": False, "processes": 1, "kernel": True, "started": now - 7200}
+    idle = dict(base, pid=10, pids=[10], cell={"busy": False, "notebook": "/workspace/notebooks/a.ipynb"})
+    busy = dict(base, pid=11, pids=[11], busy=True,
+                cell={"busy": True, "cell": 4, "since": now - 3 * 3600, "notebook": "/workspace/notebooks/train.ipynb"})
+    found, _ = process_findings({"groups": [idle, busy], "uid": 1000}, Path("/nonexistent"), {11: 2**30}, now=now)
+    kinds = {f.extra["pid"]: f for f in found}
+    assert kinds[10].kind == KERNEL and "idle kernel of notebooks/a.ipynb" in kinds[10].detail
+    assert kinds[11].kind == PROCESS and kinds[11].notebook == "notebooks/train.ipynb" and kinds[11].cell == 4
+    assert kinds[11].detail.startswith("cell running for 3 h 0 min in notebooks/train.ipynb")
+    assert kinds[11].to_dict()["gpu_memory"] == 2**30
+
+
+# -- through the Jupyter server: a kernel that executes a cell, the REST answers ---------------------
+async def test_a_running_cell_is_a_process_named_by_its_notebook_and_the_api_refuses(api, jp_fetch, jp_serverapp):
+    from test_kernels import start_session
+
+    await api("POST", "projects", body={"name": "demo"}, expect=201)
+    await api("POST", "projects", "demo", "deploy", params={"wait": "1"}, expect=200)
+    kernel_id = await start_session(jp_fetch, "demo/notebooks/train.ipynb", "ds01-demo")
+    client = jp_serverapp.kernel_manager.get_kernel(kernel_id).client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=60)
+        await client.execute_interactive("x = 1", timeout=30)
+        _, audit = await api("GET", "projects", "demo", "audit", expect=200)
+        [idle] = [f for f in audit["findings"] if f["kind"] == "kernel"]
+        assert idle["notebook"] == "notebooks/train.ipynb" and "variables are lost" in idle["detail"]
+        assert audit["at_risk"] == 0
+
+        client.execute("import time\ntime.sleep(600)")
+        await asyncio.sleep(2)
+        _, audit = await api("GET", "projects", "demo", "audit", expect=200)
+        [cell] = [f for f in audit["findings"] if f["kind"] == "process"]
+        assert cell["notebook"] == "notebooks/train.ipynb" and cell["cell"] >= 2 and cell["busy"] is True
+        assert cell["detail"].startswith("cell running for") and "notebooks/train.ipynb" in cell["detail"]
+        assert audit["at_risk"] == 1
+
+        for verb, body in (("retire", {"mode": "discard"}), ("stop", {})):
+            status, refused = await api("POST", "projects", "demo", verb, body=body)
+            assert status == 409 and refused["error"] == "UnsavedWork", refused
+            assert [p["pid"] for p in refused["processes"]] == [cell["pid"]]
+        status, _ = await api("POST", "projects", "demo", "stop", body={"stop_processes": "yes"})
+        assert status == 400
+        _, stopped = await api("POST", "projects", "demo", "stop", body={"stop_processes": True}, expect=200)
+        assert stopped["state"] == "exited" and stopped["processes"]["count"] >= 1
+    finally:
+        client.stop_channels()
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+def test_the_reaper_leaves_a_busy_container_alone_and_warns_before_max_runtime(make_core, user, project_name):
+    core, name, cid = deployed(make_core, user, project_name, limits=(
+        "defaults:\n  idle_timeout: 60s\n  max_runtime: 2h\n  max_containers_per_user: 100\n"))
+    t0 = time.time()
+    first = [d for d in core.reaper.run(user, now=t0) if d.project == name][0]
+    assert first.action == "keep"
+    # Busy only now: the cgroup's average over the (pretend) two minutes says idle; the processes say not.
+    background(core, cid, user, "sh -c 'while :; do :; done'")
+    time.sleep(1)
+    kept = [d for d in core.reaper.run(user, now=t0 + 120) if d.project == name][0]
+    assert kept.action == "keep" and "busy" in kept.reason, kept
+    assert core.containers.status(user, name).running
+    warned = [d for d in core.reaper.run(user, now=t0 + 2 * 3600 - 20 * 60) if d.project == name][0]
+    assert warned.action == "warn" and "max_runtime" in warned.reason and warned.at is not None
+    again = [d for d in core.reaper.run(user, now=t0 + 2 * 3600 - 19 * 60) if d.project == name][0]
+    assert again.action != "warn"  # once
+    over = [d for d in core.reaper.run(user, now=t0 + 2 * 3600 + 60) if d.project == name][0]
+    assert over.action == "stop" and core.containers.status(user, name).state == "exited"
