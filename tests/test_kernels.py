@@ -30,13 +30,14 @@ async def run(client, code, timeout=60):
     return reply["content"]["status"], "".join(out)
 
 
-async def test_kernel_runs_in_the_container_in_the_notebook_folder(api, jp_fetch, jp_serverapp, home, user, engine):
-    await api("POST", "projects", body={"name": "demo"}, expect=201)
-    _, deployed = await api("POST", "projects", "demo", "deploy", params={"wait": "1"}, expect=200)
+async def test_kernel_runs_in_the_container_in_the_notebook_folder(api, jp_fetch, jp_serverapp, home, user, engine, project_name):
+    demo = project_name()  # unique: parallel runs of the suite share the engine and the container names
+    await api("POST", "projects", body={"name": demo}, expect=201)
+    _, deployed = await api("POST", "projects", demo, "deploy", params={"wait": "1"}, expect=200)
     specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
-    assert specs["ds01-demo"]["spec"]["display_name"] == "Python 3 (demo container)"
+    assert specs[f"ds01-{demo}"]["spec"]["display_name"] == f"Python 3 ({demo} container)"
 
-    kernel_id = await start_session(jp_fetch, "demo/notebooks/analysis.ipynb", "ds01-demo")
+    kernel_id = await start_session(jp_fetch, f"{demo}/notebooks/analysis.ipynb", f"ds01-{demo}")
     km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     client = km.client()
     client.start_channels()
@@ -52,15 +53,15 @@ async def test_kernel_runs_in_the_container_in_the_notebook_folder(api, jp_fetch
         assert status == "ok", out
         assert "ds01 warning" not in out, out  # writing inside /workspace is fine
         cwd, hostname, uid = out.split()
-        assert cwd == "/workspace/notebooks" and hostname == "demo" and int(uid) == user.uid
-        written = home / "workspace" / "demo" / "notebooks" / "results" / "x.csv"
+        assert cwd == "/workspace/notebooks" and hostname == demo and int(uid) == user.uid
+        written = home / "workspace" / demo / "notebooks" / "results" / "x.csv"
         assert written.read_text() == "a,b\n1,2\n"
         assert written.stat().st_uid == user.uid
 
         # A write outside /workspace is reported at once, with its notebook and cell.
         status, out = await run(client, "open('/tmp/lost.csv', 'w').write('x')")
         assert "ds01 warning: /tmp/lost.csv is outside /workspace" in out
-        _, audit = await api("GET", "projects", "demo", "audit", expect=200)
+        _, audit = await api("GET", "projects", demo, "audit", expect=200)
         lost = next(f for f in audit["findings"] if f["path"] == "/tmp/lost.csv")
         assert lost["kind"] == "work" and lost["notebook"] == "notebooks/analysis.ipynb" and lost["cell"] >= 1
 
@@ -82,17 +83,18 @@ async def test_kernel_runs_in_the_container_in_the_notebook_folder(api, jp_fetch
         client.stop_channels()
 
     # Retiring the container ends its kernel, and the spec goes with it.
-    await api("POST", "projects", "demo", "retire", body={"mode": "discard"}, expect=200)
+    await api("POST", "projects", demo, "retire", body={"mode": "discard"}, expect=200)
     assert kernel_id not in jp_serverapp.kernel_manager.list_kernel_ids(), "ended, not left to the restarter"
     specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
-    assert "ds01-demo" not in specs
+    assert f"ds01-{demo}" not in specs
     assert engine.get_container(deployed["container"]["id"]) is None
 
 
-async def test_shutdown_removes_the_kernel_process(api, jp_fetch, jp_serverapp, engine):
-    await api("POST", "projects", body={"name": "demo"}, expect=201)
-    _, deployed = await api("POST", "projects", "demo", "deploy", params={"wait": "1"}, expect=200)
-    kernel_id = await start_session(jp_fetch, "demo/notebooks/a.ipynb", "ds01-demo")
+async def test_shutdown_removes_the_kernel_process(api, jp_fetch, jp_serverapp, engine, project_name):
+    demo = project_name()
+    await api("POST", "projects", body={"name": demo}, expect=201)
+    _, deployed = await api("POST", "projects", demo, "deploy", params={"wait": "1"}, expect=200)
+    kernel_id = await start_session(jp_fetch, f"{demo}/notebooks/a.ipynb", f"ds01-{demo}")
     km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     client = km.client()
     client.start_channels()

@@ -18,6 +18,7 @@ from ..core.errors import Forbidden, UnsavedWork
 from ..core.settings import ADMIN_DIR, ADMIN_SETTINGS
 from ..core.limits import format_size
 from ..core.notebook_check import check_notebook
+from ..kernels.specs import remove_spec, write_spec
 from . import output as out
 
 
@@ -73,8 +74,20 @@ def cmd_base_image(core, user, args):
     print(f"Base image {core.settings.base_image} is ready ({format_size(image.size)})")
 
 
+def _kernel_spec(project: str, deployed: bool) -> None:
+    """Write (deploy) or remove (retire) the project's kernel spec, as the server extension does; never fail the verb."""
+    try:
+        if deployed:
+            write_spec(project)
+        else:
+            remove_spec(project)
+    except DS01Error as err:
+        print(f"  note: kernel spec not {'written' if deployed else 'removed'}: {err}", file=sys.stderr)
+
+
 def cmd_deploy(core, user, args):
     result = core.containers.deploy(user, args.name, gpus=args.gpus, progress=out.progress, protected=args.protected)
+    _kernel_spec(args.name, deployed=True)
     if args.json:
         return out.emit_json(result.to_dict())
     c = result.container
@@ -108,6 +121,7 @@ def cmd_retire(core, user, args):
                 print(f"  {finding['kind']:12} {format_size(finding['size']):>10}  {finding['path']}", file=sys.stderr)
             print(f"hint: {err.hint}", file=sys.stderr)
         return 1
+    _kernel_spec(args.name, deployed=False)
     if args.json:
         return out.emit_json(result)
     c = result["container"]

@@ -11,11 +11,8 @@ the engine too, so nothing here needs a host process.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-from importlib import resources
 import signal
-from pathlib import Path
 from typing import Any
 
 from jupyter_client.provisioning import KernelProvisionerBase
@@ -23,14 +20,11 @@ from tornado.web import HTTPError
 from traitlets import Integer, Unicode
 
 from ..core import DS01, Settings, User
-from ..core.errors import ContainerNotFound, DS01Error
+from ..core.errors import DS01Error
+from . import container_kernel
+from .container_kernel import LAUNCHER, PASSED_ENV, workspace_path  # noqa: F401 - their former home
 
 _context: dict[str, Any] = {}
-LAUNCHER = "/tmp/.ds01/kernel_launcher.py"
-
-#: Variables passed from the server to a kernel in a container; the rest of the
-#: host's environment (PATH, HOME...) means nothing there.
-PASSED_ENV = ("JPY_SESSION_NAME", "JPY_PARENT_PID", "PYTHONUNBUFFERED", "LANG", "LC_ALL", "TZ")
 
 
 class KernelStartRefused(HTTPError):
@@ -55,17 +49,6 @@ def _core_and_user() -> tuple[DS01, User]:
     return _context["core"], _context["user"]
 
 
-def workspace_path(host_cwd: str | None, project_path: Path) -> str:
-    """Map a host folder inside the project to its path under /workspace."""
-    if not host_cwd:
-        return "/workspace"
-    try:
-        rel = Path(host_cwd).resolve().relative_to(project_path.resolve())
-    except ValueError:
-        return "/workspace"  # a notebook outside the project runs at the project's root
-    return "/workspace" if str(rel) == "." else f"/workspace/{rel.as_posix()}"
-
-
 class ContainerProvisioner(KernelProvisionerBase):
     """Starts, signals and stops a kernel inside ``<project>._.<user>``."""
 
@@ -78,36 +61,16 @@ class ContainerProvisioner(KernelProvisionerBase):
     def has_process(self) -> bool:
         return bool(self.container_id)
 
-    @property
-    def _files(self) -> tuple[str, str]:
-        base = f"/tmp/.ds01/kernel-{self.kernel_id}"
-        return f"{base}.json", f"{base}.pid"
-
     async def _run(self, fn, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
-
-    async def _exec(self, command: list[str]) -> tuple[int | None, bytes]:
-        core, user = _core_and_user()
-        return await self._run(core.engine.exec, self.container_id, command, user=f"{user.uid}:{user.gid}")
 
     # -- launch ---------------------------------------------------------------------
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         core, user = _core_and_user()
         try:
-            project = await self._run(core.projects.get, user, self.project)
-            record = await self._run(core.containers.record, user, self.project)
-        except ContainerNotFound:
-            raise KernelStartRefused(
-                f"Project {self.project!r} is not deployed: deploy first (ds01 sidebar, or "
-                f"`container-deploy {self.project}`), then start this kernel again."
-            ) from None
+            project, record = await self._run(container_kernel.running_container, core, user, self.project)
         except DS01Error as err:
-            raise KernelStartRefused(str(err), err.status) from None
-        if not record.running:
-            raise KernelStartRefused(
-                f"The container of {self.project!r} is {record.state}: start it first "
-                f"(`container-start {self.project}`), then start this kernel again."
-            )
+            raise KernelStartRefused(err.message, err.status) from None
         km = self.parent
         kwargs.pop("transport_encryption", None)
         km.transport = "tcp"
@@ -121,62 +84,40 @@ class ContainerProvisioner(KernelProvisionerBase):
         km.write_connection_file()
         self.connection_info = km.get_connection_info()
         self.container_id = record.id
-        self.workdir = workspace_path(kwargs.get("cwd"), project.path)
-        inner_file, _ = self._files
-        argv = [inner_file if a == "{connection_file}" else a for a in self.kernel_spec.argv]
-        if argv[1:3] == ["-m", "ipykernel_launcher"]:  # our launcher adds the write warnings
-            argv[1:3] = [LAUNCHER]
-        argv += kwargs.pop("extra_arguments", [])
+        # A relative or empty cwd (nbconvert, KernelManager) means the client's folder, as for a host kernel.
+        self.workdir, note = workspace_path(kwargs.get("cwd"), project.path)
+        if note:
+            self.log.warning("ds01: %s", note)
+        # The spec's argv is the host-side launcher for front ends without provisioners; inside the
+        # container the kernel is always our own launcher with the write hook.
+        argv = container_kernel.in_container_argv(self.kernel_id or "", kwargs.pop("extra_arguments", []))
         return await super().pre_launch(cmd=argv, **kwargs)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
         core, user = _core_and_user()
-        inner_file, pid_file = self._files
-        await self._run(core.engine.exec, self.container_id, ["sh", "-c", "mkdir -p /tmp/.ds01 && chmod 1777 /tmp/.ds01"], user="0:0")
-        hook = resources.files("ds01_jupyter.kernels").joinpath("hook.py").read_bytes()
-        await self._run(core.engine.put_file, self.container_id, LAUNCHER, hook, 0o644)
-        info = dict(self.connection_info)
-        info["ip"] = "0.0.0.0"
-        info["key"] = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]
-        await self._run(
-            core.engine.put_file, self.container_id, inner_file, json.dumps(info).encode(), 0o600, user.uid, user.gid
-        )
-        env = {k: v for k, v in (kwargs.get("env") or {}).items() if k in PASSED_ENV}
-        env["DS01_KERNEL_ID"] = self.kernel_id or ""
-        script = f'echo $$ > {pid_file}; exec "$@"'
-        await self._run(
-            core.engine.exec,
+        self.pid = await self._run(
+            container_kernel.start,
+            core,
+            user,
             self.container_id,
-            ["sh", "-c", script, "sh", *cmd],
-            user=f"{user.uid}:{user.gid}",
-            workdir=self.workdir,
-            env=env,
-            detach=True,
+            self.kernel_id or "",
+            self.connection_info,
+            cmd,
+            self.workdir,
+            kwargs.get("env"),
         )
-        for _ in range(100):
-            code, out = await self._exec(["cat", pid_file])
-            if code == 0 and out.strip().isdigit():
-                self.pid = int(out.strip())
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError(f"The kernel did not start inside the container of {self.project!r}.")
         return self.connection_info
 
     # -- life -----------------------------------------------------------------------
     async def poll(self) -> int | None:
         if not self.container_id or not self.pid:
             return 0
-        core, _ = _core_and_user()
+        core, user = _core_and_user()
         try:
-            record = await self._run(core.engine.get_container, self.container_id)
-            if record is None or not record.running:
-                self.log.warning("ds01: the container of %s is gone; its kernel ended with it", self.project)
-                return 1
-            code, _ = await self._exec(["kill", "-0", str(self.pid)])
+            running = await self._run(container_kernel.alive, core, user, self.container_id, self.pid)
         except DS01Error:
             return 1
-        return None if code == 0 else 1
+        return None if running else 1
 
     async def wait(self) -> int | None:
         while True:
@@ -189,7 +130,8 @@ class ContainerProvisioner(KernelProvisionerBase):
         if not self.pid:
             return
         try:
-            await self._exec(["kill", f"-{int(signum)}", str(self.pid)])
+            core, user = _core_and_user()
+            await self._run(container_kernel.signal, core, user, self.container_id, self.pid, signum)
         except DS01Error:
             pass  # the container went away: nothing left to signal
 
@@ -202,7 +144,8 @@ class ContainerProvisioner(KernelProvisionerBase):
     async def cleanup(self, restart: bool = False) -> None:
         if self.container_id:
             try:
-                await self._exec(["rm", "-f", *self._files])
+                core, user = _core_and_user()
+                await self._run(container_kernel.remove_files, core, user, self.container_id, self.kernel_id or "")
             except DS01Error:
                 pass
         self.pid = 0

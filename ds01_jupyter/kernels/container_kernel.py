@@ -1,0 +1,145 @@
+"""A kernel process inside a project's container: where it starts, how it starts, how it is signalled.
+
+Shared by the provisioner (jupyter_client's way, used by Jupyter Server, nbconvert
+and ``KernelManager``) and the launcher in the spec's ``argv`` (for front ends
+that run ``argv`` themselves), so both start the very same kernel. Blocking
+engine calls only; the provisioner runs them off its event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from importlib import resources
+from pathlib import Path
+
+from ..core import DS01, User
+from ..core.engine import ContainerRecord
+from ..core.errors import ContainerNotFound, StateConflict
+from ..core.projects import Project
+
+LAUNCHER = "/tmp/.ds01/kernel_launcher.py"
+
+#: Variables passed from the client to a kernel in a container; the rest of the
+#: host's environment (PATH, HOME...) means nothing there.
+PASSED_ENV = ("JPY_SESSION_NAME", "JPY_PARENT_PID", "PYTHONUNBUFFERED", "LANG", "LC_ALL", "TZ")
+
+
+def inner_files(kernel_id: str) -> tuple[str, str]:
+    """The connection file and pid file of a kernel inside the container."""
+    base = f"/tmp/.ds01/kernel-{kernel_id}"
+    return f"{base}.json", f"{base}.pid"
+
+
+def host_cwd(cwd: str | os.PathLike | None) -> str:
+    """The client's folder for ``cwd``: relative to the client's own folder, empty meaning that folder.
+
+    This is what a kernel started on the host would get as its working directory
+    (``subprocess.Popen(cwd=...)`` resolves a relative path against the caller's
+    folder, and no ``cwd`` inherits it): ``nbconvert --execute probe.ipynb`` passes
+    no ``cwd`` at all, ``nbconvert notebooks/probe.ipynb`` passes ``notebooks``.
+    """
+    here = os.getcwd()
+    return os.path.normpath(os.path.join(here, os.fspath(cwd))) if cwd else here
+
+
+def workspace_path(cwd: str | os.PathLike | None, project_path: Path) -> tuple[str, str | None]:
+    """Map the client's folder to its path under /workspace, with a note when it lies outside the project."""
+    folder = host_cwd(cwd)
+    try:
+        rel = Path(folder).resolve().relative_to(project_path.resolve())
+    except ValueError:
+        return (
+            "/workspace",
+            f"{folder} is not inside the project folder {project_path}; the kernel starts at /workspace",
+        )
+    return ("/workspace" if str(rel) == "." else f"/workspace/{rel.as_posix()}"), None
+
+
+def running_container(core: DS01, user: User, project: str) -> tuple[Project, ContainerRecord]:
+    """The project and its running container, or a DS01Error that says what to do first."""
+    found = core.projects.get(user, project)
+    try:
+        record = core.containers.record(user, project)
+    except ContainerNotFound:
+        raise StateConflict(
+            f"Project {project!r} is not deployed: deploy first (ds01 sidebar, or "
+            f"`container-deploy {project}`), then start this kernel again.",
+            project=project,
+        ) from None
+    if not record.running:
+        raise StateConflict(
+            f"The container of {project!r} is {record.state}: start it first "
+            f"(`container-start {project}`), then start this kernel again.",
+            project=project,
+        )
+    return found, record
+
+
+def in_container_argv(kernel_id: str, extra_arguments: list[str] | None = None) -> list[str]:
+    """The kernel's command inside the container: our hook-installing launcher, on the copied connection file."""
+    return ["python3", LAUNCHER, "-f", inner_files(kernel_id)[0], *(extra_arguments or [])]
+
+
+def start(
+    core: DS01,
+    user: User,
+    container_id: str,
+    kernel_id: str,
+    connection_info: dict,
+    argv: list[str],
+    workdir: str,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start ``argv`` as the user in ``workdir`` inside the container; return the kernel's pid there.
+
+    The connection file is copied in (0600, the user's), never put on a command
+    line; the kernel listens on all of the container's addresses, because
+    clients reach it on the container's bridge address.
+    """
+    inner_file, pid_file = inner_files(kernel_id)
+    # /tmp/.ds01 is shared by the user's kernels and the guard's write log: made by root, sticky.
+    core.engine.exec(container_id, ["sh", "-c", "mkdir -p /tmp/.ds01 && chmod 1777 /tmp/.ds01"], user="0:0")
+    hook = resources.files("ds01_jupyter.kernels").joinpath("hook.py").read_bytes()
+    core.engine.put_file(container_id, LAUNCHER, hook, 0o644)
+    info = dict(connection_info)
+    info["ip"] = "0.0.0.0"
+    info["key"] = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]
+    core.engine.put_file(container_id, inner_file, json.dumps(info).encode(), 0o600, user.uid, user.gid)
+    passed = {k: v for k, v in (env or {}).items() if k in PASSED_ENV}
+    passed["DS01_KERNEL_ID"] = kernel_id
+    script = f'echo $$ > {pid_file}; exec "$@"'
+    core.engine.exec(
+        container_id,
+        ["sh", "-c", script, "sh", *argv],
+        user=f"{user.uid}:{user.gid}",
+        workdir=workdir,
+        env=passed,
+        detach=True,
+    )
+    for _ in range(100):
+        code, out = core.engine.exec(container_id, ["cat", pid_file], user=f"{user.uid}:{user.gid}")
+        if code == 0 and out.strip().isdigit():
+            return int(out.strip())
+        time.sleep(0.1)
+    raise StateConflict(f"The kernel did not start inside container {container_id[:12]}.")
+
+
+def alive(core: DS01, user: User, container_id: str, pid: int) -> bool:
+    """Whether the kernel process still runs (False when its container is gone or stopped)."""
+    record = core.engine.get_container(container_id)
+    if record is None or not record.running:
+        return False
+    code, _ = core.engine.exec(container_id, ["kill", "-0", str(pid)], user=f"{user.uid}:{user.gid}")
+    return code == 0
+
+
+def signal(core: DS01, user: User, container_id: str, pid: int, signum: int) -> None:
+    """Send ``signum`` to the kernel process, as the user."""
+    core.engine.exec(container_id, ["kill", f"-{int(signum)}", str(pid)], user=f"{user.uid}:{user.gid}")
+
+
+def remove_files(core: DS01, user: User, container_id: str, kernel_id: str) -> None:
+    """Remove the kernel's connection and pid files from the container."""
+    core.engine.exec(container_id, ["rm", "-f", *inner_files(kernel_id)], user=f"{user.uid}:{user.gid}")
