@@ -108,10 +108,24 @@ def cmd_stop(core, user, args):
     _print_status(core.containers.stop(user, args.name), args, "Stopped")
 
 
+def _caches_line(items: list[dict], verb: str) -> str | None:
+    """One line naming the caches a rescue or retire left behind, with their size; None when there are none."""
+    caches = [i for i in items if i.get("kind") == "cache"]
+    if not caches:
+        return None
+    size = format_size(sum(int(i.get("size") or 0) for i in caches))
+    paths = ", ".join(i["path"] for i in caches[:5]) + (f" and {len(caches) - 5} more" if len(caches) > 5 else "")
+    noun = "cache" if len(caches) == 1 else "caches"
+    return f"{verb} {len(caches)} {noun} ({size}): {paths}; use --include-caches to keep them"
+
+
 def cmd_retire(core, user, args):
     mode = "rescue" if args.rescue else "discard" if args.discard else None
+    if args.include_caches and args.discard:
+        out.error(DS01Error("--include-caches keeps the caches and --discard drops everything: choose one."))
+        return 2
     try:
-        result = core.guard.retire(user, args.name, mode=mode, progress=out.progress)
+        result = core.guard.retire(user, args.name, mode=mode, progress=out.progress, include_caches=args.include_caches)
     except UnsavedWork as err:
         if args.json:
             out.emit_json(err.to_dict())
@@ -131,6 +145,9 @@ def cmd_retire(core, user, args):
         print(f"  Rescued {r['files']} files ({format_size(r['bytes'])}) into {r['folder']}")
     if result["discarded"]:
         print(f"  Discarded {result['discarded']} findings, as asked.")
+    line = _caches_line(result.get("dropped_caches") or [], "Skipped" if result["rescued"] else "Dropped")
+    if line:
+        print(f"  {line}")
 
 
 def cmd_audit(core, user, args):
@@ -158,12 +175,16 @@ def cmd_audit(core, user, args):
 
 
 def cmd_rescue(core, user, args):
-    result = core.guard.rescue(user, args.name, progress=out.progress)
+    result = core.guard.rescue(user, args.name, progress=out.progress, include_caches=args.include_caches)
     if args.json:
         return out.emit_json(result.to_dict())
     print(f"Rescued {result.files} files ({format_size(result.bytes)}) into {result.folder}")
     for item in result.skipped:
-        print(f"  skipped {item['path']}: {item['why']}")
+        if item.get("kind") != "cache":
+            print(f"  skipped {item['path']}: {item['why']}")
+    line = _caches_line(result.skipped, "Skipped")
+    if line:
+        print(line)
 
 
 def cmd_checkpoints(core, user, args):
@@ -392,10 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
     choice = retire.add_mutually_exclusive_group()
     choice.add_argument("--rescue", action="store_true", help="copy files that would be lost into ~/workspace/NAME/.rescued/ first")
     choice.add_argument("--discard", action="store_true", help="retire even though files outside /workspace will be lost")
+    retire.add_argument("--include-caches", action="store_true",
+                        help="copy caches outside /workspace (pip, Hugging Face, torch...) into .rescued/ too")
     audit = verb("audit", cmd_audit, "what the container holds outside /workspace (exit 3 when something is at risk)")
     audit.add_argument("--add-requirements", action="store_true",
                        help="append pip packages installed by hand to the project's requirements.txt")
-    verb("rescue", cmd_rescue, "copy what would be lost into ~/workspace/NAME/.rescued/<time>/ now")
+    rescue = verb("rescue", cmd_rescue, "copy what would be lost into ~/workspace/NAME/.rescued/<time>/ now")
+    rescue.add_argument("--include-caches", action="store_true",
+                        help="copy caches outside /workspace too (by default they are listed, with their sizes)")
     ckpt = verb("checkpoints", cmd_checkpoints, "the project's checkpoints, latest and best marked, incomplete ones flagged")
     ckpt.add_argument("--metric", help="metric for 'best' (default: the first recorded)")
     ckpt.add_argument("--mode", choices=["min", "max"], default="min", help="lower (min) or higher (max) is better")

@@ -40,6 +40,34 @@ HELPERS_DIR = "/tmp/.ds01/lib"
 #: Pure-Python parts of this package that code inside containers may import.
 HELPERS = ("__init__.py", "checkpoints.py")
 
+#: Where caches, trackers and the project's folders are, set in every container unless its image sets
+#: the variable itself (a Dockerfile's ENV wins). Caches under /workspace/.cache survive a retire and
+#: are counted in the workspace (the DS01 guide's advice); trackers write under results/. pip keeps no
+#: cache: packages belong in the image (requirements.txt), a wheel cache under /workspace would quietly
+#: spend the quota on multi-GB wheels, and one in ~/.cache would be lost with the container. An image
+#: that sets PIP_CACHE_DIR or PIP_NO_CACHE_DIR decides for itself.
+WORKSPACE_ENV = {
+    "XDG_CACHE_HOME": "/workspace/.cache",
+    "HF_HOME": "/workspace/.cache/huggingface",
+    "TORCH_HOME": "/workspace/.cache/torch",
+    "WANDB_DIR": "/workspace/results/logs",
+    "WANDB_CACHE_DIR": "/workspace/.cache/wandb",
+    "MLFLOW_TRACKING_URI": "file:///workspace/results/mlruns",
+    "TENSORBOARD_LOG_DIR": "/workspace/results/logs/tensorboard",
+    "DATA_DIR": "/workspace/data",
+    "MODEL_DIR": "/workspace/models",
+    "RESULTS_DIR": "/workspace/results",
+    "PIP_NO_CACHE_DIR": "1",
+}
+#: Variables of the image that make one of ours moot (pip's own cache choice).
+_DECIDED_BY = {"PIP_NO_CACHE_DIR": ("PIP_NO_CACHE_DIR", "PIP_CACHE_DIR")}
+
+
+def workspace_env(image_env: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """WORKSPACE_ENV without the variables the image sets (``image_env``: its ``KEY=value`` list)."""
+    image_keys = {e.split("=", 1)[0] for e in image_env}
+    return {k: v for k, v in WORKSPACE_ENV.items() if not image_keys & set(_DECIDED_BY.get(k, (k,)))}
+
 
 def _noop(line: str) -> None:
     pass
@@ -425,6 +453,8 @@ class Containers:
             user=f"{user.uid}:{user.gid}",
             command=tuple(command) if command else ContainerSpec.command,
             env={
+                # Defaults first: the image's own ENV (by leaving them out) and the front end's env override them.
+                **workspace_env(image.env),
                 **(extra_env or {}),
                 "DS01_PROJECT": proj.name,
                 "DS01_USER": user.name,

@@ -24,7 +24,7 @@ from .containers import Containers
 from .disk import DiskUsage
 from .engine import ContainerRecord
 from .errors import DiskFull, DS01Error, EngineError, InvalidRequest, QuotaExceeded, UnsavedWork
-from .findings import AT_RISK, CACHE, ENVIRONMENT, NOISE, WORK, Finding, layer_findings, rank, tmpfs_findings
+from .findings import AT_RISK, CACHE, ENVIRONMENT, NOISE, WORK, Finding, classify, layer_findings, rank, tmpfs_findings
 from .limits import format_size
 from .statefile import read_json, write_atomic
 from .rescue_writer import BLOCK, RESCUED, allocation, writer_for
@@ -97,11 +97,26 @@ def _roots(paths: set[str]) -> list[str]:
     return sorted(p for p in paths if posixpath.dirname(p) not in paths)
 
 
-def rescue_selection(audit: Audit) -> tuple[list[Finding], list[str]]:
-    """What a rescue copies (the work files) and lists (the packages installed by hand)."""
-    work = [f for f in audit.findings if f.kind == WORK and f.source in ("writable-layer", "tmpfs")]
+#: Where a rescue reads from: the container's writable layer and its memory-backed mounts.
+COPYABLE = ("writable-layer", "tmpfs")
+CACHE_SKIPPED = "a cache (re-creatable): not copied unless caches are included (--include-caches)"
+
+
+def rescue_selection(audit: Audit, include_caches: bool = False) -> tuple[list[Finding], list[str]]:
+    """What a rescue copies (the work files, and the caches with ``include_caches``) and lists (the packages
+    installed by hand). A cache of the writable layer is one finding for its folder: Guard.rescue copies its files."""
+    kinds = (WORK, CACHE) if include_caches else (WORK,)
+    work = [f for f in audit.findings if f.kind in kinds and f.source in COPYABLE]
     packages = [f.detail for f in audit.findings if f.kind == ENVIRONMENT and f.source in ("pip", "apt", "conda")]
     return work, packages
+
+
+def skipped_caches(audit: Audit, include_caches: bool = False) -> list[dict]:
+    """The caches a rescue leaves behind (none with ``include_caches``), with their sizes and why."""
+    if include_caches:
+        return []
+    return [{"path": f.path, "size": f.size, "files": f.files, "kind": CACHE, "why": CACHE_SKIPPED}
+            for f in audit.findings if f.kind == CACHE and f.source in COPYABLE]
 
 
 def rescue_need(work: list[Finding]) -> tuple[int, int]:
@@ -340,16 +355,22 @@ class Guard:
             disk_hint="Free disk space, then try again; nothing was copied and the container is untouched.",
         )
 
-    def rescue(self, user: User, project: str, audit: Audit | None = None, progress: Callable[[str], None] = lambda s: None) -> Rescue:
-        """Copy every work file into ``.rescued/<UTC time>/<its absolute path>``, byte for byte, as the user."""
+    def rescue(self, user: User, project: str, audit: Audit | None = None, progress: Callable[[str], None] = lambda s: None,
+               include_caches: bool = False) -> Rescue:
+        """Copy every work file (and every cache with ``include_caches``) into ``.rescued/<UTC time>/<its absolute
+        path>``, byte for byte, as the user; caches left behind are listed in ``skipped`` with their sizes."""
         audit = audit or self.audit(user, project)
         record = self.containers.record(user, project)
         proj = self.containers.projects.get(user, project)
-        work, packages = rescue_selection(audit)
+        work, packages = rescue_selection(audit, include_caches)
+        if include_caches:
+            caches = [f for f in work if f.kind == CACHE]
+            work = [f for f in work if f.kind != CACHE] + (self._cache_files(user, record, audit, caches) if caches else [])
         copy = [f for f in work if not f.detail.startswith(("special", "could not")) and f.source != "engine"]
         budget = self.check_room(user, project, copy)
         writer = writer_for(user, proj.path, budget)
         try:
+            writer.skipped.extend(skipped_caches(audit, include_caches))  # never dropped without a word
             chosen = {id(f) for f in copy}
             for f in work:
                 if id(f) not in chosen:
@@ -368,6 +389,36 @@ class Guard:
         rescue = Rescue(result["folder"], result["files"], result["bytes"], result["skipped"], result["packages"])
         progress(f"Rescued {rescue.files} files ({format_size(rescue.bytes)}) into {rescue.folder}")
         return rescue
+
+    def _cache_files(self, user: User, record: ContainerRecord, audit: Audit, caches: list[Finding]) -> list[Finding]:
+        """The files of ``caches``, one finding each: the audit finds a cache of the writable layer as one folder,
+        a copy needs its files (only those classified as cache: the folder of a stray .pyc is not one)."""
+        files = [f for f in caches if f.source == "tmpfs"]
+        roots = {f.path for f in caches if f.source == "writable-layer"}
+        if not roots:
+            return files
+        try:
+            changes = [(p, k) for p, k in self.engine.diff(record.id) if k != "D"]
+        except EngineError:
+            changes = [(p, "A") for p in audit.added]  # the audit found them inside, by their change time
+
+        def inside(path: str) -> bool:
+            return classify(path) == CACHE and any(path == r or path.startswith(r + "/") for r in roots)
+
+        changes = [(p, k) for p, k in changes if inside(p)]
+        paths = {p for p, _ in changes}
+        probe = self._probe(user, record, sorted(paths), None) if record.running else None
+        if probe is not None:
+            stats = {p: (v[0], v[1]) for p, v in probe["stats"].items()}
+        else:
+            added = audit.added | {p for p, k in changes if k == "A"}
+            stats = {p: (v[0], v[2]) for p, v in self._stats_from_archives(record, paths, changes, added).items()}
+        for path, (size, mode) in sorted(stats.items()):
+            if mode == 0o040000:
+                continue
+            special = "" if mode in (0o100000, 0o120000) else "special file (fifo, socket or device): listed, never read"
+            files.append(Finding(path=path, kind=CACHE, size=size, source="writable-layer", detail=special))
+        return files
 
     def _copy_inside(self, user: User, record: ContainerRecord, paths: list[str], budget: int, writer) -> bool:
         """Read the files in the container as its user (links kept as links, special files listed, every read
@@ -457,12 +508,20 @@ class Guard:
         return added
 
     # -- retire --------------------------------------------------------------------------
-    def retire(self, user: User, project: str, mode: str | None = None, progress: Callable[[str], None] = lambda s: None) -> dict:
-        """Retire through the guard: refuse when work would be lost, unless told rescue or discard."""
+    def retire(self, user: User, project: str, mode: str | None = None, progress: Callable[[str], None] = lambda s: None,
+               include_caches: bool = False) -> dict:
+        """Retire through the guard: refuse when work would be lost, unless told rescue or discard.
+
+        Caches never stop a retire, but the answer lists those dropped with it (``dropped_caches``, with sizes);
+        ``include_caches`` copies them into ``.rescued/`` first instead.
+        """
         if mode not in (None, "rescue", "discard"):
             raise InvalidRequest(f"Retire mode must be 'rescue' or 'discard', not {mode!r}.")
+        if include_caches and mode == "discard":
+            raise InvalidRequest("include_caches keeps the caches and discard drops everything: choose one.")
         audit = self.audit(user, project)
         at_risk = audit.at_risk
+        caches = [f for f in audit.findings if f.kind == CACHE and f.source in COPYABLE]
         rescued = None
         if at_risk and mode is None:
             summary = audit.summary()
@@ -473,8 +532,8 @@ class Guard:
                 hint="Rescue them into the workspace first (--rescue), or discard them explicitly (--discard).",
                 findings=[f.to_dict() for f in at_risk[:50]],
             )
-        if at_risk and mode == "rescue":
-            rescued = self.rescue(user, project, audit, progress)
+        if (at_risk and mode == "rescue") or (include_caches and caches):
+            rescued = self.rescue(user, project, audit, progress, include_caches=include_caches)
             unknown = [f for f in at_risk if f.source == "engine" or f.detail.startswith("could not")]
             if unknown:
                 raise UnsavedWork(
@@ -489,6 +548,7 @@ class Guard:
             "container": status.to_dict(),
             "rescued": rescued.to_dict() if rescued else None,
             "discarded": len(at_risk) if mode == "discard" else 0,
+            "dropped_caches": skipped_caches(audit, include_caches),
         }
 
 

@@ -30,6 +30,11 @@ data/
 models/
 results/
 .rescued/
+.cache/
+mlruns/
+wandb/
+runs/
+lightning_logs/
 *.pt
 *.pth
 *.ckpt
@@ -52,6 +57,12 @@ else in the container (`/tmp`, `~`, installed packages) does not.
 - `models/`: checkpoints (not in git)
 - `results/plots`, `results/logs`: outputs (not in git)
 - `requirements.txt`: packages installed into the project's image
+- `.cache/`: caches (Hugging Face, torch, ...), kept across containers (not in git)
+
+The container sets `XDG_CACHE_HOME`, `HF_HOME` and `TORCH_HOME` under
+`/workspace/.cache`, `WANDB_DIR`, `MLFLOW_TRACKING_URI` and `TENSORBOARD_LOG_DIR`
+under `results/`, and `DATA_DIR`, `MODEL_DIR`, `RESULTS_DIR`; your Dockerfile's
+own `ENV` wins.
 """
 
 REQUIREMENTS = "# Python packages for this project's image, one per line.\n"

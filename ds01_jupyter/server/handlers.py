@@ -306,8 +306,10 @@ class RetireHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def post(self, name):
-        mode = self.text_field(self.body().get("mode"), "mode", ("rescue", "discard"))
-        result = await self.call(self.core.guard.retire, self.user, name, mode)
+        body = self.body()
+        mode = self.text_field(body.get("mode"), "mode", ("rescue", "discard"))
+        include_caches = _flag(body.get("include_caches"), "include_caches")
+        result = await self.call(self.core.guard.retire, self.user, name, mode, include_caches=include_caches)
         await self.end_kernels(name)
         self.sync_kernels()
         self.send(result)
@@ -325,7 +327,8 @@ class RescueHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def post(self, name):
-        result = await self.call(self.core.guard.rescue, self.user, name)
+        include_caches = _flag(self.body().get("include_caches"), "include_caches")
+        result = await self.call(self.core.guard.rescue, self.user, name, include_caches=include_caches)
         self.send(result.to_dict())
 
 
