@@ -14,7 +14,7 @@ import sys
 from dataclasses import fields
 
 from ..core import DS01, DS01Error, Settings, User
-from ..core.errors import Forbidden, UnsavedWork
+from ..core.errors import EngineUnavailable, Forbidden, UnsavedWork
 from ..core.settings import ADMIN_DIR, ADMIN_SETTINGS
 from ..core.limits import format_size
 from ..core.notebook_check import check_notebook
@@ -242,17 +242,28 @@ def cmd_run(core, user, args):
     command = args.command or []
     if command and command[0] == "--":
         command = command[1:]
-    if not command or sys.stdin.isatty():
-        return _exec_interactive(core, user, args.name, command)
-    code, data = core.containers.exec(user, args.name, command)
-    sys.stdout.buffer.write(data)
-    sys.stdout.flush()
-    return code or 0
+    # A stopped or crashed container is started first, through container-start's path (its GPU check).
+    core.containers.ensure_running(user, args.name, progress=out.progress)
+    return _exec_interactive(core, user, args.name, command)
 
 
 def _exec_interactive(core, user, project, command):
-    argv = core.containers.interactive(user, project, command or ["/bin/bash"], tty=sys.stdin.isatty())
+    """Become the engine's client attached to the command: stdin passes through (pipes, heredocs), the exit
+    code is the command's; a terminal only when stdin is one (and stdout too, for a command: a terminal's
+    CRLF line ends would corrupt output going to a file or a pipe)."""
+    tty = sys.stdin.isatty() and (not command or sys.stdout.isatty())
+    try:
+        argv = core.containers.interactive(user, project, command or ["/bin/bash"], tty=tty)
+    except EngineUnavailable as err:  # no docker client: one command still runs through the API, without stdin
+        if not command:
+            raise
+        print(f"note: {err.message} Running without passing stdin.", file=sys.stderr)
+        code, data = core.containers.exec(user, project, command)
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return code or 0
     sys.stdout.flush()
+    sys.stderr.flush()
     os.execv(argv[0], argv)
 
 
@@ -277,33 +288,64 @@ def cmd_status(core, user, args):
         return _print_status(core.containers.status(user, args.name), args, None)
     containers = {c.project: c for c in core.containers.list(user)}
     rows = []
-    for project in core.projects.list(user):
-        c = containers.get(project.name)
+    # A container whose project folder was deleted is listed too (its workspace is missing).
+    for name in sorted({p.name for p in core.projects.list(user)} | set(containers)):
+        c = containers.get(name)
         rows.append(
             {
-                "project": project.name,
+                "project": name,
                 "state": c.state if c else "no container",
+                "summary": _state_line(c) if c else "no container",
                 "gpus": ",".join(c.gpus) if c and c.gpus else "-",
+                "holds_gpu": bool(c and c.holds_gpu),
                 "uptime": out.human_duration(c.uptime_seconds) if c else "-",
                 "stale_image": bool(c and c.stale_image),
+                "workspace_state": c.workspace_state if c else "",
             }
         )
     if args.json:
         return out.emit_json({"projects": rows, "usage": core.containers.usage(user)})
-    print(out.table(rows, [("project", "PROJECT"), ("state", "STATE"), ("gpus", "GPU"), ("uptime", "UP")], "(no projects yet: ds01 project-init NAME)"))
+    print(out.table(rows, [("project", "PROJECT"), ("summary", "STATE"), ("gpus", "GPU"), ("uptime", "UP")], "(no projects yet: ds01 project-init NAME)"))
+
+
+WORKSPACE_NOTES = {
+    "missing": "workspace missing",
+    "replaced": "workspace replaced (the container still has the deleted folder)",
+}
+
+
+def _state_line(status) -> str:
+    """"running", "stopped", "crashed (exit 137, out of memory)", with ", workspace missing" when it is."""
+    line = status.summary or status.state
+    note = WORKSPACE_NOTES.get(status.workspace_state)
+    return f"{line}, {note}" if note else line
 
 
 def _print_status(status, args, verb):
     if args.json:
         return out.emit_json(status.to_dict())
     head = f"{verb} {status.name}" if verb else status.name
-    print(f"{head}: {status.state}")
-    for key in ("project", "image", "workspace", "gpus", "started_at", "exit_code", "error"):
+    print(f"{head}: {_state_line(status)}")
+    for key in ("project", "image", "workspace", "gpus", "started_at", "finished_at", "exit_code", "error"):
         value = getattr(status, key)
+        if key == "finished_at" and status.running:
+            continue
         if value not in (None, "", []):
+            if key == "gpus":
+                value = ", ".join(value) + ("" if status.holds_gpu else " (released: no longer held)")
             print(f"  {key}: {value}")
+    if status.workspace_state == "missing":
+        print(f"  note: the workspace folder is gone; `container-retire {status.project} --rescue` keeps what the "
+              "container holds (in a new project folder's .rescued/)")
+    elif status.workspace_state == "replaced":
+        print(f"  note: the workspace folder was made again while the container ran; retire it (`container-retire "
+              f"{status.project}`, or with --rescue) and deploy again")
     if status.stale_image:
         print("  note: the image was rebuilt since this container was deployed; retire and deploy to use it")
+    if status.log_tail:
+        print("  last output:")
+        for line in status.log_tail:
+            print(f"    {line}")
 
 
 def cmd_logs(core, user, args):
@@ -329,6 +371,9 @@ def cmd_check_limits(core, user, args):
     print("Current use:")
     print(f"  containers                 {usage['containers']} of {max_c if max_c is not None else 'unlimited'} ({usage['running']} running)")
     print(f"  GPU slots                  {usage['gpu_slots']} of {max_g if max_g is not None else 'unlimited'}")
+    for holder in usage.get("gpu_holders") or ():  # the same holders deploy counts against the limit
+        kept = "" if holder["state"] == "running" else ", kept after its stop (gpu_hold_after_stop)"
+        print(f"    {holder['project']:24} {holder['slots']} slot(s) ({holder['state']}{kept})")
 
 
 def cmd_gpus(core, user, args):

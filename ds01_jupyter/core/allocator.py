@@ -13,6 +13,46 @@ cannot hang us), must be a regular file with one link, and is never chmod-ed
 or chown-ed: ``flock`` needs only a read-only descriptor, so a lock file made
 by any user works for all. A deploy that finds it held says who holds it and
 gives up after ``timeout`` seconds.
+
+**Crashes and deliberate stops.** A running container holds its GPUs. A stopped
+one keeps them for its owner's ``gpu_hold_after_stop`` only when it was stopped
+on purpose; a container that ended by itself with a non-zero exit code, or that
+the OOM killer ended, releases them at once. Every user's tools must reach the
+same verdict after any restart, so it is read from the engine, never kept in
+memory (:meth:`GpuAllocator.ending`):
+
+- The engine says how the run ended (``State.ExitCode``, ``State.OOMKilled``,
+  ``FinishedAt``). An OOM kill is always a crash. Exit code 0 is a container that
+  finished by itself: it holds like a stop.
+- A non-zero exit code alone does not tell a crash from a stop: ``docker stop``
+  ends ``sleep`` with SIGTERM (143) or SIGKILL (137), as ``docker kill`` does. So
+  ds01's own stop (:meth:`GpuAllocator.record_stop`, called by Containers.stop
+  just before it asks the engine to stop) leaves a *stop record* in the
+  container itself, ``/run/.ds01-stop``: JSON naming the container, the start
+  time of the run being stopped and the time of the request, written by the
+  engine as root (uid 0, mode 0644). Every user's allocator reads it through the
+  engine's archive of the stopped container (no file on the host, nothing in a
+  home that other users could not read), and it goes with the container.
+- Who may forge it: only ds01's stop of the container's owner writes it, and
+  Containers.stop acts only on the caller's own containers (Containers.vet), so
+  another user cannot make someone's deliberate stop look like a crash through
+  ds01 (nor remove the record: it is inside that user's container). The owner's
+  processes inside the container run as the owner's uid without capabilities:
+  they cannot write a file owned by uid 0 there, and a record they make
+  themselves carries their uid and is ignored. A record counts only for the run
+  it names (its start time must equal the engine's ``StartedAt``) and only when
+  the run ended within ``STOP_WINDOW`` after the request: an old record, or one
+  of a stop that failed, cannot turn a later crash into a stop. ds01 writes no
+  record for a container that is not running, so running ``container-stop``
+  after a crash keeps nothing. (Whoever may use the Docker socket directly can
+  do anything, records included: see the README's security model.)
+- A container stopped outside ds01 (``docker stop``) has no record: with a
+  non-zero exit code it counts as crashed and its GPU is free. An image without
+  ``/run`` cannot take the record: its deliberate stops count like crashes (the
+  log says so).
+
+The verdict of one run never changes once it ended, so it is memoised per
+(container, ``FinishedAt``).
 """
 
 from __future__ import annotations
@@ -20,17 +60,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import pwd
 import stat
+import tarfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import labels as L
 from .engine import ContainerEngine, ContainerRecord
-from .errors import ConfigError, GpuUnavailable, LimitExceeded, StateConflict
+from .errors import ConfigError, DS01Error, GpuUnavailable, LimitExceeded, StateConflict
 from .gpus import GpuDevice
 from .limits import Limits
 
@@ -41,6 +84,46 @@ LOCK_NAME = "ds01-jupyter-allocation.lock"
 #: A container still "created" (never started) this many seconds after its creation died between create
 #: and start: it holds no GPU and the reaper removes it. Longer than any deploy takes from create to start.
 CREATED_GRACE = 120.0
+#: ds01's record of a deliberate stop, inside the container (see the module docstring). /run is the image's,
+#: owned by root; the guard counts everything under it as runtime noise.
+STOP_RECORD = "/run/.ds01-stop"
+#: A stop record counts for a run that ended at most this many seconds after the stop was asked for.
+STOP_WINDOW = 600.0
+#: Exit codes above 128 are a signal's number + 128: what a user reads in a crash summary.
+SIGNALS = {129: "SIGHUP", 130: "SIGINT", 131: "SIGQUIT", 132: "SIGILL", 134: "SIGABRT", 135: "SIGBUS",
+           136: "SIGFPE", 137: "SIGKILL", 139: "SIGSEGV", 141: "SIGPIPE", 143: "SIGTERM"}
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a container's last run ended, as every user's tools read it from the engine.
+
+    ``how``: "" (running, or never started), "stopped" (through ds01), "exited" (by itself, exit code 0)
+    or "crashed" (by itself with another code, or by the OOM killer: its GPU is free at once).
+    """
+
+    how: str = ""
+    exit_code: int | None = None
+    oom_killed: bool = False
+    finished_at: datetime | None = None
+
+    @property
+    def crashed(self) -> bool:
+        return self.how == "crashed"
+
+    def describe(self, state: str = "") -> str:
+        """What a user reads: "crashed (exit 137, out of memory)", "stopped", "exited (exit 0)"."""
+        if not self.how:
+            return state
+        if self.how == "stopped":
+            return "stopped"
+        why = "out of memory" if self.oom_killed else SIGNALS.get(self.exit_code or 0, "")
+        code = "exit ?" if self.exit_code is None else f"exit {self.exit_code}"
+        return f"{self.how} ({code}{', ' + why if why else ''})"
+
+    def to_dict(self) -> dict:
+        return {"how": self.how, "exit_code": self.exit_code, "oom_killed": self.oom_killed,
+                "finished_at": self.finished_at.strftime("%Y-%m-%dT%H:%M:%SZ") if self.finished_at else None}
 
 
 class LockTimeout(StateConflict):
@@ -86,6 +169,7 @@ class GpuAllocator:
         self.engine = engine
         self.lock_dir = Path(lock_dir)
         self.timeout = timeout
+        self._endings: dict[tuple[str, datetime], Ending] = {}  # a run's verdict never changes once it ended
 
     @property
     def lock_path(self) -> Path:
@@ -223,31 +307,108 @@ class GpuAllocator:
             fcntl.flock(fd, fcntl.LOCK_UN)  # removed while we waited: lock the file the path names now
             os.close(fd)
 
-    def holders(self, containers: list[ContainerRecord], hold_after_stop) -> dict[str, ContainerRecord]:
-        """Map GPU UUID -> container holding it.
+    # -- crashes and deliberate stops (see the module docstring) ------------------------------
+    def record_stop(self, record: ContainerRecord) -> bool:
+        """Leave the stop record in a running container, just before ds01 stops it; False when it cannot be written
+        (then a non-zero exit of this stop counts as a crash, and the log says why)."""
+        if not record.running or record.started_at is None:
+            return False
+        data = json.dumps({"container": record.id, "started_at": _stamp(record.started_at),
+                           "requested_at": _stamp(datetime.now(timezone.utc))}).encode()
+        try:
+            # Written by the engine as root into the container's own /run (a path inside it, never on the host):
+            # root-owned, so no process of the container, which runs as the user without capabilities, can forge it.
+            self.engine.put_file(record.id, STOP_RECORD, data, mode=0o644, uid=0, gid=0)
+        except DS01Error as err:
+            log.warning("ds01: could not record the stop of %s (%s): if it exits with an error code it counts as "
+                        "crashed and its GPU is released at once.", record.name, err)
+            return False
+        return True
 
-        Running containers hold their GPUs; stopped ones keep them for the
-        owner's ``gpu_hold_after_stop`` (``hold_after_stop(labels)`` in
-        seconds, None meaning for ever), after which the GPU is free again.
+    def ending(self, record: ContainerRecord) -> Ending:
+        """How the container's last run ended (Ending("") while it runs or never ran); one inspect, and one read
+        of the stop record for a non-zero exit, per run."""
+        if record.state not in ("exited", "dead"):
+            return Ending()
+        detail = record if record.finished_at is not None else self.engine.get_container(record.id)
+        if detail is None or detail.finished_at is None:  # removed meanwhile, or a dead one that never ran
+            code = record.exit_code
+            return Ending("crashed" if code else "exited", code, record.oom_killed, None)
+        key = (detail.id, detail.finished_at)
+        known = self._endings.get(key)
+        if known is not None:
+            return known
+        code = detail.exit_code
+        if detail.oom_killed:
+            how = "crashed"
+        elif not code:
+            how = "exited"
+        else:
+            how = "stopped" if self._stopped_on_purpose(detail) else "crashed"
+        ending = Ending(how, code, detail.oom_killed, detail.finished_at)
+        if len(self._endings) > 4096:
+            self._endings.clear()
+        self._endings[key] = ending
+        return ending
+
+    def _stopped_on_purpose(self, detail: ContainerRecord) -> bool:
+        """Whether the container holds a stop record of ds01's for the run that ended (see the module docstring)."""
+        try:
+            stream = self.engine.read_archive(detail.id, STOP_RECORD)
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                member = next(iter(tar), None)
+                if member is None or not member.isfile() or member.uid != 0 or member.size > 4096:
+                    return False  # not ours: a file the container's user made, or a link
+                data = json.loads(tar.extractfile(member).read(4096))
+        except (DS01Error, tarfile.TarError, ValueError, AttributeError):
+            return False  # none (a crash), or unreadable
+        if not isinstance(data, dict) or data.get("container") != detail.id or detail.started_at is None:
+            return False
+        if data.get("started_at") != _stamp(detail.started_at):
+            return False  # a record of an earlier run
+        try:
+            asked = datetime.fromisoformat(str(data.get("requested_at")))
+        except ValueError:
+            return False
+        waited = (detail.finished_at - asked).total_seconds()
+        return -60 <= waited <= STOP_WINDOW  # a minute of slack for an engine on another clock
+
+    def holds(self, record: ContainerRecord, hold_after_stop, now: datetime | None = None) -> bool:
+        """Whether ``record`` holds its GPUs now: the one rule for deploy, start, check-limits and ``ds01 gpus``.
+
+        Running containers hold them; a crashed one holds nothing; one stopped on purpose (or finished with
+        exit code 0) keeps them for the owner's ``gpu_hold_after_stop`` (``hold_after_stop(labels)`` in
+        seconds, None meaning for ever); one that never started past CREATED_GRACE holds nothing.
         """
+        now = now or datetime.now(timezone.utc)
+        if record.state == "created" and _created_long_ago(record, now):
+            return False  # died between create and start: never ran, holds nothing
+        if record.state in ("exited", "dead"):
+            ending = self.ending(record)
+            if ending.crashed:
+                return False
+            hold = hold_after_stop(record.labels)
+            if hold is not None and ending.finished_at is not None and (now - ending.finished_at).total_seconds() > hold:
+                return False
+        return True
+
+    def holders(self, containers: list[ContainerRecord], hold_after_stop) -> dict[str, ContainerRecord]:
+        """Map GPU UUID -> container holding it (see :meth:`holds`)."""
         now = datetime.now(timezone.utc)
         held: dict[str, ContainerRecord] = {}
         for record in containers:
             uuids = L.gpu_uuids(record.labels)
-            if not uuids:
-                continue
-            if record.state == "created" and _created_long_ago(record, now):
-                continue  # died between create and start: never ran, holds nothing
-            if record.state in ("exited", "dead"):
-                hold = hold_after_stop(record.labels)
-                if hold is not None:
-                    detail = self.engine.get_container(record.id)
-                    finished = detail.finished_at if detail else None
-                    if finished is not None and (now - finished).total_seconds() > hold:
-                        continue
-            for uuid in uuids:
-                held[uuid] = record
+            if uuids and self.holds(record, hold_after_stop, now):
+                for uuid in uuids:
+                    held[uuid] = record
         return held
+
+    @staticmethod
+    def share(held: dict[str, ContainerRecord], user) -> tuple[int, list[str]]:
+        """(GPU slots, GPU UUIDs) that ``user``'s containers hold in ``held`` (from :meth:`holders`)."""
+        mine = {r.id: r for r in held.values() if L.is_container_of(r.labels, user)}
+        slots = sum(int(r.labels.get(L.GPU_SLOTS) or 0) for r in mine.values())
+        return slots, sorted(u for u, r in held.items() if r.id in mine)
 
     @staticmethod
     def check_limits(
@@ -318,6 +479,11 @@ def _created_long_ago(record: ContainerRecord, now: datetime) -> bool:
         with contextlib.suppress(ValueError, TypeError):
             created = datetime.fromisoformat(record.labels.get(L.CREATED_AT, "").replace("Z", "+00:00"))
     return created is not None and (now - created).total_seconds() > CREATED_GRACE
+
+
+def _stamp(moment: datetime) -> str:
+    """A time as the stop record keeps it (microseconds, UTC, as the engine's times are parsed)."""
+    return moment.astimezone(timezone.utc).isoformat()
 
 
 def _name(uid: int) -> str:

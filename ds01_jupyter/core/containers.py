@@ -94,6 +94,18 @@ class ContainerStatus:
     error: str = ""
     protected: bool = False
     interface: str = ""
+    #: How its last run ended (allocator.Ending): "", "stopped", "exited" or "crashed"; and what a user reads,
+    #: e.g. "crashed (exit 137, out of memory)" (the state while it runs).
+    ending: str = ""
+    summary: str = ""
+    oom_killed: bool = False
+    #: Whether its GPUs are still its own (running, or stopped within gpu_hold_after_stop; a crash frees them).
+    holds_gpu: bool = False
+    #: "" while /workspace is the project folder; "missing" when the folder was deleted; "replaced" when it was
+    #: made again while the container runs on with the deleted one mounted.
+    workspace_state: str = ""
+    #: The last lines of its output, for a crashed container's status.
+    log_tail: list[str] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -117,6 +129,41 @@ class DeployResult:
 
 def _iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def workspace_state(record: ContainerRecord) -> str:
+    """"" when the container's /workspace is its project folder; "missing" when that folder is gone; "replaced"
+    when it was made again while the container runs on with the deleted one mounted (the engine's exec then fails
+    with "current working directory is outside of container mount namespace root"; a start mounts the new one)."""
+    source = dict(record.mounts).get("/workspace")
+    if not source:
+        return ""
+    try:
+        os.stat(source)
+        exists = True
+    except (FileNotFoundError, NotADirectoryError):
+        exists = False
+    except OSError:
+        return ""  # cannot look (another user's home): nothing to say
+    if not exists:
+        return "missing"
+    return "replaced" if record.running and _mounted_deleted(record.pid) else ""
+
+
+def _mounted_deleted(pid: int) -> bool:
+    """Whether the process ``pid`` (a container's first) has a deleted folder mounted at /workspace (its
+    mountinfo, readable for any process, marks the mount's root "//deleted")."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
+            for line in info:
+                fields = line.split(" ")
+                if len(fields) > 4 and fields[4] == "/workspace":
+                    return fields[3].endswith("//deleted")
+    except OSError:
+        pass  # gone meanwhile, or another machine's engine: unknown
+    return False
 
 
 _REPORTED: set[str] = set()  # containers already reported as not ds01's, once per process
@@ -246,7 +293,9 @@ class Containers:
         record = self.engine.get_container(name)
         if record is None:
             return None
-        expected = str(self.projects.get(user, project).path.resolve())
+        # Where the user's own project folder is (or was: a deleted workspace keeps its container reachable),
+        # from their checked workspace root, never from the container's labels.
+        expected = str(self.projects.locate(user, project).path.resolve())
         image = self.engine.get_image(record.image_id) if record.image_id else None
         why = self._distrust(record, image)
         if not why and (record.labels.get(L.USER_ID) != str(user.uid) or record.labels.get(L.GROUP_ID) != str(user.gid)):
@@ -267,9 +316,11 @@ class Containers:
         return own_labels(record, image)
 
     def record(self, user: User, project: str) -> ContainerRecord:
-        """The project's container, or ContainerNotFound saying to deploy first."""
+        """The project's container, also when its workspace folder was deleted meanwhile; ContainerNotFound
+        saying to deploy first, or ProjectNotFound when there is neither a folder nor a container."""
         record = self._owned(user, project)
         if record is None:
+            self.projects.get(user, project)  # no folder either: "does not exist, create it"
             raise ContainerNotFound(
                 f"Project {project!r} has no container.",
                 hint=f"Deploy it first: `container-deploy {project}`.",
@@ -287,6 +338,8 @@ class Containers:
         uptime = None
         if record.running and record.started_at:
             uptime = (datetime.now(timezone.utc) - record.started_at).total_seconds()
+        ending = self.allocator.ending(record)
+        gpus = L.gpu_uuids(record.labels)
         return ContainerStatus(
             project=project,
             name=record.name,
@@ -294,7 +347,7 @@ class Containers:
             state=record.state,
             image=record.labels.get(L.IMAGE, record.image),
             stale_image=bool(current_id and record.image_id and current_id != record.image_id),
-            gpus=L.gpu_uuids(record.labels),
+            gpus=gpus,
             gpu_slots=int(record.labels.get(L.GPU_SLOTS) or 0),
             workspace=record.labels.get(L.WORKSPACE, ""),
             created_at=record.labels.get(L.CREATED_AT) or _iso(record.created),
@@ -305,6 +358,11 @@ class Containers:
             error=record.error,
             protected=record.labels.get(L.PROTECTED) == "true",
             interface=record.labels.get(L.INTERFACE, ""),
+            ending=ending.how,
+            summary=ending.describe(record.state),
+            oom_killed=ending.oom_killed,
+            holds_gpu=bool(gpus) and self.allocator.holds(record, self.hold_for),
+            workspace_state=workspace_state(record),
         )
 
     def list(self, user: User, images: list | None = None) -> list[ContainerStatus]:
@@ -316,9 +374,25 @@ class Containers:
         image_ids = {i.project: i.id for i in images or []}
         return sorted((self._status(user, r, image_ids) for r in records), key=lambda s: s.project)
 
-    def status(self, user: User, project: str) -> ContainerStatus:
-        self.projects.get(user, project)
-        return self._status(user, self.record(user, project))
+    def status(self, user: User, project: str, log_lines: int = 10) -> ContainerStatus:
+        """The project's container; a crashed one with the last ``log_lines`` lines of its output."""
+        status = self._status(user, self.record(user, project))
+        if status.ending == "crashed" and log_lines:
+            try:
+                status.log_tail = list(self.engine.logs(status.id, tail=log_lines))[-log_lines:]
+            except DS01Error:
+                pass  # removed meanwhile: the status stands without them
+        return status
+
+    def gpu_use(self, user: User, everyone: list[ContainerRecord] | None = None):
+        """(every holder: GPU UUID -> container, the user's GPU slots, the user's GPU UUIDs): the one answer to
+        "what does this user hold" for deploy's limit check and check-limits alike. ``everyone``: trusted
+        containers of all users (deploy has them under the lock); by default only the user's are listed."""
+        if everyone is None:
+            everyone = self.vet(self.engine.list_containers(L.owned_by(user)))
+        held = self.allocator.holders(everyone, self.hold_for)
+        slots, uuids = self.allocator.share(held, user)
+        return held, slots, uuids
 
     # -- lifecycle ------------------------------------------------------------------
     def hold_for(self, labels: dict) -> float | None:
@@ -361,10 +435,13 @@ class Containers:
         and ``env`` (added to ours, which win) are for front ends that run a
         server as the container's main process, such as the JupyterHub spawner.
         """
-        proj = self.projects.get(user, project)
+        proj = self.projects.locate(user, project)
         notices: list[str] = []
         existing = self._owned(user, project)
+        if existing is None and proj.missing:
+            self.projects.get(user, project)  # "does not exist, create it"
         if existing is not None:
+            self.check_workspace(existing, project)
             if existing.running:
                 return DeployResult(self._status(user, existing), False, [f"{existing.name} is already running."])
             progress(f"Starting existing container {existing.name}")
@@ -396,12 +473,7 @@ class Containers:
                         value=limits.max_containers_per_user,
                         current=len(mine),
                     )
-                held = self.allocator.holders(everyone, self.hold_for)
-                own_slots = sum(
-                    int(c.labels.get(L.GPU_SLOTS) or 0)
-                    for c in mine
-                    if any(u in held for u in L.gpu_uuids(c.labels))
-                )
+                held, own_slots, _ = self.gpu_use(user, everyone)
                 self.allocator.check_limits(limits, count, own_slots, devices)
                 chosen = self.allocator.choose(devices, held, count, limits, own_slots) if count else []
                 progress(f"Creating container {container_name(project, user.name)}")
@@ -481,10 +553,10 @@ class Containers:
 
     def start(self, user: User, project: str) -> ContainerStatus:
         """Start a stopped container, if its GPUs were not given to someone else meanwhile."""
-        self.projects.get(user, project)
         record = self.record(user, project)
         if record.running:
             return self._status(user, record)
+        self.check_workspace(record, project)
         uuids = L.gpu_uuids(record.labels)
         with self.allocator.locked():
             if uuids:
@@ -493,9 +565,12 @@ class Containers:
                 taken = [u for u in uuids if u in held]
                 if taken:
                     holder = held[taken[0]]
+                    ending = self.allocator.ending(record)
+                    when = (f"when it {ending.describe()}" if ending.crashed else "after it stopped "
+                            f"(gpu_hold_after_stop: {format_duration(self.hold_for(record.labels))})")
                     raise StateConflict(
-                        f"The GPU of {record.name} was released after it stopped (gpu_hold_after_stop: "
-                        f"{format_duration(self.hold_for(record.labels))}) and is now used by {holder.labels.get(L.USER, '?')}.",
+                        f"The GPU of {record.name} was released {when} and is now used by "
+                        f"{holder.labels.get(L.USER, '?')}.",
                         hint=f"Retire it and deploy again for another GPU: `container-retire {project}`.",
                     )
             self.engine.start_container(record.id)
@@ -520,12 +595,12 @@ class Containers:
         self.projects.get(user, project)
         record = self.record(user, project)
         if record.state in ("running", "paused", "restarting"):
+            self.allocator.record_stop(record)  # a deliberate stop keeps the GPU for gpu_hold_after_stop
             self.engine.stop_container(record.id, timeout=self.settings.stop_timeout)
         return self.status(user, project)
 
     def retire(self, user: User, project: str) -> ContainerStatus:
-        """Stop and remove the container (its GPU is freed with it); the workspace stays."""
-        self.projects.get(user, project)
+        """Stop and remove the container (its GPU is freed with it); the workspace stays (or stays gone)."""
         record = self.record(user, project)
         status = self._status(user, record)
         self.engine.remove_container(record.id, force=True)
@@ -538,17 +613,54 @@ class Containers:
         record = self.record(user, project)
         return self.engine.logs(record.id, tail=tail, follow=follow)
 
+    def ensure_running(self, user: User, project: str, progress: Progress = _noop) -> tuple[ContainerStatus, bool]:
+        """The running container, started first when it is stopped or crashed (through ``start``, with its GPU
+        check); (its status, whether it was started). Refused clearly when its workspace is gone or replaced."""
+        record = self.record(user, project)
+        if record.running:
+            self.check_workspace(record, project)
+            return self._status(user, record), False
+        progress(f"{record.name} is {self.allocator.ending(record).describe(record.state)}; starting it")
+        return self.start(user, project), True
+
+    def check_workspace(self, record: ContainerRecord, project: str) -> None:
+        """Refuse, with what to do, a container whose /workspace cannot work: its folder deleted while it runs
+        (or made again meanwhile: the container keeps the deleted one), or gone when it is to start."""
+        state = workspace_state(record)
+        source = dict(record.mounts).get("/workspace") or record.labels.get(L.WORKSPACE, "")
+        if state == "replaced" and record.running:
+            raise StateConflict(
+                f"The workspace folder {source} was deleted and made again while {record.name} ran: the container "
+                "still has the deleted folder at /workspace, not the new one, so nothing can run there.",
+                hint=f"Retire it (`container-retire {project}`, or `container-retire {project} --rescue` to keep "
+                f"what it holds outside /workspace), then `container-deploy {project}` mounts the new folder.",
+                project=project, workspace=source,
+            )
+        if state == "missing":
+            now = f"was deleted while {record.name} ran: /workspace in it is gone" if record.running else \
+                f"is gone: {record.name} cannot start without it"
+            raise StateConflict(
+                f"The workspace folder {source} of project {project} {now}.",
+                hint=f"Keep what the container holds and retire it: `container-retire {project} --rescue` (makes "
+                f"{source} again with the files under .rescued/), or `--discard`; then `container-deploy {project}`.",
+                project=project, workspace=source,
+            )
+
     def exec(self, user: User, project: str, command: list[str]) -> tuple[int | None, bytes]:
         """Run one command in the running container as the user, in /workspace."""
         record = self.record(user, project)
         if not record.running:
             raise StateConflict(f"{record.name} is {record.state}.", hint=f"Start it: `container-start {project}`.")
+        self.check_workspace(record, project)
         return self.engine.exec(record.id, command, user=f"{user.uid}:{user.gid}", workdir="/workspace")
 
     def interactive(self, user: User, project: str, command: list[str], tty: bool) -> list[str]:
+        """The argv of the engine's client attached to ``command`` in the running container (stdin passed
+        through; a terminal only with ``tty``), whose exit code is the command's."""
         record = self.record(user, project)
         if not record.running:
             raise StateConflict(f"{record.name} is {record.state}.", hint=f"Start it: `container-start {project}`.")
+        self.check_workspace(record, project)
         return self.engine.interactive_command(record.id, command, f"{user.uid}:{user.gid}", "/workspace", tty)
 
     def usage(self, user: User) -> dict:
@@ -561,15 +673,21 @@ class Containers:
         self.limits.write_user_copy(user, limits)
         answer = {"user": user.name, "limits": limits.to_dict(), "limits_readable": limits.describe()}
         try:
-            mine = self.list(user)
+            mine = [r for r in self.vet(self.engine.list_containers(L.owned_by(user))) if L.is_container_of(r.labels, user)]
+            held, slots, uuids = self.gpu_use(user, mine)  # the same count deploy checks the limit against
         except EngineUnavailable as err:
-            return {**answer, "containers": None, "running": None, "gpu_slots": None, "gpus": [],
+            return {**answer, "containers": None, "running": None, "gpu_slots": None, "gpus": [], "gpu_holders": [],
                     "engine": {"available": False, "reason": str(err)}}
+        holders = {r.id: r for r in held.values()}
         return {
             **answer,
             "containers": len(mine),
             "running": sum(1 for c in mine if c.running),
-            "gpu_slots": sum(c.gpu_slots for c in mine if c.running),
-            "gpus": sorted({u for c in mine for u in c.gpus}),
+            "gpu_slots": slots,
+            "gpus": uuids,
+            "gpu_holders": sorted(
+                ({"project": r.labels.get(L.PROJECT, ""), "container": r.name, "state": r.state,
+                  "gpus": L.gpu_uuids(r.labels), "slots": int(r.labels.get(L.GPU_SLOTS) or 0)}
+                 for r in holders.values()), key=lambda h: h["project"]),
             "engine": {"available": True, "reason": ""},
         }

@@ -183,6 +183,7 @@ class DockerEngine(ContainerEngine):
             finished_at=_time(state.get("FinishedAt")),
             exit_code=state.get("ExitCode"),
             error=state.get("Error", "") or ("out of memory" if state.get("OOMKilled") else ""),
+            oom_killed=bool(state.get("OOMKilled")),
             pid=state.get("Pid") or 0,
             ip_address=_own_ip(data.get("HostConfig") or {}, data.get("NetworkSettings") or {}),
             config_user=config.get("User") or "",

@@ -55,6 +55,7 @@ class ContainerRecord:
     finished_at: datetime | None = None
     exit_code: int | None = None
     error: str = ""
+    oom_killed: bool = False  # the kernel's OOM killer ended it (known from an inspect, not from a listing)
     pid: int = 0
     ip_address: str = ""  # on the container's own network (HostConfig.NetworkMode)
     # Its real configuration, which no image can set: what ds01 checks before trusting its labels.

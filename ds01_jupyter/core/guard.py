@@ -175,7 +175,7 @@ class Guard:
     def audit(self, user: User, project: str) -> Audit:
         """Everything the container holds that would be lost when it is retired."""
         started = time.monotonic()
-        proj = self.containers.projects.get(user, project)
+        proj = self.containers.projects.locate(user, project)  # its folder may be gone while its container lives
         record = self.containers.record(user, project)
         audit = Audit(project, record.name, record.state)
         unlisted = None
@@ -361,7 +361,7 @@ class Guard:
         path>``, byte for byte, as the user; caches left behind are listed in ``skipped`` with their sizes."""
         audit = audit or self.audit(user, project)
         record = self.containers.record(user, project)
-        proj = self.containers.projects.get(user, project)
+        proj = self.containers.projects.restore(user, project)  # a deleted project folder is made again for it
         work, packages = rescue_selection(audit, include_caches)
         if include_caches:
             caches = [f for f in work if f.kind == CACHE]

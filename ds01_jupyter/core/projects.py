@@ -72,6 +72,8 @@ REQUIREMENTS = "# Python packages for this project's image, one per line.\n"
 class Project:
     name: str
     path: Path
+    #: The folder is gone (Projects.locate): its container may still mount the deleted one.
+    missing: bool = False
 
     def to_dict(self) -> dict:
         return {"name": self.name, "path": str(self.path)}
@@ -157,6 +159,55 @@ class Projects:
         if real_root not in path.resolve().parents:
             raise Forbidden(f"Project {name!r} resolves outside {real_root}.")
         return Project(name, path)
+
+    def locate(self, user: User, name: str) -> Project:
+        """The project as ``get`` returns it, or, when its folder is gone, where it was (``missing`` set).
+
+        For a container whose workspace was deleted while it ran: its folder is the user's place for the
+        project in their own checked workspace root (never a path read from the container's labels).
+        """
+        path = self._checked_path(user, name)
+        if os.path.lexists(path):
+            return self.get(user, name)
+        return Project(name, path, missing=True)
+
+    def restore(self, user: User, name: str) -> Project:
+        """Make a missing project folder again, empty and the user's (a rescue from a container whose
+        workspace was deleted writes into it); an existing one is returned as ``get`` does.
+
+        Made by descriptor in the real workspace root, which must be the user's: ``mkdir`` never follows a
+        link in the folder's place, the new folder is opened with O_NOFOLLOW and given to the user with
+        fchown, so nothing a user swaps meanwhile sends root's writes or chown elsewhere.
+        """
+        if not self.locate(user, name).missing:
+            return self.get(user, name)
+        root = self.checked_root(user)
+        self._make_root(user, root)
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            root_fd = os.open(os.path.realpath(root), flags)
+        except OSError as err:
+            raise Forbidden(f"Cannot open the workspace root {root}: {err.strerror}.", hint=OWNERSHIP_HINT) from None
+        try:
+            self._owned(user, root, "The workspace root", os.fstat(root_fd))
+            made = True
+            try:
+                os.mkdir(name, 0o755, dir_fd=root_fd)
+            except FileExistsError:
+                made = False  # made meanwhile: get() below says whether it is a usable folder of the user's
+            if made and _acting_for_other(user):
+                try:
+                    fd = os.open(name, flags, dir_fd=root_fd)
+                except OSError as err:
+                    raise Forbidden(f"The project folder {root / name} changed while it was made ({err.strerror}).",
+                                    hint=OWNERSHIP_HINT) from None
+                try:
+                    os.fchown(fd, user.uid, user.gid)
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(root_fd)
+        return self.get(user, name)
 
     def list(self, user: User) -> list[Project]:
         """Projects are the valid-named real folders of the workspace root that belong to the user."""
