@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,18 @@ def _ready(core):
         pytest.skip(f"no Docker engine: {err}")
     core.images.ensure_base_image(progress=lambda line: print(line, file=sys.stderr))
     yield core.engine
+
+
+@pytest.fixture(autouse=True)
+def _homes_reachable_by_their_owners(tmp_path):
+    """As on a real host, a user can reach their own home: root acts for users with their identity
+    (rescues, Dockerfiles, state files), and pytest's own folders are 0700. Search permission only is
+    added to the folders above each test's tmp_path; nothing becomes listable or writable."""
+    if os.geteuid() == 0:
+        for folder in [tmp_path, *tmp_path.parents]:
+            if str(folder) in ("/", "/tmp", os.path.realpath(tempfile.gettempdir())):
+                break
+            folder.chmod(folder.stat().st_mode | 0o011)
 
 
 @pytest.fixture

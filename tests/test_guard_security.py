@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -231,3 +232,98 @@ def test_the_rescue_writer_as_a_user_leaves_nothing_root_owned(other_user, small
     writer.abort()
     out = subprocess.run(["find", str(project), "-uid", "0"], capture_output=True, text=True).stdout.split()
     assert out == [], out
+
+
+def test_a_stopped_container_still_shows_names_that_are_not_utf8(theirs):
+    core, user, name, cid = theirs
+    sh(core, cid, "python3 -c \"open(b'/tmp/r\\xe9sultat.csv', 'wb').write(b'1,2\\n')\"", as_user(user))
+    core.containers.stop(user, name)
+    audit = core.guard.audit(user, name)
+    assert [f.size for f in audit.at_risk if f.path.startswith("/tmp/r")] == [4]
+    with pytest.raises(UnsavedWork):
+        core.guard.retire(user, name)
+
+
+def test_a_reader_that_stops_halfway_never_passes_for_a_finished_rescue(theirs, monkeypatch):
+    """Only the stream of the in-container reader is cut here (as an out-of-memory kill cuts it): the rest is real."""
+    import io
+    import tarfile
+
+    core, user, name, cid = theirs
+    sh(core, cid, "echo a > /tmp/a.txt && echo b > /tmp/b.txt", as_user(user))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("tmp/a.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"a\n"))
+    cut = buffer.getvalue()[:1024]  # the first member, then nothing: no report, no second file
+    monkeypatch.setattr(core.guard, "_inside", lambda *a, **k: (io.BytesIO(cut), lambda: 137))
+    with pytest.raises(Exception) as info:
+        core.guard.retire(user, name, mode="rescue")
+    assert "stopped early" in str(info.value)
+    assert core.engine.get_container(cid).running  # kept: /tmp/b.txt is only in there
+    rescued = core.projects.get(user, name).path / ".rescued"
+    assert not rescued.exists() or list(rescued.iterdir()) == []
+
+
+def test_roots_state_files_in_a_users_home_never_follow_their_links(theirs, tmp_path):
+    core, user, name, cid = theirs
+    sh(core, cid, "echo x > /tmp/x.txt", as_user(user))
+    victim = Path(tempfile.mkdtemp(prefix="ds01-victim-"))  # root's, 0700
+    audits = core.settings.expand(core.settings.state_dir, user) / "audits"
+    audits.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", str(user.home / ".local")], check=True)
+    audits.symlink_to(victim)  # the user points root's next write at a folder of root's
+    core.guard.audit(user, name)  # root acts for the user (as the hub and the reaper do)
+    assert list(victim.iterdir()) == []
+    os.unlink(audits)
+    audits.mkdir()
+    os.chown(audits, user.uid, user.gid)
+    os.mkfifo(audits / f"{name}.json")  # a FIFO where root reads the remembered audit
+    os.chown(audits / f"{name}.json", user.uid, user.gid)
+    started = time.monotonic()
+    assert core.guard.remembered(user, name) is None
+    assert time.monotonic() - started < 5
+    victim.rmdir()
+
+
+def test_roots_dockerfile_step_never_follows_a_users_link(make_core, other_user, project_name):
+    """The spawner deploys as root: ~/dockerfiles made a link to a root folder must not be written or chowned."""
+    core = make_core()
+    name = project_name()
+    core.projects.create(other_user, name)
+    victim = Path(tempfile.mkdtemp(prefix="ds01-victim-"))
+    (other_user.home / "dockerfiles").symlink_to(victim)
+    with pytest.raises(Forbidden):
+        core.images.dockerfile(other_user, name)
+    assert list(victim.iterdir()) == [] and victim.stat().st_uid == 0
+    os.unlink(other_user.home / "dockerfiles")
+    path = core.images.dockerfile(other_user, name)  # a real folder: made and owned by the user
+    assert path.stat().st_uid == other_user.uid and path.parent.stat().st_uid == other_user.uid
+    victim.rmdir()
+
+
+def test_no_command_ever_runs_as_root_in_a_container():
+    """Every exec ds01 makes into a container runs as the user: none names uid 0 (the report's host-root path)."""
+    import re
+
+    package = Path(__file__).resolve().parent.parent / "ds01_jupyter"
+    offenders = []
+    for path in package.rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"""user\s*=\s*["']0(:0)?["']|user\s*=\s*["']root["']""", line):
+                offenders.append(f"{path.relative_to(package)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_the_kernels_folder_replaces_a_planted_link_and_never_follows_it(theirs):
+    from ds01_jupyter.kernels import container_kernel
+
+    core, user, name, cid = theirs
+    sh(core, cid, "rm -rf /tmp/.ds01", "0:0")  # the test itself: as if the image's init had emptied /tmp
+    sh(core, cid, "ln -s /usr/local/sbin /tmp/.ds01", as_user(user))
+    # /bin/false as the "kernel": only the folder step matters here.
+    container_kernel.start(core, user, cid, "k1", {"key": "x"}, ["/bin/false"], "/workspace")
+    code, out = core.engine.exec(cid, ["stat", "-c", "%a %U %F", "/usr/local/sbin", "/tmp/.ds01"], user=as_user(user))
+    sbin, folder = out.decode().splitlines()
+    assert sbin.startswith("755 root") and folder == "1777 root directory", out

@@ -18,6 +18,7 @@ from ..core.errors import EngineUnavailable, Forbidden, UnsavedWork
 from ..core.settings import ADMIN_DIR, ADMIN_SETTINGS
 from ..core.limits import format_size
 from ..core.notebook_check import check_notebook
+from ..core.processes import report_lines
 from ..kernels.specs import remove_spec, write_spec
 from . import output as out
 
@@ -105,7 +106,31 @@ def cmd_start(core, user, args):
 
 
 def cmd_stop(core, user, args):
-    _print_status(core.containers.stop(user, args.name), args, "Stopped")
+    try:
+        status, report = core.containers.stop_with_report(user, args.name, stop_processes=args.stop_processes,
+                                                          progress=out.progress)
+    except UnsavedWork as err:
+        return _refused(err, args, "Not stopped")
+    if args.json:
+        return out.emit_json({**status.to_dict(), "processes": report})
+    _print_status(status, args, "Stopped")
+    for line in report_lines(report):
+        print(f"  {line}")
+
+
+def _refused(err, args, what: str) -> int:
+    """A refusal to lose work: what would be lost (processes with their runtime, files with their size), exit 1."""
+    if args.json:
+        out.emit_json(err.to_dict())
+        return 1
+    print(f"{what}: {err.message}", file=sys.stderr)
+    for finding in err.details.get("findings", [])[:20]:
+        if finding["kind"] == "process":
+            print(f"  {'process':12} {finding['path']}: {finding['detail']}", file=sys.stderr)
+        else:
+            print(f"  {finding['kind']:12} {format_size(finding['size']):>10}  {finding['path']}", file=sys.stderr)
+    print(f"hint: {err.hint}", file=sys.stderr)
+    return 1
 
 
 def _caches_line(items: list[dict], verb: str) -> str | None:
@@ -125,21 +150,17 @@ def cmd_retire(core, user, args):
         out.error(DS01Error("--include-caches keeps the caches and --discard drops everything: choose one."))
         return 2
     try:
-        result = core.guard.retire(user, args.name, mode=mode, progress=out.progress, include_caches=args.include_caches)
+        result = core.guard.retire(user, args.name, mode=mode, progress=out.progress, include_caches=args.include_caches,
+                                   stop_processes=args.stop_processes)
     except UnsavedWork as err:
-        if args.json:
-            out.emit_json(err.to_dict())
-        else:
-            print(f"Not retired: {err.message}", file=sys.stderr)
-            for finding in err.details.get("findings", [])[:20]:
-                print(f"  {finding['kind']:12} {format_size(finding['size']):>10}  {finding['path']}", file=sys.stderr)
-            print(f"hint: {err.hint}", file=sys.stderr)
-        return 1
+        return _refused(err, args, "Not retired")
     _kernel_spec(args.name, deployed=False)
     if args.json:
         return out.emit_json(result)
     c = result["container"]
     print(f"Retired {c['name']}; the workspace {c['workspace']} stays.")
+    for line in report_lines(result.get("processes")):
+        print(f"  {line}")
     if result["rescued"]:
         r = result["rescued"]
         print(f"  Rescued {r['files']} files ({format_size(r['bytes'])}) into {r['folder']}")
@@ -168,9 +189,13 @@ def cmd_audit(core, user, args):
                         "Nothing outside /workspace would be lost."))
         for note in audit.notes:
             print(f"note: {note}")
-        if audit.at_risk:
-            print(f"{len(audit.at_risk)} finding(s) at risk. Keep them: container-retire {args.name} --rescue "
-                  f"(or ds01 rescue {args.name} now).", file=sys.stderr)
+        running = [f for f in audit.at_risk if f.kind == "process"]
+        if len(running) < len(audit.at_risk):
+            print(f"{len(audit.at_risk) - len(running)} finding(s) at risk. Keep them: container-retire {args.name} "
+                  f"--rescue (or ds01 rescue {args.name} now).", file=sys.stderr)
+        if running:
+            print(f"{len(running)} process(es) running: retire and stop refuse to kill them; let them finish, or add "
+                  "--stop-processes (SIGTERM, a grace period, then SIGKILL).", file=sys.stderr)
     return 3 if audit.at_risk else 0
 
 
@@ -423,6 +448,10 @@ def _environment_help() -> str:
     )
 
 
+STOP_PROCESSES_HELP = ("stop the processes running in the container first: SIGTERM, then SIGKILL after "
+                       "stop_grace_seconds (DS01_STOP_GRACE_SECONDS, default 30); without it, running work is refused")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: a subcommand's default must not undo `ds01 --json VERB`.
     common = argparse.ArgumentParser(add_help=False)
@@ -453,11 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--background", action="store_true", help="do not open a shell inside after deploying")
     deploy.add_argument("--protected", action="store_true", help="exempt from idle and runtime limits (ds01.protected)")
     verb("container-start", cmd_start, "start the project's stopped container", aliases=["start"])
-    verb("container-stop", cmd_stop, "stop the project's container (it can be started again)", aliases=["stop"])
+    stop = verb("container-stop", cmd_stop, "stop the project's container (it can be started again)", aliases=["stop"])
+    stop.add_argument("--stop-processes", action="store_true", help=STOP_PROCESSES_HELP)
     retire = verb("container-retire", cmd_retire, "stop and remove the project's container; the workspace stays", aliases=["retire"])
     choice = retire.add_mutually_exclusive_group()
     choice.add_argument("--rescue", action="store_true", help="copy files that would be lost into ~/workspace/NAME/.rescued/ first")
     choice.add_argument("--discard", action="store_true", help="retire even though files outside /workspace will be lost")
+    retire.add_argument("--stop-processes", action="store_true", help=STOP_PROCESSES_HELP)
     retire.add_argument("--include-caches", action="store_true",
                         help="copy caches outside /workspace (pip, Hugging Face, torch...) into .rescued/ too")
     audit = verb("audit", cmd_audit, "what the container holds outside /workspace (exit 3 when something is at risk)")

@@ -591,13 +591,33 @@ class Containers:
             return False  # the container works without them; only the helpers are missing
         return True
 
-    def stop(self, user: User, project: str) -> ContainerStatus:
+    def stop(self, user: User, project: str, stop_processes: bool = False, progress: Progress = _noop,
+             force: bool = False) -> ContainerStatus:
+        """Stop the container; it can be started again. Refuses (UnsavedWork) while the user's work runs in it,
+        unless ``stop_processes``: then SIGTERM, ``stop_grace_seconds``, SIGKILL first (see processes.py).
+        ``force`` skips the look for running work (what was already judged, or a container being given up)."""
+        return self.stop_with_report(user, project, stop_processes, progress, force)[0]
+
+    def stop_with_report(self, user: User, project: str, stop_processes: bool = False, progress: Progress = _noop,
+                         force: bool = False) -> tuple[ContainerStatus, dict | None]:
+        """``stop``, and what stopping the running processes did (None when none were stopped)."""
+        from .processes import Processes, refusal
+
         self.projects.get(user, project)
         record = self.record(user, project)
+        report = None
+        if record.running and not force:
+            processes = Processes(self.engine, self.settings, self.inventory)
+            running = [f for f in processes.findings(user, record, self.projects.get(user, project).path)[0]
+                       if f.kind == "process"]
+            if running and not stop_processes:
+                raise refusal(record.name, running, "Stopping")
+            if running:
+                report = processes.stop(user, record, progress=progress)
         if record.state in ("running", "paused", "restarting"):
             self.allocator.record_stop(record)  # a deliberate stop keeps the GPU for gpu_hold_after_stop
             self.engine.stop_container(record.id, timeout=self.settings.stop_timeout)
-        return self.status(user, project)
+        return self.status(user, project), report
 
     def retire(self, user: User, project: str) -> ContainerStatus:
         """Stop and remove the container (its GPU is freed with it); the workspace stays (or stays gone)."""

@@ -24,9 +24,11 @@ from .containers import Containers
 from .disk import DiskUsage
 from .engine import ContainerRecord
 from .errors import DiskFull, DS01Error, EngineError, InvalidRequest, QuotaExceeded, UnsavedWork
-from .findings import AT_RISK, CACHE, ENVIRONMENT, NOISE, WORK, Finding, classify, layer_findings, rank, tmpfs_findings
+from .findings import AT_RISK, CACHE, ENVIRONMENT, KERNEL, NOISE, PROCESS, WORK, Finding, classify, layer_findings, rank, tmpfs_findings
 from .limits import format_size
+from .processes import Processes, process_findings, refusal
 from .statefile import read_json, write_atomic
+from .identity import acting_as
 from .rescue_writer import BLOCK, RESCUED, allocation, writer_for
 from .users import User
 
@@ -58,7 +60,7 @@ class Audit:
 
     def summary(self) -> dict:
         out = {}
-        for kind in (WORK, ENVIRONMENT, CACHE):
+        for kind in (WORK, PROCESS, ENVIRONMENT, KERNEL, CACHE):
             items = [f for f in self.findings if f.kind == kind]
             out[kind] = {"count": sum(f.files for f in items), "items": len(items), "bytes": sum(f.size for f in items)}
         out[NOISE] = {"count": self.noise}
@@ -170,6 +172,7 @@ class Guard:
         self.engine = containers.engine
         self.disk = disk
         self.settings = containers.settings
+        self.processes = Processes(self.engine, self.settings, containers.inventory)
 
     # -- audit ---------------------------------------------------------------------------
     def audit(self, user: User, project: str) -> Audit:
@@ -192,7 +195,8 @@ class Guard:
             since = (detail.started_at or detail.created) if detail else since
         probe = None
         if record.running:
-            probe = self._probe(user, record, sorted(paths), since.timestamp() if unlisted and since else None)
+            probe = self._probe(user, record, sorted(paths), since.timestamp() if unlisted and since else None,
+                                processes=True)
         if probe is not None:
             stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in probe["stats"].items()}
             if unlisted is not None and probe.get("changed") is not None:
@@ -205,11 +209,16 @@ class Guard:
             self._unexamined(audit, paths, stats)
         else:
             stats = self._stats_from_archives(record, paths, changes, audit.added)
+            self._unexamined(audit, paths, stats)
             if record.state in ("exited", "dead", "created"):
                 audit.notes.append("The container is stopped: files it had in /dev/shm were lost when it stopped.")
         audit.add(*layer_findings(stats))
         if probe is not None:
             audit.add(*tmpfs_findings(probe["tmpfs"]))
+            running, notes = process_findings(probe.get("processes"), proj.path,
+                                              self.processes.gpu_memory(record) if probe.get("processes") else None)
+            audit.add(running, 0)
+            audit.notes.extend(notes)
             self._attach_writes(audit, probe["writes"], proj.path)
         if unlisted is not None:
             audit.findings.append(Finding(
@@ -230,9 +239,10 @@ class Guard:
     def _unexamined(audit: Audit, paths: set[str], stats: dict) -> None:
         """Changed paths the probe could not stat (a folder the user cannot read): listed, never dropped."""
         resolved = {p.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for p in stats}
-        for path in sorted(paths - set(stats) - resolved):
-            if any(path.startswith(s + "/") for s in paths - set(stats) if s != path):
-                continue  # its folder is listed already
+        missing = paths - set(stats) - resolved
+        for path in sorted(missing):
+            if classify(path) == NOISE or any(path.startswith(s + "/") for s in missing if s != path):
+                continue  # noise, or its folder is listed already
             audit.findings.append(Finding(path=path, kind=WORK, size=0, source="writable-layer",
                                           detail="could not be examined with your rights"))
 
@@ -245,16 +255,18 @@ class Guard:
 
     probe_timeout = 120.0
 
-    def _probe(self, user: User, record: ContainerRecord, paths: list[str], walk_since: float | None) -> dict | None:
+    def _probe(self, user: User, record: ContainerRecord, paths: list[str], walk_since: float | None,
+               processes: bool = False) -> dict | None:
         request = {"mode": "probe", "paths": paths, "workspace": "/workspace", "hook_log": HOOK_LOG,
-                   "walk_since": walk_since}
+                   "walk_since": walk_since, "processes": processes, "sample": self.processes.sample_seconds,
+                   "busy_percent": self.settings.idle_cpu_percent}
         try:
             stream, exit_code = self._inside(user, record, request)
-            out = stream.read(256 * 2**20 + 1)
-            if exit_code() != 0 or len(out) > 256 * 2**20:
+            out = stream.read(PROBE_MAX + 1)
+            if exit_code() != 0 or len(out) > PROBE_MAX:
                 return None  # no python3 in this image: fall back to reading archives
-            return json.loads(out)
-        except (DS01Error, ValueError):
+            return _valid_probe(json.loads(out))
+        except (DS01Error, ValueError, RecursionError):  # the image decides what comes back: trust no shape
             return None
 
     def _stats_from_archives(self, record, paths: set[str], changes, added: set[str]) -> dict:
@@ -266,7 +278,8 @@ class Guard:
                 with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
                     for member in tar:
                         full = posixpath.normpath(posixpath.join(posixpath.dirname(root), member.name))
-                        if full in paths:
+                        # The engine's diff names a non-UTF-8 file with U+FFFD; the archive has its real bytes.
+                        if full in paths or full.encode("utf-8", "surrogateescape").decode("utf-8", "replace") in paths:
                             kind = 0o100000 if member.isfile() or member.islnk() else (
                                 0o040000 if member.isdir() else 0o120000 if member.issym() else 0o010000)
                             stats[full] = (member.size, kind == 0o100000, kind)
@@ -331,16 +344,17 @@ class Guard:
 
     def _remember(self, user: User, audit: Audit) -> None:
         try:
-            write_atomic(self._cache_file(user, audit.project), json.dumps(audit.to_dict(limit=200)))
+            write_atomic(self._cache_file(user, audit.project), json.dumps(audit.to_dict(limit=200)), user)
         except OSError:
             pass  # the warning count is only a convenience; the audit itself stands
 
     def remembered(self, user: User, project: str) -> dict | None:
-        return read_json(self._cache_file(user, project))
+        return read_json(self._cache_file(user, project), user)
 
     def forget(self, user: User, project: str) -> None:
         try:
-            self._cache_file(user, project).unlink()
+            with acting_as(user):  # in the user's home: never root's unlink through their links
+                self._cache_file(user, project).unlink()
         except OSError:
             pass
 
@@ -425,7 +439,7 @@ class Guard:
         bounded) and write them; False when the image cannot run the reader (then the archives are read)."""
         wanted = set(paths)
         stream, exit_code = self._inside(user, record, {"mode": "read", "paths": paths, "budget": budget})
-        seen = 0
+        seen, done, reported = 0, set(), False
         try:
             with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
                 for member in tar:
@@ -433,7 +447,9 @@ class Guard:
                     path = "/" + member.name
                     if member.name == ".ds01-report.json" and member.isfile():
                         report = json.loads(tar.extractfile(member).read(64 * 2**20) or b"{}")
+                        reported = True
                         for item in report.get("skipped", [])[:100_000]:
+                            done.add(str(item.get("path")))
                             if str(item.get("why", "")).startswith("grew past"):
                                 raise QuotaExceeded(
                                     f"{item.get('path')} grew to {format_size(int(item.get('size') or 0))} after the "
@@ -446,13 +462,23 @@ class Guard:
                         continue  # never write what was not asked for
                     elif member.isfile():
                         writer.add_file(path, tar.extractfile(member), member.mode, member.mtime, size=member.size)
+                        done.add(path)
                     elif member.issym():
                         writer.add_link(path, member.linkname)
-        except tarfile.ReadError:
+                        done.add(path)
+        except (tarfile.ReadError, ValueError, RecursionError, AttributeError, TypeError):
             if seen == 0 and exit_code() != 0:
                 return False
-            raise EngineError("The files could not be read from inside the container (the stream broke off).",
-                              hint="Run the rescue again; nothing was kept.") from None
+            reported = False
+        # A reader that died halfway (out of memory, killed) ends a tar stream like a finished one: only its
+        # report, a clean exit and every path accounted for make the copy complete.
+        missing = wanted - done
+        if not reported or exit_code() != 0 or missing:
+            raise EngineError(
+                "The files could not all be read from inside the container (the reader stopped early"
+                + (f"; {len(missing)} not copied, e.g. {sorted(missing)[0]}" if missing else "") + ").",
+                hint="Run the rescue again; nothing was kept and the container is untouched.",
+            )
         return True
 
     def _copy_archives(self, record, work: list[Finding], added: set[str], writer, progress) -> None:
@@ -509,8 +535,11 @@ class Guard:
 
     # -- retire --------------------------------------------------------------------------
     def retire(self, user: User, project: str, mode: str | None = None, progress: Callable[[str], None] = lambda s: None,
-               include_caches: bool = False) -> dict:
+               include_caches: bool = False, stop_processes: bool = False) -> dict:
         """Retire through the guard: refuse when work would be lost, unless told rescue or discard.
+
+        Running work (process findings) is never killed silently: refused unless ``stop_processes``; then it is
+        stopped first (SIGTERM, the grace, SIGKILL) and the final audit and rescue see what it left at the end.
 
         Caches never stop a retire, but the answer lists those dropped with it (``dropped_caches``, with sizes);
         ``include_caches`` copies them into ``.rescued/`` first instead.
@@ -520,18 +549,18 @@ class Guard:
         if include_caches and mode == "discard":
             raise InvalidRequest("include_caches keeps the caches and discard drops everything: choose one.")
         audit = self.audit(user, project)
-        at_risk = audit.at_risk
+        running = [f for f in audit.findings if f.kind == PROCESS]
+        stopped = None
+        self._refuse_files(audit, mode, running)
+        if running and not stop_processes:
+            raise refusal(audit.container, running, "Retiring")
+        if running:
+            stopped = self.processes.stop(user, self.containers.record(user, project), progress=progress)
+            audit = self.audit(user, project)  # after they ended: what they wrote up to the end is found
+            self._refuse_files(audit, mode, [], after_stop=True)
+        at_risk = [f for f in audit.at_risk if f.kind != PROCESS]
         caches = [f for f in audit.findings if f.kind == CACHE and f.source in COPYABLE]
         rescued = None
-        if at_risk and mode is None:
-            summary = audit.summary()
-            raise UnsavedWork(
-                f"Retiring {audit.container} would lose {summary[WORK]['count']} file(s) "
-                f"({format_size(summary[WORK]['bytes'])}) and {summary[ENVIRONMENT]['items']} environment change(s) "
-                "outside /workspace.",
-                hint="Rescue them into the workspace first (--rescue), or discard them explicitly (--discard).",
-                findings=[f.to_dict() for f in at_risk[:50]],
-            )
         if (at_risk and mode == "rescue") or (include_caches and caches):
             rescued = self.rescue(user, project, audit, progress, include_caches=include_caches)
             unknown = [f for f in at_risk if f.source == "engine" or f.detail.startswith("could not")]
@@ -549,7 +578,26 @@ class Guard:
             "rescued": rescued.to_dict() if rescued else None,
             "discarded": len(at_risk) if mode == "discard" else 0,
             "dropped_caches": skipped_caches(audit, include_caches),
+            "processes": stopped,
         }
+
+    @staticmethod
+    def _refuse_files(audit: Audit, mode: str | None, running: list[Finding], after_stop: bool = False) -> None:
+        """Refuse (before anything is stopped) when files or environment changes would be lost and no mode was chosen."""
+        files = [f for f in audit.at_risk if f.kind != PROCESS]
+        if not files or mode is not None:
+            return
+        summary = audit.summary()
+        also = f", and would kill {len(running)} running process(es)" if running else ""
+        raise UnsavedWork(
+            ("The running processes were stopped; they left " if after_stop else f"Retiring {audit.container} would lose ")
+            + f"{summary[WORK]['count']} file(s) ({format_size(summary[WORK]['bytes'])}) and "
+            f"{summary[ENVIRONMENT]['items']} environment change(s) outside /workspace{also}.",
+            hint="Rescue them into the workspace first (--rescue), or discard them explicitly (--discard)"
+            + (", with --stop-processes to stop the running processes." if running else "."),
+            findings=[f.to_dict() for f in (files + running)[:50]],
+            processes=[f.to_dict() for f in running[:200]],
+        )
 
 
 def _relative_notebook(path: str | None, project_path: Path) -> str | None:
@@ -560,6 +608,31 @@ def _relative_notebook(path: str | None, project_path: Path) -> str | None:
     except ValueError:
         return path
 
+
+
+PROBE_MAX = 64 * 2**20
+
+
+def _valid_probe(out) -> dict | None:
+    """The probe's answer if it has the shape inside.py writes, else None (a user's image may answer anything)."""
+    try:
+        if not isinstance(out, dict):
+            return None
+        stats = out.get("stats") or {}
+        ok = isinstance(stats, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and len(v) >= 2 and all(isinstance(x, int) for x in v[:4])
+            for k, v in stats.items())
+        for key in ("tmpfs", "changed"):
+            rows = out.get(key) or []
+            ok = ok and isinstance(rows, list) and all(
+                isinstance(r, list) and len(r) >= 3 and isinstance(r[0], str) and isinstance(r[1], int)
+                and isinstance(r[2], int) for r in rows)
+        writes = out.get("writes") or []
+        ok = ok and isinstance(writes, list) and all(isinstance(w, dict) for w in writes)
+        ok = ok and isinstance(out.get("notes") or [], list) and all(isinstance(n, str) for n in out.get("notes") or [])
+        return out if ok else None
+    except (TypeError, AttributeError):
+        return None
 
 
 def _short(err: Exception, limit: int = 240) -> str:

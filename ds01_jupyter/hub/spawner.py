@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Bool, Callable, Int, Unicode, default
+from traitlets import Bool, Callable, Float, Int, Unicode, default
 
 from ..core import DS01, Settings, User
 from ..core import labels as L
@@ -35,6 +35,7 @@ from ..core.errors import (
     StateConflict,
 )
 from ..core.limits import format_size
+from ..core.processes import report_lines
 from ..core.names import check_project_name, container_name
 from ..core.statefile import read_json, write_atomic
 from . import form
@@ -131,6 +132,10 @@ class DS01Spawner(DockerSpawner):
                            help="Create the project when a named server of a new name is started (named server = project).")
     default_gpus = Int(None, allow_none=True, config=True,
                        help="GPUs when the form asks for none: None means one where the host has any, else CPU-only.")
+    stop_grace_seconds = Float(_defaults.stop_grace_seconds, config=True,
+                               help="Seconds processes still running when a server stops (a cell, a background job) get "
+                               "between SIGTERM and SIGKILL, so a trainer that checkpoints on SIGTERM saves; the "
+                               "rescue runs after they ended, and the user is told which were stopped.")
     enforce_limits_in_poll = Bool(True, config=True,
                                   help="Apply the user's idle_timeout and max_runtime (the same reaper as the command "
                                   "line) on each poll; the hub's activity counts as activity. An overdue server is "
@@ -267,12 +272,12 @@ class DS01Spawner(DockerSpawner):
         return self.core.settings.expand(self.core.settings.state_dir, user) / "hub" / f"{project}.json"
 
     def _last_stop(self, user: User, project: str) -> dict | None:
-        return read_json(self._notice_file(user, project))
+        return read_json(self._notice_file(user, project), user)
 
     def _tell(self, user: User, project: str, message: str) -> None:
         self.log.warning("ds01 %s/%s: %s", user.name, project, message)
         try:
-            write_atomic(self._notice_file(user, project), json.dumps({"message": message}))
+            write_atomic(self._notice_file(user, project), json.dumps({"message": message}), user)
         except OSError:
             pass  # the log has it; the notice is a convenience
 
@@ -430,19 +435,27 @@ class DS01Spawner(DockerSpawner):
 
         Without room for the rescue the container is only stopped, so nothing is lost,
         and the user is told why; the next start tries again.
+
+        The hub cannot ask the user, and its stop must end the server: processes still running
+        (a cell, a background job) get SIGTERM and stop_grace_seconds to save before SIGKILL,
+        the rescue runs after they ended, and the user is told which were stopped (the log, and
+        the notice shown at the next start and on the form): never silently.
         """
         said = [reason[0].upper() + reason[1:] + "."] if reason else []
         try:
-            result = self.core.guard.retire(user, project, mode="rescue")
+            result = self.core.guard.retire(user, project, mode="rescue", stop_processes=True)
         except ContainerNotFound:
             return
         except (QuotaExceeded, DiskFull) as err:
             try:
-                self.core.containers.stop(user, project)
+                self.core.containers.stop(user, project, stop_processes=True)
             except DS01Error:
                 pass
             self._tell(user, project, " ".join(said + [f"The container was kept (stopped): its work could not be rescued: {err}"]))
             return
+        stopped = result.get("processes")
+        if stopped and stopped.get("count"):
+            said.extend(report_lines(stopped)[:6])
         rescued = result.get("rescued")
         if rescued and rescued["files"]:
             folder = os.path.relpath(rescued["folder"], self.core.projects.root(user))

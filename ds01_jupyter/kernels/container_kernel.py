@@ -99,8 +99,10 @@ def start(
     clients reach it on the container's bridge address.
     """
     inner_file, pid_file = inner_files(kernel_id)
-    # /tmp/.ds01 is shared by the user's kernels and the guard's write log: made by root, sticky.
-    core.engine.exec(container_id, ["sh", "-c", "mkdir -p /tmp/.ds01 && chmod 1777 /tmp/.ds01"], user="0:0")
+    # /tmp/.ds01 is shared by the user's kernels and the guard's write log: sticky. It is made through the
+    # engine's archive API, never by a command run as root in the container: a root `mkdir`/`chmod` there
+    # would follow a link the user planted (e.g. to /usr/local/sbin) and hand them a root-run folder.
+    core.engine.put_tree(container_id, "/tmp", [(".ds01", None, 0o1777)])
     hook = resources.files("ds01_jupyter.kernels").joinpath("hook.py").read_bytes()
     core.engine.put_file(container_id, LAUNCHER, hook, 0o644)
     info = dict(connection_info)

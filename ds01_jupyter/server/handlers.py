@@ -292,16 +292,23 @@ def _status_of(error: dict) -> int:
 
 
 class ActionHandler(DS01Handler):
+    """Start, or stop: 409 (UnsavedWork, with the processes) while work runs inside, unless "stop_processes": true."""
+
     @web.authenticated
     @authorized
     async def post(self, name, action):
-        method = getattr(self.core.containers, action)
-        status = await self.call(method, self.user, name)
+        if action == "stop":
+            stop_processes = _flag(self.body().get("stop_processes"), "stop_processes")
+            status, report = await self.call(self.core.containers.stop_with_report, self.user, name, stop_processes)
+            self.send({**status.to_dict(), "processes": report})
+            return
+        status = await self.call(self.core.containers.start, self.user, name)
         self.send(status.to_dict())
 
 
 class RetireHandler(DS01Handler):
-    """Retire through the persistence guard: 409 with the findings unless mode is rescue or discard."""
+    """Retire through the persistence guard: 409 with the findings unless mode is rescue or discard, and with the
+    processes while work runs inside unless "stop_processes": true."""
 
     @web.authenticated
     @authorized
@@ -309,7 +316,9 @@ class RetireHandler(DS01Handler):
         body = self.body()
         mode = self.text_field(body.get("mode"), "mode", ("rescue", "discard"))
         include_caches = _flag(body.get("include_caches"), "include_caches")
-        result = await self.call(self.core.guard.retire, self.user, name, mode, include_caches=include_caches)
+        stop_processes = _flag(body.get("stop_processes"), "stop_processes")
+        result = await self.call(self.core.guard.retire, self.user, name, mode, include_caches=include_caches,
+                                 stop_processes=stop_processes)
         await self.end_kernels(name)
         self.sync_kernels()
         self.send(result)
