@@ -327,3 +327,16 @@ def test_the_kernels_folder_replaces_a_planted_link_and_never_follows_it(theirs)
     code, out = core.engine.exec(cid, ["stat", "-c", "%a %U %F", "/usr/local/sbin", "/tmp/.ds01"], user=as_user(user))
     sbin, folder = out.decode().splitlines()
     assert sbin.startswith("755 root") and folder == "1777 root directory", out
+
+
+def test_swapping_the_project_for_a_link_does_not_hide_a_container_from_the_counts(theirs):
+    core, user, name, cid = theirs
+    project = core.projects.get(user, name).path
+    os.rename(project, project.with_name(name + ".real"))  # the running mount follows the moved folder
+    os.symlink("/var/tmp", project)
+    os.lchown(project, user.uid, user.gid)
+    try:
+        assert cid in {c.id for c in core.containers.vet(core.engine.list_containers({"ds01.user": user.name}))}
+    finally:
+        os.unlink(project)
+        os.rename(project.with_name(name + ".real"), project)

@@ -273,7 +273,9 @@ class Containers:
         tag = self.settings.image_template.format(user=labels.get(L.USER, ""), project=labels.get(L.PROJECT, ""))
         source = dict(record.mounts).get("/workspace")
         try:
-            folder_uid = os.stat(source).st_uid if source else None
+            # lstat: a user who swaps their project folder for a link must not make their own container look
+            # foreign (it would drop out of their GPU and container counts and the reaper's view).
+            folder_uid = os.lstat(source).st_uid if source else None
         except OSError:
             folder_uid = None  # another user's home we may not enter, or a folder removed since
         return distrust(record, image, tag, folder_uid)
