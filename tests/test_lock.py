@@ -171,3 +171,16 @@ def test_a_foreign_lock_folder_is_one_clear_line_not_a_traceback(make_core, home
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "lock folder" in proc.stderr and "sticky" in proc.stderr and "admin" in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a file owned by another uid")
+def test_a_lock_file_of_another_user_is_refused(tmp_path):
+    """Its owner could delete it while others hold it and so let two deploys in at once."""
+    folder = tmp_path / "locks"
+    folder.mkdir()
+    (folder / LOCK_NAME).write_text("")
+    os.chown(folder / LOCK_NAME, 54321, 54321)
+    with pytest.raises(ConfigError) as info:
+        with _allocator(folder).locked():
+            pass
+    assert "belongs to user" in info.value.message and "install -m 0644" in info.value.hint

@@ -133,7 +133,8 @@ class LockTimeout(StateConflict):
 def _lock_trouble(message: str, path) -> ConfigError:
     return ConfigError(
         message,
-        hint=f"Ask the admin to fix {path} or to set lock_dir to a folder owned by root (e.g. /run/lock).",
+        hint=f"Ask the admin to fix {path} (once, as root: `install -m 0644 /dev/null {path}`) or to set "
+             "lock_dir to a folder owned by root (e.g. /run/lock).",
     )
 
 
@@ -239,6 +240,14 @@ class GpuAllocator:
                 what = "has other hard links" if stat.S_ISREG(st.st_mode) else "is not a regular file"
                 raise _lock_trouble(f"The GPU allocation lock {self.lock_path} {what}; ds01 does not use it.",
                                     self.lock_path)
+            if st.st_uid not in (0, os.geteuid()):
+                # Its owner may delete it while someone holds it (two holders at once) or swap it: only root's
+                # lock file, or one's own on a machine with no other user of ds01, is trusted.
+                os.close(fd)
+                owner = _name(st.st_uid)
+                raise _lock_trouble(
+                    f"The GPU allocation lock {self.lock_path} belongs to user {owner}, who could remove it while "
+                    "others hold it; ds01 trusts only a lock file of root's on a shared host.", self.lock_path)
             if created and st.st_mode & 0o444 != 0o444:
                 # Our own file, made this instant with O_EXCL (no link can be in its place): readable by
                 # every user despite a strict umask, so every user's tools can flock it.
