@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .identity import acting_as
 from .errors import AlreadyExists, Forbidden, InvalidName, ProjectNotFound
 from .names import check_project_name
 from .settings import Settings
@@ -267,7 +268,10 @@ class Projects:
         root = self.root(user)
         self._make_root(user, root)
         try:
-            path.mkdir()  # atomic: of two concurrent creates, one wins
+            # As the user: a workspace root swapped for a link meanwhile can only lead where they may write.
+            with acting_as(user):
+                path.mkdir()  # atomic: of two concurrent creates, one wins
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileExistsError:
             raise AlreadyExists(
                 f"Project {name!r} already exists at {path}; nothing was changed.",
@@ -275,7 +279,6 @@ class Projects:
             ) from None
         except OSError as err:
             raise Forbidden(f"Cannot create project folder {path}: {err.strerror}.", hint=OWNERSHIP_HINT) from None
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             for sub in LAYOUT_DIRS:
                 _makedirs_at(fd, sub)
