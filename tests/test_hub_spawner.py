@@ -148,7 +148,7 @@ def test_rescue_from_inside_copies_regular_files_only(tmp_path):
     """Inside a container: work files into .rescued/<time>/<path>, links never followed, the quota kept."""
     from ds01_jupyter.core.errors import QuotaExceeded
     from ds01_jupyter.core.findings import WORK, Finding
-    from ds01_jupyter.core.guard import Audit
+    from ds01_jupyter.core.findings import Audit
     from ds01_jupyter.server.container_rescue import rescue_inside
 
     outside, workspace = tmp_path / "tmp", tmp_path / "workspace"

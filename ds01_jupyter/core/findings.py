@@ -12,6 +12,7 @@ Kinds, so users read only what matters:
 from __future__ import annotations
 
 import posixpath
+import time
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -194,3 +195,48 @@ def tmpfs_findings(files: list) -> tuple[list[Finding], int]:
                     source="tmpfs", checkpoint=is_checkpoint(path), detail=detail)
         )
     return findings, noise
+
+
+@dataclass
+class Audit:
+    project: str
+    container: str
+    state: str
+    findings: list[Finding] = field(default_factory=list)
+    noise: int = 0  # files classified as noise, never shown
+    notes: list[str] = field(default_factory=list)
+    scanned_at: float = field(default_factory=time.time)
+    seconds: float = 0.0
+    #: Paths the writable layer added (the rescue archives their topmost folders).
+    added: set[str] = field(default_factory=set, repr=False)
+
+    def add(self, findings: list[Finding], noise: int) -> None:
+        self.findings.extend(findings)
+        self.noise += noise
+
+    @property
+    def at_risk(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind in AT_RISK]
+
+    def summary(self) -> dict:
+        out = {}
+        for kind in (WORK, PROCESS, ENVIRONMENT, KERNEL, CACHE):
+            items = [f for f in self.findings if f.kind == kind]
+            out[kind] = {"count": sum(f.files for f in items), "items": len(items), "bytes": sum(f.size for f in items)}
+        out[NOISE] = {"count": self.noise}
+        return out
+
+    def to_dict(self, limit: int | None = None) -> dict:
+        findings = self.findings if limit is None else self.findings[:limit]
+        return {
+            "project": self.project,
+            "container": self.container,
+            "state": self.state,
+            "at_risk": len(self.at_risk),
+            "summary": self.summary(),
+            "findings": [f.to_dict() for f in findings],
+            "truncated": limit is not None and len(self.findings) > limit,
+            "notes": self.notes,
+            "scanned_at": self.scanned_at,
+            "seconds": round(self.seconds, 3),
+        }

@@ -15,7 +15,8 @@ import stat
 from pathlib import Path
 
 from ..core.disk import tree_size
-from ..core.guard import Audit, Rescue, ensure_room, rescue_selection
+from ..core.findings import Audit
+from ..core.rescue import Rescue, ensure_room, rescue_selection
 from ..core.rescue_writer import RescueWriter
 
 
