@@ -17,7 +17,7 @@ import pytest
 
 from ds01_jupyter.core import User
 from ds01_jupyter.core import labels as L
-from ds01_jupyter.core.containers import distrust, network_name, own_labels
+from ds01_jupyter.core.trust import distrust, network_name, own_labels
 from ds01_jupyter.core.engine import ContainerRecord, ImageRecord
 from ds01_jupyter.core.errors import Forbidden, InvalidRequest
 
