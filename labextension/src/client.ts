@@ -16,6 +16,10 @@ import {
   IOverview,
   IProject,
   IPrunePlan,
+  IRescue,
+  IRetireRequest,
+  IRetireResult,
+  IStopResult,
   IVersion
 } from './models/types';
 
@@ -84,18 +88,18 @@ export class DS01Client {
   start(name: string): Promise<unknown> {
     return this.post(['projects', name, 'start']);
   }
-  stop(name: string): Promise<unknown> {
-    return this.post(['projects', name, 'stop']);
+  /** Stop the container; 409 (UnsavedWork, with `processes`) while work runs inside, unless stopProcesses. */
+  stop(name: string, stopProcesses = false): Promise<IStopResult> {
+    return this.post(['projects', name, 'stop'], { stop_processes: stopProcesses });
   }
-  retire(name: string, mode: 'rescue' | 'discard' | null): Promise<{ rescued?: { folder: string } | null }> {
-    return this.post(['projects', name, 'retire'], { mode });
+  /** Retire through the guard (see models/retirePlan.ts retireRequest for the body the dialog sends). */
+  retire(name: string, request: IRetireRequest): Promise<IRetireResult> {
+    return this.post(['projects', name, 'retire'], request);
   }
   audit(name: string): Promise<IAudit> {
     return this.request(['projects', name, 'audit']);
   }
-  rescue(
-    name: string
-  ): Promise<{ folder: string; files: number; bytes: number; skipped?: { path: string; why: string }[] }> {
+  rescue(name: string): Promise<IRescue> {
     return this.post(['projects', name, 'rescue']);
   }
   checkpoints(name: string, metric?: string, mode: 'min' | 'max' = 'min'): Promise<ICheckpoints> {

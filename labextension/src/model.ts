@@ -120,6 +120,7 @@ export class DS01Model {
       case 'warning':
         this._warning.emit(event as IWarningEvent);
         if (event.kind !== 'checkpoint') {
+          // For max_runtime too: the card then lists what runs, before it is stopped.
           void this.loadAudit(event.project);
         }
         break;

@@ -57,6 +57,7 @@ export function DS01Panel(props: IDS01PanelProps): JSX.Element {
                   operation={operationOf(state, p.name)}
                   audit={model.audits[p.name] as IAudit | { error: string } | undefined}
                   atRisk={state.atRisk[p.name] ?? 0}
+                  runtimeWarning={state.runtimeWarnings[p.name]}
                   mode={model.mode}
                   client={model.client}
                   execute={execute}

@@ -1,6 +1,6 @@
 import * as React from 'react';
 
-import { groupFindings } from '../models/retirePlan';
+import { groupFindings, groupHeading, processSummary } from '../models/retirePlan';
 import { findingsTitle, ServerMode } from '../models/serverMode';
 import { IAudit } from '../models/types';
 import { formatBytes } from '../models/units';
@@ -21,6 +21,7 @@ export function Findings(props: {
     return <div className="jp-ds01-muted">Persistence check unavailable: {audit.error}</div>;
   }
   const groups = groupFindings(audit.findings);
+  const now = Date.now();
   if (!groups.length) {
     return (
       <div className="jp-ds01-findings jp-ds01-muted" data-test-id="ds01-findings">
@@ -32,15 +33,23 @@ export function Findings(props: {
     <div className="jp-ds01-findings" data-test-id="ds01-findings">
       <div className="jp-ds01-findings-title">{findingsTitle(props.mode ?? 'host')}</div>
       {groups.map(group => (
-        <details key={group.kind} open={group.kind === 'work'} className={`jp-ds01-findings-${group.kind}`}>
-          <summary>
-            {group.label}: {group.files} file{group.files === 1 ? '' : 's'}, {formatBytes(group.bytes)}
-          </summary>
+        <details
+          key={group.kind}
+          open={group.kind === 'work' || group.kind === 'process'}
+          className={`jp-ds01-findings-${group.kind}`}
+          data-test-id={`ds01-findings-${group.kind}`}
+        >
+          <summary>{groupHeading(group)}</summary>
           <ul>
             {group.items.slice(0, 50).map(f => (
               <li key={f.path} title={f.detail || f.source}>
-                <code>{f.path}</code> <span className="jp-ds01-muted">{formatBytes(f.size)}</span>
-                {f.notebook && (
+                <code>{f.path}</code>{' '}
+                {group.kind === 'process' || group.kind === 'kernel' ? (
+                  <span className="jp-ds01-muted">{processSummary(f, now)}</span>
+                ) : (
+                  <span className="jp-ds01-muted">{formatBytes(f.size)}</span>
+                )}
+                {f.notebook && group.kind !== 'process' && group.kind !== 'kernel' && (
                   <span className="jp-ds01-muted">
                     {' '}
                     ({f.notebook}

@@ -2,7 +2,8 @@ import * as React from 'react';
 
 import { actionsFor, phaseOf, PHASE_LABEL, ProjectAction } from '../models/projectState';
 import { ServerMode } from '../models/serverMode';
-import { IAudit, IOperation, IProject } from '../models/types';
+import { runtimeBadge } from '../models/runtimeWarning';
+import { IAudit, IOperation, IProject, IRuntimeWarning } from '../models/types';
 import { formatBytes, formatDuration, uptimeOf } from '../models/units';
 import { CheckpointsView } from './CheckpointsView';
 import { DS01Client } from '../client';
@@ -14,6 +15,8 @@ export interface IProjectCardProps {
   operation?: IOperation;
   audit?: IAudit | { error: string };
   atRisk: number;
+  /** The reaper's max_runtime notice for this project's container, if one came. */
+  runtimeWarning?: IRuntimeWarning;
   mode: ServerMode;
   client: DS01Client;
   execute: (command: string, args: { project: string }) => void;
@@ -95,6 +98,16 @@ export function ProjectCard(props: IProjectCardProps): JSX.Element {
           </>
         )}
       </dl>
+      {c?.running && props.runtimeWarning && (
+        <div
+          className="jp-ds01-runtime-warning"
+          role="status"
+          data-test-id={`ds01-runtime-warning-${name}`}
+          title={props.runtimeWarning.message}
+        >
+          {runtimeBadge(props.runtimeWarning, now)}
+        </div>
+      )}
       <div className="jp-ds01-actions" role="toolbar" aria-label={`Actions for ${name}`}>
         {actions.map(action => (
           <button

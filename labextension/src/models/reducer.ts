@@ -2,7 +2,7 @@
  * The sidebar's state as a pure function of the event stream: a snapshot
  * first, then changes. Pure so Jest can replay a stream and check the result.
  */
-import { DS01Event, IEngine, IOperation, IProject } from './types';
+import { DS01Event, IEngine, IOperation, IProject, IRuntimeWarning } from './types';
 
 export interface IDS01State {
   /** Whether a snapshot has arrived on the current connection. */
@@ -16,6 +16,8 @@ export interface IDS01State {
   atRisk: { [project: string]: number };
   /** What the last snapshot said of where the server runs ("host" when it said nothing). */
   mode: string;
+  /** The reaper's max_runtime notices, per project, until its container stops or goes. */
+  runtimeWarnings: { [project: string]: IRuntimeWarning };
 }
 
 export const INITIAL_STATE: IDS01State = {
@@ -25,10 +27,14 @@ export const INITIAL_STATE: IDS01State = {
   projects: [],
   operations: {},
   atRisk: {},
-  mode: 'host'
+  mode: 'host',
+  runtimeWarnings: {}
 };
 
 const MAX_LINES = 400;
+
+/** Container actions after which a max_runtime notice no longer applies. */
+const ENDS_RUN = new Set(['die', 'stop', 'destroy', 'oom']);
 
 /** Container state after an engine action (until the next fetch fills in the details). */
 const ACTION_STATE: { [action: string]: string } = {
@@ -60,6 +66,13 @@ export function applyEvent(state: IDS01State, event: DS01Event): IDS01State {
           atRisk[p.name] = p.warnings;
         }
       }
+      // A notice stays while its project's container still runs (the reconnect did not stop it).
+      const runtimeWarnings: { [project: string]: IRuntimeWarning } = {};
+      for (const p of event.projects) {
+        if (state.runtimeWarnings[p.name] && p.container?.running) {
+          runtimeWarnings[p.name] = state.runtimeWarnings[p.name];
+        }
+      }
       return {
         ready: true,
         user: event.user,
@@ -67,16 +80,33 @@ export function applyEvent(state: IDS01State, event: DS01Event): IDS01State {
         projects: event.projects,
         operations,
         atRisk,
-        mode: event.mode ?? 'host'
+        mode: event.mode ?? 'host',
+        runtimeWarnings
       };
     }
-    case 'container':
-      return { ...state, projects: applyContainerAction(state.projects, event) };
+    case 'container': {
+      const projects = applyContainerAction(state.projects, event);
+      if (!state.runtimeWarnings[event.project] || !ENDS_RUN.has(event.action)) {
+        return { ...state, projects };
+      }
+      const runtimeWarnings = { ...state.runtimeWarnings };
+      delete runtimeWarnings[event.project];
+      return { ...state, projects, runtimeWarnings };
+    }
     case 'operation':
       return { ...state, operations: applyOperation(state.operations, event) };
     case 'engine':
       return { ...state, engine: { available: event.available, reason: event.reason } };
     case 'warning':
+      if (event.kind === 'max_runtime') {
+        const warning: IRuntimeWarning = {
+          project: event.project,
+          container: typeof event.container === 'string' ? event.container : undefined,
+          message: typeof event.message === 'string' ? event.message : undefined,
+          stops_at: typeof event.stops_at === 'number' ? event.stops_at : undefined
+        };
+        return { ...state, runtimeWarnings: { ...state.runtimeWarnings, [event.project]: warning } };
+      }
       if (event.kind === 'checkpoint' || typeof event.at_risk !== 'number') {
         return state;
       }

@@ -69,7 +69,8 @@ export interface IErrorBody {
 
 export interface IFinding {
   path: string;
-  kind: 'work' | 'environment' | 'cache' | string;
+  /** process (running work) is at risk like work; kernel (an idle kernel) is shown quietly. */
+  kind: 'work' | 'environment' | 'cache' | 'process' | 'kernel' | 'noise' | string;
   size: number;
   source: string;
   checkpoint?: boolean;
@@ -77,6 +78,81 @@ export interface IFinding {
   notebook?: string | null;
   cell?: number | null;
   files?: number;
+  /** Process and kernel findings (core/processes.py): the topmost process of a job and its children. */
+  pid?: number;
+  command?: string;
+  /** UNIX time the process started. */
+  started?: number;
+  cpu_seconds?: number;
+  cpu_percent?: number;
+  busy?: boolean;
+  /** Processes in the job (the topmost one and its children). */
+  processes?: number;
+  uid?: number;
+  gpu_memory?: number;
+  /** UNIX time the executing cell started. */
+  cell_started?: number;
+}
+
+/** What stopping a container's running processes did (null when none ran). */
+export interface IStopReport {
+  count: number;
+  ended: number;
+  killed: number;
+  left: number;
+  seconds: number | null;
+  processes: { pid: number; command: string; processes?: number; outcome: 'ended' | 'killed' | 'left' | string }[];
+}
+
+/** A file or cache a rescue left behind (kind "cache" with its size for a cache). */
+export interface ISkipped {
+  path: string;
+  why: string;
+  size?: number;
+  files?: number;
+  kind?: string;
+}
+
+export interface IRescue {
+  folder: string;
+  files: number;
+  bytes: number;
+  skipped?: ISkipped[];
+  packages?: string[];
+}
+
+/** Body of POST /projects/<name>/retire. */
+export interface IRetireRequest {
+  mode: 'rescue' | 'discard' | null;
+  include_caches: boolean;
+  stop_processes: boolean;
+}
+
+/** Answer of POST /projects/<name>/retire. */
+export interface IRetireResult {
+  container?: IContainer;
+  rescued?: IRescue | null;
+  discarded?: number;
+  processes?: IStopReport | null;
+  dropped_caches?: ISkipped[];
+}
+
+/** Answer of POST /projects/<name>/stop: the container, and what stopping its processes did. */
+export type IStopResult = IContainer & { processes?: IStopReport | null };
+
+/** A 409 UnsavedWork answer of retire or stop: what would be lost, and the running processes. */
+export interface IUnsavedWorkBody extends IErrorBody {
+  findings?: IFinding[];
+  processes?: IFinding[];
+}
+
+/** The reaper's notice, 30 minutes before max_runtime stops a container. */
+export interface IRuntimeWarning {
+  project: string;
+  container?: string;
+  message?: string;
+  /** UNIX time the container is stopped. */
+  stops_at?: number;
 }
 
 export interface IAudit {

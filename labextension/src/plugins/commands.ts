@@ -5,12 +5,17 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Dialog, ICommandPalette, InputDialog, Notification, showDialog } from '@jupyterlab/apputils';
 import { PageConfig, PathExt } from '@jupyterlab/coreutils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 
 import { askProjectName } from '../dialogs/newProject';
 import { askRetire } from '../dialogs/retire';
+import { IUnsavedDocuments } from '../dialogs/runningWork';
+import { askStop } from '../dialogs/stop';
 import { DS01Model } from '../model';
-import { describeError } from '../models/errors';
-import { retirePlan } from '../models/retirePlan';
+import { ApiError, describeError } from '../models/errors';
+import { retireMessage, retirePlan, retireRequest, stopReportMessage } from '../models/retirePlan';
+import { IFinding, IStopResult, IUnsavedWorkBody } from '../models/types';
+import { projectFolder, unsavedIn } from '../models/unsaved';
 import { rescueMessage, stopMessage } from '../models/serverMode';
 import { formatBytes } from '../models/units';
 import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
@@ -40,14 +45,56 @@ async function attempt<T>(what: string, work: () => Promise<T>): Promise<T | und
   }
 }
 
-/** The project's folder relative to the server's root, where its notebooks go. */
-function notebookFolder(model: DS01Model, project: string): string {
+/** The project's folder relative to the server's root (where its notebooks go), or null when outside it. */
+function folderOf(model: DS01Model, project: string): string | null {
   const path = model.state.projects.find(p => p.name === project)?.path ?? '';
-  const root = PageConfig.getOption('serverRoot');
-  if (!root || !path.startsWith(root.replace(/\/+$/, '') + '/')) {
-    return '';
+  return projectFolder(path, PageConfig.getOption('serverRoot'));
+}
+
+/** The project's open notebooks with unsaved changes (from the notebook tracker), and saving them. */
+function unsavedNotebooks(tracker: INotebookTracker | null, folder: string | null): IUnsavedDocuments {
+  const open = (): NotebookPanel[] => {
+    const panels: NotebookPanel[] = [];
+    tracker?.forEach(panel => panels.push(panel));
+    return panels;
+  };
+  const dirty = () => {
+    const paths = new Set(
+      unsavedIn(
+        open().map(p => ({ path: p.context.path, dirty: !!p.context.model?.dirty })),
+        folder
+      )
+    );
+    return open().filter(p => paths.has(p.context.path));
+  };
+  return {
+    list: () => [...new Set(dirty().map(p => p.context.path))].sort(),
+    saveAll: async () => {
+      await Promise.all(dirty().map(p => p.context.save()));
+    }
+  };
+}
+
+/** The running processes a 409 UnsavedWork names, or null for any other error. */
+function runningProcesses(error: unknown): IFinding[] | null {
+  if (!(error instanceof ApiError) || error.status !== 409) {
+    return null;
   }
-  return PathExt.relative(root, path);
+  const processes = (error.body as IUnsavedWorkBody).processes;
+  return Array.isArray(processes) && processes.length ? processes : null;
+}
+
+/** Wait for a "Save all" started in a dialog; false (after saying so) when it failed. */
+async function saved(project: string, saving: Promise<void>, verb: string): Promise<boolean> {
+  try {
+    await saving;
+    return true;
+  } catch (error) {
+    Notification.error(`Not all notebooks of ${project} were saved (${describeError(error)}); did not ${verb}.`, {
+      autoClose: false
+    });
+    return false;
+  }
 }
 
 export const commandsPlugin: JupyterFrontEndPlugin<void> = {
@@ -55,8 +102,13 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
   description: 'Commands for every DS01 action, in the palette.',
   autoStart: true,
   requires: [IDS01Client],
-  optional: [ICommandPalette],
-  activate: (app: JupyterFrontEnd, model: DS01Model, palette: ICommandPalette | null) => {
+  optional: [ICommandPalette, INotebookTracker],
+  activate: (
+    app: JupyterFrontEnd,
+    model: DS01Model,
+    palette: ICommandPalette | null,
+    tracker: INotebookTracker | null
+  ) => {
     const { commands } = app;
     const client = model.client;
     const hostOnly = () => model.mode !== 'container';
@@ -114,10 +166,68 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
             await stopThisServer(project);
             return;
           }
-          await attempt(`Cannot ${action} ${project}`, () => client[action](project));
+          if (action === 'stop') {
+            await stopContainer(project);
+          } else {
+            await attempt(`Cannot start ${project}`, () => client.start(project));
+          }
           await model.refreshProject(project);
         }
       });
+    }
+
+    /**
+     * Stop a container: unsaved notebooks of the project are offered to save
+     * first; when the server refuses because work runs (409 with processes),
+     * the dialog lists it and its own confirm stops it, then says what ended.
+     */
+    async function stopContainer(project: string): Promise<void> {
+      const documents = unsavedNotebooks(tracker, folderOf(model, project));
+      if (documents.list().length) {
+        const answer = await askStop(project, [], documents);
+        if (answer === 'cancel' || !(await saved(project, answer.saved, 'stop'))) {
+          return;
+        }
+      }
+      let stopProcesses = false;
+      let result: IStopResult | undefined;
+      while (!result) {
+        try {
+          result = await withProgress(project, stopProcesses, () => client.stop(project, stopProcesses));
+        } catch (error) {
+          const running = stopProcesses ? null : runningProcesses(error);
+          if (!running) {
+            Notification.error(`Cannot stop ${project}: ${describeError(error)}`, { autoClose: false });
+            return;
+          }
+          const answer = await askStop(project, running, documents);
+          if (answer === 'cancel' || !(await saved(project, answer.saved, 'stop'))) {
+            return;
+          }
+          stopProcesses = answer.stopProcesses;
+        }
+      }
+      const report = stopReportMessage(result.processes);
+      if (report) {
+        Notification.success(`Stopped ${project}. ${report}`, { autoClose: false });
+      }
+    }
+
+    /** Stopping processes takes up to the grace period: say so while it runs. */
+    async function withProgress<T>(project: string, stopping: boolean, work: () => Promise<T>): Promise<T> {
+      if (!stopping) {
+        return work();
+      }
+      const id = Notification.emit(
+        `Stopping the running processes of ${project} (SIGTERM, then SIGKILL after the grace period)…`,
+        'in-progress',
+        { autoClose: false }
+      );
+      try {
+        return await work();
+      } finally {
+        Notification.dismiss(id);
+      }
     }
 
     /** Inside a hub server: the hub stops it, rescuing files outside /workspace first; this page then loses its server. */
@@ -153,14 +263,20 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
         if (!audit) {
           return;
         }
-        const choice = await askRetire(retirePlan(audit));
-        if (choice === 'cancel') {
+        const plan = retirePlan(audit);
+        const answer = await askRetire(plan, unsavedNotebooks(tracker, folderOf(model, project)));
+        if (answer === 'cancel' || !(await saved(project, answer.saved, 'retire'))) {
           return;
         }
-        const result = await attempt(`Cannot retire ${project}`, () => client.retire(project, choice));
+        const request = retireRequest(plan, answer);
+        const result = await attempt(`Cannot retire ${project}`, () =>
+          withProgress(project, request.stop_processes, () => client.retire(project, request))
+        );
         if (result) {
-          const rescued = result.rescued?.folder ? ` Rescued files are in ${result.rescued.folder}.` : '';
-          Notification.success(`Retired ${project}.${rescued}`, { autoClose: 8000 });
+          // What stopping did (which processes ended by themselves) stays until read.
+          Notification.success(retireMessage(project, result), {
+            autoClose: result.processes?.count || result.dropped_caches?.length ? false : 8000
+          });
           await model.refreshProject(project);
         }
       }
@@ -275,7 +391,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
           Notification.error(`No kernel ${kernelName} yet: deploy ${project} first.`, { autoClose: 8000 });
           return;
         }
-        const base = notebookFolder(model, project);
+        const base = folderOf(model, project) ?? '';
         const folder = base ? PathExt.join(base, 'notebooks') : '';
         const created: any = await attempt('Cannot create the notebook', async () => {
           try {

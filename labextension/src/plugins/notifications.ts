@@ -2,7 +2,8 @@
  * Notifications (JupyterLab's notification system) for what needs attention:
  * a notebook writing outside /workspace (seen in its kernel's output, naming
  * the notebook and the path), new files at risk found by the server's scans,
- * and finished or failed builds and deploys.
+ * the reaper's notice that max_runtime is about to stop a container (with
+ * the time it stops), and finished or failed builds and deploys.
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Notification } from '@jupyterlab/apputils';
@@ -10,6 +11,8 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { KernelMessage } from '@jupyterlab/services';
 
 import { DS01Model } from '../model';
+import { runtimeWarningMessage } from '../models/runtimeWarning';
+import { IRuntimeWarning } from '../models/types';
 import { parseWriteWarnings } from '../models/writeWarning';
 import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
 
@@ -64,6 +67,20 @@ export const notificationsPlugin: JupyterFrontEndPlugin<void> = {
     }
     model.warning.connect((_, warning) => {
       if (model.settings.notificationLevel === 'none') {
+        return;
+      }
+      if (warning.kind === 'max_runtime') {
+        // Stays until read: the container stops at that time, with whatever is unsaved.
+        Notification.warning(runtimeWarningMessage(warning as unknown as IRuntimeWarning), {
+          autoClose: false,
+          actions: [
+            {
+              label: 'Show project',
+              caption: `Show ${warning.project} in the DS01 panel`,
+              callback: () => void app.commands.execute(CommandIDs.openPanel)
+            }
+          ]
+        });
         return;
       }
       if (warning.kind === 'checkpoint') {

@@ -53,6 +53,52 @@ describe('Findings', () => {
   });
 });
 
+describe('Findings with running work', () => {
+  it('lists processes first, open, with runtime and busy state; idle kernels quietly, closed', () => {
+    const started = Date.now() / 1000 - 7260;
+    const running: IAudit = {
+      ...audit,
+      at_risk: 2,
+      findings: [
+        ...audit.findings,
+        {
+          path: 'kernel of notebooks/a.ipynb (pid 60)',
+          kind: 'kernel',
+          size: 0,
+          source: 'process',
+          notebook: 'notebooks/a.ipynb',
+          started,
+          busy: false,
+          processes: 1
+        },
+        {
+          path: 'python3 /workspace/train.py (pid 23)',
+          kind: 'process',
+          size: 0,
+          source: 'process',
+          started,
+          busy: true,
+          cpu_percent: 97,
+          processes: 3
+        }
+      ]
+    };
+    act(() => root.render(<Findings audit={running} onRescue={() => undefined} />));
+    const groups = [...host.querySelectorAll('details')];
+    expect(groups.map(g => g.getAttribute('data-test-id'))).toEqual([
+      'ds01-findings-process',
+      'ds01-findings-work',
+      'ds01-findings-kernel'
+    ]);
+    expect(groups[0].open).toBe(true);
+    expect(groups[0].textContent).toContain('Running processes: 1 (3 processes with children)');
+    expect(groups[0].textContent).toContain('running for 2h 1m, busy (97% CPU), with 2 child processes');
+    expect(groups[2].open).toBe(false);
+    expect(groups[2].className).toBe('jp-ds01-findings-kernel');
+    expect(groups[2].textContent).toContain('idle kernel of notebooks/a.ipynb, up 2h 1m');
+  });
+});
+
 describe('Findings inside a hub server', () => {
   it('says the hub rescues on stop, and offers a rescue now', () => {
     const onRescue = jest.fn();
