@@ -110,10 +110,11 @@ def test_every_way_of_writing_is_found_classified_and_rescued_byte_identical(dep
 def test_a_running_jupyter_kernel_makes_no_warning_of_its_own(deployed, user):
     core, name, cid = deployed
     # A kernel as the provisioner starts one: ipykernel writes its runtime files and history.
-    sh(core, cid, "mkdir -p /tmp/.ds01 && timeout 8 python3 -m ipykernel_launcher -f /tmp/.ds01/kernel-x.json >/dev/null 2>&1 & "
+    sh(core, cid, "mkdir -p /tmp/.ds01 && (python3 -m ipykernel_launcher -f /tmp/.ds01/kernel-x.json >/dev/null 2>&1 &) ; "
                   "sleep 5; python3 -c 'import IPython; IPython.get_ipython'", user=f"{user.uid}:{user.gid}")
     audit = core.guard.audit(user, name)
     assert audit.at_risk == [], [f.to_dict() for f in audit.at_risk]
+    assert [f.kind for f in audit.findings if f.source == "process"] == ["kernel"]  # idle: listed quietly
     assert core.guard.retire(user, name)["rescued"] is None  # nothing to choose: retired directly
 
 
