@@ -144,4 +144,5 @@ def signal(core: DS01, user: User, container_id: str, pid: int, signum: int) -> 
 
 def remove_files(core: DS01, user: User, container_id: str, kernel_id: str) -> None:
     """Remove the kernel's connection and pid files from the container."""
-    core.engine.exec(container_id, ["rm", "-f", *inner_files(kernel_id)], user=f"{user.uid}:{user.gid}")
+    files = [*inner_files(kernel_id), f"/tmp/.ds01/kernel-{kernel_id}.state.json"]  # the hook's busy/idle record
+    core.engine.exec(container_id, ["rm", "-f", *files], user=f"{user.uid}:{user.gid}")
