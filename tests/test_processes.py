@@ -280,3 +280,13 @@ def test_the_reaper_leaves_a_busy_container_alone_and_warns_before_max_runtime(m
     assert again.action != "warn"  # once
     over = [d for d in core.reaper.run(user, now=t0 + 2 * 3600 + 60) if d.project == name][0]
     assert over.action == "stop" and core.containers.status(user, name).state == "exited"
+
+
+def test_a_process_list_that_cannot_be_read_is_at_risk_not_a_crash():
+    """The listing comes from the user's image: a malformed one must not break audits (nor hide work)."""
+    from ds01_jupyter.core.findings import PROCESS
+    from ds01_jupyter.core.processes import UNREADABLE, process_findings
+
+    for listing in ({"groups": [{"pid": "x"}]}, {"groups": "nope"}, {"groups": [None]}, {"groups": [{"pid": 1}]}):
+        findings, _ = process_findings(listing)
+        assert [(f.path, f.kind) for f in findings] == [(UNREADABLE, PROCESS)], listing

@@ -374,13 +374,15 @@ class DockerEngine(ContainerEngine):
 
         def exit_code():
             # The output can end a moment before the engine records the exit: wait for it, briefly.
-            for _ in range(100):
+            deadline = time.monotonic() + 10
+            while True:
                 with self._errors("inspect a command in", name_or_id):
                     info = self.api.exec_inspect(exec_id)
                 if not info.get("Running"):
                     return info.get("ExitCode")
+                if time.monotonic() > deadline:
+                    return None
                 time.sleep(0.02)
-            return None
 
         return _ChunkReader(chunks(), self, f"read the output of a command in {name_or_id}"), exit_code
 

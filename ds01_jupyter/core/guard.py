@@ -145,7 +145,8 @@ class Guard(Rescuing):
         try:
             stream, exit_code = self._inside(user, record, request)
             out = stream.read(PROBE_MAX + 1)
-            if exit_code() != 0 or len(out) > PROBE_MAX:
+            # None: the engine has not recorded the exit yet (a busy host); a complete answer still counts.
+            if exit_code() not in (0, None) or len(out) > PROBE_MAX:
                 return None  # no python3 in this image: fall back to reading archives
             return _valid_probe(json.loads(out))
         except (DS01Error, ValueError, RecursionError):  # the image decides what comes back: trust no shape

@@ -69,9 +69,26 @@ def _relative(notebook: str | None, project_path: Path | None) -> str | None:
 def process_findings(listing: dict | None, project_path: Path | None = None, gpu: dict | None = None,
                      now: float | None = None) -> tuple[list[Finding], list[str]]:
     """Findings of a listing from inside.py: ``process`` for running work, ``kernel`` for an idle kernel
-    (shown quietly: its variables are lost). ``gpu`` maps in-container pids to GPU memory in bytes."""
+    (shown quietly: its variables are lost). ``gpu`` maps in-container pids to GPU memory in bytes.
+
+    The listing comes from the user's image, which may answer anything: one that cannot be read is
+    one ``process`` finding saying so (at risk: what runs is unknown), never a crash of the audit.
+    """
     if not listing:
         return [], []
+    try:
+        return _process_findings(listing, project_path, gpu, now)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return [Finding(path=UNREADABLE, kind=PROCESS, size=0, source="process",
+                        detail="the container answered with a process list that could not be read; "
+                               "what runs in it is unknown")], []
+
+
+UNREADABLE = "(processes that could not be listed)"
+
+
+def _process_findings(listing: dict, project_path: Path | None, gpu: dict | None,
+                      now: float | None) -> tuple[list[Finding], list[str]]:
     now = now or time.time()
     gpu = gpu or {}
     findings, notes = [], []
@@ -159,10 +176,10 @@ class Processes:
         try:
             stream, exit_code = run_inside(self.engine, record, user, request)
             out = stream.read(64 * 2**20 + 1)
-            if exit_code() != 0 or len(out) > 64 * 2**20:
+            if exit_code() not in (0, None) or len(out) > 64 * 2**20:
                 return None
             return json.loads(out)
-        except (DS01Error, ValueError):
+        except (DS01Error, ValueError, RecursionError):
             return None
 
     def findings(self, user: User, record: ContainerRecord, project_path: Path | None = None,

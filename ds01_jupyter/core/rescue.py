@@ -222,7 +222,7 @@ class Rescuing:
         # A reader that died halfway (out of memory, killed) ends a tar stream like a finished one: only its
         # report, a clean exit and every path accounted for make the copy complete.
         missing = wanted - done
-        if not reported or exit_code() != 0 or missing:
+        if not reported or exit_code() not in (0, None) or missing:
             raise EngineError(
                 "The files could not all be read from inside the container (the reader stopped early"
                 + (f"; {len(missing)} not copied, e.g. {sorted(missing)[0]}" if missing else "") + ").",
