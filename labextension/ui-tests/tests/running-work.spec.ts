@@ -7,61 +7,26 @@
  * (which ends by itself) and rescues what its handler wrote at the last moment.
  */
 import { expect, test } from '@jupyterlab/galata';
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { findFile, HOME, removeProject, SHOTS, USER } from './helpers';
 
-const HOME = process.env.DS01_UI_HOME ?? '/tmp/ds01-ui-home';
-const SHOTS = path.resolve(__dirname, '..', 'screenshots');
 const PROJECT = `rw${Date.now().toString(36)}`;
-const USER = require('os').userInfo().username;
 
 test.use({ autoGoto: true });
 test.describe.configure({ mode: 'serial' });
 
-function findFile(root: string, name: string): string | null {
-  if (!fs.existsSync(root)) {
-    return null;
-  }
-  for (const entry of fs.readdirSync(root, { withFileTypes: true })) {
-    const full = path.join(root, entry.name);
-    if (entry.isDirectory()) {
-      const found = findFile(full, name);
-      if (found) {
-        return found;
-      }
-    } else if (entry.name === name) {
-      return full;
-    }
-  }
-  return null;
-}
-
 test.afterAll(() => {
   // Only what this test made: its container (if a failure left it), its image, then its project, so
   // the other specs against the same server start from an empty project list whatever the order.
-  for (const args of [
-    ['rm', '-f', `${PROJECT}._.${USER}`],
-    ['image', 'rm', `ds01-${USER}/${PROJECT}:latest`]
-  ]) {
-    try {
-      execFileSync('docker', args, { stdio: 'ignore' });
-    } catch {
-      // already gone
-    }
-  }
-  for (const made of [path.join(HOME, 'workspace', PROJECT), path.join(HOME, 'dockerfiles', `${PROJECT}.Dockerfile`)]) {
-    fs.rmSync(made, { recursive: true, force: true });
-  }
+  removeProject(PROJECT, true);
 });
 
 // The cell: sleep for ten minutes; on SIGTERM write the time (UNIX seconds) to /tmp/last.txt and exit at once.
+// No line is indented: the cell editor indents typed lines by itself, which would break a nested block.
 const CELL = [
   'import os, signal, time',
-  'def on_term(signum, frame):',
-  "    with open('/tmp/last.txt', 'w') as f:",
-  '        f.write(repr(time.time()))',
-  '    os._exit(0)',
+  "on_term = lambda signum, frame: (os.write(os.open('/tmp/last.txt', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), repr(time.time()).encode()), os._exit(0))",
   'signal.signal(signal.SIGTERM, on_term)',
   "print('ds01-ui-sleeping', flush=True)",
   'time.sleep(600)'
@@ -134,7 +99,7 @@ test('retire stops a running cell, which saves on SIGTERM, and rescues what it w
   const toast = page
     .locator('.jp-Notification-Toast-success, .Toastify__toast')
     .filter({ hasText: `Retired ${PROJECT}` });
-  await expect(toast.first()).toContainText('ended by themselves', { timeout: 30000 });
+  await expect(toast.first()).toContainText('Stopped 1 process', { timeout: 30000 });
   await panel.screenshot({ path: path.join(SHOTS, '13-retired-after-stopping.png') });
 
   // .rescued/<time>/tmp/last.txt holds the time the handler ran.

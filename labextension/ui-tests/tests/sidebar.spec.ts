@@ -6,49 +6,19 @@
  * Screenshots of the panel in each state go to ui-tests/screenshots/.
  */
 import { expect, test } from '@jupyterlab/galata';
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { findFile, HOME, removeProject, SHOTS, USER } from './helpers';
 
-const HOME = process.env.DS01_UI_HOME ?? '/tmp/ds01-ui-home';
-const SHOTS = path.resolve(__dirname, '..', 'screenshots');
 const README_SHOT = path.resolve(__dirname, '..', '..', '..', 'docs', 'sidebar.png');
 const PROJECT = `ui${Date.now().toString(36)}`;
-const USER = require('os').userInfo().username;
 
 test.use({ autoGoto: true });
 test.describe.configure({ mode: 'serial' });
 
-function findFile(root: string, name: string): string | null {
-  if (!fs.existsSync(root)) {
-    return null;
-  }
-  for (const entry of fs.readdirSync(root, { withFileTypes: true })) {
-    const full = path.join(root, entry.name);
-    if (entry.isDirectory()) {
-      const found = findFile(full, name);
-      if (found) {
-        return found;
-      }
-    } else if (entry.name === name) {
-      return full;
-    }
-  }
-  return null;
-}
-
 test.afterAll(() => {
   // Only what this test made: its container (if a failure left it) and its image.
-  for (const args of [
-    ['rm', '-f', `${PROJECT}._.${USER}`],
-    ['image', 'rm', `ds01-${USER}/${PROJECT}:latest`]
-  ]) {
-    try {
-      execFileSync('docker', args, { stdio: 'ignore' });
-    } catch {
-      // already gone
-    }
-  }
+  removeProject(PROJECT);
 });
 
 test('project lifecycle from the sidebar, with a rescued write outside /workspace', async ({ page }) => {
