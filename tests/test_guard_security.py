@@ -340,3 +340,15 @@ def test_swapping_the_project_for_a_link_does_not_hide_a_container_from_the_coun
     finally:
         os.unlink(project)
         os.rename(project.with_name(name + ".real"), project)
+
+
+def test_a_long_answer_from_inside_is_read_whole(theirs):
+    """The probe's answer comes in many frames of the engine's stream: all of it must be read, or the audit
+    falls back to the archives and loses what only the inside can see (memory-backed files, processes)."""
+    core, user, name, cid = theirs
+    sh(core, cid, "mkdir /tmp/many && cd /tmp/many && for i in $(seq 3000); do echo > file-with-a-long-name-$i.csv; done"
+                  " && echo shm > /dev/shm/only-inside.txt", as_user(user))
+    audit = core.guard.audit(user, name)
+    paths = {f.path for f in audit.findings}
+    assert "/dev/shm/only-inside.txt" in paths, audit.notes
+    assert sum(p.startswith("/tmp/many/") for p in paths) == 3000

@@ -384,7 +384,9 @@ class DockerEngine(ContainerEngine):
                     return None
                 time.sleep(0.02)
 
-        return _ChunkReader(chunks(), self, f"read the output of a command in {name_or_id}"), exit_code
+        # Buffered: read(n) then returns n bytes or up to the end, not whatever one frame of the stream held.
+        reader = io.BufferedReader(_ChunkReader(chunks(), self, f"read the output of a command in {name_or_id}"), 1 << 20)
+        return reader, exit_code
 
     def diff(self, name_or_id):
         kinds = {0: "C", 1: "A", 2: "D"}
@@ -395,7 +397,7 @@ class DockerEngine(ContainerEngine):
     def read_archive(self, name_or_id, path):
         with self._errors("read files of", name_or_id):
             chunks, _stat = self.api.get_archive(name_or_id, path, chunk_size=1 << 20)
-        return _ChunkReader(chunks, self, f"read {path} from")
+        return io.BufferedReader(_ChunkReader(chunks, self, f"read {path} from"), 1 << 20)
 
     def put_file(self, name_or_id, path, data, mode=0o600, uid=0, gid=0):
         folder, _, name = path.rpartition("/")

@@ -92,6 +92,10 @@ class Guard(Rescuing):
         else:
             stats = self._stats_from_archives(record, paths, changes, audit.added)
             self._unexamined(audit, paths, stats)
+            if record.running:
+                audit.notes.append("The guard could not look inside the running container (no python3 in the image, "
+                                   "or it did not answer): files in /dev/shm and other memory-backed folders, and "
+                                   "running processes, are not listed.")
             if record.state in ("exited", "dead", "created"):
                 audit.notes.append("The container is stopped: files it had in /dev/shm were lost when it stopped.")
         audit.add(*layer_findings(stats))
