@@ -109,6 +109,20 @@ def project_name():
     return lambda: "t" + secrets.token_hex(4)
 
 
+def cli_environ(settings: Settings, home: Path, **extra: str) -> dict[str, str]:
+    """The environment a test runs the ds01 command line in: this test's home and base image, and the
+    test's admin settings (lock, GPU list, limits) where the environment may set them (root, or the owner of
+    /etc/ds01-jupyter); elsewhere the host's own serve. ``extra`` variables are added last."""
+    from ds01_jupyter.core.settings import env_may_set_admin_settings
+
+    environ = dict(os.environ, HOME=str(home), DS01_BASE_IMAGE=settings.base_image, DS01_STOP_TIMEOUT="2")
+    if env_may_set_admin_settings():
+        environ.update(DS01_LOCK_DIR=settings.lock_dir, DS01_GPU_INVENTORY=settings.gpu_inventory,
+                       DS01_LIMITS_FILE=settings.limits_file)
+    environ.update(extra)
+    return environ
+
+
 class CoreFactory:
     def __init__(self, tmp_path: Path, engine):
         self.tmp_path = tmp_path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ds01_jupyter.core.limits import Limits, host_resources
+from conftest import cli_environ
 from ds01_jupyter.core.settings import env_may_set_admin_settings
 
 BIN = Path(sys.executable).parent
@@ -26,18 +26,7 @@ def run(cmd, env, *args, check_code=None):
 
 @pytest.fixture
 def env(make_core, home):
-    settings = make_core.settings()
-    environ = dict(os.environ)
-    environ.update(HOME=str(home), DS01_BASE_IMAGE=settings.base_image, DS01_STOP_TIMEOUT="2")
-    if env_may_set_admin_settings():
-        # Admin settings come from the environment only for root or the owner of /etc/ds01-jupyter;
-        # elsewhere the host's own (the /run/lock lock, the admin's limits, NVML) serve the tests.
-        environ.update(
-            DS01_LOCK_DIR=settings.lock_dir,
-            DS01_GPU_INVENTORY=settings.gpu_inventory,
-            DS01_LIMITS_FILE=settings.limits_file,
-        )
-    return environ
+    return cli_environ(make_core.settings(), home)
 
 
 def test_the_documented_walkthrough(env, home, project_name):

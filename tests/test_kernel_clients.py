@@ -21,7 +21,7 @@ from jupyter_client import KernelManager
 from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpecManager
 
-from ds01_jupyter.core.settings import env_may_set_admin_settings
+from conftest import cli_environ
 from ds01_jupyter.kernels import container_kernel, specs
 from ds01_jupyter.core.errors import Forbidden
 
@@ -105,22 +105,9 @@ def test_the_server_brings_old_specs_up_to_date_through_the_same_writer(tmp_path
 # -- on the real engine, through real clients -----------------------------------------------------
 @pytest.fixture
 def env(make_core, home, tmp_path):
-    settings = make_core.settings()
-    environ = dict(os.environ)
-    environ.update(
-        HOME=str(home),
-        JUPYTER_DATA_DIR=str(tmp_path / "jupyter-data"),
-        DS01_BASE_IMAGE=settings.base_image,
-        DS01_STOP_TIMEOUT="2",
-        PYTHONWARNINGS="ignore",
-    )
+    environ = cli_environ(make_core.settings(), home, JUPYTER_DATA_DIR=str(tmp_path / "jupyter-data"),
+                          PYTHONWARNINGS="ignore")
     environ.pop("JUPYTER_PATH", None)
-    if env_may_set_admin_settings():
-        environ.update(
-            DS01_LOCK_DIR=settings.lock_dir,
-            DS01_GPU_INVENTORY=settings.gpu_inventory,
-            DS01_LIMITS_FILE=settings.limits_file,
-        )
     return environ
 
 

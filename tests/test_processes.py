@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from ds01_jupyter.core.errors import UnsavedWork
 from ds01_jupyter.core.findings import KERNEL, PROCESS
-from ds01_jupyter.core.settings import env_may_set_admin_settings
+from conftest import cli_environ
 
 BIN = Path(sys.executable).parent
 
@@ -166,12 +165,7 @@ def test_ten_thousand_sleeping_processes(make_core, user, project_name):
 
 
 def test_audit_exits_3_and_the_commands_refuse_and_stop_with_the_flag(make_core, home, user, project_name):
-    settings = make_core.settings()
-    env = dict(os.environ, HOME=str(home), DS01_BASE_IMAGE=settings.base_image, DS01_STOP_TIMEOUT="2",
-               DS01_STOP_GRACE_SECONDS="3")
-    if env_may_set_admin_settings():
-        env.update(DS01_LOCK_DIR=settings.lock_dir, DS01_GPU_INVENTORY=settings.gpu_inventory,
-                   DS01_LIMITS_FILE=settings.limits_file)
+    env = cli_environ(make_core.settings(), home, DS01_STOP_GRACE_SECONDS="3")
 
     def run(*args):
         return subprocess.run([str(BIN / args[0]), *args[1:]], env=env, capture_output=True, text=True, timeout=300,
