@@ -168,19 +168,35 @@ class DS01Handler(APIHandler):
     def sync_kernels(self) -> None:
         self.settings["ds01_kernel_specs"].sync_quietly()
 
-    async def end_kernels(self, project: str) -> None:
-        """Shut down the kernels that ran in a project's container once it is gone, rather than
-        leave the restarter to try (and fail) to start them again in a container that no longer exists."""
+    def project_kernels(self, project: str) -> list:
+        """(id, manager) of the kernels this server runs in a project's container."""
         manager = self.kernel_manager
-        for kernel_id in list(manager.list_kernel_ids()):
-            kernel = manager.get_kernel(kernel_id)
-            if getattr(kernel.provisioner, "project", None) != project:
-                continue
+        kernels = ((kernel_id, manager.get_kernel(kernel_id)) for kernel_id in list(manager.list_kernel_ids()))
+        return [(kernel_id, k) for kernel_id, k in kernels if getattr(k.provisioner, "project", None) == project]
+
+    async def ending_kernels(self, project: str, action):
+        """Run `action` (which removes or stops the project's container), then shut down the kernels that ran in
+        it. Their restarters are paused first: a kernel whose container vanished would otherwise be restarted
+        into a container that no longer exists, and a restart in flight keeps the kernel listed. Should the
+        action fail, the restarters resume and the kernels go on as before."""
+        kernels = self.project_kernels(project)
+        for _, kernel in kernels:
             kernel.stop_restarter()
+        try:
+            result = await action()
+        except BaseException:
+            for _, kernel in kernels:
+                kernel.start_restarter()
+            raise
+        manager = self.kernel_manager
+        for kernel_id, _ in kernels:
             try:
                 await manager.shutdown_kernel(kernel_id, now=True)
             except Exception as err:  # noqa: BLE001 - one kernel's trouble must not fail the retire
-                self.log.warning("ds01: kernel %s of retired %s: %s", kernel_id, project, err)
+                self.log.warning("ds01: kernel %s of %s: %s", kernel_id, project, err)
+            if kernel_id in manager:  # its process went with the container: drop what is left of it
+                manager.remove_kernel(kernel_id)
+        return result
 
 
 class VersionHandler(DS01Handler):
@@ -299,7 +315,8 @@ class ActionHandler(DS01Handler):
     async def post(self, name, action):
         if action == "stop":
             stop_processes = _flag(self.body().get("stop_processes"), "stop_processes")
-            status, report = await self.call(self.core.containers.stop_with_report, self.user, name, stop_processes)
+            status, report = await self.ending_kernels(
+                name, lambda: self.call(self.core.containers.stop_with_report, self.user, name, stop_processes))
             self.send({**status.to_dict(), "processes": report})
             return
         status = await self.call(self.core.containers.start, self.user, name)
@@ -317,9 +334,8 @@ class RetireHandler(DS01Handler):
         mode = self.text_field(body.get("mode"), "mode", ("rescue", "discard"))
         include_caches = _flag(body.get("include_caches"), "include_caches")
         stop_processes = _flag(body.get("stop_processes"), "stop_processes")
-        result = await self.call(self.core.guard.retire, self.user, name, mode, include_caches=include_caches,
-                                 stop_processes=stop_processes)
-        await self.end_kernels(name)
+        result = await self.ending_kernels(name, lambda: self.call(
+            self.core.guard.retire, self.user, name, mode, include_caches=include_caches, stop_processes=stop_processes))
         self.sync_kernels()
         self.send(result)
 
