@@ -20,11 +20,15 @@ from ..core.limits import format_size
 from ..core.notebook_check import check_notebook
 from ..core.processes import report_lines
 from ..kernels.specs import remove_spec, write_spec
+from ..service.client import connection, connection_line
 from . import output as out
 
 
 def _core() -> DS01:
-    return DS01()
+    """ds01d's client when its socket is there (users need no Docker access), else the engine directly."""
+    from ..service.client import connect
+
+    return connect()
 
 
 # -- verbs -----------------------------------------------------------------------
@@ -329,8 +333,9 @@ def cmd_status(core, user, args):
             }
         )
     if args.json:
-        return out.emit_json({"projects": rows, "usage": core.containers.usage(user)})
+        return out.emit_json({"projects": rows, "usage": core.containers.usage(user), "connection": connection(core)})
     print(out.table(rows, [("project", "PROJECT"), ("summary", "STATE"), ("gpus", "GPU"), ("uptime", "UP")], "(no projects yet: ds01 project-init NAME)"))
+    print(connection_line(connection(core)))
 
 
 WORKSPACE_NOTES = {

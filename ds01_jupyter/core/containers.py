@@ -610,22 +610,30 @@ class Containers:
                 project=project, workspace=source,
             )
 
-    def exec(self, user: User, project: str, command: list[str]) -> tuple[int | None, bytes]:
-        """Run one command in the running container as the user, in /workspace."""
+    def running(self, user: User, project: str) -> ContainerRecord:
+        """The user's container of ``project`` when a command may run in it: running, its workspace in place."""
         record = self.record(user, project)
         if not record.running:
             raise StateConflict(f"{record.name} is {record.state}.", hint=f"Start it: `container-start {project}`.")
         self.check_workspace(record, project)
+        return record
+
+    def exec(self, user: User, project: str, command: list[str]) -> tuple[int | None, bytes]:
+        """Run one command in the running container as the user, in /workspace."""
+        record = self.running(user, project)
         return self.engine.exec(record.id, command, user=f"{user.uid}:{user.gid}", workdir="/workspace")
 
     def interactive(self, user: User, project: str, command: list[str], tty: bool) -> list[str]:
         """The argv of the engine's client attached to ``command`` in the running container (stdin passed
         through; a terminal only with ``tty``), whose exit code is the command's."""
-        record = self.record(user, project)
-        if not record.running:
-            raise StateConflict(f"{record.name} is {record.state}.", hint=f"Start it: `container-start {project}`.")
-        self.check_workspace(record, project)
+        record = self.running(user, project)
         return self.engine.interactive_command(record.id, command, f"{user.uid}:{user.gid}", "/workspace", tty)
+
+    def attach(self, user: User, project: str, command: list[str], tty: bool):
+        """Start ``command`` as the user in /workspace of their running container and return (exec id, the
+        connection carrying its stdin and output): for ds01d, whose callers have no engine access."""
+        record = self.running(user, project)
+        return self.engine.exec_attach(record.id, command, f"{user.uid}:{user.gid}", "/workspace", tty)
 
     def usage(self, user: User) -> dict:
         """Limits and current use, as ``check-limits`` shows them.

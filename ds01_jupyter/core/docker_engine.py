@@ -388,6 +388,33 @@ class DockerEngine(ContainerEngine):
         reader = io.BufferedReader(_ChunkReader(chunks(), self, f"read the output of a command in {name_or_id}"), 1 << 20)
         return reader, exit_code
 
+    def exec_attach(self, name_or_id, command, user, workdir, tty) -> tuple[str, socket.socket]:
+        """Start ``command`` with stdin and output attached (a terminal with ``tty``); (its exec id, the
+        connection carrying its stream), for a client that has no access to the engine itself."""
+        from .hijack import engine_address, start_attached
+
+        with self._errors("run a command in", name_or_id):
+            exec_id = self.api.exec_create(name_or_id, command, user=user, workdir=workdir, stdin=True, stdout=True,
+                                           stderr=True, tty=tty)["Id"]
+            version = self.api.api_version
+        return exec_id, start_attached(engine_address(self.base_url), version, exec_id, tty)
+
+    def exec_resize(self, exec_id: str, rows: int, cols: int) -> None:
+        with self._errors("resize the terminal of", "a command"):
+            self.api.exec_resize(exec_id, height=rows, width=cols)
+
+    def exec_exit_code(self, exec_id: str, wait: float = 10.0) -> int | None:
+        """The exit code of an exec; None while it still runs after ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self._errors("inspect a command in", "its container"):
+                info = self.api.exec_inspect(exec_id)
+            if not info.get("Running"):
+                return info.get("ExitCode")
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+
     def diff(self, name_or_id):
         kinds = {0: "C", 1: "A", 2: "D"}
         with self._errors("list changes of", name_or_id):

@@ -1,0 +1,80 @@
+"""The admin's configuration of ds01d: one YAML (or JSON) file, nothing from callers.
+
+The file holds the core's settings (any :class:`~ds01_jupyter.core.settings.Settings`
+field, e.g. ``limits_file``, ``gpu_inventory``, ``base_image``) and the
+service's own (:class:`ServiceConfig`) side by side. A caller's environment
+and request never reach it: a user cannot lift their limits by talking to ds01d.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from ..core.errors import ConfigError
+from ..core.settings import ADMIN_DIR, Settings
+
+#: The socket ds01d serves and clients look for; a client's DS01_SOCKET names another, or "none" for Docker directly.
+DEFAULT_SOCKET = "/run/ds01/ds01.sock"
+#: The admin's file read by ``ds01d`` with no arguments (absent: every default).
+DEFAULT_CONFIG = f"{ADMIN_DIR}/ds01d.yaml"
+#: The client's variable choosing the socket ("none": talk to Docker directly, for a user who may).
+SOCKET_VARIABLE = "DS01_SOCKET"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """How ds01d serves: where, how many at once, how long it waits. Each limit keeps one slow or
+    greedy caller from holding up the others."""
+
+    #: The unix socket served to everyone (mode 0666); its folder is made root's, 0755.
+    socket: str = DEFAULT_SOCKET
+    #: Folder of the audit log (audit.jsonl: who did what, when, with what result), root's, 0750.
+    log_dir: str = "/var/log/ds01"
+    #: Open connections at once, all callers together; more are refused at once with a clear error.
+    max_connections: int = 256
+    #: Open connections of one uid at once (requests, followed logs, shells).
+    max_connections_per_user: int = 32
+    #: Core operations running at once, all callers together; more wait up to queue_timeout.
+    max_operations: int = 16
+    #: Core operations of one uid running at once; more are refused (the user is already busy).
+    max_operations_per_user: int = 4
+    #: Seconds a caller has to send its whole request line once connected (a silent client is dropped).
+    request_timeout: float = 10.0
+    #: Seconds one reply line may take to reach a caller that does not read; then the caller counts as gone
+    #: (the operation itself still finishes: nothing is left half done).
+    send_timeout: float = 10.0
+    #: Seconds an operation waits for a free slot (max_operations) before it is refused as busy.
+    queue_timeout: float = 120.0
+    #: Seconds a stopping ds01d (SIGTERM) lets running operations finish before it exits.
+    shutdown_grace: float = 60.0
+
+
+def load(path: str | None = None, **overrides) -> tuple[Settings, ServiceConfig]:
+    """The core settings and the service's, from the admin's file (``path``, else DEFAULT_CONFIG when it
+    exists). ``overrides`` (the command line's, e.g. ``socket``) win."""
+    values: dict = {}
+    source = path or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
+    if source:
+        try:
+            values = yaml.safe_load(Path(source).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"Cannot read the ds01d configuration {source}: {err}.") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"The ds01d configuration {source} must be a mapping of setting: value.")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    core_names = {f.name for f in fields(Settings)}
+    service_names = {f.name for f in fields(ServiceConfig)}
+    unknown = sorted(set(values) - core_names - service_names)
+    if unknown:
+        raise ConfigError(f"Unknown ds01d setting(s) {', '.join(unknown)} in {source or 'the command line'}.",
+                          hint=f"Known: {', '.join(sorted(core_names | service_names))}.")
+    core = {k: v for k, v in values.items() if k in core_names}
+    core.setdefault("interface", "ds01d")
+    try:
+        return Settings(**core), ServiceConfig(**{k: v for k, v in values.items() if k in service_names})
+    except TypeError as err:
+        raise ConfigError(f"Bad ds01d configuration in {source}: {err}.") from None

@@ -1,0 +1,278 @@
+"""The wire between ds01 clients and ds01d: one JSON object per line, both ways.
+
+A request is ``{"op": NAME, "args": {...}}`` on one connection; ds01d answers
+with any number of ``{"progress": LINE}`` and ``{"item": VALUE}`` lines, then
+one ``{"result": VALUE}`` or ``{"error": {...}}``. An interactive command
+(``session.attach``) instead gets ``{"attached": ...}`` with the Docker
+connection's descriptor (SCM_RIGHTS), then takes ``{"resize": [rows, cols]}``
+and ``{"wait": true}``, answered with its exit code.
+
+Who asks is never part of a request: ds01d reads it from the kernel. What may
+be asked is :data:`OPS`, each parameter typed and bounded; everything else is
+refused with InvalidRequest before the core sees it.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from datetime import datetime
+from pathlib import Path
+
+from ..core import errors as E
+
+#: Bytes one line may have; a request is small (names, flags, one command line).
+MAX_REQUEST = 64 * 1024
+#: Bytes one answer line may have (a large audit); a client stops reading beyond it.
+MAX_ANSWER = 64 * 1024 * 1024
+#: Longest string argument, and most words in a command.
+MAX_STRING = 4096
+MAX_WORDS = 1024
+VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One parameter: its name, its type ("str", "int", "float", "bool", "words"), whether None is allowed, and
+    whether the core takes it positionally after the user (the project name)."""
+
+    name: str
+    kind: str
+    default: object = None
+    optional: bool = False
+    positional: bool = False
+
+
+def _name(param: str = "name") -> Param:
+    return Param(param, "str", positional=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """An operation a caller may ask for: where it lives on the core and how it is called."""
+
+    params: tuple[Param, ...] = ()
+    progress: bool = False  # the core method takes a progress callback: its lines go to the caller
+    stream: bool = False  # the core method yields items (followed logs)
+    for_user: bool = True  # the core method takes the user it acts for first
+    #: Parameters a local caller passes that ds01d ignores (guard.add_requirements's audit: ds01d audits itself,
+    #: a caller's audit is never trusted).
+    dropped: tuple[str, ...] = ()
+
+
+_BOOL = lambda name: Param(name, "bool", False)  # noqa: E731
+_OPT_INT = lambda name, default=None: Param(name, "int", default, optional=True)  # noqa: E731
+_OPT_STR = lambda name: Param(name, "str", None, optional=True)  # noqa: E731
+
+OPS: dict[str, Op] = {
+    "projects.create": Op((_name(),)),
+    "projects.list": Op(),
+    "images.dockerfile": Op((_name(), Param("create", "bool", True))),
+    "images.build": Op((_name(),), progress=True),
+    "images.tag": Op((_name(),)),
+    "images.list": Op(),
+    "images.remove": Op((_name(), Param("containers_using", "int", 0))),
+    "images.ensure_base_image": Op((_BOOL("rebuild"),), progress=True, for_user=False),
+    "containers.deploy": Op((_name(), _OPT_INT("gpus"), _BOOL("protected")), progress=True),
+    "containers.start": Op((_name(),)),
+    "containers.stop_with_report": Op((_name(), _BOOL("stop_processes")), progress=True),
+    "containers.list": Op(),
+    "containers.status": Op((_name(),)),
+    "containers.ensure_running": Op((_name(),), progress=True),
+    "containers.exec": Op((_name(), Param("command", "words", positional=True))),
+    "containers.logs": Op((_name(), _OPT_INT("tail", 200), _BOOL("follow")), stream=True),
+    "containers.usage": Op(),
+    "guard.audit": Op((_name(),)),
+    "guard.add_requirements": Op((_name(),), dropped=("audit",)),
+    "guard.rescue": Op((_name(), _BOOL("include_caches")), progress=True),
+    "guard.retire": Op((_name(), _OPT_STR("mode"), _BOOL("include_caches"), _BOOL("stop_processes")), progress=True),
+    "checkpoints": Op((_name(), _OPT_STR("metric"), _OPT_STR("mode"))),
+    "prune_checkpoints": Op((_name(), _BOOL("confirm"), _OPT_INT("keep_last"), _OPT_INT("keep_best"),
+                             _OPT_STR("metric"), _OPT_STR("mode"), Param("older_than", "float", None, True))),
+    "usage": Op(),
+    "overview": Op(),
+    "gpu_inventory": Op(for_user=False),
+    "reaper.run": Op((_BOOL("dry_run"),)),
+    # ds01d's own: who it takes the caller for and its settings (what `ds01 status` and `base-image` show).
+    "service.hello": Op(for_user=False),
+    "service.settings": Op(for_user=False),
+    "session.attach": Op((_name(), Param("command", "words"), _BOOL("tty"),
+                          Param("size", "words", None, optional=True))),
+}
+
+
+def check_args(op_name: object, args: object) -> tuple[Op, dict]:
+    """The operation and its arguments, each of its declared type and within bounds; InvalidRequest otherwise."""
+    if not isinstance(op_name, str) or op_name not in OPS:
+        raise E.InvalidRequest(f"Unknown operation {str(op_name)[:80]!r}.", hint="Use the ds01 command of this version.")
+    op = OPS[op_name]
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise E.InvalidRequest("The request's args must be an object.")
+    known = {p.name: p for p in op.params}
+    extra = sorted(set(args) - set(known))
+    if extra:
+        raise E.InvalidRequest(f"{op_name} takes no {', '.join(str(e)[:40] for e in extra)}.")
+    out = {}
+    for p in op.params:
+        if p.name not in args:
+            if p.positional:
+                raise E.InvalidRequest(f"{op_name} needs {p.name}.")
+            out[p.name] = p.default
+            continue
+        out[p.name] = _checked(op_name, p, args[p.name])
+    return op, out
+
+
+def _checked(op_name: str, p: Param, value):
+    where = f"{op_name}: {p.name}"
+    if value is None:
+        if p.optional:
+            return None
+        raise E.InvalidRequest(f"{where} may not be null.")
+    if p.kind == "bool":
+        if not isinstance(value, bool):
+            raise E.InvalidRequest(f"{where} must be true or false.")
+    elif p.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or not -(2**31) <= value < 2**31:
+            raise E.InvalidRequest(f"{where} must be a whole number.")
+    elif p.kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) > 1e12:
+            raise E.InvalidRequest(f"{where} must be a number.")
+        value = float(value)
+    elif p.kind == "str":
+        _check_string(where, value)
+    elif p.kind == "words":
+        if not isinstance(value, list) or len(value) > MAX_WORDS:
+            raise E.InvalidRequest(f"{where} must be a list of at most {MAX_WORDS} strings.")
+        if p.name == "size":  # a terminal's [rows, cols]
+            if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10000
+                                          for v in value):
+                raise E.InvalidRequest(f"{where} must be [rows, columns].")
+            return value
+        for word in value:
+            _check_string(where, word, empty=True)
+    return value
+
+
+def _check_string(where: str, value, empty: bool = False) -> None:
+    if not isinstance(value, str) or len(value) > MAX_STRING or (not value and not empty):
+        raise E.InvalidRequest(f"{where} must be a string of 1 to {MAX_STRING} characters.")
+    if "\x00" in value:
+        raise E.InvalidRequest(f"{where} may not contain a NUL character.")
+
+
+# -- lines -------------------------------------------------------------------------------
+def dump(message: dict) -> bytes:
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+def parse_request(line: bytes) -> tuple[str, dict]:
+    """The op name and raw args of one request line; InvalidRequest when it is not one."""
+    try:
+        message = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise E.InvalidRequest("The request is not one line of JSON.") from None
+    if not isinstance(message, dict) or "op" not in message:
+        raise E.InvalidRequest('The request must be an object {"op": ..., "args": {...}}.')
+    if message.get("v", VERSION) != VERSION:
+        raise E.InvalidRequest(f"This ds01d speaks version {VERSION} of the protocol.",
+                               hint="Use the ds01 command installed with it.")
+    return message["op"], message.get("args")
+
+
+# -- values: the core's results, typed, and back ----------------------------------------------
+def _result_types() -> dict[str, type]:
+    from ..core.containers import ContainerStatus, DeployResult
+    from ..core.engine import ImageRecord
+    from ..core.findings import Audit, Finding
+    from ..core.images import ImageInfo
+    from ..core.projects import Project
+    from ..core.reaper import ReapDecision
+    from ..core.rescue import Rescue
+
+    return {c.__name__: c for c in (ContainerStatus, DeployResult, ImageRecord, Audit, Finding, ImageInfo, Project,
+                                     ReapDecision, Rescue)}
+
+
+def encode(value):
+    """JSON-ready data for a core result; dataclasses, paths, times, sets and bytes keep their type."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        data = {str(k): encode(v) for k, v in value.items()}
+        return {"__t": "dict", "v": data} if "__t" in data else data
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__t": type(value).__name__,
+                "v": {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}}
+    if isinstance(value, Path):
+        return {"__t": "Path", "v": str(value)}
+    if isinstance(value, datetime):
+        return {"__t": "datetime", "v": value.isoformat()}
+    if isinstance(value, (set, frozenset)):
+        return {"__t": "set", "v": sorted(encode(v) for v in value)}
+    if isinstance(value, bytes):
+        return {"__t": "bytes", "v": base64.b64encode(value).decode()}
+    return str(value)
+
+
+def decode(data, _types: dict | None = None):
+    """The value :func:`encode` made; only the core's own result types are rebuilt."""
+    types = _types if _types is not None else _result_types()
+    if isinstance(data, list):
+        return [decode(v, types) for v in data]
+    if not isinstance(data, dict):
+        return data
+    tag = data.get("__t")
+    if tag is None:
+        return {k: decode(v, types) for k, v in data.items()}
+    value = data.get("v")
+    if tag == "dict":
+        return {k: decode(v, types) for k, v in value.items()}
+    if tag == "Path":
+        return Path(value)
+    if tag == "datetime":
+        return datetime.fromisoformat(value)
+    if tag == "set":
+        return set(decode(value, types))
+    if tag == "bytes":
+        return base64.b64decode(value)
+    cls = types.get(tag)
+    if cls is None:
+        raise E.DS01Error(f"ds01d answered a value of unknown type {tag!r}.", hint="Use the ds01 command installed with it.")
+    return cls(**{k: decode(v, types) for k, v in value.items()})
+
+
+# -- errors --------------------------------------------------------------------------------------
+def error_data(err: E.DS01Error) -> dict:
+    return {"type": type(err).__name__, "status": err.status, "message": err.message, "hint": err.hint,
+            "details": encode(err.details)}
+
+
+def _error_classes() -> dict[str, type]:
+    from ..core import allocator  # noqa: F401  (LockTimeout lives there)
+
+    found, todo = {}, [E.DS01Error]
+    while todo:
+        cls = todo.pop()
+        found[cls.__name__] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def error_from(data: dict) -> E.DS01Error:
+    """The same DS01Error subclass ds01d raised, with its message, hint, status and details."""
+    if not isinstance(data, dict):
+        return E.DS01Error("ds01d answered an error it did not describe.")
+    cls = _error_classes().get(str(data.get("type")), E.DS01Error)
+    err = cls.__new__(cls)
+    details = decode(data.get("details") or {})
+    E.DS01Error.__init__(err, str(data.get("message", "")), hint=data.get("hint"),
+                         **(details if isinstance(details, dict) else {}))
+    if isinstance(data.get("status"), int) and data["status"] != cls.status:
+        err.status = data["status"]
+    return err
