@@ -111,7 +111,11 @@ def test_kill_9_in_the_middle_of_a_save_leaves_the_previous_checkpoint_and_manif
     proc.wait()
     proc.stdout.close()
     assert (tmp_path / ck.MANIFEST).read_bytes() == manifest_before
-    assert [c.name for c in ck.scan(tmp_path)] == ["epoch1.pkl"]  # the half-written temp file is ignored
+    # The half-written temp file is shown as being saved (a prune can clean it up later), never resumed from.
+    found = {c.name: c for c in ck.scan(tmp_path)}
+    temp = next(c for n, c in found.items() if n.startswith(".epoch2.pkl.tmp-"))
+    assert (temp.state, temp.complete, temp.is_latest) == ("in_progress", False, False)
+    assert ck.latest(tmp_path).name == "epoch1.pkl"
     assert ck.load_latest(tmp_path) == {"epoch": 1}
 
 
@@ -142,6 +146,10 @@ def test_full_disk_says_so_and_keeps_what_was_there(small_disk):
 def test_retention_shows_first_and_deletes_only_when_asked(tmp_path):
     for epoch, loss in enumerate([0.5, 0.1, 0.4, 0.3, 0.2], 1):
         ck.save(epoch, epoch=epoch, metrics={"loss": loss}, directory=tmp_path)
+    assert ck.prune(keep_last=2, directory=tmp_path) == []  # all written this minute: a trainer may be at work
+    an_hour_ago = time.time() - 3600
+    for p in tmp_path.iterdir():
+        os.utime(p, (an_hour_ago, an_hour_ago))
     plan = ck.prune(keep_last=2, keep_best=1, metric="loss", directory=tmp_path)
     assert sorted(c.epoch for c in plan) == [1, 3]
     assert len(ck.scan(tmp_path)) == 5  # a dry run deletes nothing
@@ -193,5 +201,6 @@ def test_special_files_in_models_never_hang_a_listing(tmp_path):
     worker.join(10)
     assert not worker.is_alive(), "scan hung on a special file"
     names = {c.name: c for c in result["found"]}
-    assert "model.pt" not in names and "zero.pt" not in names
+    assert "model.pt" not in names  # a FIFO is no checkpoint
+    assert names["zero.pt"].problem == "a symbolic link: not followed" and not names["zero.pt"].complete
     assert names["checkpoint-5"].complete is False

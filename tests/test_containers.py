@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
+import time
 
 import pytest
 
@@ -215,14 +217,22 @@ def test_checkpoint_api_works_inside_the_container(make_core, user, project_name
         "from ds01_jupyter import checkpoints as ck\n"
         "for e, l in [(1, 0.5), (2, 0.2), (3, 0.4)]:\n"
         "    ck.save({'epoch': e}, epoch=e, step=e * 10, metrics={'val_loss': l})\n"
-        "print(ck.latest().path, ck.best('val_loss').epoch, ck.load_latest()['epoch'])"
+        "ck.save({'epoch': 2}, directory='/workspace/models/run2', name='checkpoint-002.pt')\n"
+        "ck.save({'epoch': 2}, name='best-model.pt')\n"  # the newest file, and not where to resume
+        "print(ck.latest(run='').path, ck.best('val_loss').epoch, ck.load_latest(run='')['epoch'],"
+        " ck.load_latest()['epoch'], ck.latest(run='run2').epoch)"
     )])
     assert code == 0, out
-    assert out.decode().split() == ["/workspace/models/checkpoint-epoch0003-step30.pkl", "2", "3"]
+    assert out.decode().split() == ["/workspace/models/checkpoint-epoch0003-step30.pkl", "2", "3", "2", "2"]
+    (project.path / "models" / "best-model.pt").unlink()
+    shutil.rmtree(project.path / "models" / "run2")
     data = core.checkpoints(user, name)
     assert data["latest"] == "checkpoint-epoch0003-step30.pkl" and data["best"] == "checkpoint-epoch0002-step20.pkl"
     assert data["metric"] == "val_loss" and len(data["checkpoints"]) == 3
     assert (project.path / "models" / "checkpoint-epoch0001-step10.pkl").stat().st_uid == user.uid
+    assert core.prune_checkpoints(user, name, keep_last=1)["would_delete"] == []  # a trainer may be writing them
+    for p in (project.path / "models").iterdir():
+        os.utime(p, (time.time() - 3600, time.time() - 3600))
     plan = core.prune_checkpoints(user, name, keep_last=1)
     assert len(plan["would_delete"]) == 2 and len(core.checkpoints(user, name)["checkpoints"]) == 3
     core.prune_checkpoints(user, name, confirm=True, keep_last=1, keep_best=1, metric="val_loss")

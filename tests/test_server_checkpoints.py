@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 from ds01_jupyter import checkpoints as ck
 
 
@@ -11,6 +14,8 @@ async def test_checkpoints_prune_preview_then_delete_and_usage(api, home):
     names = [ck.save({"e": epoch}, epoch=epoch, metrics={"acc": acc}, directory=models).name
              for epoch, acc in enumerate([0.7, 0.9, 0.8], 1)]
     (models / "broken.pt").write_bytes(b"")
+    for p in models.iterdir():  # written an hour ago: a rule never deletes what changed in the last minutes
+        os.utime(p, (time.time() - 3600, time.time() - 3600))
     _, data = await api("GET", "projects", "demo", "checkpoints", params={"mode": "max"}, expect=200)
     assert data["best"] == names[1] and data["latest"] == names[2]
     broken = next(c for c in data["checkpoints"] if c["name"] == "broken.pt")
@@ -18,6 +23,8 @@ async def test_checkpoints_prune_preview_then_delete_and_usage(api, home):
 
     _, plan = await api("POST", "projects", "demo", "prune", body={"keep_last": 1}, expect=200)
     assert sorted(c["name"] for c in plan["would_delete"]) == sorted(["broken.pt", names[0], names[1]])
+    assert {c["name"]: c["reason"] for c in plan["would_delete"]}["broken.pt"] == "incomplete: empty file"
+    assert [k["relpath"] for k in plan["kept"]] == [names[2]] and "resume" in plan["kept"][0]["reason"]
     assert all((models / n).exists() for n in names)  # a preview deletes nothing
     _, done = await api("POST", "projects", "demo", "prune",
                         body={"keep_last": 1, "keep_best": 1, "metric": "acc", "mode": "max", "confirm": True}, expect=200)

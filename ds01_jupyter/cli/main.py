@@ -216,17 +216,38 @@ def cmd_rescue(core, user, args):
         print(line)
 
 
+def _metrics_text(metrics: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+
+def _checkpoint_mark(c: dict) -> str:
+    if c["state"] == "in_progress":
+        return f"IN PROGRESS: {c['problem']}"
+    if not c["complete"]:
+        return f"INCOMPLETE: {c['problem']}"
+    marks = ["latest" if c["is_latest"] else "", "best" if c["is_best"] else "",
+             f"(role: {c['role']})" if c["role"] and not (c["role"] == "best" and c["is_best"]) else "",
+             c.get("warning", "")]
+    return " ".join(m for m in marks if m)
+
+
 def cmd_checkpoints(core, user, args):
     data = core.checkpoints(user, args.name, metric=args.metric, mode=args.mode)
     if args.json:
         return out.emit_json(data)
-    rows = []
-    for c in data["checkpoints"]:
-        marks = [m for m, n in (("latest", data["latest"]), ("best", data["best"])) if n == c["name"]]
-        rows.append({**c, "size": format_size(c["size"]), "metrics": ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in c["metrics"].items()),
-                     "mark": " ".join(marks) if c["complete"] else f"INCOMPLETE: {c['problem']}"})
-    print(out.table(rows, [("name", "CHECKPOINT"), ("epoch", "EPOCH"), ("step", "STEP"), ("metrics", "METRICS"), ("size", "SIZE"), ("mark", "")],
-                    f"No checkpoints in {data['directory']}."))
+    rows = [{**c, "run": c["run"] or ".", "checkpoint": c["name"], "size": format_size(c["size"]),
+             "epoch": "" if c["epoch"] is None else f"{c['epoch']:g}", "metrics": _metrics_text(c["metrics"]),
+             "mark": _checkpoint_mark(c)} for c in data["checkpoints"]]
+    columns = [("checkpoint", "CHECKPOINT"), ("epoch", "EPOCH"), ("step", "STEP"), ("metrics", "METRICS"),
+               ("size", "SIZE"), ("mark", "")]
+    if any(r["run"] != "." for r in rows):
+        columns.insert(0, ("run", "RUN"))
+    print(out.table(rows, columns, f"No checkpoints in {data['directory']}."))
+    if data["checkpoints"]:
+        best = f"; best by {data['metric']} ({data['mode']}): {data['best']}" if data["metric"] and data["best"] else ""
+        print(f"Resume from: {data['latest'] or 'nothing complete yet'}{best}")
+    for problem in data.get("problems", []):
+        print(f"Note: {problem}")
 
 
 def cmd_prune(core, user, args):
@@ -241,7 +262,9 @@ def cmd_prune(core, user, args):
     items = result.get("deleted", result.get("would_delete", []))
     verb = "Deleted" if args.yes else "Would delete"
     for c in items:
-        print(f"  {verb.lower()}: {c['name']} ({format_size(c['size'])})")
+        print(f"  {verb.lower()}: {c['relpath']} ({format_size(c['size'])}): {c['reason']}")
+    for c in result["kept"]:
+        print(f"  keep: {c['relpath']}: {c['reason']}")
     print(f"{verb} {len(items)} checkpoint(s), {format_size(result['bytes'])}." + ("" if args.yes else " Run again with --yes to delete."))
 
 
@@ -502,14 +525,18 @@ def build_parser() -> argparse.ArgumentParser:
     rescue = verb("rescue", cmd_rescue, "copy what would be lost into ~/workspace/NAME/.rescued/<time>/ now")
     rescue.add_argument("--include-caches", action="store_true",
                         help="copy caches outside /workspace too (by default they are listed, with their sizes)")
-    ckpt = verb("checkpoints", cmd_checkpoints, "the project's checkpoints, latest and best marked, incomplete ones flagged")
-    ckpt.add_argument("--metric", help="metric for 'best' (default: the first recorded)")
-    ckpt.add_argument("--mode", choices=["min", "max"], default="min", help="lower (min) or higher (max) is better")
-    prune = verb("prune", cmd_prune, "delete old checkpoints by a retention policy (shows the plan unless --yes)")
-    prune.add_argument("--keep-last", type=int, help="keep the newest N complete checkpoints")
-    prune.add_argument("--keep-best", type=int, help="keep the best N by --metric")
+    ckpt = verb("checkpoints", cmd_checkpoints,
+                "the project's checkpoints by run: resume point and best marked, incomplete and in-progress flagged")
+    ckpt.add_argument("--metric", help="metric for 'best' (default: eval_loss, val_loss or loss, else the first found)")
+    ckpt.add_argument("--mode", choices=["min", "max"],
+                      help="lower (min) or higher (max) is better (default: max for accuracy-like names, else min)")
+    prune = verb("prune", cmd_prune, "delete old checkpoints by a retention policy (shows the plan, and why, unless --yes); "
+                 "never a role file (best-model.pt, last.ckpt), a run's resume point, or one changed in the last 5 minutes")
+    prune.add_argument("--keep-last", type=int, help="keep the newest N complete checkpoints of each run")
+    prune.add_argument("--keep-best", type=int, help="keep the best N of each run by --metric")
     prune.add_argument("--metric", help="metric for --keep-best")
-    prune.add_argument("--mode", choices=["min", "max"], default="min", help="lower (min) or higher (max) is better")
+    prune.add_argument("--mode", choices=["min", "max"],
+                       help="lower (min) or higher (max) is better (default: max for accuracy-like names, else min)")
     prune.add_argument("--older-than-days", type=float, help="only delete checkpoints older than this")
     prune.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
     verb("usage", cmd_usage, "disk use per project: size, largest files, checkpoints, images, against the quota", name_arg=False)

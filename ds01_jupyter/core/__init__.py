@@ -17,6 +17,7 @@ from .docker_engine import DockerEngine
 from .engine import ContainerEngine
 from .errors import DS01Error, EngineUnavailable, Forbidden, InvalidRequest
 from .guard import Guard
+from .identity import acting_as
 from .gpus import GpuInventory, attribute, inventory_from_setting
 from .images import Images
 from .limits import Limits, LimitsSource
@@ -109,40 +110,46 @@ class DS01:
             raise Forbidden(f"{directory} links outside the project; refusing to look there.")
         return directory
 
-    def checkpoints(self, user: User, project: str, metric: str | None = None, mode: str = "min") -> dict:
-        """Checkpoints of a project with latest and best (by ``metric``) marked, and their bytes."""
+    def checkpoints(self, user: User, project: str, metric: str | None = None, mode: str | None = None) -> dict:
+        """A project's checkpoints by run, with each run's resume point and best (by ``metric``) marked."""
         from .. import checkpoints as ck
 
         directory = self.checkpoints_dir(user, project)
-        found = ck.scan(directory)
-        latest = ck.latest(directory)
-        metrics = sorted({m for c in found for m in c.metrics})
-        metric = metric or (metrics[0] if metrics else None)
-        best = ck.best(metric, mode, directory) if metric else None
+        with acting_as(user):  # the user's own view of their files; nothing more
+            found = ck.listing(directory, metric, mode)
+        latest, best = found.latest(), found.best()
         return {
             "project": project,
             "directory": str(directory),
-            "checkpoints": [c.to_dict() for c in found],
-            "latest": latest.name if latest else None,
-            "best": best.name if best else None,
-            "metric": metric,
-            "metrics": metrics,
-            "bytes": sum(c.size for c in found),
+            "checkpoints": [c.to_dict() for c in found.checkpoints],
+            "runs": [r.to_dict() for r in found.runs],
+            "latest": latest.relpath if latest else None,
+            "best": best.relpath if best else None,
+            "metric": found.metric,
+            "mode": found.mode,
+            "metrics": found.metrics,
+            "problems": found.problems,
+            "bytes": sum(c.size for c in found.checkpoints),
         }
 
     def prune_checkpoints(self, user: User, project: str, confirm: bool = False, **policy) -> dict:
-        """Preview (default) or delete the checkpoints a retention policy drops."""
+        """Preview (default) or delete what a retention policy drops, each with why; and why the rest stay."""
         from .. import checkpoints as ck
 
         directory = self.checkpoints_dir(user, project)
         try:
-            doomed = ck.prune(directory=directory, dry_run=not confirm, **policy)
+            with acting_as(user):
+                doomed, kept = ck.prune_plan(directory=directory, **policy)
+                gone = {c.path for c in ck.prune(directory=directory, dry_run=False, **policy)} if confirm else set()
         except (ck.CheckpointError, ValueError) as err:
             raise InvalidRequest(str(err)) from None
+        if confirm:
+            doomed = [(c, reason) for c, reason in doomed if c.path in gone]
         return {
             "project": project,
-            "deleted" if confirm else "would_delete": [c.to_dict() for c in doomed],
-            "bytes": sum(c.size for c in doomed),
+            "deleted" if confirm else "would_delete": [{**c.to_dict(), "reason": why} for c, why in doomed],
+            "kept": [{"relpath": c.relpath, "run": c.run, "reason": why} for c, why in kept],
+            "bytes": sum(c.size for c, _ in doomed),
         }
 
     def checkpoint_warnings(self, user: User, now: float | None = None) -> list[dict]:
@@ -168,7 +175,8 @@ class DS01:
             if not status.running or not status.started_at:
                 continue
             since = datetime.fromisoformat(status.started_at.replace("Z", "+00:00")).timestamp()
-            found = [c for c in ck.scan(self.checkpoints_dir(user, project)) if c.complete]
+            with acting_as(user):
+                found = [c for c in ck.scan(self.checkpoints_dir(user, project)) if c.complete]
             if found:
                 since = max(since, max(c.mtime for c in found))
             if now - since > limit:

@@ -39,7 +39,8 @@ log = logging.getLogger("ds01_jupyter.containers")
 
 HELPERS_DIR = "/tmp/.ds01/lib"
 #: Pure-Python parts of this package that code inside containers may import.
-HELPERS = ("__init__.py", "checkpoints.py")
+#: The pure-Python helpers copied into every container: the package's __init__ and these subpackages.
+HELPERS = ("checkpoints",)
 
 #: Where caches, trackers and the project's folders are, set in every container unless its image sets
 #: the variable itself (a Dockerfile's ENV wins). Caches under /workspace/.cache survive a retire and
@@ -526,9 +527,13 @@ class Containers:
         package = HELPERS_DIR.removeprefix("/tmp/") + "/ds01_jupyter"
         parts = package.split("/")
         entries = [("/".join(parts[: i + 1]), None, 0o1777 if i == 0 else 0o755) for i in range(len(parts))]
-        for name in HELPERS:
-            data = resources.files("ds01_jupyter").joinpath(name).read_bytes()
-            entries.append((f"{package}/{name}", data, 0o644))
+        root = resources.files("ds01_jupyter")
+        entries.append((f"{package}/__init__.py", root.joinpath("__init__.py").read_bytes(), 0o644))
+        for sub in HELPERS:
+            entries.append((f"{package}/{sub}", None, 0o755))
+            for item in sorted(root.joinpath(sub).iterdir(), key=lambda i: i.name):
+                if item.name.endswith(".py"):
+                    entries.append((f"{package}/{sub}/{item.name}", item.read_bytes(), 0o644))
         try:
             self.engine.put_tree(container_id, "/tmp", entries)
         except DS01Error:

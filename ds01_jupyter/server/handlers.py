@@ -425,7 +425,7 @@ class CheckpointsHandler(DS01Handler):
     @authorized
     async def get(self, name):
         metric = self.text_field(self.get_argument("metric", None), "metric")
-        mode = self.text_field(self.get_argument("mode", "min"), "mode", ("min", "max")) or "min"
+        mode = self.text_field(self.get_argument("mode", None), "mode", ("min", "max"))
         self.send(await self.call(self.core.checkpoints, self.user, name, metric, mode))
 
 
@@ -454,7 +454,7 @@ class PruneHandler(DS01Handler):
         metric = self.text_field(body.get("metric"), "metric")
         if metric is not None:
             policy["metric"] = metric
-        policy["mode"] = self.text_field(body.get("mode"), "mode", ("min", "max")) or "min"
+        policy["mode"] = self.text_field(body.get("mode"), "mode", ("min", "max"))
         confirm = _flag(body.get("confirm"), "confirm")
         self.send(await self.call(self.core.prune_checkpoints, self.user, name, confirm, **policy))
 

@@ -1,0 +1,302 @@
+"""Find every checkpoint under models/, group them by run, and say which to resume from and which is best.
+
+A *run* is the folder a trainer writes into: ``models/`` itself, or a folder
+below it (``models/bert/``, ``models/lightning_logs/version_0/checkpoints/``),
+up to :data:`MAX_DEPTH` levels. A checkpoint is a file with a checkpoint's
+extension or a checkpoint folder (Hugging Face, torch.distributed, or a folder
+named like one); checkpoint folders are not searched for runs. Links are never
+followed: a linked checkpoint is listed with the problem, not read.
+
+Per run, *latest* is the checkpoint a resume should load: complete, never a
+file named as the best, ordered by epoch and step (a ``last.ckpt`` first among
+equals, and first of all when it says no numbers), time only between equals.
+*Best* is the complete one with the best value of the chosen metric, or the
+file named best when no metric was recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import trainers
+from .formats import check_file, read_json
+from .naming import BEST, DEFAULT_TEMPLATES, LATEST, parse_name
+
+MANIFEST = ".ds01-checkpoints.json"
+EXTENSIONS = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".h5", ".hdf5", ".keras", ".onnx", ".joblib",
+              ".pkl", ".msgpack")
+#: Folders named like a checkpoint though nothing inside says which trainer wrote them.
+FOLDER = re.compile(r"^(checkpoint|ckpt|epoch|step)[-_=]?\d+|^epoch=\d+", re.I)
+#: The temporary file of an unfinished :func:`ds01_jupyter.checkpoints.save`.
+TMP = re.compile(r"^\.(?P<final>.+)\.tmp-\d+-")
+#: Run folders this deep below models/ are searched (Lightning's lightning_logs/version_0/checkpoints is 3).
+MAX_DEPTH = 4
+#: A listing stops after this many directory entries and says so.
+MAX_ENTRIES = 20000
+#: A checkpoint changed this recently may be being written: never "incomplete", never pruned.
+RECENT_SECONDS = 300
+_SKIP = {".git", "__pycache__", ".ipynb_checkpoints", "wandb", "mlruns", ".cache", "node_modules"}
+_MAX_MODES = re.compile(r"acc|f1|auc|precision|recall|bleu|rouge|map\b|iou|dice|score|reward", re.I)
+_PREFERRED = ("eval_loss", "val_loss", "valid_loss", "loss")
+
+
+@dataclass
+class Checkpoint:
+    path: str
+    name: str
+    epoch: int | float | None = None
+    step: int | None = None
+    metrics: dict = field(default_factory=dict)
+    complete: bool = True
+    problem: str = ""
+    size: int = 0
+    mtime: float = 0.0
+    folder: bool = False
+    relpath: str = ""
+    run: str = ""
+    kind: str = "file"
+    role: str | None = None
+    state: str = "complete"
+    #: Something odd about the entry that does not make it incomplete (a number out of range).
+    warning: str = ""
+    is_latest: bool = False
+    is_best: bool = False
+    #: The role comes from the name (best-model.pt), not from a trainer's record: never the resume point.
+    named_role: bool = field(default=False, repr=False)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("named_role")
+        return data
+
+
+@dataclass
+class Run:
+    run: str
+    count: int = 0
+    bytes: int = 0
+    latest: str | None = None
+    best: str | None = None
+    history: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Listing:
+    directory: str
+    checkpoints: list
+    runs: list
+    metric: str | None
+    mode: str
+    metrics: list
+    problems: list = field(default_factory=list)
+
+    def latest(self, run: str | None = None) -> Checkpoint | None:
+        """The resume point of ``run``, or of the run written most recently."""
+        heads = [c for c in self.checkpoints if c.is_latest and (run is None or c.run == run)]
+        return max(heads, key=lambda c: c.mtime) if heads else None
+
+    def best(self, run: str | None = None) -> Checkpoint | None:
+        pool = [c for c in self.checkpoints if c.complete and (run is None or c.run == run)]
+        if self.metric:
+            scored = [c for c in pool if _value(c, self.metric) is not None]
+            if scored:
+                pick = min if self.mode == "min" else max
+                return pick(scored, key=lambda c: _value(c, self.metric))
+        named = [c for c in pool if c.role == BEST]
+        return max(named, key=lambda c: c.mtime) if named else None
+
+
+def default_mode(metric: str | None) -> str:
+    """``max`` for accuracy-like metrics, else ``min`` (losses)."""
+    return "max" if metric and _MAX_MODES.search(metric) else "min"
+
+
+def _value(c: Checkpoint, metric: str):
+    value = c.metrics.get(metric)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def manifest(folder: Path) -> dict:
+    try:
+        data = read_json(folder / MANIFEST)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _folder_size(path: Path, budget: list) -> tuple[int, float]:
+    """Bytes and newest mtime of a folder's regular files, links not followed."""
+    size, newest, stack = 0, 0.0, [path]
+    while stack and budget[0] > 0:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    budget[0] -= 1
+                    st = entry.stat(follow_symlinks=False)
+                    newest = max(newest, st.st_mtime)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        size += st.st_size
+        except OSError:
+            continue
+    return size, newest
+
+
+def _entry(entry: os.DirEntry, rel: str, record: dict, templates, budget: list, now: float) -> Checkpoint | None:
+    name, path = entry.name, Path(entry.path)
+    st = entry.stat(follow_symlinks=False)
+    c = Checkpoint(path=str(path), name=name, relpath=f"{rel}/{name}" if rel else name, run=rel, mtime=st.st_mtime)
+    low = name.lower()
+    temp = TMP.match(name)
+    if entry.is_symlink():
+        if not (low.endswith(EXTENSIONS) or FOLDER.match(name)):
+            return None
+        c.problem = "a symbolic link: not followed"
+    elif entry.is_dir(follow_symlinks=False):
+        kind = trainers.folder_kind(path)
+        if not (kind or FOLDER.match(name) or low.endswith(EXTENSIONS)):
+            return None
+        c.folder, c.kind = True, kind or "folder"
+        c.size, newest = _folder_size(path, budget)
+        c.mtime = max(c.mtime, newest)
+        info = {"huggingface": trainers.huggingface, "distributed": trainers.distributed}.get(kind)
+        if info is not None:
+            found = info(path)
+            c.problem, c.kind = found.problem, found.kind
+            c._trainer = found
+            if found.in_progress:
+                c.state = "in_progress"
+        else:
+            c.problem = trainers._check_weights(path, {e.name: e for e in trainers._files(path)})
+    elif entry.is_file(follow_symlinks=False) and (low.endswith(EXTENSIONS) or temp):
+        c.size = st.st_size
+        if temp:
+            c.problem = "left by a save that did not finish" if now - c.mtime >= RECENT_SECONDS else "being saved"
+            c.state = "in_progress" if now - c.mtime < RECENT_SECONDS else "incomplete"
+        else:
+            c.problem = check_file(path)
+            c.kind = "keras" if low.endswith((".h5", ".hdf5", ".keras")) else "file"
+            if low.endswith(".ckpt") and not c.problem:
+                found = trainers.lightning(path)
+                if found is not None:
+                    c.kind, c._trainer = "lightning", found
+    else:
+        return None
+    info = parse_name(name, c.folder, templates)
+    c.role, c.named_role, c.warning = info.role, info.role is not None, info.problem
+    if temp:
+        c.role = c.named_role = None
+    c.epoch, c.step, c.metrics = info.epoch, info.step, dict(info.metrics)
+    found = getattr(c, "_trainer", None)
+    if found is not None:
+        c.epoch = found.epoch if found.epoch is not None else c.epoch
+        c.step = found.step if found.step is not None else c.step
+        c.metrics.update(found.metrics)
+    meta = record.get(name) if isinstance(record.get(name), dict) else {}
+    for key in ("epoch", "step"):
+        if isinstance(meta.get(key), (int, float)) and not isinstance(meta.get(key), bool):
+            setattr(c, key, meta[key])
+    if isinstance(meta.get("metrics"), dict):
+        c.metrics.update({k: v for k, v in meta["metrics"].items() if isinstance(v, (int, float, str))})
+    c.complete = not c.problem
+    if c.problem and c.state == "complete":
+        c.state = "in_progress" if now - c.mtime < RECENT_SECONDS and not c.problem.startswith("a symbolic") \
+            else "incomplete"
+    return c
+
+
+def walk(directory: Path, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> tuple[list, list]:
+    """Every checkpoint below ``directory`` (links not followed) and the problems of the walk itself."""
+    found, problems, budget, now = [], [], [MAX_ENTRIES], time.time()
+    stack = [(directory, "", 0)]
+    while stack:
+        folder, rel, depth = stack.pop()
+        data = manifest(folder)
+        record = data.get("checkpoints") if isinstance(data.get("checkpoints"), dict) else {}
+        extra = tuple(t for t in data.get("name_templates") or () if isinstance(t, str))[:20]
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            problems.append(f"{rel or '.'}: {err.strerror}")
+            continue
+        for entry in entries:
+            budget[0] -= 1
+            if budget[0] <= 0:
+                problems.append(f"stopped after {MAX_ENTRIES} entries: models/ holds more than a listing reads")
+                return found, problems
+            if entry.name == MANIFEST:
+                continue
+            try:
+                c = _entry(entry, rel, record, extra + tuple(templates), budget, now)
+            except OSError as err:  # vanished or unreadable while listing: say so on that entry
+                c = Checkpoint(path=entry.path, name=entry.name, relpath=f"{rel}/{entry.name}" if rel else entry.name,
+                               run=rel, complete=False, state="incomplete", problem=f"unreadable ({err.strerror})")
+            if c is not None:
+                found.append(c)
+            elif entry.is_dir(follow_symlinks=False) and depth < MAX_DEPTH and entry.name not in _SKIP:
+                stack.append((Path(entry.path), f"{rel}/{entry.name}" if rel else entry.name, depth + 1))
+    return found, problems
+
+
+def _order(c: Checkpoint):
+    if c.role == LATEST and c.epoch is None and c.step is None:
+        return (float("inf"), float("inf"), 1, c.mtime)
+    return (c.epoch if c.epoch is not None else -1, c.step if c.step is not None else -1,
+            1 if c.role == LATEST else 0, c.mtime)
+
+
+def listing(directory, metric: str | None = None, mode: str | None = None,
+            templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> Listing:
+    """Checkpoints under ``directory`` by run, each run's latest and best marked."""
+    directory = Path(directory)
+    found, problems = walk(directory, templates) if directory.is_dir() else ([], [])
+    by_run: dict[str, list] = {}
+    for c in found:
+        by_run.setdefault(c.run, []).append(c)
+    names = sorted({m for c in found for m, v in c.metrics.items() if _value(c, m) is not None})
+    metric = metric or next((m for m in _PREFERRED if m in names), names[0] if names else None)
+    result = Listing(str(directory), [], [], metric, mode or default_mode(metric), names, problems)
+    for run in sorted(by_run):
+        items = sorted(by_run[run], key=_order)
+        _trainer_roles(items)
+        heads = [c for c in items if c.complete and not (c.named_role and c.role == BEST)]
+        if heads:
+            heads[-1].is_latest = True
+        result.checkpoints.extend(items)
+        best = result.best(run)
+        if best is not None:
+            best.is_best = True
+        latest = heads[-1] if heads else None
+        history = getattr(latest, "_trainer", None)
+        result.runs.append(Run(run=run, count=len(items), bytes=sum(c.size for c in items),
+                               latest=latest.relpath if latest else None, best=best.relpath if best else None,
+                               history=[h for h in history.history if "step" in h] if history else []))
+    return result
+
+
+def _trainer_roles(items: list) -> None:
+    """Mark what the trainer itself called best (Hugging Face's best_model_checkpoint, Lightning's best path),
+    as recorded by its newest complete checkpoint, and spread Lightning's recorded scores to their files."""
+    by_name = {c.name: c for c in items}
+    for c in reversed(items):
+        found = getattr(c, "_trainer", None)
+        if found is None or not c.complete:
+            continue
+        for entry in found.history:
+            other = by_name.get(entry.get("name", ""))
+            if other is not None:
+                for key, value in entry["metrics"].items():
+                    other.metrics.setdefault(key, value)
+        best = by_name.get(found.best_name or "")
+        if best is not None and best.role is None:
+            best.role = BEST
+        break
