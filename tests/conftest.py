@@ -115,7 +115,9 @@ def cli_environ(settings: Settings, home: Path, **extra: str) -> dict[str, str]:
     /etc/ds01-jupyter); elsewhere the host's own serve. ``extra`` variables are added last."""
     from ds01_jupyter.core.settings import env_may_set_admin_settings
 
-    environ = dict(os.environ, HOME=str(home), DS01_BASE_IMAGE=settings.base_image, DS01_STOP_TIMEOUT="2")
+    # DS01_SOCKET=none: these tests drive the engine directly even where a ds01d serves the host (tests/test_service.py).
+    environ = dict(os.environ, HOME=str(home), DS01_BASE_IMAGE=settings.base_image, DS01_STOP_TIMEOUT="2",
+                   DS01_SOCKET="none")
     if env_may_set_admin_settings():
         environ.update(DS01_LOCK_DIR=settings.lock_dir, DS01_GPU_INVENTORY=settings.gpu_inventory,
                        DS01_LIMITS_FILE=settings.limits_file)

@@ -27,7 +27,10 @@ class User:
     @classmethod
     def current(cls) -> "User":
         """The user running this process (HOME wins, as for any Unix tool)."""
-        entry = pwd.getpwuid(os.getuid())
+        try:
+            entry = pwd.getpwuid(os.getuid())
+        except KeyError:
+            raise NotFound(f"uid {os.getuid()} has no account on this host.", hint="Ask the admin to create your account.") from None
         home = Path(os.environ.get("HOME") or entry.pw_dir)
         return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, home)
 

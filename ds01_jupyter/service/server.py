@@ -337,12 +337,25 @@ class Service:
                               hint="The admin finds the details in ds01d's log (journalctl -u ds01d).") from None
 
 
+def unit_text() -> str:
+    """The shipped systemd unit, its ExecStart naming this installation's ds01d."""
+    from importlib import resources
+
+    exe = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "ds01d" else None
+    start = str(exe) if exe else f"{sys.executable} -m ds01_jupyter.service"
+    return resources.files("ds01_jupyter.service").joinpath("ds01d.service").read_text().replace("@DS01D@", start)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ds01d", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="the admin's settings file (default: /etc/ds01-jupyter/ds01d.yaml if present)")
     parser.add_argument("--socket", help="the socket to serve (default: /run/ds01/ds01.sock)")
     parser.add_argument("--log-dir", help="folder of the audit log (default: /var/log/ds01)")
+    parser.add_argument("--unit", action="store_true", help="print the systemd unit for this ds01d and exit")
     args = parser.parse_args(argv)
+    if args.unit:
+        print(unit_text(), end="")
+        return 0
     logging.basicConfig(level=logging.INFO, format="ds01d: %(levelname)s %(message)s", stream=sys.stderr)
     try:
         settings, config = load(args.config, socket=args.socket, log_dir=args.log_dir)
