@@ -56,16 +56,18 @@ def test_create_makes_the_recommended_layout(user, home):
     assert project.path == home / "workspace" / "demo"
     for sub in LAYOUT_DIRS:
         assert (project.path / sub).is_dir(), sub
-    for name in ("README.md", "requirements.txt", ".gitignore"):
+    for name in ("README.md", "requirements.txt", ".gitignore", "data/README.md", "src/__init__.py"):
         assert (project.path / name).is_file()
     ignored = (project.path / ".gitignore").read_text().split()
-    assert {"data/", "models/", "results/"} <= set(ignored)
+    assert {"data/**", "!data/README.md", "models/", "results/"} <= set(ignored)
     assert (project.path / ".git").is_dir()
     # git really ignores data, models and results
     for rel in ("data/raw/x.csv", "models/m.pt", "results/logs/run.log"):
         (project.path / rel).write_text("x")
         check = subprocess.run(["git", "-C", str(project.path), "check-ignore", "-q", rel])
         assert check.returncode == 0, rel
+    kept = subprocess.run(["git", "-C", str(project.path), "check-ignore", "-q", "data/README.md"])
+    assert kept.returncode == 1  # the note on where the data comes from is committed
     assert [p.name for p in projects.list(user)] == ["demo"]
 
 

@@ -33,11 +33,20 @@ def _core() -> DS01:
 
 # -- verbs -----------------------------------------------------------------------
 def cmd_project_init(core, user, args):
-    project = core.projects.create(user, args.name)
+    result = core.projects.init(user, args.name)
     core.images.dockerfile(user, args.name)  # so users find and edit it right away
     if args.json:
-        return out.emit_json(project.to_dict())
-    print(f"Created project {project.name} at {project.path}")
+        return out.emit_json(result.to_dict())
+    project = result.project
+    if result.created:
+        print(f"Created project {project.name} at {project.path}")
+    elif result.added:
+        print(f"Added the missing parts of the layout to {project.path} (nothing was overwritten):")
+        for item in result.added:
+            print(f"  + {item}")
+    else:
+        print(f"{project.path} already has the whole layout; nothing was changed.")
+    print(f"  {result.git}")
     print(f"  Dockerfile: {core.images.dockerfile(user, args.name, create=False)}")
     print(f"  Next: container-deploy {project.name}")
 
@@ -339,6 +348,7 @@ def cmd_status(core, user, args):
     if args.name:
         return _print_status(core.containers.status(user, args.name), args, None)
     containers = {c.project: c for c in core.containers.list(user)}
+    git = {p.name: core.git_state(user, p.name) for p in core.projects.list(user)}
     rows = []
     # A container whose project folder was deleted is listed too (its workspace is missing).
     for name in sorted({p.name for p in core.projects.list(user)} | set(containers)):
@@ -353,11 +363,12 @@ def cmd_status(core, user, args):
                 "uptime": out.human_duration(c.uptime_seconds) if c else "-",
                 "stale_image": bool(c and c.stale_image),
                 "workspace_state": c.workspace_state if c else "",
+                "git": git.get(name, {}).get("summary", "-"),
             }
         )
     if args.json:
         return out.emit_json({"projects": rows, "usage": core.containers.usage(user), "connection": connection(core)})
-    print(out.table(rows, [("project", "PROJECT"), ("summary", "STATE"), ("gpus", "GPU"), ("uptime", "UP")], "(no projects yet: ds01 project-init NAME)"))
+    print(out.table(rows, [("project", "PROJECT"), ("summary", "STATE"), ("gpus", "GPU"), ("uptime", "UP"), ("git", "GIT")], "(no projects yet: ds01 project-init NAME)"))
     print(connection_line(connection(core)))
 
 

@@ -17,6 +17,7 @@ from .docker_engine import DockerEngine
 from .engine import ContainerEngine
 from .errors import DS01Error, EngineUnavailable, Forbidden, InvalidRequest
 from .guard import Guard
+from . import gitstate
 from .identity import acting_as
 from .gpus import GpuInventory, attribute, inventory_from_setting
 from .images import Images
@@ -109,6 +110,10 @@ class DS01:
         if directory.is_symlink() and proj.path.resolve() not in directory.resolve().parents:
             raise Forbidden(f"{directory} links outside the project; refusing to look there.")
         return directory
+
+    def git_state(self, user: User, project: str) -> dict:
+        """Whether the project's code is committed and pushed (git run as the user; see gitstate)."""
+        return gitstate.state(user, str(self.projects.get(user, project).path)).to_dict()
 
     def checkpoints(self, user: User, project: str, metric: str | None = None, mode: str | None = None) -> dict:
         """A project's checkpoints by run, with each run's resume point and best (by ``metric``) marked."""
@@ -249,6 +254,7 @@ class DS01:
                     "image": image.to_dict() if image else None,
                     "size": sizes.get(project.name),
                     "warnings": (self.guard.remembered(user, project.name) or {}).get("at_risk", 0) if container else 0,
+                    "git": gitstate.state(user, str(project.path)).to_dict(),
                 }
             )
         return {"user": user.name, "engine": engine, "projects": projects}

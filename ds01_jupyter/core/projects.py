@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import gitstate
 from .identity import acting_as
 from .errors import AlreadyExists, Forbidden, InvalidName, ProjectNotFound
 from .names import check_project_name
 from .settings import Settings
-from .users import User, give_tree, owner_name
+from .users import User, owner_name
 
 LAYOUT_DIRS = (
     "data/raw",
@@ -27,7 +26,8 @@ LAYOUT_DIRS = (
 
 GITIGNORE = """\
 # Kept out of git: large, re-creatable or generated (ds01-jupyter layout).
-data/
+data/**
+!data/README.md
 models/
 results/
 .rescued/
@@ -67,6 +67,27 @@ own `ENV` wins.
 """
 
 REQUIREMENTS = "# Python packages for this project's image, one per line.\n"
+
+DATA_README = """\
+# Data
+
+- `raw/`: the data as you received it; never edit it in place.
+- `processed/`: what your code makes from it (re-creatable).
+
+Data is kept out of git (see `.gitignore`): note here where it comes from and
+how to get it again, and commit this file.
+"""
+
+#: Files of the layout (relative path, text with {name}); folders come from LAYOUT_DIRS.
+LAYOUT_FILES = (
+    ("README.md", README),
+    ("requirements.txt", REQUIREMENTS),
+    (".gitignore", GITIGNORE),
+    ("data/README.md", DATA_README),
+    ("src/__init__.py", ""),
+    ("notebooks/.gitkeep", ""),
+    ("tests/.gitkeep", ""),
+)
 
 
 @dataclass(frozen=True)
@@ -257,67 +278,85 @@ class Projects:
                 os.lchown(folder, user.uid, user.gid)
 
     def create(self, user: User, name: str) -> Project:
-        """Create a project with the recommended layout; never overwrite one.
+        """Create a new project with the recommended layout (AlreadyExists if the folder is there)."""
+        return self.init(user, name, adopt=False).project
 
-        Everything is made relative to the project folder's descriptor, so a
-        folder swapped for a link meanwhile (the workspace root is the user's)
-        never sends our writes elsewhere; files go to the user before git runs,
-        as the user.
+    def init(self, user: User, name: str, adopt: bool = True) -> InitResult:
+        """Give a project the recommended layout: a new folder, or (``adopt``) one the user made with
+        ``mkdir ~/workspace/<name>`` as the DS01 guide does. Only what is missing is added, nothing is
+        overwritten; the result lists what was added and what git did.
+
+        Everything is made relative to the project folder's descriptor, with the user's own file
+        identity, so a folder swapped for a link meanwhile never sends a write elsewhere and what is
+        made is theirs. Git runs as the user (see gitstate).
         """
         path = self._checked_path(user, name)
         root = self.root(user)
         self._make_root(user, root)
+        created = False
         try:
-            # As the user: a workspace root swapped for a link meanwhile can only lead where they may write.
             with acting_as(user):
-                path.mkdir()  # atomic: of two concurrent creates, one wins
+                try:
+                    path.mkdir()  # atomic: of two concurrent creates, one wins
+                    created = True
+                except FileExistsError:
+                    if not adopt:
+                        raise
+                    self.get(user, name)  # the user's own real folder inside the workspace, or refused
                 fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileExistsError:
             raise AlreadyExists(
                 f"Project {name!r} already exists at {path}; nothing was changed.",
+                hint=f"`ds01 project-init {name}` adds the missing parts of the layout to it.",
                 project=name,
             ) from None
         except OSError as err:
             raise Forbidden(f"Cannot create project folder {path}: {err.strerror}.", hint=OWNERSHIP_HINT) from None
+        added: list[str] = []
         try:
-            for sub in LAYOUT_DIRS:
-                _makedirs_at(fd, sub)
-            _write_new_at(fd, "README.md", README.format(name=name))
-            _write_new_at(fd, "requirements.txt", REQUIREMENTS)
-            _write_new_at(fd, ".gitignore", GITIGNORE)
-            for sub in LAYOUT_DIRS:  # keep empty folders in git
-                if not sub.startswith(("data", "models", "results")):
-                    _write_new_at(fd, f"{sub}/.gitkeep", "")
-            give_tree(user, fd)
-            if shutil.which("git"):
-                as_user = {}
-                if _acting_for_other(user):  # the repository is the user's, made with their rights
-                    as_user = {"user": user.uid, "group": user.gid, "extra_groups": [],
-                               "env": {**os.environ, "HOME": str(user.home)}}
-                subprocess.run(
-                    ["git", "init", "-q", "."],
-                    cwd=f"/proc/self/fd/{fd}",  # the folder we made, even if its name was swapped meanwhile
-                    pass_fds=(fd,),
-                    check=False,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    **as_user,
-                )
+            with acting_as(user):
+                for sub in LAYOUT_DIRS:
+                    added += _makedirs_at(fd, sub)
+                for relative, text in LAYOUT_FILES:
+                    if _write_new_at(fd, relative, text.format(name=name)):
+                        added.append(relative)
+        except OSError as err:
+            raise Forbidden(f"Cannot write the layout into {path}: {err.strerror}.",
+                            hint=f"Make the folder yours: sudo chown -R $(whoami):$(whoami) {path}") from None
         finally:
             os.close(fd)
-        return Project(name, path)
+        files = [a for a in added if a in dict(LAYOUT_FILES)]
+        git = gitstate.first_commit(user, str(path), files)
+        return InitResult(Project(name, path), created, added, git)
+
+
+@dataclass
+class InitResult:
+    """What ``project-init`` did: made the folder or adopted it, which parts it added, and git's answer."""
+
+    project: Project
+    created: bool
+    added: list
+    git: str
+
+    def to_dict(self) -> dict:
+        return {**self.project.to_dict(), "created": self.created, "added": self.added, "git": self.git}
 
 
 def _acting_for_other(user: User) -> bool:
     return os.geteuid() == 0 and user.uid != 0
 
 
-def _makedirs_at(dir_fd: int, relative: str) -> None:
+def _makedirs_at(dir_fd: int, relative: str) -> list[str]:
+    """Make the missing folders of ``relative``; the ones made, as relative paths."""
+    made, done = [], []
     fd = os.dup(dir_fd)
     try:
         for part in relative.split("/"):
+            done.append(part)
             try:
                 os.mkdir(part, 0o755, dir_fd=fd)
+                made.append("/".join(done) + "/")
             except FileExistsError:
                 pass
             nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
@@ -325,15 +364,21 @@ def _makedirs_at(dir_fd: int, relative: str) -> None:
             fd = nxt
     finally:
         os.close(fd)
+    return made
 
 
-def _write_new_at(dir_fd: int, relative: str, text: str) -> None:
+def _write_new_at(dir_fd: int, relative: str, text: str) -> bool:
+    """Write a new file; False (and nothing written) when something of that name is already there."""
     folder, _, name = relative.rpartition("/")
     parent = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd) if folder else dir_fd
     try:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
+        except FileExistsError:
+            return False
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        return True
     finally:
         if folder:
             os.close(parent)

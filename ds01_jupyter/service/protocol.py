@@ -67,6 +67,7 @@ _OPT_STR = lambda name: Param(name, "str", None, optional=True)  # noqa: E731
 
 OPS: dict[str, Op] = {
     "projects.create": Op((_name(),)),
+    "projects.init": Op((_name(), Param("adopt", "bool", True))),
     "projects.list": Op(),
     "images.dockerfile": Op((_name(), Param("create", "bool", True))),
     "images.build": Op((_name(),), progress=True),
@@ -92,6 +93,7 @@ OPS: dict[str, Op] = {
                              _OPT_STR("metric"), _OPT_STR("mode"), Param("older_than", "float", None, True))),
     "usage": Op(),
     "overview": Op(),
+    "git_state": Op((_name(),)),
     "gpu_inventory": Op(for_user=False),
     "reaper.run": Op((_BOOL("dry_run"),)),
     # ds01d's own: who it takes the caller for and its settings (what `ds01 status` and `base-image` show).
@@ -189,12 +191,12 @@ def _result_types() -> dict[str, type]:
     from ..core.engine import ImageRecord
     from ..core.findings import Audit, Finding
     from ..core.images import ImageInfo
-    from ..core.projects import Project
+    from ..core.projects import InitResult, Project
     from ..core.reaper import ReapDecision
     from ..core.rescue import Rescue
 
     return {c.__name__: c for c in (ContainerStatus, DeployResult, ImageRecord, Audit, Finding, ImageInfo, Project,
-                                     ReapDecision, Rescue)}
+                                     InitResult, ReapDecision, Rescue)}
 
 
 def encode(value):

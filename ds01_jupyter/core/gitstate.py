@@ -1,0 +1,134 @@
+"""Git, run as the project's user: the first commit of a new layout, and whether code is committed and pushed.
+
+The DS01 guide says "use Git for code (push regularly)": a workspace survives a
+retire, not a disk failure. So the tools say when a project's code was never
+committed, has uncommitted changes, has no remote, or has commits not pushed.
+
+Git reads its configuration from the repository, and a repository's config can
+run programs (``core.fsmonitor``, hooks): git is therefore never run as root in
+a user's folder, only with the user's own uid (a child process that drops to
+it), with optional locks off (a status must not take the index lock from the
+user's own git) and a timeout (a huge or hung repository must not block a panel).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+
+from .users import User
+
+#: A git call that takes longer than this is given up (its answer says so).
+GIT_TIMEOUT = 5.0
+IDENTITY_HINT = ('git has no name for you yet: run `git config --global user.name "Your Name"` and '
+                 '`git config --global user.email you@example.com`, then `git add -A && git commit -m "Start"`.')
+
+
+@dataclass
+class GitState:
+    """What a project's git says, in the terms the DS01 guide uses."""
+
+    repository: bool = False
+    commits: bool = False
+    branch: str = ""
+    changed: int = 0  # tracked files with changes, staged or not
+    untracked: int = 0
+    remote: bool = False
+    upstream: bool = False
+    ahead: int = 0
+    behind: int = 0
+    problem: str = ""
+
+    @property
+    def summary(self) -> str:
+        """One line: "not a git repository", "no commit yet", "3 uncommitted changes, not pushed", "clean"."""
+        if self.problem:
+            return self.problem
+        if not self.repository:
+            return "not a git repository"
+        if not self.commits:
+            return "no commit yet"
+        parts = []
+        if self.changed or self.untracked:
+            parts.append(f"{self.changed + self.untracked} uncommitted change{'s' if self.changed + self.untracked != 1 else ''}")
+        if not self.remote:
+            parts.append("no remote")
+        elif not self.upstream:
+            parts.append("branch not pushed")
+        elif self.ahead:
+            parts.append(f"{self.ahead} commit{'s' if self.ahead != 1 else ''} not pushed")
+        return ", ".join(parts) or "committed and pushed"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "summary": self.summary}
+
+
+def run_git(user: User, cwd: str, args: list[str], timeout: float = GIT_TIMEOUT) -> subprocess.CompletedProcess:
+    """``git args`` in ``cwd`` as ``user`` (dropping to their uid when we are root), with a clean environment."""
+    drop = {}
+    if os.geteuid() == 0 and user.uid != 0:
+        drop = {"user": user.uid, "group": user.gid, "extra_groups": []}
+    env = {"HOME": str(user.home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C",
+           "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, errors="replace",
+                          timeout=timeout, check=False, **drop)
+
+
+def state(user: User, path: str) -> GitState:
+    """The project's git state; never raises (a problem is written into the answer)."""
+    if not shutil.which("git"):
+        return GitState(problem="git is not installed")
+    if not os.path.isdir(os.path.join(path, ".git")):
+        return GitState()
+    try:
+        done = run_git(user, path, ["status", "--porcelain=v2", "--branch", "--untracked-files=normal"])
+        remotes = run_git(user, path, ["remote"]) if done.returncode == 0 else None
+    except subprocess.TimeoutExpired:
+        return GitState(repository=True, problem=f"git took longer than {GIT_TIMEOUT:g} s to answer")
+    except OSError as err:
+        return GitState(repository=True, problem=f"git could not run: {err.strerror}")
+    if done.returncode != 0:
+        return GitState(repository=True, problem="git: " + (done.stderr.strip().splitlines() or ["failed"])[-1][:200])
+    found = GitState(repository=True, remote=bool(remotes and remotes.stdout.strip()))
+    for line in done.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            found.commits = line.split()[2] != "(initial)"
+        elif line.startswith("# branch.head "):
+            found.branch = line.split(" ", 2)[2]
+        elif line.startswith("# branch.upstream "):
+            found.upstream = True
+        elif line.startswith("# branch.ab "):
+            ahead, behind = line.split()[2:4]
+            found.ahead, found.behind = int(ahead), abs(int(behind))
+        elif line.startswith("? "):
+            found.untracked += 1
+        elif line[:2] in ("1 ", "2 ", "u "):
+            found.changed += 1
+    return found
+
+
+def first_commit(user: User, path: str, files: list[str]) -> str:
+    """``git init`` where there is no repository, then commit ``files`` (the layout just added) when the
+    repository has no commit yet and git knows the user's name. Returns what happened, for the user."""
+    if not shutil.which("git"):
+        return "git is not installed: the project is not a git repository."
+    try:
+        if not os.path.isdir(os.path.join(path, ".git")):
+            run_git(user, path, ["init", "-q", "."], timeout=30)
+        if run_git(user, path, ["rev-parse", "--verify", "-q", "HEAD"]).returncode == 0:
+            return "git: the repository already has commits; the files added above are not committed."
+        name = run_git(user, path, ["config", "user.name"]).stdout.strip()
+        email = run_git(user, path, ["config", "user.email"]).stdout.strip()
+        if not (name and email):
+            return IDENTITY_HINT
+        if files:
+            run_git(user, path, ["add", "--", *files], timeout=30)
+        done = run_git(user, path, ["commit", "-q", "--no-verify", "-m", "Project layout (ds01 project-init)"],
+                       timeout=30)
+    except subprocess.TimeoutExpired:
+        return "git took too long; commit the layout yourself: `git add -A && git commit -m Start`."
+    if done.returncode != 0:
+        return "git: the first commit failed: " + (done.stderr.strip().splitlines() or ["no reason given"])[-1][:200]
+    return "git: made the first commit of the layout; push it somewhere safe (`git remote add origin URL`)."
