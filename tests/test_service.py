@@ -190,7 +190,7 @@ def test_two_users_deploy_at_once_and_ds01d_restarts_mid_deploy(ds01d_factory, u
     dockerfile.write_text(dockerfile.read_text() + "\nRUN sleep 4\n")
     client = subprocess.Popen(alice.popen_args("container-deploy", slow, "--background", "--gpus", "0"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=alice.env(daemon.socket),
-                              cwd=str(alice.home), user=alice.user.uid, group=alice.user.gid, extra_groups=[])
+                              cwd=str(alice.home.parent), user=alice.user.uid, group=alice.user.gid, extra_groups=[])
     seen = b""
     while b"sleep 4" not in seen:
         line = client.stderr.readline()
@@ -205,3 +205,25 @@ def test_two_users_deploy_at_once_and_ds01d_restarts_mid_deploy(ds01d_factory, u
     listed = json.loads(_ok(alice.ds01(daemon.socket, "container-list", "--json")).stdout)
     assert sorted(c["project"] for c in listed) == sorted([names[alice], slow])
     assert all(c["state"] == "running" for c in listed)
+
+    # A client killed mid-deploy leaves no half-done deploy: ds01d finishes it.
+    orphan = project_name()
+    _ok(bob.ds01(daemon.socket, "project-init", orphan))
+    dockerfile = bob.home / "dockerfiles" / f"{orphan}.Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "\nRUN sleep 2\n")
+    client = subprocess.Popen(bob.popen_args("container-deploy", orphan, "--background", "--gpus", "0"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=bob.env(daemon.socket),
+                              cwd=str(bob.home.parent), user=bob.user.uid, group=bob.user.gid, extra_groups=[])
+    while b"sleep 2" not in client.stderr.readline():
+        assert client.poll() is None
+    client.kill()
+    client.communicate()
+    deadline = time.monotonic() + 60
+    while True:
+        listed = json.loads(_ok(bob.ds01(daemon.socket, "container-list", "--json")).stdout)
+        if any(c["project"] == orphan and c["state"] == "running" for c in listed):
+            break
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.5)
+    assert any(r["op"] == "containers.deploy" and r["args"]["name"] == orphan and r["result"] == "ok"
+               and r.get("client_gone") for r in daemon.audit())
