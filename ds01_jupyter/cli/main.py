@@ -16,7 +16,7 @@ from dataclasses import fields
 from ..core import DS01, DS01Error, Settings, User
 from ..core.errors import EngineUnavailable, Forbidden, UnsavedWork
 from ..core.settings import ADMIN_DIR, ADMIN_SETTINGS
-from ..core.limits import format_size
+from ..core.limits import format_size, parse_size
 from ..core.notebook_check import check_notebook
 from ..core.processes import report_lines
 from ..kernels.specs import remove_spec, write_spec
@@ -66,11 +66,51 @@ def cmd_image_create(core, user, args):
 
 
 def cmd_image_list(core, user, args):
-    images = core.images.list(user)
+    images = core.cleanup.images(user)
     if args.json:
-        return out.emit_json([i.to_dict() for i in images])
-    rows = [{**i.to_dict(), "size": format_size(i.size), "id": i.id[7:19]} for i in images]
-    print(out.table(rows, [("project", "PROJECT"), ("tag", "IMAGE"), ("id", "ID"), ("size", "SIZE"), ("created", "CREATED")]))
+        return out.emit_json(images)
+    rows = [{**i, "tag": ", ".join(i["tags"]) or "<none>", "size": format_size(i["size"]), "id": i["id"][7:19],
+             "state": i["state"] + (f" (used by {', '.join(i['used_by'])})" if i["used_by"] else "")} for i in images]
+    print(out.table(rows, [("project", "PROJECT"), ("tag", "IMAGE"), ("id", "ID"), ("size", "SIZE"),
+                           ("created", "CREATED"), ("state", "STATE")]))
+    if any(i["state"] != "current" and not i["used_by"] for i in images):
+        print("Superseded and dangling images no container uses can go: ds01 image-prune")
+
+
+def cmd_image_prune(core, user, args):
+    result = core.cleanup.prune_images(user, confirm=args.yes)
+    if args.json:
+        return out.emit_json(result)
+    items = result.get("deleted", result.get("would_delete", []))
+    verb = "Deleted" if args.yes else "Would delete"
+    for i in items:
+        print(f"  {verb.lower()}: {', '.join(i['tags']) or i['id'][7:19]} ({i['project'] or '?'}, {i['state']}, "
+              f"{format_size(i['size'])})")
+    for i in result["failed"]:
+        print(f"  kept: {i['id'][7:19]}: {i['problem']}")
+    print(f"{verb} {len(items)} image(s)." + ("" if args.yes else " Run again with --yes to delete.")
+          + " Images a container uses always stay.")
+
+
+def cmd_clean(core, user, args):
+    policy = {"keep_last": args.keep_last, "keep_best": args.keep_best, "metric": args.metric,
+              "older_than": args.older_than_days * 86400 if args.older_than_days is not None else None}
+    plan = core.cleanup.clean(user, args.name, confirm=args.yes, **policy)
+    if args.json:
+        return out.emit_json(plan)
+    verb = "Deleted" if args.yes else "Would delete"
+    for kind, (number, size) in sorted(plan["counts"].items()):
+        print(f"  {kind}: {number} ({format_size(size)})")
+    for item in plan["items"][:20]:
+        print(f"    {item['path']}{'/' if item['folder'] else ''} ({format_size(item['bytes'])})")
+    if len(plan["items"]) > 20 or plan["truncated"]:
+        print("    ... (--json lists up to 200)")
+    ckpt = plan["checkpoints"]
+    if ckpt:
+        gone = ckpt.get("deleted", ckpt.get("would_delete", []))
+        print(f"  checkpoints: {len(gone)} ({format_size(ckpt['bytes'])}); `ds01 prune` shows why each goes or stays")
+    print(f"{verb} {format_size(plan['bytes'])} in {args.name}." + ("" if args.yes else " Run again with --yes to delete.")
+          + " .rescued/ and .git are never touched.")
 
 
 def cmd_image_delete(core, user, args):
@@ -277,8 +317,30 @@ def cmd_prune(core, user, args):
     print(f"{verb} {len(items)} checkpoint(s), {format_size(result['bytes'])}." + ("" if args.yes else " Run again with --yes to delete."))
 
 
+WHERE_LABELS = {"workspace": "WORKSPACE", "rescued": "RESCUED", "container": "AT RISK", "retired": "RETIRED"}
+
+
+def cmd_where(core, user, args):
+    data = core.where(user, args.name, args.pattern)
+    if args.json:
+        return out.emit_json(data)
+    for m in data["matches"]:
+        size = f" ({format_size(m['size'])})" if isinstance(m.get("size"), int) else ""
+        print(f"{WHERE_LABELS[m['where']]:<9} {m['path']}{size}: {m['how']}")
+        if m.get("host_path"):
+            print(f"          on the host: {m['host_path']}")
+    if not data["matches"]:
+        print(f"No file matching {args.pattern!r} in {args.name}'s workspace, rescues, container or retired "
+              "containers.")
+    if data["truncated"]:
+        print(f"(only the first {len(data['matches'])} matches; narrow the pattern)")
+    for note in data["notes"]:
+        print(f"Note: {note}")
+    return 0 if data["matches"] else 1
+
+
 def cmd_usage(core, user, args):
-    data = core.usage(user)
+    data = core.usage(user, larger_than=args.larger_than)
     if args.json:
         return out.emit_json(data)
     rows = [{"project": name, "size": format_size(p["bytes"]), "files": p["files"], "checkpoints": format_size(p["checkpoint_bytes"]),
@@ -288,6 +350,19 @@ def cmd_usage(core, user, args):
     print(out.table(rows, [("project", "PROJECT"), ("size", "SIZE"), ("files", "FILES"), ("checkpoints", "CHECKPOINTS"), ("image", "IMAGE"), ("largest", "LARGEST FILE")]))
     quota = format_size(data["quota_bytes"]) if data["quota_bytes"] is not None else "no quota"
     print(f"Workspace: {format_size(data['total_bytes'])} of {quota}" + ("  (OVER QUOTA)" if data["over_quota"] else ""))
+    images = data.get("images")
+    if images and images["count"]:
+        print(f"Images: {format_size(images['total_bytes'])} in {images['count']} "
+              f"({format_size(images['unique_bytes'])} unique, {format_size(images['shared_bytes'])} shared "
+              "with the base image, counted once)")
+    if data.get("disk"):
+        disk = data["disk"]
+        print(f"Disk: {format_size(disk['free_bytes'])} free of {format_size(disk['total_bytes'])} ({disk['path']})")
+    if "large_files" in data:
+        print(f"Files of {format_size(data['larger_than'])} or more:" if data["large_files"] else
+              f"No file of {format_size(data['larger_than'])} or more.")
+        for project, path, size in data["large_files"]:
+            print(f"  {format_size(size):>10}  {project}/{path}")
 
 
 def cmd_check_notebook(core, user, args):
@@ -379,10 +454,15 @@ WORKSPACE_NOTES = {
 
 
 def _state_line(status) -> str:
-    """"running", "stopped", "crashed (exit 137, out of memory)", with ", workspace missing" when it is."""
+    """"running", "stopped", "crashed (exit 137, out of memory)", with ", workspace missing" when it is, the fallback
+    image it runs on ("running on the pytorch fallback image") and a workspace the user cannot write."""
     line = status.summary or status.state
-    note = WORKSPACE_NOTES.get(status.workspace_state)
-    return f"{line}, {note}" if note else line
+    if status.fallback:
+        line += f" on the {status.fallback} fallback image"
+    notes = [WORKSPACE_NOTES.get(status.workspace_state)]
+    if status.unwritable:
+        notes.append("workspace not writable")
+    return ", ".join([line] + [n for n in notes if n])
 
 
 def _print_status(status, args, verb):
@@ -406,6 +486,12 @@ def _print_status(status, args, verb):
               f"{status.project}`, or with --rescue) and deploy again")
     if status.stale_image:
         print("  note: the image was rebuilt since this container was deployed; retire and deploy to use it")
+    if status.fallback:
+        print(f"  note: it runs on the {status.fallback} framework image, not the project's own; build that "
+              f"(`image-create {status.project}`), then retire and deploy to use it")
+    if status.unwritable:
+        where = ", ".join("the workspace" if u == "." else f"{u}/" for u in status.unwritable)
+        print(f"  note: you cannot write {where}; fix: `sudo chown -R $(whoami):$(whoami) {status.workspace}`")
     if status.log_tail:
         print("  last output:")
         for line in status.log_tail:
@@ -466,6 +552,16 @@ def cmd_reap(core, user, args):
 
 
 # -- parser ------------------------------------------------------------------------
+def _size_arg(text: str) -> int:
+    try:
+        value = parse_size(text)
+    except DS01Error:
+        value = None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500M, 1G)")
+    return value
+
+
 def _gpu_count(text: str) -> int:
     try:
         value = int(text)
@@ -512,7 +608,18 @@ def build_parser() -> argparse.ArgumentParser:
     verb("project-init", cmd_project_init, "create a project with the recommended layout")
     verb("project-list", cmd_project_list, "list your projects", aliases=["projects"], name_arg=False)
     verb("image-create", cmd_image_create, "build the project's image from ~/dockerfiles/NAME.Dockerfile")
-    verb("image-list", cmd_image_list, "list your images with their sizes", name_arg=False)
+    verb("image-list", cmd_image_list, "list your images with their sizes and state (current, superseded, dangling)",
+         name_arg=False)
+    iprune = verb("image-prune", cmd_image_prune, "delete your superseded and dangling images no container uses "
+                  "(shows them unless --yes)", name_arg=False)
+    iprune.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
+    clean = verb("clean", cmd_clean, "the DS01 guide's cleanup of a project: tmp/, *.tmp, __pycache__, "
+                 ".ipynb_checkpoints, and checkpoints by a retention policy (shows the plan unless --yes)")
+    clean.add_argument("--keep-last", type=int, help="also prune checkpoints, keeping the newest N of each run")
+    clean.add_argument("--keep-best", type=int, help="also prune checkpoints, keeping the best N by --metric")
+    clean.add_argument("--metric", help="metric for --keep-best")
+    clean.add_argument("--older-than-days", type=float, help="only checkpoints older than this")
+    clean.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
     verb("image-delete", cmd_image_delete, "delete the project's image")
     base = verb("base-image", cmd_base_image, "make sure the base image exists (built locally if needed)", name_arg=False)
     base.add_argument("--rebuild", action="store_true", help="build it again even if it exists")
@@ -550,7 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="lower (min) or higher (max) is better (default: max for accuracy-like names, else min)")
     prune.add_argument("--older-than-days", type=float, help="only delete checkpoints older than this")
     prune.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
-    verb("usage", cmd_usage, "disk use per project: size, largest files, checkpoints, images, against the quota", name_arg=False)
+    where = verb("where", cmd_where, "where are my files? a glob searched in the workspace, past rescues, the "
+                 "container (at risk) and retired containers' records, with how to get each back")
+    where.add_argument("pattern", metavar="PATTERN", help="a file name or glob ('results.csv', '*.pt', '/tmp/*')")
+    usage = verb("usage", cmd_usage, "disk use per project: size, largest files, checkpoints, images (shared layers "
+                 "counted once), against the quota, and the disk's free space", name_arg=False)
+    usage.add_argument("--larger-than", type=_size_arg, metavar="SIZE", help="list files of at least SIZE (e.g. 1G)")
     nb = verb("check-notebook", cmd_check_notebook, "find paths outside /workspace in a notebook's code (exit 3 if any)", name_arg=False)
     nb.add_argument("path", metavar="NOTEBOOK", help="path of the .ipynb file")
     run = verb("container-run", cmd_run, "open a shell inside the container, or run one command", aliases=["run"])

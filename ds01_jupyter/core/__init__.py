@@ -7,10 +7,13 @@ they act for.
 
 from __future__ import annotations
 
+import os
 import time
 from functools import cached_property
 
 from .allocator import GpuAllocator
+from .where import Finder
+from .cleanup import Cleanup
 from .containers import Containers, ContainerStatus, DeployResult
 from .disk import DiskUsage
 from .docker_engine import DockerEngine
@@ -197,34 +200,69 @@ class DS01:
                 )
         return warnings
 
-    def usage(self, user: User) -> dict:
-        """Per project: workspace size, largest files, checkpoint bytes, image bytes; against the quota."""
+    def usage(self, user: User, larger_than: int | None = None) -> dict:
+        """Per project: workspace size, largest files, checkpoint bytes, image bytes; against the quota. Images
+        count a layer shared by several of them (the base image) once, as ``docker system df`` does; the
+        disk's free space is shown; ``larger_than`` lists the files of at least that many bytes."""
         quota = self.limits.for_user(user).storage_workspace
-        images = {}
+        images, image_totals = {}, None
         try:
             images = {i.project: i.size for i in self.images.list(user)}
+            image_totals = self._image_totals(user)
         except EngineUnavailable:
             pass
-        projects = {}
+        projects, large = {}, []
         for project in self.projects.list(user):
-            size = self.disk.measure(user, project.name)
+            size = self.disk.measure(user, project.name, over=larger_than)
             try:
                 ckpt = self.checkpoints(user, project.name)["bytes"]
             except DS01Error:
                 ckpt = 0
-            projects[project.name] = {
-                **size.to_dict(),
-                "checkpoint_bytes": ckpt,
-                "image_bytes": images.get(project.name),
-            }
+            data = size.to_dict()
+            large += [[project.name, path, n] for path, n in data.pop("over") or ()]
+            projects[project.name] = {**data, "checkpoint_bytes": ckpt, "image_bytes": images.get(project.name)}
         total = sum(p["bytes"] for p in projects.values())
-        return {
+        result = {
             "projects": projects,
             "total_bytes": total,
-            "image_bytes": sum(v for v in images.values() if v),
+            "image_bytes": image_totals["total_bytes"] if image_totals else sum(v for v in images.values() if v),
+            "images": image_totals,
             "quota_bytes": quota,
             "over_quota": quota is not None and total > quota,
+            "disk": self._free_space(user),
         }
+        if larger_than is not None:
+            result["larger_than"] = larger_than
+            result["large_files"] = sorted(large, key=lambda f: -f[2])[:200]
+        return result
+
+    def _image_totals(self, user: User) -> dict:
+        """The user's images: bytes unique to each, bytes shared (counted once), and in all."""
+        mine = [i for i in self.cleanup.images(user)]
+        usage = self.engine.image_usage()
+        unique = shared = 0
+        for image in mine:
+            size, common = usage.get(image["id"], (image["size"], 0))
+            unique += size - common
+            shared = max(shared, common)  # the user's images share one base: its layers count once
+        return {"count": len(mine), "unique_bytes": unique, "shared_bytes": shared, "total_bytes": unique + shared}
+
+    def _free_space(self, user: User) -> dict | None:
+        root = self.projects.root(user)
+        try:
+            with acting_as(user):
+                fs = os.statvfs(root)
+        except OSError:
+            return None
+        return {"path": str(root), "free_bytes": fs.f_bavail * fs.f_frsize, "total_bytes": fs.f_blocks * fs.f_frsize}
+
+    @cached_property
+    def cleanup(self) -> Cleanup:
+        return Cleanup(self.projects, self)
+
+    def where(self, user: User, project: str, pattern: str) -> dict:
+        """Where a project's files matching ``pattern`` are: workspace, container, rescues, retired containers."""
+        return Finder(self).find(user, project, pattern)
 
     def overview(self, user: User) -> dict:
         """Every project with its container, image and last measured size.

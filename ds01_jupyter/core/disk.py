@@ -22,16 +22,22 @@ class TreeSize:
     files: int
     measured_at: float
     largest: list = field(default_factory=list)  # [[relative path, bytes], ...], biggest first
+    over: list | None = None  # files of at least the asked size, biggest first (at most MAX_OVER)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def tree_size(root: str | os.PathLike, largest: int = 0) -> TreeSize:
+#: At most this many files over a size are listed (`ds01 usage --larger-than`).
+MAX_OVER = 200
+
+
+def tree_size(root: str | os.PathLike, largest: int = 0, over: int | None = None) -> TreeSize:
     """Sum a tree with os.scandir (no link is followed, hard links count once);
-    ``largest`` > 0 also keeps that many biggest files."""
+    ``largest`` > 0 also keeps that many biggest files, ``over`` the files of at least that many bytes."""
     total = apparent = files = 0
     top: list[tuple[int, str]] = []
+    big: list[tuple[int, str]] = []
     seen: set[tuple[int, int]] = set()
     stack = [os.fspath(root)]
     while stack:
@@ -58,6 +64,8 @@ def tree_size(root: str | os.PathLike, largest: int = 0) -> TreeSize:
                 files += 1
                 total += st.st_blocks * 512
                 apparent += st.st_size
+                if over is not None and st.st_size >= over and len(big) < MAX_OVER:
+                    big.append((st.st_size, entry.path))
                 if largest:
                     item = (st.st_size, entry.path)
                     if len(top) < largest:
@@ -66,7 +74,10 @@ def tree_size(root: str | os.PathLike, largest: int = 0) -> TreeSize:
                         heapq.heapreplace(top, item)
     base = os.fspath(root)
     biggest = [[os.path.relpath(path, base), size] for size, path in sorted(top, reverse=True)]
-    return TreeSize(total, apparent, files, time.time(), biggest)
+    result = TreeSize(total, apparent, files, time.time(), biggest)
+    if over is not None:
+        result.over = [[os.path.relpath(path, base), size] for size, path in sorted(big, reverse=True)]
+    return result
 
 
 class DiskUsage:
@@ -82,10 +93,10 @@ class DiskUsage:
     def cached(self, user: User) -> dict[str, dict]:
         return read_json(self._file(user), user) or {}
 
-    def measure(self, user: User, project: str, largest: int = 10) -> TreeSize:
-        size = tree_size(self.projects.get(user, project).path, largest)
+    def measure(self, user: User, project: str, largest: int = 10, over: int | None = None) -> TreeSize:
+        size = tree_size(self.projects.get(user, project).path, largest, over)
         sizes = self.cached(user)
-        sizes[project] = size.to_dict()
+        sizes[project] = {k: v for k, v in size.to_dict().items() if k != "over"}
         try:
             write_atomic(self._file(user), json.dumps(sizes), user)
         except OSError:

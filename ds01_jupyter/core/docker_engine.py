@@ -557,6 +557,15 @@ class DockerEngine(ContainerEngine):
         with self._errors("remove image", ref):
             self.api.remove_image(ref)
 
+    def image_usage(self):
+        with self._errors("measure images"):
+            data = self.api.df()
+        usage = {}
+        for row in data.get("Images") or ():
+            size, shared = int(row.get("Size") or 0), int(row.get("SharedSize") or 0)
+            usage[row["Id"]] = (size, max(0, shared))
+        return usage
+
     def events(self, labels, since, until):
         filters = self._filters(labels)
         filters["type"] = ["container"]

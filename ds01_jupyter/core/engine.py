@@ -185,6 +185,11 @@ class ContainerEngine(abc.ABC):
     @abc.abstractmethod
     def remove_image(self, ref: str) -> None: ...
 
+    def image_usage(self) -> dict[str, tuple[int, int]]:
+        """Image id -> (size, bytes shared with other images), as ``docker system df -v`` counts them; {} when
+        the engine cannot tell (then sizes count shared layers once per image)."""
+        return {}
+
     @abc.abstractmethod
     def events(self, labels: dict[str, str], since: float, until: float) -> Iterator[dict]:
         """Container events between two times (the stream ends at ``until``), as dicts

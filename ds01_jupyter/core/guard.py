@@ -38,6 +38,9 @@ HOOK_LOG = "/tmp/.ds01/writes.jsonl"
 #: Paths of the hook log, probe and reader: the interpreter is isolated and runs as the user (see inside.py).
 INSIDE = resources.files("ds01_jupyter.core").joinpath("inside.py").read_text()
 UNLISTED = "(changes the engine could not list)"
+#: Records of retired containers kept per project, and findings per record (for `ds01 where`).
+RETIRED_KEPT = 20
+RETIRED_FINDINGS = 2000
 
 
 def _roots(paths: set[str]) -> list[str]:
@@ -238,6 +241,30 @@ class Guard(Rescuing):
     def remembered(self, user: User, project: str) -> dict | None:
         return read_json(self._cache_file(user, project), user)
 
+    def _retired_dir(self, user: User) -> Path:
+        return self.settings.expand(self.settings.state_dir, user) / "audits" / "retired"
+
+    def _remember_retired(self, user: User, audit: Audit, mode: str | None, rescued) -> None:
+        """What a retired container held, kept so that `ds01 where` can say what became of a file later."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        record = {**audit.to_dict(limit=RETIRED_FINDINGS), "retired_at": stamp, "mode": mode or "nothing at risk",
+                  "rescued_into": rescued.folder if rescued else None}
+        try:
+            write_atomic(self._retired_dir(user) / f"{audit.project}-{stamp}.json", json.dumps(record), user)
+            with acting_as(user):
+                kept = sorted(self._retired_dir(user).glob(f"{audit.project}-*.json"))
+                for old in kept[:-RETIRED_KEPT]:
+                    old.unlink()
+        except OSError:
+            pass  # a convenience for later questions; the retire itself stands
+
+    def retired_records(self, user: User, project: str) -> list[dict]:
+        """The records of the project's retired containers, newest first."""
+        with acting_as(user):
+            paths = sorted(self._retired_dir(user).glob(f"{project}-*.json"), reverse=True)
+        found = [read_json(p, user) for p in paths[:RETIRED_KEPT]]
+        return [r for r in found if isinstance(r, dict) and r.get("project") == project]
+
     def forget(self, user: User, project: str) -> None:
         try:
             with acting_as(user):  # in the user's home: never root's unlink through their links
@@ -303,6 +330,7 @@ class Guard(Rescuing):
                 )
         status = self.containers.retire(user, project)
         self.forget(user, project)
+        self._remember_retired(user, audit, mode, rescued)
         return {
             "container": status.to_dict(),
             "rescued": rescued.to_dict() if rescued else None,
