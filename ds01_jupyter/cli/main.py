@@ -140,7 +140,8 @@ def _kernel_spec(project: str, deployed: bool) -> None:
 
 
 def cmd_deploy(core, user, args):
-    result = core.containers.deploy(user, args.name, gpus=args.gpus, progress=out.progress, protected=args.protected)
+    result = core.containers.deploy(user, args.name, gpus=args.gpus, progress=out.progress, protected=args.protected,
+                                    framework=args.framework)
     _kernel_spec(args.name, deployed=True)
     if args.json:
         return out.emit_json(result.to_dict())
@@ -412,7 +413,8 @@ def cmd_list(core, user, args):
             **s.to_dict(),
             "gpus": ",".join(g[:12] for g in s.gpus) or "-",
             "uptime": out.human_duration(s.uptime_seconds),
-            "note": "image rebuilt: redeploy to use it" if s.stale_image else (s.error or ""),
+            "note": "image rebuilt: redeploy to use it" if s.stale_image else
+            (f"on the {s.fallback} fallback image" if s.fallback else (s.error or "")),
         }
         for s in statuses
     ]
@@ -627,6 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--gpus", "--gpu", type=_gpu_count, default=None, help="GPUs to allocate (default: 1 if the host has any, else CPU-only)")
     deploy.add_argument("--background", action="store_true", help="do not open a shell inside after deploying")
     deploy.add_argument("--protected", action="store_true", help="exempt from idle and runtime limits (ds01.protected)")
+    deploy.add_argument("--framework", metavar="NAME", default=None,
+                        help="framework image (configured by the admin; `base` always) to run on when the project's "
+                        "image is missing")
     verb("container-start", cmd_start, "start the project's stopped container", aliases=["start"])
     stop = verb("container-stop", cmd_stop, "stop the project's container (it can be started again)", aliases=["stop"])
     stop.add_argument("--stop-processes", action="store_true", help=STOP_PROCESSES_HELP)

@@ -20,6 +20,7 @@ from .docker_engine import DockerEngine
 from .engine import ContainerEngine
 from .errors import DS01Error, EngineUnavailable, Forbidden, InvalidRequest
 from .guard import Guard
+from . import workspace_access
 from . import gitstate
 from .identity import acting_as
 from .gpus import GpuInventory, attribute, inventory_from_setting
@@ -91,7 +92,8 @@ class DS01:
     @cached_property
     def containers(self) -> Containers:
         return Containers(
-            self.settings, self.engine, self.projects, self.images, self.limits, self.allocator, self.inventory
+            self.settings, self.engine, self.projects, self.images, self.limits, self.allocator, self.inventory,
+            start_times=self._start_times,
         )
 
     @cached_property
@@ -292,10 +294,11 @@ class DS01:
                     "image": image.to_dict() if image else None,
                     "size": sizes.get(project.name),
                     "warnings": (self.guard.remembered(user, project.name) or {}).get("at_risk", 0) if container else 0,
+                    "unwritable": workspace_access.unwritable(user, project.path),
                     "git": gitstate.state(user, str(project.path)).to_dict(),
                 }
             )
-        return {"user": user.name, "engine": engine, "projects": projects}
+        return {"user": user.name, "engine": engine, "projects": projects, "frameworks": sorted(self.settings.frameworks())}
 
     def _live(self, user: User, container, activity: dict) -> dict:
         """A container as the sidebar shows it: with uptime (the engine's list lacks the start time) and idle time."""

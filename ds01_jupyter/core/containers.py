@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
+from . import frameworks, ssh_mount, workspace_access
 from . import labels as L
 from .allocator import GpuAllocator
 from .engine import ContainerEngine, ContainerRecord, ContainerSpec, ImageRecord, Progress
@@ -108,6 +109,10 @@ class ContainerStatus:
     workspace_state: str = ""
     #: The last lines of its output, for a crashed container's status.
     log_tail: list[str] = field(default_factory=list)
+    #: The framework whose image it runs instead of the project's own ("" when it runs its own; see frameworks.py).
+    fallback: str = ""
+    #: What in its workspace the user cannot write ("." for the folder, "models", "results"; see workspace_access).
+    unwritable: list[str] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -181,8 +186,11 @@ class Containers:
         limits: LimitsSource,
         allocator: GpuAllocator,
         inventory: GpuInventory,
+        start_times: dict | None = None,
     ):
         self.settings = settings
+        # Start times of running containers (id -> datetime), shared with DS01: the engine's list lacks them.
+        self.start_times = {} if start_times is None else start_times
         self.engine = engine
         self.projects = projects
         self.images = images
@@ -281,8 +289,11 @@ class Containers:
         else:
             current_id = image_ids.get(project)
         uptime = None
-        if record.running and record.started_at:
-            uptime = (datetime.now(timezone.utc) - record.started_at).total_seconds()
+        started = record.started_at or (self.start_times.get(record.id) if record.running else None)
+        if record.running and started:
+            uptime = (datetime.now(timezone.utc) - started).total_seconds()
+        source = dict(record.mounts).get("/workspace")
+        unwritable = workspace_access.unwritable(self._owner(record), Path(source)) if source else []
         ending = self.allocator.ending(record)
         gpus = L.gpu_uuids(record.labels)
         return ContainerStatus(
@@ -296,7 +307,7 @@ class Containers:
             gpu_slots=int(record.labels.get(L.GPU_SLOTS) or 0),
             workspace=record.labels.get(L.WORKSPACE, ""),
             created_at=record.labels.get(L.CREATED_AT) or _iso(record.created),
-            started_at=_iso(record.started_at),
+            started_at=_iso(started),
             finished_at=_iso(record.finished_at),
             uptime_seconds=uptime,
             exit_code=record.exit_code,
@@ -308,7 +319,28 @@ class Containers:
             oom_killed=ending.oom_killed,
             holds_gpu=bool(gpus) and self.allocator.holds(record, self.hold_for),
             workspace_state=workspace_state(record),
+            fallback=record.labels.get(L.FALLBACK, ""),
+            unwritable=unwritable,
         )
+
+    @staticmethod
+    def _owner(record: ContainerRecord) -> User:
+        """The user a (trusted) container runs as, for checks made with their rights."""
+        uid = int(record.labels.get(L.USER_ID) or 0)
+        return User(record.labels.get(L.USER, ""), uid, int(record.labels.get(L.GROUP_ID) or uid), Path("/"))
+
+    def _fill_start_times(self, records: list[ContainerRecord]) -> None:
+        """Remember when each running container started (one inspect each, once): listings show its uptime."""
+        for record in records:
+            if not record.running:
+                self.start_times.pop(record.id, None)
+            elif record.started_at is None and record.id not in self.start_times:
+                try:
+                    found = self.engine.get_container(record.id)
+                except DS01Error:
+                    found = None  # gone, or the engine went away since the list: no uptime, not an error
+                if found is not None and found.started_at is not None:
+                    self.start_times[record.id] = found.started_at
 
     def list(self, user: User, images: list | None = None) -> list[ContainerStatus]:
         """The user's containers (ownership from labels and uid), one engine call each for containers and
@@ -317,6 +349,7 @@ class Containers:
         if images is None and records:
             images = self.images.list(user)
         image_ids = {i.project: i.id for i in images or []}
+        self._fill_start_times(records)
         return sorted((self._status(user, r, image_ids) for r in records), key=lambda s: s.project)
 
     def status(self, user: User, project: str, log_lines: int = 10) -> ContainerStatus:
@@ -372,19 +405,25 @@ class Containers:
         protected: bool = False,
         command: tuple[str, ...] | None = None,
         env: dict[str, str] | None = None,
+        framework: str | None = None,
     ) -> DeployResult:
         """Create and start the project's container; return the running one if there is one.
 
         ``gpus=None`` means one GPU where the host has any, else CPU-only with
         a notice; an explicit count that cannot be met is an error. ``command``
         and ``env`` (added to ours, which win) are for front ends that run a
-        server as the container's main process, such as the JupyterHub spawner.
+        server as the container's main process, such as the JupyterHub spawner. ``framework`` names the
+        framework image to run on when the project's image is missing (see frameworks.py).
         """
+        if framework is not None:
+            frameworks.image_ref(self.settings, framework)  # a name not configured: refused before anything
         proj = self.projects.locate(user, project)
         notices: list[str] = []
         existing = self._owned(user, project)
         if existing is None and proj.missing:
             self.projects.get(user, project)  # "does not exist, create it"
+        if not proj.missing:
+            workspace_access.check(user, proj.path, project)
         if existing is not None:
             self.check_workspace(existing, project)
             if existing.running:
@@ -393,11 +432,10 @@ class Containers:
             self.start(user, project)
             return DeployResult(self.status(user, project), False, [f"Started the existing container {existing.name}."])
 
-        image = self.images.current(user, project)
-        if image is None:
-            progress(f"The image of {project} is not built yet; building it")
-            image = self.images.build(user, project, progress)
+        image, fallback = frameworks.choose_image(self.settings, self.engine, self.images, user, project, framework,
+                                                  progress, notices)
         self.images.refuse_volumes(user, project, image)  # before any container exists
+        ssh = ssh_mount.checked(user) if self.settings.mount_ssh else None
         limits = self.limits.for_user(user)
         self.limits.write_user_copy(user, limits)
         devices = self.inventory.devices()  # NVML is slow: query before taking the lock
@@ -423,7 +461,8 @@ class Containers:
                 chosen = self.allocator.choose(devices, held, count, limits, own_slots) if count else []
                 progress(f"Creating container {container_name(project, user.name)}")
                 try:
-                    spec = self._spec(user, proj, image, limits, chosen, protected, command, env)
+                    spec = self._spec(user, proj, image, limits, chosen, protected, command, env, fallback,
+                                      ((ssh[0], ssh_mount.destination(user)),) if ssh else ())
                     record = self.engine.create_container(spec)
                     created = True
                 except AlreadyExists:  # made outside our lock, e.g. by an older tool
@@ -436,13 +475,15 @@ class Containers:
                 if created:  # do not leave a container holding a GPU it cannot use
                     self.engine.remove_container(record.id, force=True)
                 raise
+        ssh_mount.check_started(self.engine, user, record.id, remove=created)
         self.install_helpers(record.id)
         if created and chosen:
             notices.append("GPU: " + ", ".join(f"{d.name} ({d.uuid})" for d in chosen))
         return DeployResult(self.status(user, project), created, notices)
 
     def _spec(
-        self, user: User, proj, image, limits: Limits, chosen: list, protected: bool, command=None, extra_env=None
+        self, user: User, proj, image, limits: Limits, chosen: list, protected: bool, command=None, extra_env=None,
+        fallback: str = "", read_only_mounts: tuple = (),
     ) -> ContainerSpec:
         tag = self.images.tag(user, proj.name)
         workspace = str(proj.path.resolve())
@@ -457,8 +498,9 @@ class Containers:
             L.GPU_SLOTS: str(slots),
             L.GPU_ALLOCATED: "true" if chosen else "false",
             L.CREATED_AT: L.now_iso(),
-            L.IMAGE: tag,
+            L.IMAGE: self.settings.frameworks()[fallback] if fallback else tag,
             L.INTERFACE: self.settings.interface,
+            L.FALLBACK: fallback,
             # Always set, so that a LABEL of the image can never decide it (see DECISIONS).
             L.PROTECTED: "true" if protected else "false",
         }
@@ -494,6 +536,7 @@ class Containers:
             gpu_uuids=tuple(d.uuid for d in chosen),
             network=network_name(user),
             network_labels={**L.owned_by(user)},
+            read_only_mounts=read_only_mounts,
         )
 
     def start(self, user: User, project: str) -> ContainerStatus:
@@ -519,6 +562,7 @@ class Containers:
                         hint=f"Retire it and deploy again for another GPU: `container-retire {project}`.",
                     )
             self.engine.start_container(record.id)
+        ssh_mount.check_started(self.engine, user, record.id)
         self.install_helpers(record.id)  # /tmp/.ds01 may have been emptied by the image's own init
         return self.status(user, project)
 
@@ -573,7 +617,7 @@ class Containers:
         record = self.record(user, project)
         status = self._status(user, record)
         self.engine.remove_container(record.id, force=True)
-        if status.stale_image:
+        if status.stale_image or status.fallback:  # an older build, or the thin image of a fallback
             self.images.remove_superseded(user, record.image_id)
         status.state = "removed"
         return status

@@ -261,7 +261,9 @@ class DockerEngine(ContainerEngine):
             # (bind flags other than ro are ignored, also through a local volume with o=bind,nosuid,nodev):
             # no-new-privileges makes setuid bits inert, no capability is left to make or use a device
             # node, and the engine's device cgroup refuses to open any device not in its default list.
-            mounts=[docker.types.Mount(spec.work_mount, spec.workspace, type="bind", read_only=False)],
+            # Besides it, only read-only folders the core checked (the user's ~/.ssh with mount_ssh).
+            mounts=[docker.types.Mount(spec.work_mount, spec.workspace, type="bind", read_only=False)]
+            + [docker.types.Mount(target, source, type="bind", read_only=True) for source, target in spec.read_only_mounts],
             privileged=False,
             # Everything runs as the user's uid: no process in the container needs a capability.
             cap_drop=["ALL"],

@@ -17,7 +17,7 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """All a backend may create: one workspace mount, never privileged."""
+    """All a backend may create: one workspace mount (and read-only ones the core checked), never privileged."""
 
     name: str
     image: str
@@ -38,6 +38,8 @@ class ContainerSpec:
     # user's container can reach another's (the host still reaches all of them).
     network: str | None = None
     network_labels: dict[str, str] = field(default_factory=dict)
+    #: (host folder, destination) mounted read-only: only what the core checked (the user's ~/.ssh, mount_ssh).
+    read_only_mounts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,10 @@ class Forbidden(DS01Error):
     status = 403
 
 
+class WorkspaceNotWritable(Forbidden):
+    """The user cannot write their project folder (or its models/, results/): work there would fail later."""
+
+
 class NotFound(DS01Error):
     status = 404
 

@@ -137,7 +137,8 @@ class Images:
             buildargs={"DS01_USER": user.name, "DS01_UID": str(user.uid), "DS01_GID": str(user.gid)},
             # Our own labels win over the Dockerfile's; decision labels are neutralised, so that a
             # LABEL ds01.protected=true (say) can never pass to the project's containers.
-            labels={**L.owned_by(user), L.PROJECT: project, L.PROTECTED: "false", L.GPU_UUIDS: "", L.GPU_SLOTS: "0"},
+            labels={**L.owned_by(user), L.PROJECT: project, L.PROTECTED: "false", L.GPU_UUIDS: "", L.GPU_SLOTS: "0",
+                    L.FALLBACK: ""},
             progress=progress,
             dockerfile=".ds01.Dockerfile",
             network=self.settings.build_network,

@@ -18,6 +18,7 @@ CREATED_AT = "ds01.created_at"
 IMAGE = "ds01.image"
 INTERFACE = "ds01.interface"
 PROTECTED = "ds01.protected"  # "true" exempts from idle/runtime enforcement
+FALLBACK = "ds01.fallback"  # the framework whose image the container runs instead of its project's ("" for none)
 
 
 def managed() -> dict[str, str]:

@@ -20,7 +20,7 @@ how their own tools behave; a workspace root must still belong to the user
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import Forbidden
@@ -32,6 +32,22 @@ ADMIN_SETTINGS = frozenset({"limits_file", "gpu_inventory", "lock_dir", "image_t
 #: The host-wide folder of the GPU allocation lock: root's on every Debian host (1777, sticky), so no
 #: user can own it, and the same for every user whatever their TMPDIR.
 DEFAULT_LOCK_DIR = "/run/lock"
+
+FRAMEWORK_IMAGES_HELP = (
+    "Framework images a deploy can run on instead of the project's own image, as name -> image (e.g. "
+    "{'pytorch': 'ds01/pytorch:latest'}); `base` is always there and is base_image (built locally when missing). "
+    "`container-deploy NAME --framework pytorch` (REST: \"framework\"; the hub's form) uses it when the project's "
+    "image is missing, and a deploy whose image fails to build falls back to `base`: either says so, and the "
+    "container's status says \"running on the pytorch fallback image\". The admin pulls or builds each image; for "
+    "the hub they must hold jupyterhub-singleuser (LABEL ds01.singleuser=true)."
+)
+MOUNT_SSH_HELP = (
+    "Mount the user's ~/.ssh read-only at /home/<user>/.ssh in their containers, so `git push` over SSH works "
+    "inside. Off by default: it puts the user's private keys within reach of everything that runs in the "
+    "container (packages installed from requirements.txt, notebooks from elsewhere). Only a real folder owned by "
+    "the user is mounted (never a link); the mounted folder is checked again after each start. The image must "
+    "give the user's uid that home (the default Dockerfile's account does)."
+)
 
 DEFAULT_LIMITS_FILES = (
     "/etc/ds01-jupyter/resource-limits.yaml",
@@ -80,6 +96,19 @@ class Settings:
     #: Seconds running processes get between SIGTERM and SIGKILL when a stop or retire is told to stop them
     #: (--stop-processes), so a trainer that checkpoints on SIGTERM can save.
     stop_grace_seconds: float = 30.0
+    #: Framework images (name -> image) a deploy may fall back to; see FRAMEWORK_IMAGES_HELP.
+    framework_images: tuple[tuple[str, str], ...] = field(default=(), metadata={"help": FRAMEWORK_IMAGES_HELP})
+    #: Whether containers get the user's ~/.ssh read-only; see MOUNT_SSH_HELP.
+    mount_ssh: bool = field(default=False, metadata={"help": MOUNT_SSH_HELP})
+
+    def __post_init__(self):
+        # Front ends hand in a dict (traitlets) or "name=image,..." (DS01_FRAMEWORK_IMAGES); kept as sorted pairs
+        # so Settings stays hashable (the spawner keys its cores by Settings).
+        object.__setattr__(self, "framework_images", _pairs(self.framework_images))
+
+    def frameworks(self) -> dict[str, str]:
+        """Every framework a deploy may fall back to, name -> image: ``base`` is always the base image."""
+        return {**dict(self.framework_images), "base": self.base_image}
 
     @classmethod
     def from_env(cls, environ=None, euid: int | None = None, **overrides) -> "Settings":
@@ -104,7 +133,9 @@ class Settings:
                     f"through the environment as root or as the owner of {ADMIN_DIR}.",
                     setting=f.name,
                 )
-            if f.type in ("float",):
+            if f.type in ("bool",):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif f.type in ("float",):
                 values[f.name] = float(raw)
             elif f.type in ("int",):
                 values[f.name] = int(raw)
@@ -139,6 +170,21 @@ class Settings:
             if os.path.exists(candidate):
                 return Path(candidate)
         return None
+
+
+def setting_help(name: str) -> str:
+    """The help text declared with a setting, for the front ends' own option declarations (traitlets)."""
+    return next(f.metadata["help"] for f in fields(Settings) if f.name == name)
+
+
+def _pairs(value) -> tuple[tuple[str, str], ...]:
+    """Sorted (name, image) pairs from a dict, pairs, or "name=image,name=image"."""
+    if isinstance(value, str):
+        items = [part.split("=", 1) for part in value.split(",") if part.strip()]
+        if any(len(item) != 2 for item in items):
+            raise ValueError(f"framework_images must read name=image,name=image, not {value!r}")
+        value = {k.strip(): v.strip() for k, v in items}
+    return tuple(sorted(dict(value).items()))
 
 
 def env_may_set_admin_settings(euid: int | None = None) -> bool:

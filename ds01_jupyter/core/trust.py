@@ -67,7 +67,7 @@ def distrust(record: ContainerRecord, image: ImageRecord | None, image_tag: str,
 #: Labels holding ds01's decisions about a container. An image may carry them too (a Dockerfile's
 #: LABEL), and a container inherits its image's labels: a value equal to the image's never counts.
 #: (ds01 always sets them on the containers it makes, and neutralises them on the images it builds.)
-DECISIONS = (L.PROTECTED, L.GPU_UUIDS, L.GPU_SLOTS, L.GPU_ALLOCATED, L.INTERFACE)
+DECISIONS = (L.PROTECTED, L.GPU_UUIDS, L.GPU_SLOTS, L.GPU_ALLOCATED, L.INTERFACE, L.FALLBACK)
 
 
 def own_labels(record: ContainerRecord, image: ImageRecord | None) -> ContainerRecord:

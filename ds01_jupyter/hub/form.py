@@ -10,7 +10,8 @@ from ..core.names import check_project_name
 NEW = "__new__"
 
 
-def render(projects: list[dict], selected: str, max_gpus: int, default_gpus: int, notices: list[str]) -> str:
+def render(projects: list[dict], selected: str, max_gpus: int, default_gpus: int, notices: list[str],
+           frameworks: tuple[str, ...] | list[str] = ()) -> str:
     """HTML for JupyterHub's spawn page. ``projects``: dicts with name, image (tag or None), running."""
     options = []
     if selected and selected not in {p["name"] for p in projects}:
@@ -27,6 +28,8 @@ def render(projects: list[dict], selected: str, max_gpus: int, default_gpus: int
         f'<option value="{n}"{" selected" if n == default_gpus else ""}>{n}</option>' for n in range(max_gpus + 1)
     )
     notes = "".join(f'<div class="alert alert-info">{escape(n)}</div>' for n in notices)
+    fallbacks = '<option value="" selected>none: build the project\'s image</option>' + "".join(
+        f'<option value="{escape(f)}">{escape(f)}</option>' for f in frameworks)
     return f"""{notes}
 <div class="form-group">
   <label for="ds01-project">Project</label>
@@ -40,6 +43,10 @@ def render(projects: list[dict], selected: str, max_gpus: int, default_gpus: int
 <div class="form-group">
   <label for="ds01-gpus">GPUs (your limit allows {max_gpus})</label>
   <select class="form-control" name="gpus" id="ds01-gpus">{gpus}</select>
+</div>
+<div class="form-group">
+  <label for="ds01-framework">Framework image, when the project's image is missing</label>
+  <select class="form-control" name="framework" id="ds01-framework">{fallbacks}</select>
 </div>
 <p class="help-block">The project's folder is mounted at /workspace; everything else in the
 container is lost when the server stops, except work files, which are rescued into
@@ -57,6 +64,9 @@ def parse(formdata: dict) -> dict:
         options["create"] = True
     if project:
         options["project"] = check_project_name(project)
+    framework = (first.get("framework") or "").strip()
+    if framework:
+        options["framework"] = framework  # checked against the configured ones at start
     gpus = first.get("gpus")
     if gpus not in (None, ""):
         try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Bool, Callable, Float, Int, Unicode, default
+from traitlets import Bool, Callable, Dict, Float, Int, Unicode, default
 
 from ..core import DS01, Settings, User
 from ..core import labels as L
@@ -37,6 +37,8 @@ from ..core.errors import (
 from ..core.limits import format_size
 from ..core.processes import report_lines
 from ..core.names import check_project_name, container_name
+from ..core.settings import setting_help
+from ..core.frameworks import image_ref
 from ..core.statefile import read_json, write_atomic
 from . import form
 from .image import build_singleuser_image, has_singleuser
@@ -78,9 +80,15 @@ def bridge_ip(network: str = "bridge", docker_url: str | None = None) -> str:
 
 def _check_options(spawner, options: dict) -> None:
     """user_options (from the form or the REST API) are read at start; here only checked."""
-    unknown = set(options) - {"project", "gpus", "create"}
+    unknown = set(options) - {"project", "gpus", "create", "framework"}
     if unknown:
-        raise SpawnRefused(InvalidRequest(f"Unknown options: {', '.join(sorted(unknown))}; known: project, gpus, create."))
+        raise SpawnRefused(InvalidRequest(f"Unknown options: {', '.join(sorted(unknown))}; known: project, gpus, "
+                                          "create, framework."))
+    if options.get("framework") is not None:
+        try:
+            image_ref(spawner.core.settings, options["framework"])  # a name not configured: refused, listing them
+        except DS01Error as err:
+            raise SpawnRefused(err) from None
     gpus = options.get("gpus")
     if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
         raise SpawnRefused(InvalidRequest(f"'gpus' must be a whole number of 0 or more, not {gpus!r}."))
@@ -136,6 +144,9 @@ class DS01Spawner(DockerSpawner):
                                help="Seconds processes still running when a server stops (a cell, a background job) get "
                                "between SIGTERM and SIGKILL, so a trainer that checkpoints on SIGTERM saves; the "
                                "rescue runs after they ended, and the user is told which were stopped.")
+    framework_images = Dict(value_trait=Unicode(), default_value={}, config=True,
+                            help=setting_help("framework_images") + " Here `base` is singleuser_image.")
+    mount_ssh = Bool(_defaults.mount_ssh, config=True, help=setting_help("mount_ssh"))
     enforce_limits_in_poll = Bool(True, config=True,
                                   help="Apply the user's idle_timeout and max_runtime (the same reaper as the command "
                                   "line) on each poll; the hub's activity counts as activity. An overdue server is "
@@ -265,7 +276,8 @@ class DS01Spawner(DockerSpawner):
         default_gpus = self.default_gpus if self.default_gpus is not None else min(1, max_gpus)
         notices = [f"{p['name']}: {n['message']}" for p in projects if (n := self._last_stop(user, p["name"]))]
         return {"projects": projects, "selected": self.name or self.default_project, "max_gpus": max_gpus,
-                "default_gpus": min(default_gpus, max_gpus), "notices": notices}
+                "default_gpus": min(default_gpus, max_gpus), "notices": notices,
+                "frameworks": sorted(core.settings.frameworks())}
 
     # -- what happened at the last stop, told at the next start and on the form ------------
     def _notice_file(self, user: User, project: str) -> Path:
@@ -305,6 +317,7 @@ class DS01Spawner(DockerSpawner):
             result = await self._call(
                 self.core.containers.deploy, user, self.project, gpus=gpus,
                 progress=lambda line: self._say(line, 70), command=command, env=env,
+                framework=self.user_options.get("framework"),
             )
             for notice in result.notices:
                 self._say(notice, 75)
@@ -343,6 +356,9 @@ class DS01Spawner(DockerSpawner):
             build_singleuser_image(core.engine, self.singleuser_image, self.base_image, self.singleuser_wheels,
                                    lambda line: self._say(line, 15))
         image = core.images.current(user, project)
+        if image is None and self.user_options.get("framework"):
+            self._say(f"{project} has no image: the deploy runs on the {self.user_options['framework']} framework image", 30)
+            return core.images.tag(user, project)
         if not has_singleuser(image):
             self._say(f"Building the image of {project}", 30)
             dockerfile = core.images.dockerfile(user, project)

@@ -7,11 +7,12 @@ import time
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Float, Int, Type, Unicode, default
+from traitlets import Bool, Dict, Float, Int, Type, Unicode, default
 
 from .. import __version__
 from ..core import DS01, DS01Error, Settings, User
 from ..core.gpus import GpuInventory, inventory_from_setting
+from ..core.settings import setting_help
 from ..kernels import provisioner
 from ..kernels.specs import KernelSpecs
 from . import container_mode
@@ -116,6 +117,8 @@ class DS01App(ExtensionApp):
         "(stop_processes), and when the reaper stops a container past max_runtime: a trainer that checkpoints on "
         "SIGTERM saves then.",
     )
+    framework_images = Dict(value_trait=Unicode(), default_value={}, config=True, help=setting_help("framework_images"))
+    mount_ssh = Bool(_defaults.mount_ssh, config=True, help=setting_help("mount_ssh"))
     scan_interval = Int(
         60,
         config=True,

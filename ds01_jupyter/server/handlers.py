@@ -24,6 +24,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..core.errors import DS01Error, InvalidRequest, NotFound
+from ..core.frameworks import image_ref
 from ..core.names import check_project_name
 from ..core.notebook_check import check_cells, check_notebook, notebook_in
 
@@ -252,12 +253,16 @@ class LongActionHandler(DS01Handler):
         body = self.body()
         gpus = _whole_number(body.get("gpus"), "gpus", MAX_GPUS)
         protected = _flag(body.get("protected"), "protected")
+        framework = self.text_field(body.get("framework"), "framework")
+        if framework is not None:  # a name not configured is a 400 listing those that are, not a failed operation
+            image_ref(self.core.settings, framework)
         await self.call(self.core.projects.get, self.user, name)  # 404 now, not in the operation
         user = self.user
         if action == "deploy":
 
             def work(progress):
-                result = self.core.containers.deploy(user, name, gpus=gpus, progress=progress, protected=protected)
+                result = self.core.containers.deploy(user, name, gpus=gpus, progress=progress, protected=protected,
+                                                     framework=framework)
                 return result.to_dict()
 
         else:

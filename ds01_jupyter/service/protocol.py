@@ -75,7 +75,7 @@ OPS: dict[str, Op] = {
     "images.list": Op(),
     "images.remove": Op((_name(), Param("containers_using", "int", 0))),
     "images.ensure_base_image": Op((_BOOL("rebuild"),), progress=True, for_user=False),
-    "containers.deploy": Op((_name(), _OPT_INT("gpus"), _BOOL("protected")), progress=True),
+    "containers.deploy": Op((_name(), _OPT_INT("gpus"), _BOOL("protected"), _OPT_STR("framework")), progress=True),
     "containers.start": Op((_name(),)),
     "containers.stop_with_report": Op((_name(), _BOOL("stop_processes")), progress=True),
     "containers.list": Op(),
