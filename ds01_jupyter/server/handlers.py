@@ -439,6 +439,25 @@ MAX_KEEP = 1_000_000
 MAX_DAYS = 100_000
 
 
+def retention_policy(handler: "DS01Handler", body: dict) -> dict:
+    """keep_last, keep_best, metric, mode and older_than (from older_than_days) of a body, each checked."""
+    policy = {}
+    for key in ("keep_last", "keep_best"):
+        value = _whole_number(body.get(key), key, MAX_KEEP)
+        if value is not None:
+            policy[key] = value
+    days = body.get("older_than_days")
+    if days is not None:
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 <= days <= MAX_DAYS:
+            raise InvalidRequest(f"'older_than_days' must be a number from 0 to {MAX_DAYS}.")
+        policy["older_than"] = days * 86400
+    metric = handler.text_field(body.get("metric"), "metric")
+    if metric is not None:
+        policy["metric"] = metric
+    policy["mode"] = handler.text_field(body.get("mode"), "mode", ("min", "max"))
+    return policy
+
+
 class PruneHandler(DS01Handler):
     """Preview what a retention policy would delete; delete only with "confirm": true."""
 
@@ -446,29 +465,25 @@ class PruneHandler(DS01Handler):
     @authorized
     async def post(self, name):
         body = self.body()
-        policy = {}
-        for key in ("keep_last", "keep_best"):
-            value = _whole_number(body.get(key), key, MAX_KEEP)
-            if value is not None:
-                policy[key] = value
-        days = body.get("older_than_days")
-        if days is not None:
-            if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 <= days <= MAX_DAYS:
-                raise InvalidRequest(f"'older_than_days' must be a number from 0 to {MAX_DAYS}.")
-            policy["older_than"] = days * 86400
-        metric = self.text_field(body.get("metric"), "metric")
-        if metric is not None:
-            policy["metric"] = metric
-        policy["mode"] = self.text_field(body.get("mode"), "mode", ("min", "max"))
+        policy = retention_policy(self, body)
         confirm = _flag(body.get("confirm"), "confirm")
         self.send(await self.call(self.core.prune_checkpoints, self.user, name, confirm, **policy))
+
+
+#: Most bytes a --larger-than may name (an exabyte: beyond, a mistake).
+MAX_SIZE = 2**60
 
 
 class UsageHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self):
-        self.send(await self.call(self.core.usage, self.user))
+        larger = self.get_argument("larger_than", None)
+        if larger is not None:
+            if not larger.isdigit() or int(larger[:19]) > MAX_SIZE or len(larger) > 19:
+                raise InvalidRequest(f"'larger_than' must be a number of bytes from 0 to {MAX_SIZE}.")
+            larger = int(larger)
+        self.send(await self.call(self.core.usage, self.user, larger))
 
 
 class OperationsHandler(DS01Handler):
@@ -519,6 +534,8 @@ class EventsHandler(DS01Handler):
 
 
 def handlers() -> list[tuple]:
+    from . import housekeeping  # its handlers build on this module's
+
     return [
         (r"/ds01/version", VersionHandler),
         (r"/ds01/openapi.yaml", OpenAPIHandler),
@@ -535,6 +552,7 @@ def handlers() -> list[tuple]:
         (rf"/ds01/projects/{NAME}/checkpoints", CheckpointsHandler),
         (rf"/ds01/projects/{NAME}/prune", PruneHandler),
         (r"/ds01/usage", UsageHandler),
+        *housekeeping.handlers(NAME),
         (r"/ds01/gpus", GpusHandler),
         (r"/ds01/limits", LimitsHandler),
         (r"/ds01/operations", OperationsHandler),
