@@ -23,7 +23,7 @@ def traits_table(cls) -> str:
     """One row per option the class itself defines: name, default and help text."""
     rows = ["| option | default | meaning |", "| --- | --- | --- |"]
     for name, trait in sorted(cls.class_own_traits(config=True).items()):
-        default = trait.default_value
+        default = trait.default()  # default_value is Undefined for containers (Dict) whose default is made per object
         shown = "(none)" if default in (None, "", [], {}) else f"`{default}`"
         help_text = " ".join(trait.help.split()).replace("|", "\\|")
         rows.append(f"| `c.{cls.__name__}.{name}` | {shown} | {help_text} |")
