@@ -100,6 +100,14 @@ def test_journey_through_ds01d_without_docker_access(ds01d_factory, unix_users, 
     _ok(alice.ds01(sock, "container-run", name, "--", "sh", "-c", "echo 1,2 > /tmp/result.csv"))
     audit = alice.ds01(sock, "audit", name)
     assert audit.returncode == 3 and "/tmp/result.csv" in audit.stdout, (audit.stdout, audit.stderr)
+    # Root never writes through her links: a requirements.txt swapped for a link to a file of root's is refused.
+    requirements = alice.home / "workspace" / name / "requirements.txt"
+    victim = daemon.folder / "victim"
+    victim.write_text("root's\n")
+    requirements.unlink()
+    requirements.symlink_to(victim)
+    linked = alice.ds01(sock, "audit", name, "--add-requirements")
+    assert linked.returncode == 1 and "is a link" in linked.stderr and victim.read_text() == "root's\n"
     refused = alice.ds01(sock, "container-retire", name)
     assert refused.returncode == 1 and "--rescue" in refused.stderr
     retired = _ok(alice.ds01(sock, "container-retire", name, "--rescue"), "Rescued 1 files")
@@ -117,7 +125,7 @@ def test_journey_through_ds01d_without_docker_access(ds01d_factory, unix_users, 
     # The audit log: who (from the kernel), what, the result.
     records = [r for r in daemon.audit() if r.get("uid") == alice.user.uid]
     ops = {(r["op"], r["result"]) for r in records}
-    assert {("projects.create", "ok"), ("containers.deploy", "ok"), ("guard.retire", "error"),
+    assert {("projects.init", "ok"), ("containers.deploy", "ok"), ("guard.retire", "error"),
             ("guard.retire", "ok"), ("session.attach", "ok")} <= ops
     attach = [r for r in records if r["op"] == "session.attach"]
     assert {r.get("exit_code") for r in attach} >= {7, 5} and all(r["user"] == alice.name for r in records)

@@ -278,16 +278,19 @@ class Guard(Rescuing):
         audit = audit or self.audit(user, project)
         wanted = [f.detail for f in audit.findings if f.kind == ENVIRONMENT and f.source == "pip" and f.detail]
         path = self.containers.projects.get(user, project).path / "requirements.txt"
-        if path.is_symlink():
-            raise InvalidRequest(f"{path} is a link; refusing to write through it.")
-        existing = path.read_text() if path.exists() else ""
-        have = {re.split(r"[=<>!~\[ ;]", line.strip(), 1)[0].lower().replace("-", "_")
-                for line in existing.splitlines() if line.strip() and not line.startswith("#")}
-        added = [p for p in wanted if p.split("==")[0].lower().replace("-", "_") not in have]
-        if added:
-            text = existing + ("" if existing.endswith("\n") or not existing else "\n")
-            text += "# Installed by hand in the container (added by ds01 audit)\n" + "\n".join(added) + "\n"
-            path.write_text(text)
+        # As the user (root for them: ds01d, the hub): a file swapped for a link after the check below can then
+        # lead only where the user could write anyway.
+        with acting_as(user):
+            if path.is_symlink():
+                raise InvalidRequest(f"{path} is a link; refusing to write through it.")
+            existing = path.read_text() if path.exists() else ""
+            have = {re.split(r"[=<>!~\[ ;]", line.strip(), 1)[0].lower().replace("-", "_")
+                    for line in existing.splitlines() if line.strip() and not line.startswith("#")}
+            added = [p for p in wanted if p.split("==")[0].lower().replace("-", "_") not in have]
+            if added:
+                text = existing + ("" if existing.endswith("\n") or not existing else "\n")
+                text += "# Installed by hand in the container (added by ds01 audit)\n" + "\n".join(added) + "\n"
+                path.write_text(text)
         return added
 
     # -- retire --------------------------------------------------------------------------

@@ -81,7 +81,7 @@ class RemoteDS01:
     def __init__(self, path: str):
         self.path = path
         self._settings: Settings | None = None
-        for name in ("projects", "images", "containers", "guard", "reaper"):
+        for name in {op.split(".")[0] for op in P.OPS if "." in op}:  # core.containers, core.guard...
             setattr(self, name, _Part(self, name))
 
     def __getattr__(self, name: str):
