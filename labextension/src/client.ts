@@ -102,8 +102,16 @@ export class DS01Client {
   rescue(name: string): Promise<IRescue> {
     return this.post(['projects', name, 'rescue']);
   }
-  checkpoints(name: string, metric?: string, mode: 'min' | 'max' = 'min'): Promise<ICheckpoints> {
-    const query = URLExt.objectToQueryString(metric ? { metric, mode } : { mode });
+  /** Checkpoints by run; best (overall and per run) by `metric` and `mode`, the server's defaults when left out. */
+  checkpoints(name: string, options: { metric?: string; mode?: 'min' | 'max' } = {}): Promise<ICheckpoints> {
+    const params: Record<string, string> = {};
+    if (options.metric) {
+      params.metric = options.metric;
+    }
+    if (options.mode) {
+      params.mode = options.mode;
+    }
+    const query = Object.keys(params).length ? URLExt.objectToQueryString(params) : '';
     return this.request(['projects', name, 'checkpoints'], {}, query);
   }
   prune(name: string, policy: IPrunePolicy, confirm = false): Promise<IPrunePlan> {

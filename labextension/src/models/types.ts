@@ -197,32 +197,96 @@ export interface ILimits {
   engine?: IEngine;
 }
 
+/** How a checkpoint was written, as the server's scanner recognised it. */
+export type CheckpointKind = 'file' | 'huggingface' | 'distributed' | 'lightning' | 'keras' | 'folder';
+
+/** complete: loadable; incomplete: a part is missing or truncated (see problem); in_progress: being written. */
+export type CheckpointState = 'complete' | 'incomplete' | 'in_progress';
+
 export interface ICheckpoint {
   path: string;
   name: string;
+  /** Relative to the project's models/ folder. */
+  relpath: string;
+  /** The run (sub-folder of models/, e.g. "bert/exp1") it belongs to; "" for models/ itself. */
+  run: string;
+  kind: CheckpointKind | string;
   epoch: number | null;
-  step?: number | null;
+  step: number | null;
   metrics: Record<string, number>;
+  /** A role file: best-model.pt, last.ckpt, a trainer's recorded best; never "latest" by time alone. */
+  role: 'best' | 'latest' | null;
+  state: CheckpointState | string;
   complete: boolean;
-  problem?: string;
+  /** Why it is incomplete or in progress; "" when complete. */
+  problem: string;
+  /** Something odd that does not make it incomplete (a number out of range in its name); "" or absent when none. */
+  warning?: string;
   size: number;
+  /** UNIX time (seconds). */
   mtime: number;
+  folder: boolean;
+  /** What a resume in its run loads. */
+  is_latest: boolean;
+  /** Best by the chosen metric in its run. */
+  is_best: boolean;
 }
 
+/** One entry of a trainer's log (a Hugging Face trainer_state.json log_history). */
+export interface IHistoryEntry {
+  step: number | null;
+  epoch: number | null;
+  metrics: Record<string, number>;
+}
+
+export interface ICheckpointRun {
+  /** Sub-folder of models/ ("bert/exp1"), "" for models/ itself. */
+  run: string;
+  count: number;
+  bytes: number;
+  /** relpath of what a resume in this run loads. */
+  latest: string | null;
+  /** relpath of the run's best by the chosen metric. */
+  best: string | null;
+  /** May be empty. */
+  history: IHistoryEntry[];
+}
+
+/** Answer of GET /projects/<name>/checkpoints?metric=&mode=. */
 export interface ICheckpoints {
   project: string;
-  checkpoints: ICheckpoint[];
-  latest: string | null;
-  best: string | null;
+  directory: string;
+  mode: 'min' | 'max';
+  /** The metric best is chosen by; null when no checkpoint recorded one. */
   metric: string | null;
   metrics: string[];
   bytes: number;
+  /** relpath of the overall resume point. */
+  latest: string | null;
+  /** relpath of the overall best by metric. */
+  best: string | null;
+  runs: ICheckpointRun[];
+  checkpoints: ICheckpoint[];
+  /** What the listing could not read (a folder it could not enter, a listing cut short); may be absent. */
+  problems?: string[];
 }
 
+/** A checkpoint a prune deletes (or would), and why. */
+export type IPruneVictim = ICheckpoint & { reason: string };
+
+/** A checkpoint a prune keeps, and why. */
+export interface IPruneKept {
+  relpath: string;
+  run: string;
+  reason: string;
+}
+
+/** Answer of POST /projects/<name>/prune: would_delete on a preview, deleted once confirmed. */
 export interface IPrunePlan {
   project: string;
-  would_delete?: ICheckpoint[];
-  deleted?: ICheckpoint[];
+  would_delete?: IPruneVictim[];
+  deleted?: IPruneVictim[];
+  kept: IPruneKept[];
   bytes: number;
 }
 

@@ -310,14 +310,14 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
 
     commands.addCommand(CommandIDs.prune, {
       label: args => (args.project ? `DS01: Prune Checkpoints of ${args.project}` : 'DS01: Prune Checkpoints…'),
-      caption: 'Delete old checkpoints, keeping the newest N, after a preview',
+      caption: 'Delete old checkpoints, keeping the newest N of each run, after a preview that says why',
       execute: async args => {
         const project = await pickProject(model, args as Args, 'Prune checkpoints');
         if (!project) {
           return;
         }
         const keep = await InputDialog.getNumber({
-          title: `Keep how many of the newest checkpoints of ${project}?`,
+          title: `Keep how many of the newest checkpoints of each run of ${project}?`,
           value: 3
         });
         if (!keep.button.accept || keep.value === null || keep.value < 0) {
@@ -334,7 +334,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
         }
         const answer = await showDialog({
           title: `Delete ${doomed.length} checkpoint(s) of ${project} (${formatBytes(plan.bytes)})?`,
-          body: doomed.map(c => c.name).join(', '),
+          body: doomed.map(c => `${c.relpath ?? c.name}${c.reason ? ` (${c.reason})` : ''}`).join('; '),
           buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
         });
         if (answer.button.accept) {
