@@ -98,3 +98,42 @@ def test_a_framework_not_configured_is_refused_with_those_that_are(make_core, us
     assert listed[name]["uptime_seconds"] is not None and listed[name]["uptime_seconds"] >= 0
     status = run("ds01", env, "status", name, check_code=0).stdout
     assert "running on the tiny fallback image" in status
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config, tiny_framework):
+    jp_server_config["DS01App"]["framework_images"] = {"tiny": tiny_framework}
+    return jp_server_config
+
+
+async def test_rest_deploy_takes_a_framework_and_refuses_one_not_configured(api, tiny_framework):
+    await api("POST", "projects", body={"name": "fw"}, expect=201)
+    status, err = await api("POST", "projects", "fw", "deploy", body={"framework": "pytorch"})
+    assert status == 400 and err["frameworks"] == ["base", "tiny"] and "base, tiny" in err["message"]
+    status, err = await api("POST", "projects", "fw", "deploy", body={"framework": 3})
+    assert status == 400 and "framework" in err["message"]
+    _, result = await api("POST", "projects", "fw", "deploy", params={"wait": "1"}, body={"framework": "tiny"},
+                          expect=200)
+    assert result["container"]["fallback"] == "tiny" and any("tiny fallback" in n for n in result["notices"])
+    _, listing = await api("GET", "projects", expect=200)
+    assert listing["frameworks"] == ["base", "tiny"]
+    project = next(p for p in listing["projects"] if p["name"] == "fw")
+    assert project["container"]["fallback"] == "tiny" and project["container"]["uptime_seconds"] is not None
+    assert project["unwritable"] == []
+    await api("POST", "projects", "fw", "retire", expect=200)
+
+
+def test_the_hub_form_offers_the_frameworks_and_refuses_others():
+    from ds01_jupyter.core.errors import DS01Error
+    from ds01_jupyter.core.settings import Settings
+    from ds01_jupyter.hub import form
+    from ds01_jupyter.hub.spawner import SpawnRefused, _check_options
+
+    html = form.render([], "demo", 0, 0, [], frameworks=["base", "tiny"])
+    assert 'name="framework"' in html and '<option value="tiny">' in html
+    assert form.parse({"project": ["demo"], "framework": ["tiny"]}) == {"project": "demo", "framework": "tiny"}
+    spawner = type("S", (), {"core": type("C", (), {"settings": Settings(framework_images={"tiny": "x"})})()})()
+    _check_options(spawner, {"framework": "tiny"})
+    with pytest.raises(SpawnRefused) as err:
+        _check_options(spawner, {"framework": "tf"})
+    assert isinstance(err.value.error, DS01Error) and "base, tiny" in str(err.value.error)
