@@ -280,6 +280,10 @@ class Service:
                 self.audit.write(who, op_name, args, outcome, started, client_gone=reply.gone or None, **extra)
 
     def _operate(self, reply: Reply, user: User, name: str, op: P.Op, args: dict) -> None:
+        if op.stream:  # a followed log may last for hours: it holds a connection (capped per user), not a slot
+            self._call(reply, user, name, op, args)
+            reply.send({"result": None})
+            return
         with self._lock:
             if self._operations.get(user.uid, 0) >= self.config.max_operations_per_user:
                 raise E.LimitExceeded(f"You already have {self.config.max_operations_per_user} ds01 operations "
