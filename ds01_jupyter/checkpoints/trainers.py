@@ -142,7 +142,7 @@ def huggingface(path: Path) -> FolderInfo:
         info.problem = problem or info.problem
     elif match and not info.problem:
         info.problem = "trainer_state.json missing (the trainer writes it last)"
-    if info.in_progress and not info.problem:
+    if info.in_progress:  # whatever is missing yet: the trainer is still at it
         info.problem = "being written (tmp-checkpoint-: the trainer renames it when done)"
     return info
 
