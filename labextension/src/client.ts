@@ -9,7 +9,11 @@ import { ApiError } from './models/errors';
 import {
   IAudit,
   ICheckpoints,
+  ICleanPlan,
+  ICleanRequest,
   IGpus,
+  IImageInfo,
+  IImagePrune,
   ILimits,
   INotebookFinding,
   IOperation,
@@ -20,7 +24,9 @@ import {
   IRetireRequest,
   IRetireResult,
   IStopResult,
-  IVersion
+  IUsage,
+  IVersion,
+  IWhere
 } from './models/types';
 
 /** The server's URL namespace; the same constant as the server's handlers. */
@@ -82,8 +88,11 @@ export class DS01Client {
   build(name: string): Promise<{ operation: IOperation }> {
     return this.post(['projects', name, 'build']);
   }
-  deploy(name: string, gpus?: number | null): Promise<{ operation: IOperation }> {
-    return this.post(['projects', name, 'deploy'], gpus === undefined ? {} : { gpus });
+  deploy(name: string, gpus?: number | null, framework?: string): Promise<{ operation: IOperation }> {
+    return this.post(['projects', name, 'deploy'], {
+      ...(gpus === undefined ? {} : { gpus }),
+      ...(framework === undefined ? {} : { framework })
+    });
   }
   start(name: string): Promise<unknown> {
     return this.post(['projects', name, 'start']);
@@ -116,6 +125,27 @@ export class DS01Client {
   }
   prune(name: string, policy: IPrunePolicy, confirm = false): Promise<IPrunePlan> {
     return this.post(['projects', name, 'prune'], { ...policy, confirm });
+  }
+  /** The guide's cleanup of a project (tmp/, *.tmp, caches, old checkpoints by a policy): a preview unless confirm. */
+  clean(name: string, request: ICleanRequest = {}, confirm = false): Promise<ICleanPlan> {
+    return this.post(['projects', name, 'clean'], { ...request, confirm });
+  }
+  /** "Where are my files?": matches of a name or glob in the workspace, rescues, the container and retired ones. */
+  where(name: string, pattern: string): Promise<IWhere> {
+    return this.request(['projects', name, 'where'], {}, URLExt.objectToQueryString({ pattern }));
+  }
+  /** Disk use per project, images (shared layers once) and free space; with largerThan, the files of at least that size. */
+  usage(largerThan?: number): Promise<IUsage> {
+    const query = largerThan === undefined ? '' : URLExt.objectToQueryString({ larger_than: String(largerThan) });
+    return this.request(['usage'], {}, query);
+  }
+  /** The user's images with their state (current, superseded, dangling) and the containers using them. */
+  images(): Promise<{ images: IImageInfo[] }> {
+    return this.request(['images']);
+  }
+  /** The superseded and dangling images no container uses: a preview unless confirm. */
+  pruneImages(confirm = false): Promise<IImagePrune> {
+    return this.post(['images', 'prune'], { confirm });
   }
   gpus(): Promise<IGpus> {
     return this.request(['gpus']);

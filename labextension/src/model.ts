@@ -190,8 +190,9 @@ export class DS01Model {
   }
 
   /** Start a build or deploy and record its operation at once (events then follow it). */
-  async startOperation(kind: 'build' | 'deploy', project: string): Promise<IOperation> {
-    const answer = kind === 'build' ? await this.client.build(project) : await this.client.deploy(project);
+  async startOperation(kind: 'build' | 'deploy', project: string, framework?: string): Promise<IOperation> {
+    const answer =
+      kind === 'build' ? await this.client.build(project) : await this.client.deploy(project, undefined, framework);
     const op = answer.operation;
     this.state = {
       ...this.state,

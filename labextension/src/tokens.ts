@@ -21,6 +21,7 @@ export namespace CommandIDs {
   export const newProject = 'ds01:new-project';
   export const build = 'ds01:build';
   export const deploy = 'ds01:deploy';
+  export const deployOnFramework = 'ds01:deploy-on-framework';
   export const start = 'ds01:start';
   export const stop = 'ds01:stop';
   export const retire = 'ds01:retire';

@@ -58,6 +58,7 @@ export function DS01Panel(props: IDS01PanelProps): JSX.Element {
                   audit={model.audits[p.name] as IAudit | { error: string } | undefined}
                   atRisk={state.atRisk[p.name] ?? 0}
                   runtimeWarning={state.runtimeWarnings[p.name]}
+                  frameworks={state.frameworks}
                   mode={model.mode}
                   client={model.client}
                   execute={execute}

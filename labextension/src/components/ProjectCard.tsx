@@ -5,6 +5,7 @@ import { ServerMode } from '../models/serverMode';
 import { runtimeBadge } from '../models/runtimeWarning';
 import { IAudit, IOperation, IProject, IRuntimeWarning } from '../models/types';
 import { formatBytes, formatDuration, uptimeOf } from '../models/units';
+import { fallbackNote, frameworkChoices, unwritableNote } from '../models/workspaceNotes';
 import { CheckpointsView } from './CheckpointsView';
 import { DS01Client } from '../client';
 import { Findings } from './Findings';
@@ -17,6 +18,8 @@ export interface IProjectCardProps {
   atRisk: number;
   /** The reaper's max_runtime notice for this project's container, if one came. */
   runtimeWarning?: IRuntimeWarning;
+  /** Framework images a deploy may fall back to (the overview's). */
+  frameworks?: string[];
   mode: ServerMode;
   client: DS01Client;
   execute: (command: string, args: { project: string }) => void;
@@ -51,6 +54,9 @@ export function ProjectCard(props: IProjectCardProps): JSX.Element {
   const c = project.container;
   const actions = actionsFor(phase, mode);
   const name = project.name;
+  const fallback = fallbackNote(c);
+  const unwritable = unwritableNote(project);
+  const onFramework = actions.includes('deploy') ? frameworkChoices(project, props.frameworks) : [];
   return (
     <li
       className={`jp-ds01-project jp-ds01-phase-${phase}`}
@@ -91,6 +97,12 @@ export function ProjectCard(props: IProjectCardProps): JSX.Element {
             <dd>rebuilt since deploy: retire and deploy to use it</dd>
           </>
         )}
+        {fallback && (
+          <>
+            <dt>Image</dt>
+            <dd data-test-id={`ds01-fallback-${name}`}>{fallback}</dd>
+          </>
+        )}
         {c?.error && (
           <>
             <dt>Error</dt>
@@ -108,6 +120,11 @@ export function ProjectCard(props: IProjectCardProps): JSX.Element {
           {runtimeBadge(props.runtimeWarning, now)}
         </div>
       )}
+      {unwritable && (
+        <div className="jp-ds01-runtime-warning" role="alert" data-test-id={`ds01-unwritable-${name}`}>
+          {unwritable}
+        </div>
+      )}
       <div className="jp-ds01-actions" role="toolbar" aria-label={`Actions for ${name}`}>
         {actions.map(action => (
           <button
@@ -121,6 +138,16 @@ export function ProjectCard(props: IProjectCardProps): JSX.Element {
             {mode === 'container' && action === 'stop' ? 'Stop server' : ACTION_LABEL[action]}
           </button>
         ))}
+        {onFramework.length > 0 && (
+          <button
+            className="jp-mod-styled jp-ds01-button"
+            data-test-id={`ds01-deploy-on-framework-${name}`}
+            title={`Deploy ${name} on a framework image (${onFramework.join(', ')}) while it has no image of its own`}
+            onClick={() => props.execute('ds01:deploy-on-framework', { project: name })}
+          >
+            Deploy on…
+          </button>
+        )}
         {c && (
           <button
             className="jp-mod-styled jp-ds01-button"

@@ -18,6 +18,8 @@ export interface IDS01State {
   mode: string;
   /** The reaper's max_runtime notices, per project, until its container stops or goes. */
   runtimeWarnings: { [project: string]: IRuntimeWarning };
+  /** Framework images a deploy may fall back to (from the snapshot). */
+  frameworks: string[];
 }
 
 export const INITIAL_STATE: IDS01State = {
@@ -28,7 +30,8 @@ export const INITIAL_STATE: IDS01State = {
   operations: {},
   atRisk: {},
   mode: 'host',
-  runtimeWarnings: {}
+  runtimeWarnings: {},
+  frameworks: []
 };
 
 const MAX_LINES = 400;
@@ -81,7 +84,8 @@ export function applyEvent(state: IDS01State, event: DS01Event): IDS01State {
         operations,
         atRisk,
         mode: event.mode ?? 'host',
-        runtimeWarnings
+        runtimeWarnings,
+        frameworks: event.frameworks ?? []
       };
     }
     case 'container': {

@@ -20,6 +20,10 @@ export interface IContainer {
   exit_code?: number | null;
   error?: string;
   protected?: boolean;
+  /** The framework whose image it runs instead of the project's own ("" when none). */
+  fallback?: string;
+  /** What of its workspace the user cannot write ("." for the folder, models, results). */
+  unwritable?: string[];
 }
 
 export interface IImage {
@@ -41,6 +45,10 @@ export interface IProject {
   image: IImage | null;
   size: ISize | null;
   warnings?: number;
+  /** What of the project's folder the user cannot write ("." for the folder, models, results). */
+  unwritable?: string[];
+  /** Whether its code is committed and pushed; absent from servers that do not say. */
+  git?: IGitState | null;
 }
 
 export interface IEngine {
@@ -336,4 +344,156 @@ export interface IOverview {
   projects: IProject[];
   /** "container" inside a JupyterHub server's own project container; absent on the host. */
   mode?: string;
+  /** Framework images a deploy may run on while a project has no image (`base` always). */
+  frameworks?: string[];
+}
+
+/**
+ * What a project's git says (GET /projects: each project's `git`), in the DS01 guide's terms:
+ * use git for code and push regularly. Read by the server as the user, with a time limit.
+ */
+export interface IGitState {
+  repository: boolean;
+  commits: boolean;
+  branch: string;
+  /** Tracked files with changes, staged or not. */
+  changed: number;
+  untracked: number;
+  remote: boolean;
+  /** Whether the branch has an upstream (was pushed with -u). */
+  upstream: boolean;
+  ahead: number;
+  behind: number;
+  /** Why git could not answer ("" when it did). */
+  problem: string;
+  /** One line: "no commit yet", "3 uncommitted changes, no remote", "committed and pushed". */
+  summary: string;
+}
+
+/** Where a match of "where are my files?" is: safe (workspace, rescued), at risk (container), or gone with a retired container. */
+export type WhereKind = 'workspace' | 'rescued' | 'container' | 'retired';
+
+export interface IWhereMatch {
+  where: WhereKind | string;
+  /** As the container sees it: /workspace/... in the workspace, the original path of a rescued copy. */
+  path: string;
+  size?: number | null;
+  /** UNIX time (seconds). */
+  mtime?: number;
+  /** The file on the host (workspace and rescued copies). */
+  host_path?: string;
+  /** The rescue's UTC time folder under .rescued/. */
+  stamp?: string;
+  retired_at?: string;
+  /** The guard's kind (work, cache...) of a container match. */
+  kind?: string;
+  /** How to get it back, for a person. */
+  how: string;
+}
+
+/** Answer of GET /projects/<name>/where?pattern=GLOB (at most 200 matches). */
+export interface IWhere {
+  project: string;
+  pattern: string;
+  matches: IWhereMatch[];
+  truncated: boolean;
+  notes: string[];
+}
+
+/** A project's line of GET /usage. */
+export interface IProjectUsage {
+  /** Allocated bytes, as du counts them. */
+  bytes: number;
+  apparent_bytes?: number;
+  files?: number;
+  measured_at?: number;
+  /** [relative path, bytes], biggest first. */
+  largest?: [string, number][];
+  checkpoint_bytes?: number;
+  image_bytes?: number | null;
+}
+
+/** The user's images with a layer several share (the base image) counted once, as `docker system df -v` does. */
+export interface IImageTotals {
+  count: number;
+  unique_bytes: number;
+  shared_bytes: number;
+  total_bytes: number;
+}
+
+/** The disk the workspaces are on. */
+export interface IDiskSpace {
+  path: string;
+  free_bytes: number;
+  total_bytes: number;
+}
+
+/** Answer of GET /usage?larger_than=BYTES. */
+export interface IUsage {
+  projects: { [project: string]: IProjectUsage };
+  total_bytes: number;
+  image_bytes?: number | null;
+  /** null while the engine is away. */
+  images?: IImageTotals | null;
+  quota_bytes?: number | null;
+  over_quota?: boolean;
+  disk?: IDiskSpace | null;
+  larger_than?: number;
+  /** [project, path relative to the project, bytes], biggest first, at most 200 (with larger_than only). */
+  large_files?: [string, string, number][];
+}
+
+/** Body of POST /projects/<name>/clean: a checkpoint retention policy adds old checkpoints to the cleanup. */
+export interface ICleanRequest {
+  keep_last?: number;
+  keep_best?: number;
+  metric?: string;
+  older_than_days?: number;
+}
+
+/** A path a cleanup removes (relative to the project). */
+export interface ICleanItem {
+  path: string;
+  /** What it is, as people say it: "the project's tmp/", "python caches", "notebook autosaves"... */
+  kind: string;
+  bytes: number;
+  folder: boolean;
+}
+
+/** Answer of POST /projects/<name>/clean: a preview, or (deleted) what went. */
+export interface ICleanPlan {
+  project: string;
+  /** At most 200 listed (truncated says more were found); counts and bytes cover them all. */
+  items: ICleanItem[];
+  /** kind -> [number, bytes]. */
+  counts: { [kind: string]: [number, number] };
+  bytes: number;
+  truncated: boolean;
+  /** The checkpoint retention plan, when a policy was given. */
+  checkpoints: IPrunePlan | null;
+  deleted: boolean;
+}
+
+/** One of the user's images (GET /images). */
+export interface IImageInfo {
+  id: string;
+  project: string;
+  tags: string[];
+  size: number;
+  /** ISO time, or null. */
+  created: string | null;
+  /** current: a project's build; superseded: an older build or one of a project gone; dangling: untagged. */
+  state: 'current' | 'superseded' | 'dangling' | string;
+  /** Containers that use it (it is never pruned while any does). */
+  used_by: string[];
+  /** Why removing it failed (in `failed`). */
+  problem?: string;
+}
+
+/** Answer of POST /images/prune: would_delete on a preview, deleted once confirmed. */
+export interface IImagePrune {
+  would_delete?: IImageInfo[];
+  deleted?: IImageInfo[];
+  failed: IImageInfo[];
+  bytes: number;
 }

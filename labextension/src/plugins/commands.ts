@@ -18,6 +18,7 @@ import { IFinding, IStopResult, IUnsavedWorkBody } from '../models/types';
 import { projectFolder, unsavedIn } from '../models/unsaved';
 import { rescueMessage, stopMessage } from '../models/serverMode';
 import { formatBytes } from '../models/units';
+import { frameworkChoices } from '../models/workspaceNotes';
 import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
 
 type Args = { project?: string };
@@ -149,6 +150,26 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
         }
       });
     }
+
+    commands.addCommand(CommandIDs.deployOnFramework, {
+      label: args =>
+        args.project ? `DS01: Deploy ${args.project} on a Framework Image…` : 'DS01: Deploy on a Framework Image…',
+      caption: 'Run the project on a framework image the admin configured while it has no image of its own',
+      isEnabled: () => hostOnly(),
+      execute: async args => {
+        const project = await pickProject(model, args as Args, 'Deploy on a framework image');
+        const found = model.state.projects.find(p => p.name === project);
+        const items = found ? frameworkChoices(found, model.state.frameworks) : [];
+        if (!project || !items.length) {
+          return;
+        }
+        const chosen = await InputDialog.getItem({ title: `Deploy ${project} on which framework image?`, items });
+        if (chosen.button.accept && chosen.value) {
+          const framework = chosen.value;
+          await attempt(`Cannot deploy ${project}`, () => model.startOperation('deploy', project, framework));
+        }
+      }
+    });
 
     for (const action of ['start', 'stop'] as const) {
       commands.addCommand(action === 'start' ? CommandIDs.start : CommandIDs.stop, {
