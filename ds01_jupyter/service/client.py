@@ -162,7 +162,9 @@ class _Part:
             return self._interactive
         if name in P.OPS:
             return _method(self._remote, name)
-        raise AttributeError(f"{name} is not offered by ds01d.")
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return _missing(name)
 
     def _interactive(self, user, project: str, command: list[str], tty: bool) -> list[str]:
         """The argv of a client attached to ``command`` through ds01d (see :mod:`.attach`)."""
@@ -170,6 +172,16 @@ class _Part:
         safe = ["-P"] if sys.version_info >= (3, 11) else []
         return [sys.executable, *safe, "-m", "ds01_jupyter.service.attach", self._remote.path, project,
                 "tty" if tty else "notty", json.dumps(list(command))]
+
+
+def _missing(name: str):
+    """A core call the operation table lacks (a verb newer than ds01d's list): a clear error, not a traceback."""
+
+    def call(*args, **kwargs):
+        raise E.DS01Error(f"This command needs {name}, which ds01d does not offer yet.",
+                          hint=f"Ask the admin; a user who may use Docker can run it directly with {SOCKET_VARIABLE}=none.")
+
+    return call
 
 
 def _method(remote: RemoteDS01, name: str):
