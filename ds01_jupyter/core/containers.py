@@ -24,6 +24,7 @@ from .errors import (
     InvalidName,
     InvalidRequest,
     LimitExceeded,
+    ProjectNotFound,
     StateConflict,
 )
 from .gpus import GpuInventory
@@ -171,6 +172,29 @@ def _mounted_deleted(pid: int) -> bool:
     except OSError:
         pass  # gone meanwhile, or another machine's engine: unknown
     return False
+
+
+def _mount_mismatch(record: ContainerRecord, folder: Path) -> str:
+    """Why the running container ``record`` does not have exactly ``folder`` at /workspace; "" when it does."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(folder, flags)
+    except OSError as err:
+        return f"its project folder {folder} cannot be opened as a real folder ({err.strerror})"
+    try:
+        expected = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not record.running or not record.pid:
+        return "it ended before its /workspace could be checked"
+    try:
+        # lstat: an image whose /workspace is a link moved the mount elsewhere; the link itself is no folder.
+        got = os.stat(f"/proc/{record.pid}/root/workspace", follow_symlinks=False)
+    except OSError as err:
+        return f"its /workspace cannot be looked at ({err.strerror})"
+    if (got.st_dev, got.st_ino) != (expected.st_dev, expected.st_ino):
+        return f"its /workspace is not the project folder {folder} (a link swapped in while it started?)"
+    return ""
 
 
 _REPORTED: set[str] = set()  # containers already reported as not ds01's, once per process
@@ -475,6 +499,7 @@ class Containers:
                 if created:  # do not leave a container holding a GPU it cannot use
                     self.engine.remove_container(record.id, force=True)
                 raise
+        self.check_mounted_workspace(user, project, record.id)
         ssh_mount.check_started(self.engine, user, record.id, remove=created)
         self.install_helpers(record.id)
         if created and chosen:
@@ -562,9 +587,44 @@ class Containers:
                         hint=f"Retire it and deploy again for another GPU: `container-retire {project}`.",
                     )
             self.engine.start_container(record.id)
+        self.check_mounted_workspace(user, project, record.id)
         ssh_mount.check_started(self.engine, user, record.id)
         self.install_helpers(record.id)  # /tmp/.ds01 may have been emptied by the image's own init
         return self.status(user, project)
+
+    def check_mounted_workspace(self, user: User, project: str, container_id: str) -> None:
+        """After a start made as root for a user: the container's /workspace must be their real project folder.
+
+        The engine resolves a bind mount's source again at every start, following links: a user who swaps
+        ~/workspace/<project> for a link between our checks and the start would get any host folder (another
+        user's project behind their 0700 home) mounted. So the folder the container really got (its inode, seen
+        through the container's own root) is compared with the project folder opened without following links;
+        anything else, or a container that cannot be looked at, is removed (what its processes copied into it
+        could otherwise be read after a later, honest start)."""
+        if os.geteuid() != 0 or user.uid == 0:
+            return  # acting with our own rights: the engine's user could mount anything anyway
+        record = self.engine.get_container(container_id)
+        if record is None:
+            return
+        try:
+            why = _mount_mismatch(record, self.projects.get(user, project).path)
+            again = self.engine.get_container(container_id) if not why else record
+            if again is None or again.pid != record.pid:  # the stat above was of this run's process, not a reused pid
+                why = "it ended while its /workspace was checked"
+        except (Forbidden, ProjectNotFound) as err:
+            why = err.message
+        if not why:
+            return
+        log.warning("ds01: removing %s of %s: %s", record.name, user.name, why)
+        try:
+            self.engine.remove_container(record.id, force=True)
+        except ContainerNotFound:
+            pass
+        raise Forbidden(
+            f"{record.name} was removed: {why}. A container gets only your real project folder at /workspace.",
+            hint=f"Keep ~/workspace/{project} a real folder (not a link) while it starts; then deploy again.",
+            container=record.name,
+        )
 
     def install_helpers(self, container_id: str) -> bool:
         """Copy the pure-Python helpers (checkpoints) into the container, on its PYTHONPATH (one engine call)."""

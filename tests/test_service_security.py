@@ -1,0 +1,74 @@
+"""ds01d attacked by a hostile local user: each test is a hole found by trying, kept closed.
+
+Users are real accounts made for the test, not in the docker group; ds01d (or the core acting as root
+for them, as ds01d does) runs on the real engine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from ds01d_helpers import ds01d_factory_fixture, unix_users_fixture  # noqa: F401  (fixtures)
+
+from ds01_jupyter.core import DS01
+from ds01_jupyter.core.errors import Forbidden
+from ds01_jupyter.core.names import container_name
+
+
+def _secret_behind_closed_home(person, project: str) -> Path:
+    """A project folder of ``person`` with a world-readable secret, reachable only through their 0700 home."""
+    folder = person.home / "workspace" / project
+    folder.mkdir()
+    (folder / "secret.txt").write_text("only for " + person.name)
+    for path in (folder, folder / "secret.txt"):
+        os.chown(path, person.user.uid, person.user.gid)
+    person.home.chmod(0o700)
+    return folder
+
+
+def _swap_at_start(core: DS01, folder: Path, target: Path) -> None:
+    """Make the engine's next starts find ``folder`` swapped for a link to ``target`` (the user's own link), as a
+    user racing a start with rename() would; the folder is put back after each start."""
+    real_start = core.engine.start_container
+
+    def start(container_id):
+        aside = folder.with_name("." + folder.name + ".aside")
+        folder.rename(aside)
+        folder.symlink_to(target)
+        os.lchown(folder, folder.parent.stat().st_uid, folder.parent.stat().st_gid)
+        try:
+            return real_start(container_id)
+        finally:
+            folder.unlink()
+            aside.rename(folder)
+
+    core.engine.start_container = start
+
+
+def test_a_link_swapped_in_during_a_start_never_stays_mounted(unix_users, make_core, project_name):
+    """The engine follows links in a mount's source at every start: a user who swaps their project folder for a
+    link to another user's project (behind that user's closed home) while it starts must not keep it mounted."""
+    alice, bob = unix_users(), unix_users()
+    name = project_name()
+    theirs = _secret_behind_closed_home(bob, name)  # same name: the container's labels look right
+    core = make_core()
+    core.projects.create(alice.user, name)
+    first = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
+    core.containers.stop(alice.user, name, force=True)
+    _swap_at_start(core, alice.home / "workspace" / name, theirs)
+
+    with pytest.raises(Forbidden, match="was removed.*not the project folder"):
+        core.containers.start(alice.user, name)
+    assert core.engine.get_container(first.id) is None  # nothing it copied can be read after a later start
+
+    with pytest.raises(Forbidden, match="was removed"):  # a first deploy the same
+        core.containers.deploy(alice.user, name, gpus=0, framework="base")
+    assert core.engine.get_container(container_name(name, alice.name)) is None
+
+    core.engine.start_container = type(core.engine).start_container.__get__(core.engine)
+    honest = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
+    assert honest.running and honest.workspace == str(alice.home / "workspace" / name)
+    code, out = core.engine.exec(honest.id, ["ls", "/workspace"], user=f"{alice.user.uid}:{alice.user.gid}")
+    assert code == 0 and b"secret.txt" not in out and b"notebooks" in out
