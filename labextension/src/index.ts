@@ -2,6 +2,7 @@
 import { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
 import { commandsPlugin } from './plugins/commands';
+import { housekeepingPlugin } from './plugins/housekeeping';
 import { modelPlugin } from './plugins/model';
 import { notebookCheckPlugin } from './plugins/notebookCheck';
 import { notificationsPlugin } from './plugins/notifications';
@@ -14,6 +15,7 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   modelPlugin,
   sidebarPlugin,
   commandsPlugin,
+  housekeepingPlugin,
   notificationsPlugin,
   statusBarPlugin,
   notebookCheckPlugin

@@ -22,9 +22,9 @@ class DS01View extends ReactWidget {
   }
 
   render(): JSX.Element {
-    const execute = (command: string, args: { project?: string } = {}) => {
-      void this.commands.execute(command, args);
-    };
+    // Resolves with what the command returned (a cleanup's result), so a view can show the change.
+    const execute = (command: string, args: { project?: string; path?: string } = {}): Promise<unknown> =>
+      this.commands.execute(command, args).catch(error => console.warn('ds01:', command, error));
     return (
       <UseSignal signal={this.model.changed}>{() => <DS01Panel model={this.model} execute={execute} />}</UseSignal>
     );

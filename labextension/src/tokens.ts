@@ -30,6 +30,8 @@ export namespace CommandIDs {
   export const notebook = 'ds01:notebook';
   export const audit = 'ds01:audit';
   export const prune = 'ds01:prune-checkpoints';
+  export const clean = 'ds01:clean';
+  export const pruneImages = 'ds01:prune-images';
   export const refresh = 'ds01:refresh';
   export const openPanel = 'ds01:open-panel';
 }

@@ -1,3 +1,4 @@
+import { PageConfig } from '@jupyterlab/coreutils';
 import * as React from 'react';
 
 import { DS01Model } from '../model';
@@ -6,16 +7,19 @@ import { IAudit } from '../models/types';
 import { GpuSection } from './GpuSection';
 import { ProjectCard } from './ProjectCard';
 import { StatusBanner } from './StatusBanner';
+import { UsageSection } from './UsageSection';
 
 export interface IDS01PanelProps {
   model: DS01Model;
-  execute: (command: string, args?: { project?: string }) => void;
+  /** Run a command; resolves with what it returned when it finished. */
+  execute: (command: string, args?: { project?: string; path?: string }) => unknown;
 }
 
 /** The sidebar's content: a plain status line when something is missing, else projects and GPUs. */
 export function DS01Panel(props: IDS01PanelProps): JSX.Element {
   const { model, execute } = props;
   const { state, status } = model;
+  const serverRoot = PageConfig.getOption('serverRoot');
   return (
     <div className="jp-ds01-content">
       <div className="jp-ds01-toolbar" role="toolbar" aria-label="DS01">
@@ -61,11 +65,15 @@ export function DS01Panel(props: IDS01PanelProps): JSX.Element {
                   frameworks={state.frameworks}
                   mode={model.mode}
                   client={model.client}
+                  serverRoot={serverRoot}
                   execute={execute}
                   onShowFindings={name => void model.loadAudit(name)}
                 />
               ))}
             </ul>
+          )}
+          {model.mode !== 'container' && (
+            <UsageSection client={model.client} projects={state.projects} serverRoot={serverRoot} execute={execute} />
           )}
           <GpuSection gpus={model.gpus} limits={model.limits} history={model.history} user={state.user} />
         </>

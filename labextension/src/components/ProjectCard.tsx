@@ -1,5 +1,6 @@
 import * as React from 'react';
 
+import { gitBadge } from '../models/gitBadge';
 import { actionsFor, phaseOf, PHASE_LABEL, ProjectAction } from '../models/projectState';
 import { ServerMode } from '../models/serverMode';
 import { runtimeBadge } from '../models/runtimeWarning';
@@ -10,6 +11,7 @@ import { CheckpointsView } from './CheckpointsView';
 import { DS01Client } from '../client';
 import { Findings } from './Findings';
 import { OperationLog } from './OperationLog';
+import { WhereSearch } from './WhereSearch';
 
 export interface IProjectCardProps {
   project: IProject;
@@ -22,7 +24,10 @@ export interface IProjectCardProps {
   frameworks?: string[];
   mode: ServerMode;
   client: DS01Client;
-  execute: (command: string, args: { project: string }) => void;
+  /** The Jupyter server's root (JupyterLab's paths are relative to it). */
+  serverRoot?: string;
+  /** Run a command; resolves when it finished. */
+  execute: (command: string, args: { project?: string; path?: string }) => unknown;
   onShowFindings: (project: string) => void;
 }
 
@@ -49,6 +54,7 @@ const ACTION_HELP: { [a in ProjectAction]: string } = {
 export function ProjectCard(props: IProjectCardProps): JSX.Element {
   const { project, operation, mode } = props;
   const [showCheckpoints, setShowCheckpoints] = React.useState(false);
+  const [showWhere, setShowWhere] = React.useState(false);
   const now = useMinuteClock(!!project.container?.running);
   const phase = phaseOf(project, operation);
   const c = project.container;
@@ -91,6 +97,7 @@ export function ProjectCard(props: IProjectCardProps): JSX.Element {
         )}
         <dt>Workspace</dt>
         <dd>{formatBytes(project.size?.bytes as number | undefined)}</dd>
+        <GitFact project={project} />
         {c?.stale_image && (
           <>
             <dt>Image</dt>
@@ -167,13 +174,56 @@ export function ProjectCard(props: IProjectCardProps): JSX.Element {
         >
           Checkpoints
         </button>
+        {mode !== 'container' && (
+          <button
+            className="jp-mod-styled jp-ds01-button"
+            aria-expanded={showWhere}
+            aria-label={`Where are my files? Find files of ${name}`}
+            title="Where are my files? Search the workspace, rescued copies, the container and retired containers"
+            data-test-id={`ds01-find-${name}`}
+            onClick={() => setShowWhere(!showWhere)}
+          >
+            Find files
+          </button>
+        )}
       </div>
       {operation && showOperation(operation, !!c) && <OperationLog operation={operation} />}
       {c && (
         <Findings audit={props.audit} mode={mode} onRescue={() => props.execute('ds01:rescue', { project: name })} />
       )}
       {showCheckpoints && <CheckpointsView client={props.client} project={name} />}
+      {showWhere && (
+        <WhereSearch
+          client={props.client}
+          project={name}
+          serverRoot={props.serverRoot ?? ''}
+          onOpen={target => props.execute(target.command, { path: target.path })}
+          onRescue={() => Promise.resolve(props.execute('ds01:rescue', { project: name }))}
+        />
+      )}
     </li>
+  );
+}
+
+/** Whether the project's code is committed and pushed (the overview's git state); nothing when the server did not say. */
+function GitFact(props: { project: IProject }): JSX.Element | null {
+  const badge = gitBadge(props.project.git);
+  if (!badge) {
+    return null;
+  }
+  return (
+    <>
+      <dt>Git</dt>
+      <dd>
+        <span
+          className={`jp-ds01-git jp-ds01-git-${badge.level}`}
+          title={badge.title}
+          data-test-id={`ds01-git-${props.project.name}`}
+        >
+          {badge.text}
+        </span>
+      </dd>
+    </>
   );
 }
 

@@ -23,7 +23,7 @@ import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
 
 type Args = { project?: string };
 
-async function pickProject(model: DS01Model, args: Args, verb: string): Promise<string | null> {
+export async function pickProject(model: DS01Model, args: Args, verb: string): Promise<string | null> {
   if (typeof args.project === 'string' && args.project) {
     return args.project;
   }
@@ -37,7 +37,7 @@ async function pickProject(model: DS01Model, args: Args, verb: string): Promise<
 }
 
 /** Run an action; its error becomes a notification with the server's message and hint. */
-async function attempt<T>(what: string, work: () => Promise<T>): Promise<T | undefined> {
+export async function attempt<T>(what: string, work: () => Promise<T>): Promise<T | undefined> {
   try {
     return await work();
   } catch (error) {
