@@ -71,7 +71,7 @@ def test_deployed_container_keeps_caches_and_trackers_in_the_workspace(deployed,
     assert blob.exists()
 
     ignored = (project / ".gitignore").read_text().split()
-    assert {".cache/", "results/", "data/", "models/", "mlruns/", "wandb/"} <= set(ignored)
+    assert {".cache/", "results/", "data/**", "models/", "mlruns/", "wandb/"} <= set(ignored)
     if shutil.which("git") and (project / ".git").is_dir():
         check = subprocess.run(["git", "check-ignore", "-q", str(blob.relative_to(project))], cwd=project)
         assert check.returncode == 0  # a downloaded model never ends up in git
