@@ -6,7 +6,9 @@ for them, as ds01d does) runs on the real engine.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,67 @@ def test_a_link_swapped_in_during_a_start_never_stays_mounted(unix_users, make_c
     assert honest.running and honest.workspace == str(alice.home / "workspace" / name)
     code, out = core.engine.exec(honest.id, ["ls", "/workspace"], user=f"{alice.user.uid}:{alice.user.gid}")
     assert code == 0 and b"secret.txt" not in out and b"notebooks" in out
+
+
+def test_a_build_never_reads_another_users_image(ds01d_factory, unix_users, make_core, project_name):
+    """The engine builds as root and reads any image: FROM, COPY --from and an ONBUILD of another user's image, by
+    any name form (id, prefix, a variable, a continued line), are refused before the build starts."""
+    settings = make_core.settings()
+    daemon = ds01d_factory(settings)
+    alice, bob = unix_users(), unix_users()
+    theirs, mine = project_name(), project_name()
+    core = make_core()
+    core.projects.create(bob.user, theirs)
+    image_id = core.engine.get_container(
+        core.containers.deploy(bob.user, theirs, gpus=0, framework="base").container.id).image_id
+    short = image_id.removeprefix("sha256:")[:12]
+    # Alice's own image whose ONBUILD copies from Bob's: it runs in any build FROM it.
+    trap = f"ds01-{alice.name}/trap{mine}:latest"
+    subprocess.run(["docker", "import", "--change", f"LABEL ds01.managed=true ds01.user={alice.name} "
+                    f"ds01.user_id={alice.user.uid}", "--change", f"ONBUILD COPY --from={short} /etc/hostname /x",
+                    "-", trap], input=_empty_tar(), check=True, capture_output=True)
+    assert alice.ds01(daemon.socket, "project-init", mine).returncode == 0
+    tries = [f"FROM {image_id}\n", f"FROM {short}\n", f"ARG B={short}\nFROM ${{B}}\n",
+             f"FROM ds01/base:latest\nCOPY --from={short} /etc/hostname /stolen\n",
+             f"FROM {short[:6]}\\\n{short[6:]}\n", f"FROM {trap}\n",
+             "ARG B\nFROM ds01/base:latest\nCOPY --from=$B /etc/hostname /x\n"]
+    answers = _as_user(alice, daemon.socket, """
+import json, os, sys
+from ds01_jupyter.service.client import RemoteDS01
+core, name = RemoteDS01(sys.argv[1]), sys.argv[2]
+os.makedirs(os.path.expanduser("~/dockerfiles"), exist_ok=True)
+for text in json.loads(sys.argv[3]):
+    with open(os.path.expanduser(f"~/dockerfiles/{name}.Dockerfile"), "w") as out:
+        out.write(text)
+    try:
+        core.images.build(None, name)
+        print("built")
+    except Exception as err:
+        print(type(err).__name__, err.message.replace("\\n", " "))
+""", mine, json.dumps(tries))
+    assert len(answers) == len(tries)
+    for text, answer in zip(tries[:-1], answers):
+        assert answer.startswith("Forbidden") and f"an image of {bob.name}" in answer, (text, answer)
+    assert answers[-1].startswith("InvalidRequest") and "cannot know before building" in answers[-1]
+    assert not core.images.list(alice.user)  # nothing was built
+
+
+def _as_user(person, sock: str, code: str, *argv: str) -> list[str]:
+    """Run Python ``code`` as ``person`` (ds01d at ``sock``); its output lines."""
+    done = subprocess.run([person.python, "-c", code, sock, *argv], capture_output=True, text=True, timeout=120,
+                          user=person.user.uid, group=person.user.gid, extra_groups=[], env=person.env(sock),
+                          cwd=str(person.home))
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def _empty_tar() -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("etc")
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    return buffer.getvalue()

@@ -541,6 +541,7 @@ class DockerEngine(ContainerEngine):
             labels=(data.get("Config") or {}).get("Labels") or data.get("Labels") or {},
             env=tuple((data.get("Config") or {}).get("Env") or ()),
             volumes=tuple(sorted((data.get("Config") or {}).get("Volumes") or {})),
+            onbuild=tuple((data.get("Config") or {}).get("OnBuild") or ()),
         )
 
     def get_image(self, ref):

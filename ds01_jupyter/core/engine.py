@@ -78,6 +78,7 @@ class ImageRecord:
     labels: dict[str, str]
     env: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()  # paths the image declares with VOLUME
+    onbuild: tuple[str, ...] = ()  # its ONBUILD instructions, run by any build FROM it
 
 
 class ContainerEngine(abc.ABC):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import labels as L
+from .dockerfile import Unresolved, image_references
 from .engine import ContainerEngine, ImageRecord, Progress
 from .identity import acting_as
 from .errors import BuildFailed, DS01Error, Forbidden, ImageNotFound, InvalidRequest, StateConflict
@@ -48,6 +49,8 @@ RUN if [ "$DS01_UID" != 0 ] && command -v useradd >/dev/null; then \\
 WORKDIR /workspace
 """
 
+#: What an image reference may look like (name[:tag][@digest], or an id or its prefix).
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}")
 #: Folders of a project left out of the build context: large, and never needed to build.
 CONTEXT_EXCLUDES = {"data", "models", "results", ".rescued", ".git", ".ipynb_checkpoints", "__pycache__", ".venv"}
 BASE_PACKAGES = "python3,python3-ipykernel,python3-pip,python3-venv,passwd,procps,ca-certificates"
@@ -125,6 +128,8 @@ class Images:
         lines = volume_lines(text.decode("utf-8", "replace"))
         if lines:
             raise self._volumes_error(project, dockerfile, lines, [])
+        buildargs = {"DS01_USER": user.name, "DS01_UID": str(user.uid), "DS01_GID": str(user.gid)}
+        self.refuse_others_images(user, dockerfile, text.decode("utf-8", "replace"), buildargs)
         if self.settings.base_image.encode() in text:
             self.ensure_base_image(progress)
         with acting_as(user):  # the context holds only what the user may read themselves
@@ -134,7 +139,7 @@ class Images:
         self.engine.build_image(
             context,
             tag,
-            buildargs={"DS01_USER": user.name, "DS01_UID": str(user.uid), "DS01_GID": str(user.gid)},
+            buildargs=buildargs,
             # Our own labels win over the Dockerfile's; decision labels are neutralised, so that a
             # LABEL ds01.protected=true (say) can never pass to the project's containers.
             labels={**L.owned_by(user), L.PROJECT: project, L.PROTECTED: "false", L.GPU_UUIDS: "", L.GPU_SLOTS: "0",
@@ -154,6 +159,35 @@ class Images:
             raise self._volumes_error(project, dockerfile, [], image.volumes)
         progress(f"Built {tag} ({image.id[7:19]})")
         return image
+
+    def refuse_others_images(self, user: User, dockerfile: Path, text: str, buildargs: dict) -> None:
+        """Refuse a Dockerfile that builds on or copies from an image of another user (the engine reads any image
+        it holds, and ds01d builds for users who may not read each other's): FROM, --from, and the ONBUILD
+        instructions of the images it builds on, which run in this build."""
+        try:
+            named = image_references(text, buildargs)
+            for ref in list(named):
+                image = self._checked_ref(ref, dockerfile)
+                for trigger in image.onbuild if image else ():
+                    named += image_references(trigger, {})
+            for ref in named:
+                image = self._checked_ref(ref, dockerfile)
+                labels = image.labels if image else {}
+                if (labels.get(L.USER) or labels.get(L.USER_ID)) and not (
+                        labels.get(L.USER) == user.name and labels.get(L.USER_ID) == str(user.uid)):
+                    raise Forbidden(f"{dockerfile} uses {ref}, an image of {labels.get(L.USER) or 'another user'}: "
+                                    "a build may read only your own images and the host's shared ones.",
+                                    hint="Build FROM the base image or a framework image the admin offers.", image=ref)
+        except Unresolved as err:
+            raise InvalidRequest(f"{dockerfile} names an image through {err}, whose value ds01 cannot know before "
+                                 "building, so it cannot tell whose image that is.",
+                                 hint="Write the image's name in FROM (or as a global ARG's default) and COPY --from.",
+                                 ) from None
+
+    def _checked_ref(self, ref: str, dockerfile: Path) -> ImageRecord | None:
+        if ".." in ref or not _REFERENCE.fullmatch(ref):
+            raise InvalidRequest(f"{dockerfile} names the image {ref[:200]!r}, which is not an image name.")
+        return self.engine.get_image(ref)
 
     def refuse_volumes(self, user: User, project: str, image: ImageRecord) -> None:
         """Refuse an image that declares volumes, before any container is made of it."""
