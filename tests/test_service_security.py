@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,27 @@ def _empty_tar() -> bytes:
         info.type = tarfile.DIRTYPE
         tar.addfile(info)
     return buffer.getvalue()
+
+
+def test_a_huge_build_context_is_refused_before_it_is_read(ds01d_factory, unix_users, project_name):
+    """ds01d holds a build's context in memory: a sparse terabyte in the project must not reach it."""
+    daemon = ds01d_factory()
+    alice = unix_users()
+    mine = project_name()
+    started = time.monotonic()
+    answers = _as_user(alice, daemon.socket, """
+import os, sys
+from ds01_jupyter.service.client import RemoteDS01
+core, name = RemoteDS01(sys.argv[1]), sys.argv[2]
+core.projects.init(None, name)
+with open(os.path.expanduser(f"~/workspace/{name}/src/huge.bin"), "wb") as out:
+    out.truncate(2**40)
+try:
+    core.images.build(None, name)
+    print("built")
+except Exception as err:
+    print(type(err).__name__, err.message)
+""", mine)
+    assert answers[-1].startswith("InvalidRequest") and "is over 512 MiB" in answers[-1], answers
+    assert time.monotonic() - started < 30
+    assert "Traceback" not in daemon.log()

@@ -51,6 +51,8 @@ WORKDIR /workspace
 
 #: What an image reference may look like (name[:tag][@digest], or an id or its prefix).
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}")
+#: Bytes of a build context (files, headers) held in memory at most: what a project's image needs is small.
+MAX_CONTEXT = 512 * 2**20
 #: Folders of a project left out of the build context: large, and never needed to build.
 CONTEXT_EXCLUDES = {"data", "models", "results", ".rescued", ".git", ".ipynb_checkpoints", "__pycache__", ".venv"}
 BASE_PACKAGES = "python3,python3-ipykernel,python3-pip,python3-venv,passwd,procps,ca-certificates"
@@ -315,13 +317,27 @@ def _debian_suite() -> str:
     return "bookworm"
 
 
-def _build_context(project_dir: Path, dockerfile: bytes) -> bytes:
+def _counted(total: int, size: int, limit: int, project_dir: Path, arcname: str) -> int:
+    """``total`` with one more entry of ``size`` bytes (and its header and padding); InvalidRequest beyond ``limit``."""
+    total += 1024 + size
+    if total > limit:
+        raise InvalidRequest(
+            f"The build context of {project_dir.name} (its files outside data/, models/ and results/) is over "
+            f"{limit // 2**20} MiB, reached at {arcname} ({size} bytes).",
+            hint="Keep large files in data/ or models/ (left out of the build), or fetch them in the Dockerfile.")
+    return total
+
+
+def _build_context(project_dir: Path, dockerfile: bytes, limit: int = MAX_CONTEXT) -> bytes:
     """A tar of the project (without data, models, results) plus our Dockerfile.
 
     Links are stored as links, never followed, so nothing outside the project
-    enters the context.
+    enters the context. It is held in memory (by ds01d, root's, for every user):
+    a project whose files come to more than ``limit`` bytes (a sparse file of a
+    terabyte, a million small ones) is refused before any is read.
     """
     buffer = io.BytesIO()
+    total = 0
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         has_requirements = False
         for dirpath, dirnames, filenames in os.walk(project_dir, followlinks=False):
@@ -333,7 +349,15 @@ def _build_context(project_dir: Path, dockerfile: bytes) -> bytes:
                 if arcname == "requirements.txt":
                     has_requirements = True
                 try:
-                    tar.add(full, arcname=arcname, recursive=False)
+                    if not stat.S_ISREG(os.lstat(full).st_mode):
+                        total = _counted(total, 0, limit, project_dir, arcname)
+                        tar.add(full, arcname=arcname, recursive=False)  # a folder, link or special file: no data
+                        continue
+                    # Sized and read through one descriptor: a file that grows meanwhile adds no more than counted.
+                    with os.fdopen(os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as fh:
+                        info = tar.gettarinfo(arcname=arcname, fileobj=fh)
+                        total = _counted(total, info.size if info.isreg() else 0, limit, project_dir, arcname)
+                        tar.addfile(info, fh if info.isreg() else None)
                 except OSError:
                     continue  # unreadable or vanished: not needed to build
         for name, data in ((".ds01.Dockerfile", dockerfile), ("requirements.txt", b"")):
