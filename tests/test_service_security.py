@@ -163,3 +163,31 @@ except Exception as err:
     assert answers[-1].startswith("InvalidRequest") and "is over 512 MiB" in answers[-1], answers
     assert time.monotonic() - started < 30
     assert "Traceback" not in daemon.log()
+
+
+def test_the_audit_log_cannot_be_flooded_or_forged(ds01d_factory, unix_users):
+    """Refused requests cost a caller nothing: without bounds, 64 KiB names sent in a loop fill /var/log. A newline
+    in what a caller sends never starts a record of its own."""
+    daemon = ds01d_factory()
+    alice = unix_users()
+    forged = 'x"}\n{"uid": 0, "user": "root", "op": "containers.deploy", "result": "ok"}\n'
+    _as_user(alice, daemon.socket, """
+import json, socket, sys, time
+def ask(message):
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.connect(sys.argv[1])
+        conn.sendall(json.dumps(message).encode() + b"\\n")
+        conn.recv(65536)
+ask({"op": sys.argv[2]})
+for n in range(700):
+    ask({"op": "x" * 60000})
+time.sleep(0.3)
+ask({"op": "projects.list"})
+""", forged)
+    text = (daemon.log_dir / "audit.jsonl").read_text()
+    records = [json.loads(line) for line in text.splitlines()]
+    assert all(r["uid"] == alice.user.uid for r in records)  # every line a record of hers: nothing forged
+    assert records[0]["op"].startswith('x"}\n{"uid": 0')
+    assert len(text) < 400_000 and max(len(line) for line in text.splitlines()) < 2_000
+    assert records[-1]["op"] == "projects.list" and len(records) < 500  # the first 300 at once, then 20 a second
+    assert len(records) + sum(r.get("suppressed", 0) for r in records) == 702  # and what was left out is counted
