@@ -8,16 +8,9 @@ talks to the hub on the bridge's gateway address.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -25,16 +18,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BASE_IMAGE, REQUIRE_DOCKER, fake_gpus
+from conftest import fake_gpus
 from ds01_jupyter.core import labels as L
 from ds01_jupyter.core.errors import DS01Error
 from ds01_jupyter.core.names import container_name
 from ds01_jupyter.hub.spawner import bridge_ip
+from hub_helpers import Hub, chp_fixture, free_port, singleuser_fixture  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
-REPO = Path(__file__).resolve().parents[1]
-SINGLEUSER_IMAGE = "ds01/singleuser-test:latest"
 # Own uids as root (the workspaces are given to them); a non-root runner can only give its own.
 UIDS = {name: (2101 + i if os.geteuid() == 0 else os.getuid()) for i, name in enumerate(("alice", "bob", "carol"))}
 CONFIG = """\
@@ -71,6 +63,7 @@ c.JupyterHub.load_roles = [{{
 UIDS = {uids!r}
 c.DS01Spawner.user_mapper = lambda name: User(name, UIDS[name], UIDS[name], Path("{tmp}/homes") / name)
 c.DS01Spawner.singleuser_image = "{singleuser}"
+c.DS01Spawner.singleuser_wheels = "{wheels}"
 c.DS01Spawner.limits_file = "{tmp}/limits.yaml"
 c.DS01Spawner.gpu_inventory = "{tmp}/gpus.json"
 c.DS01Spawner.gpu_request = "env"
@@ -100,174 +93,22 @@ c.JupyterHub.load_roles.append({{
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def chp():
-    path = REPO / ".ci/node/node_modules/.bin/configurable-http-proxy"
-    found = str(path) if path.exists() else shutil.which("configurable-http-proxy")
-    if not found:
-        if REQUIRE_DOCKER:
-            pytest.fail("configurable-http-proxy is missing: run .ci/setup-host")
-        pytest.skip("configurable-http-proxy is not installed (.ci/setup-host installs it)")
-    return found
-
-
-def _context(files: dict[str, bytes], trees: dict[str, Path] = {}) -> bytes:  # noqa: B006 - read only
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for arcname, folder in trees.items():
-            tar.add(str(folder), arcname=arcname, filter=lambda t: None if "__pycache__" in t.name or t.name.endswith("/labextension") else t)
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-@pytest.fixture(scope="session")
-def singleuser_image(engine, tmp_path_factory):
-    """The single-user image: jupyterhub + jupyterlab (built once per version, from wheels of the
-    host's own versions), then this checkout's ds01_jupyter on top (every session, seconds)."""
-    import jupyterhub
-    import jupyterlab
-
-    from ds01_jupyter.hub.image import build_singleuser_image, has_singleuser
-
-    versions = f"{jupyterhub.__version__}-{jupyterlab.__version__}"
-    base = f"ds01/singleuser-test-base:{versions}"
-    # Wheels for the image's Python, which may be older than the host's.
-    python = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", BASE_IMAGE, "python3", "-c",
-         "import platform; print(platform.python_version())"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    wheels = tmp_path_factory.getbasetemp().parent / f"ds01-hub-wheels-{versions}-py{python}"
-    if not (any(wheels.glob("jupyterhub-*.whl")) and any(wheels.glob("docker-*.whl"))):
-        wheels.mkdir(exist_ok=True)
-        platforms = [a for p in ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "linux_x86_64", "any")
-                     for a in ("--platform", p)]
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", python,
-             *platforms, "-d", str(wheels), f"jupyterhub=={jupyterhub.__version__}",
-             f"jupyterlab=={jupyterlab.__version__}", "docker", "PyYAML", "nvidia-ml-py"],
-            check=True,
-        )
-    if not has_singleuser(engine.get_image(base)):
-        build_singleuser_image(engine, base, BASE_IMAGE, str(wheels), lambda line: None)
-    # This checkout's server extension, as a wheel would install it (the wheel needs the built sidebar).
-    dockerfile = f"""FROM {base}
-COPY wheels /tmp/w
-RUN pip install --no-cache-dir --no-index --find-links /tmp/w docker PyYAML nvidia-ml-py && rm -rf /tmp/w
-COPY ds01_jupyter /usr/local/lib/python{".".join(python.split(".")[:2])}/dist-packages/ds01_jupyter
-COPY ds01_jupyter.json /usr/local/etc/jupyter/jupyter_server_config.d/ds01_jupyter.json
-"""
-    deps = {w.name: w for w in wheels.iterdir() if w.name.lower().startswith(("docker-", "pyyaml-", "nvidia_ml_py-"))}
-    context = _context(
-        {"Dockerfile": dockerfile.encode(),
-         "ds01_jupyter.json": (REPO / "jupyter-config/server-config/ds01_jupyter.json").read_bytes()},
-        {"ds01_jupyter": REPO / "ds01_jupyter", **{f"wheels/{n}": p for n, p in deps.items()}},
-    )
-    previous = engine.get_image(SINGLEUSER_IMAGE)
-    engine.build_image(context, SINGLEUSER_IMAGE, {}, {}, lambda line: None, network="none")
-    if previous is not None and previous.id != engine.get_image(SINGLEUSER_IMAGE).id:
-        try:
-            engine.remove_image(previous.id)  # the last session's layer, now untagged
-        except DS01Error:
-            pass  # a container of a concurrent run still uses it
-    return SINGLEUSER_IMAGE
-
-
-class Hub:
-    """A jupyterhub process with its generated config, driven through the REST API as a service."""
-
-    def __init__(self, tmp: Path, chp: str, singleuser: str, engine, extra: str = ""):
-        self.tmp = tmp
-        self.engine = engine
-        self.token = secrets.token_hex(16)
-        self.port = _free_port()
-        gateway = bridge_ip()
-        (tmp / "limits.yaml").write_text(LIMITS)
-        self.gpus = fake_gpus(1)
-        (tmp / "gpus.json").write_text(json.dumps(self.gpus))
-        (tmp / "jupyterhub_config.py").write_text(CONFIG.format(
-            port=self.port, gateway=gateway, hub_port=_free_port(), api_port=_free_port(), chp=chp, tmp=tmp,
-            token=self.token, uids=UIDS, singleuser=singleuser,
-        ) + extra)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"token {self.token}"
-
-    def start(self):
-        with open(self.tmp / "hub.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub", "-f", str(self.tmp / "jupyterhub_config.py")],
-                cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log()
-            try:
-                if self.session.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("the hub did not come up:\n" + self.log())
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the hub and the proxy it started
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
-    def log(self) -> str:
-        return (self.tmp / "hub.log").read_text(errors="replace")[-6000:]
-
-    def api(self, method, path, **kwargs):
-        return self.session.request(method, f"{self.url}/hub/api/{path}", timeout=30, **kwargs)
-
-    def spawn(self, user, server, options) -> list[dict]:
-        """Start a named server and follow its progress stream to the end; return the events."""
-        assert self.api("POST", f"users/{user}").status_code in (201, 409)
-        response = self.api("POST", f"users/{user}/servers/{server}", json=options)
-        if response.status_code >= 400:
-            return [{"failed": True, "message": response.json().get("message", ""), "status": response.status_code}]
-        events = []
-        with self.session.get(f"{self.url}/hub/api/users/{user}/servers/{server}/progress", stream=True,
-                              timeout=180) as stream:
-            for line in stream.iter_lines(decode_unicode=True):
-                if line and line.startswith("data:"):
-                    events.append(json.loads(line[5:]))
-                    if events[-1].get("ready") or events[-1].get("failed"):
-                        break
-        return events
-
-    def server(self, user, server) -> dict | None:
-        return self.api("GET", f"users/{user}").json()["servers"].get(server)
-
-    def delete(self, user, server):
-        response = self.api("DELETE", f"users/{user}/servers/{server}")
-        assert response.status_code in (202, 204), response.text
-        deadline = time.monotonic() + 60
-        while self.server(user, server) is not None:
-            assert time.monotonic() < deadline, self.log()
-            time.sleep(0.3)
-
-    def user_get(self, user, server, path, **kwargs):
-        return self.session.get(f"{self.url}/user/{user}/{server}/{path}", timeout=30, **kwargs)
-
-    def workspace(self, user, project) -> Path:
-        return self.tmp / "homes" / user / "workspace" / project
+def make_hub(tmp: Path, chp: str, singleuser: dict, extra: str = "") -> Hub:
+    """A hub of the test's own config (hub users who are not Unix accounts, fake GPUs, its own limits)."""
+    token = secrets.token_hex(16)
+    port = free_port()
+    (tmp / "limits.yaml").write_text(LIMITS)
+    gpus = fake_gpus(1)
+    (tmp / "gpus.json").write_text(json.dumps(gpus))
+    config = tmp / "jupyterhub_config.py"
+    config.write_text(CONFIG.format(
+        port=port, gateway=bridge_ip(), hub_port=free_port(), api_port=free_port(), chp=chp, tmp=tmp,
+        token=token, uids=UIDS, singleuser=singleuser["image"], wheels=singleuser["wheels"],
+    ) + extra)
+    hub = Hub(tmp, config, f"http://127.0.0.1:{port}", token)
+    hub.gpus = gpus
+    hub.workspace = lambda user, project: tmp / "homes" / user / "workspace" / project
+    return hub
 
 
 @pytest.fixture
@@ -277,14 +118,14 @@ def hub_config():
 
 
 @pytest.fixture
-def hub(tmp_path, chp, singleuser_image, engine, hub_config):
+def hub(tmp_path, chp, singleuser, engine, hub_config):
     # As on a real host, each user can reach their own home: the rescue on stop writes with their uid,
     # and pytest's folders are 0700 (search permission only is added, nothing becomes listable).
     for folder in [tmp_path, *tmp_path.parents]:
         if str(folder) in (tempfile.gettempdir(), "/"):
             break
         folder.chmod(folder.stat().st_mode | 0o011)
-    hub = Hub(tmp_path, chp, singleuser_image, engine, hub_config)
+    hub = make_hub(tmp_path, chp, singleuser, hub_config)
     hub.start()
     try:
         yield hub

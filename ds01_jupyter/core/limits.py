@@ -232,6 +232,17 @@ class LimitsSource:
         self._cache = (mtime, doc)
         return doc, str(path)
 
+    def check(self) -> str:
+        """Read every section of the file now, so a mistake shows when a front end starts, not at a
+        user's first deploy; return where the limits come from."""
+        doc, source = self._document()
+        _normalise(doc.get("defaults"), f"{source}: defaults")
+        for name, group in (doc.get("groups") or {}).items():
+            _normalise(group, f"{source}: groups.{name}")
+        for name, override in (doc.get("user_overrides") or {}).items():
+            _normalise(override, f"{source}: user_overrides.{name}")
+        return source
+
     def for_user(self, user: User) -> Limits:
         doc, source = self._document()
         values = _normalise(doc.get("defaults"), f"{source}: defaults")

@@ -28,6 +28,7 @@ from ..core.errors import (
     ContainerNotFound,
     DiskFull,
     DS01Error,
+    Forbidden,
     InvalidRequest,
     LimitExceeded,
     ProjectNotFound,
@@ -41,7 +42,9 @@ from ..core.settings import setting_help
 from ..core.frameworks import image_ref
 from ..core.statefile import read_json, write_atomic
 from . import form
-from .image import build_singleuser_image, has_singleuser
+from .network import bridge_ip  # noqa: F401 - where configs written for earlier versions import it
+from .image import ensure_singleuser, has_singleuser, project_outdated
+from .progress import build_quietly
 
 INTERFACE = "jupyterhub"
 _defaults = Settings()
@@ -61,21 +64,6 @@ class SpawnRefused(web.HTTPError):
 def unix_user(name: str) -> User:
     """The default mapping: the hub user is the Unix account of the same name."""
     return User.from_name(name)
-
-
-def bridge_ip(network: str = "bridge", docker_url: str | None = None) -> str:
-    """The host's address on a Docker network: where containers reach the hub (``c.JupyterHub.hub_connect_ip``)."""
-    import ipaddress
-
-    import docker
-
-    client = docker.APIClient(base_url=docker_url) if docker_url else docker.APIClient(**docker.utils.kwargs_from_env())
-    try:
-        config = client.inspect_network(network)["IPAM"]["Config"][0]
-    finally:
-        client.close()
-    # The default bridge often names no gateway: it is then the subnet's first address.
-    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def _check_options(spawner, options: dict) -> None:
@@ -116,11 +104,15 @@ class DS01Spawner(DockerSpawner):
     base_image = Unicode(_defaults.base_image, config=True,
                          help="Image the single-user image is built FROM (the DS01 base image by default).")
     singleuser_image = Unicode("ds01/singleuser:latest", config=True,
-                               help="Image with jupyterhub-singleuser and JupyterLab that project images for the hub "
-                               "are built FROM (their default Dockerfile says so). Built from singleuser_wheels when missing.")
+                               help="Image with jupyterhub-singleuser, JupyterLab and ds01-jupyter that project images "
+                               "for the hub are built FROM (their default Dockerfile says so). Built from "
+                               "singleuser_wheels with the shipped singleuser.Dockerfile when missing, and again (with "
+                               "a notice on the spawn page) when the hub's JupyterHub or ds01-jupyter is another "
+                               "version than the one inside; project images built on an older one are rebuilt too.")
     singleuser_wheels = Unicode("", config=True,
-                                help="Folder of wheels (`pip download jupyterhub jupyterlab -d FOLDER`, optionally a "
-                                "ds01_jupyter wheel for the sidebar inside) to build singleuser_image without a registry.")
+                                help="Folder of wheels filled by `ds01-hub wheels` (JupyterHub, JupyterLab and "
+                                "ds01-jupyter with their dependencies, for the base image's Python) to build "
+                                "singleuser_image without a registry; checked when the hub starts.")
     docker_url = Unicode("", config=True, help="Docker engine address; empty: DOCKER_HOST or the local socket.")
     gpu_inventory = Unicode(_defaults.gpu_inventory, config=True,
                             help="'nvml' for the host's GPUs, or the path of a YAML/JSON GPU list (hosts without NVML, tests).")
@@ -225,6 +217,12 @@ class DS01Spawner(DockerSpawner):
             return await loop.run_in_executor(None, partial(fn, *args, **kwargs))
         except DS01Error as err:
             raise SpawnRefused(err) from None
+        except PermissionError as err:  # a file in the user's home that is not theirs: said plainly, not a 500
+            raise SpawnRefused(Forbidden(
+                f"Permission denied: {err.filename or err}.",
+                hint="Files and folders in your home must be yours; ask the admin to give this one back "
+                f"(chown -R {self.user.name}: PATH)."
+            )) from None
 
     # -- state ------------------------------------------------------------------------
     def get_state(self):
@@ -293,6 +291,15 @@ class DS01Spawner(DockerSpawner):
         except OSError:
             pass  # the log has it; the notice is a convenience
 
+    def _keep_log(self, user: User, project: str, text: str) -> str | None:
+        """Keep a build's whole log in the user's state folder, as theirs; where it is, for the message."""
+        path = self._notice_file(user, project).with_suffix(".build.log")
+        try:
+            write_atomic(path, text, user)
+        except OSError:
+            return None
+        return str(path)
+
     # -- start ------------------------------------------------------------------------------
     async def start(self):
         """Create the project if needed, build its image, allocate GPUs and start the container
@@ -351,18 +358,19 @@ class DS01Spawner(DockerSpawner):
                 hint="Stop one of your servers (or `container-retire NAME`) first.",
                 limit="max_containers_per_user", value=limit, current=usage["containers"],
             )
-        if not has_singleuser(core.engine.get_image(self.singleuser_image)):
-            self._say(f"Building the single-user image {self.singleuser_image} (once per host)", 10)
-            build_singleuser_image(core.engine, self.singleuser_image, self.base_image, self.singleuser_wheels,
-                                   lambda line: self._say(line, 15))
+        singleuser = ensure_singleuser(core.engine, self.singleuser_image, self.base_image, self.singleuser_wheels,
+                                       self._say, self.log)
         image = core.images.current(user, project)
         if image is None and self.user_options.get("framework"):
             self._say(f"{project} has no image: the deploy runs on the {self.user_options['framework']} framework image", 30)
             return core.images.tag(user, project)
-        if not has_singleuser(image):
-            self._say(f"Building the image of {project}", 30)
+        stale = project_outdated(image, singleuser)
+        if not has_singleuser(image) or stale:
+            self._say(f"Building the image of {project}" + (" again: the single-user image it is built on was "
+                                                            "rebuilt" if stale else ""), 30)
             dockerfile = core.images.dockerfile(user, project)
-            image = core.images.build(user, project, lambda line: self._say(line, 40))
+            image = build_quietly(partial(core.images.build, user, project), lambda m: self._say(m, 40),
+                                  f"Image of {project}", partial(self._keep_log, user, project))
             if not has_singleuser(image):
                 raise InvalidRequest(
                     f"The image of {project} has no jupyterhub-singleuser: {dockerfile} is not built FROM "
