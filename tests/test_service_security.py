@@ -191,3 +191,27 @@ ask({"op": "projects.list"})
     assert len(text) < 400_000 and max(len(line) for line in text.splitlines()) < 2_000
     assert records[-1]["op"] == "projects.list" and len(records) < 500  # the first 300 at once, then 20 a second
     assert len(records) + sum(r.get("suppressed", 0) for r in records) == 702  # and what was left out is counted
+
+
+def test_ds01d_refuses_settings_a_user_could_change(unix_users, tmp_path):
+    """Root's ds01d takes the engine, the folders it works in and the limits from its file: one in a user's
+    folder (or writable by them) would make that user root, so ds01d does not start with it."""
+    import sys
+
+    from ds01d_helpers import REPO
+
+    alice = unix_users()
+    theirs = alice.home / "ds01d.yaml"
+    theirs.write_text(f"socket: {tmp_path}/s.sock\nlog_dir: {tmp_path}/log\n")
+    os.chown(theirs, alice.user.uid, alice.user.gid)
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("defaults: {}\n")
+    limits.chmod(0o666)
+    ours = tmp_path / "ds01d.yaml"
+    ours.write_text(f"socket: {tmp_path}/s.sock\nlog_dir: {tmp_path}/log\nlimits_file: {limits}\n")
+    for config, culprit in ((theirs, theirs), (ours, limits)):
+        done = subprocess.run([sys.executable, "-m", "ds01_jupyter.service", "--config", str(config)], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and f"could be changed by someone else than root: {culprit}" in done.stderr, \
+            done.stderr
+    assert not (tmp_path / "s.sock").exists()

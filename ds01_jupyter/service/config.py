@@ -9,6 +9,7 @@ and request never reach it: a user cannot lift their limits by talking to ds01d.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -53,12 +54,31 @@ class ServiceConfig:
     shutdown_grace: float = 60.0
 
 
+def admins_only(path: str, what: str) -> None:
+    """Refuse a file of ds01d's settings that anyone but ds01d's user (root) could change, or whose folders they
+    could: its writer would lift their limits, or name the engine and the folders root works in for everyone."""
+    me = os.geteuid()
+    chains = [Path(os.path.abspath(path)), Path(os.path.realpath(path))]  # the folders named, and those reached
+    for item in dict.fromkeys(p for target in chains for p in (target, *target.parents)):
+        try:
+            st = os.stat(item)
+        except OSError as err:
+            raise ConfigError(f"Cannot look at {item}, on the way to the ds01d {what} {path}: {err.strerror}.") from None
+        sticky = item not in chains and st.st_mode & 0o1000 and st.st_uid in (0, me)  # /tmp: no one replaces our entry
+        if st.st_uid not in (0, me) or (st.st_mode & 0o022 and not sticky):
+            raise ConfigError(
+                f"The ds01d {what} {path} could be changed by someone else than root: {item} belongs to uid "
+                f"{st.st_uid} with mode {stat.filemode(st.st_mode)}.",
+                hint=f"Make it root's and writable by root alone: `chown root: {item} && chmod go-w {item}`.")
+
+
 def load(path: str | None = None, **overrides) -> tuple[Settings, ServiceConfig]:
     """The core settings and the service's, from the admin's file (``path``, else DEFAULT_CONFIG when it
     exists). ``overrides`` (the command line's, e.g. ``socket``) win."""
     values: dict = {}
     source = path or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
     if source:
+        admins_only(source, "configuration")
         try:
             values = yaml.safe_load(Path(source).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
@@ -74,6 +94,9 @@ def load(path: str | None = None, **overrides) -> tuple[Settings, ServiceConfig]
                           hint=f"Known: {', '.join(sorted(core_names | service_names))}.")
     core = {k: v for k, v in values.items() if k in core_names}
     core.setdefault("interface", "ds01d")
+    for name in ("limits_file", "gpu_inventory"):  # read again by root at every request
+        if isinstance(core.get(name), str) and os.path.isabs(core[name]) and os.path.exists(core[name]):
+            admins_only(core[name], name)
     try:
         return Settings(**core), ServiceConfig(**{k: v for k, v in values.items() if k in service_names})
     except TypeError as err:
