@@ -215,3 +215,48 @@ def test_ds01d_refuses_settings_a_user_could_change(unix_users, tmp_path):
         assert done.returncode == 1 and f"could be changed by someone else than root: {culprit}" in done.stderr, \
             done.stderr
     assert not (tmp_path / "s.sock").exists()
+
+
+def test_no_root_in_a_users_container_and_the_passed_connection_reaches_only_the_command(
+        ds01d_factory, unix_users, project_name):
+    """An image built as root may say USER root and hold a setuid-root binary: its container still runs as the
+    user, and setuid is inert. The connection ds01d passes to the caller (SCM_RIGHTS) is the command's stream: an
+    HTTP request written on it reaches the command's stdin, not the engine."""
+    daemon = ds01d_factory()
+    alice = unix_users()
+    mine = project_name()
+    answers = _as_user(alice, daemon.socket, """
+import json, os, socket, sys
+from ds01_jupyter.service.client import RemoteDS01
+core, name = RemoteDS01(sys.argv[1]), sys.argv[2]
+core.projects.init(None, name)
+os.makedirs(os.path.expanduser("~/dockerfiles"), exist_ok=True)
+with open(os.path.expanduser(f"~/dockerfiles/{name}.Dockerfile"), "w") as out:
+    out.write("FROM ds01/base:latest\\nUSER root\\n"
+              "RUN cp /usr/bin/python3 /usr/local/bin/rootpy && chmod 4755 /usr/local/bin/rootpy\\n")
+core.images.build(None, name)
+core.containers.deploy(None, name, gpus=0)
+code, out = core.containers.exec(None, name, ["/usr/local/bin/rootpy", "-c", "import os; print(os.getresuid())"])
+print("ids", code, out.decode().strip())
+control = socket.socket(socket.AF_UNIX)
+control.connect(sys.argv[1])
+control.sendall(json.dumps({"op": "session.attach", "args": {"name": name, "command": ["cat"], "tty": False}}).encode()
+                + b"\\n")
+line, fds, _, _ = socket.recv_fds(control, 65536, 4)
+stream = socket.socket(fileno=fds[0])
+stream.sendall(b"GET /containers/json HTTP/1.1\\r\\nHost: docker\\r\\n\\r\\n")
+stream.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    data = stream.recv(65536)
+    if not data:
+        break
+    got += data
+print("stream", json.dumps(got[8:].decode(errors="replace")), json.dumps(got[:4].hex()))
+""", mine)
+    ids = next(a for a in answers if a.startswith("ids"))
+    uid = alice.user.uid
+    assert ids == f"ids 0 ({uid}, {uid}, {uid})", answers
+    stream = next(a for a in answers if a.startswith("stream"))
+    # cat echoed the request in the engine's stdout frame (stream 1): the engine never read it as a request.
+    assert stream == 'stream "GET /containers/json HTTP/1.1\\r\\nHost: docker\\r\\n\\r\\n" "01000000"', stream
