@@ -172,3 +172,36 @@ def test_a_failed_build_shows_its_last_lines_and_where_the_log_is():
     assert failed.value.hint.startswith("The whole log: /home/alice/") and kept[0].count("\n") == 40
     assert build_quietly(lambda progress: "ok", said.append, "Image of demo", keep) == "ok"
     assert said[-1].endswith("the whole build log is in /home/alice/.local/state/ds01-jupyter/hub/demo.build.log")
+
+
+def test_an_upgrade_rebuilds_the_singleuser_image_saying_why(monkeypatch, tmp_path):
+    """The spawn page says why the image is built again; concurrent spawns build it once."""
+    old = _image(**{"ds01.singleuser.jupyterhub": "6.1.1", "ds01.singleuser.ds01-jupyter": "0.0.9"})
+    new = _image(**{"ds01.singleuser.jupyterhub": "6.1.1", "ds01.singleuser.ds01-jupyter": "0.1.0"})
+    images = {"ds01/singleuser:latest": old}
+    builds = []
+
+    class Engine:
+        def get_image(self, tag):
+            return images.get(tag)
+
+    def build(engine, tag, base, wheels, progress, versions=None):
+        builds.append(tag)
+        progress("Step 1/9 : FROM ds01/base:latest")
+        images[tag] = new
+        return new
+
+    monkeypatch.setattr(W, "host_versions", lambda: VERSIONS)
+    monkeypatch.setattr(I, "build_singleuser_image", build)
+    said, logged = [], []
+
+    class Log:
+        def info(self, *args):
+            logged.append(args)
+
+    result = I.ensure_singleuser(Engine(), "ds01/singleuser:latest", "ds01/base:latest", "", lambda m, p: said.append(m), Log())
+    assert result is new and builds == ["ds01/singleuser:latest"]
+    assert "ds01-jupyter was upgraded (0.0.9 → 0.1.0)" in said[0]
+    assert said[1] == "Single-user image: Step 1/9 : FROM ds01/base:latest" and logged
+    assert I.ensure_singleuser(Engine(), "ds01/singleuser:latest", "ds01/base:latest", "", said.append, Log()) is new
+    assert builds == ["ds01/singleuser:latest"]  # current now: not built again

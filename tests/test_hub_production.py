@@ -186,3 +186,18 @@ def _use_the_hub(hub: Hub, alice, outsider, engine) -> None:
     hub.delete(alice.name, "p2")
     assert [p.read_text() for p in (p1 / ".rescued").glob("*/tmp/out/result.csv")] == ["1,2\n"]
     assert engine.get_container(container_name("p1", alice.name)) is None
+
+
+def test_a_home_left_with_root_owned_folders_gets_errors_with_hints_not_tracebacks(unix_users):
+    """The state an older hub left (issue 21): ~/workspace and ~/.local/state/ds01-jupyter made by root.
+    The user's commands say what is wrong and what to do, with exit code 1, never a traceback."""
+    account = unix_users(with_home=False)
+    state = account.home / ".local/state/ds01-jupyter"
+    state.mkdir(parents=True)
+    (account.home / "workspace").mkdir()
+    os.chown(account.home, account.user.uid, account.user.gid)
+    for verb in (["project-init", "demo"], ["project-list"], ["usage"]):
+        done = account.ds01(None, *verb)
+        assert done.returncode == 1, (verb, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr and "error:" in done.stderr and "hint:" in done.stderr, done.stderr
+        assert "workspace" in done.stderr, done.stderr
