@@ -228,6 +228,8 @@ def jp_server_config(ds01_settings, home):
             "docker_url": s.docker_url or "",
             "reap_interval": 0,
             "scan_interval": 0,
+            # The engine directly, even where a ds01d serves the host (tests/test_service_jupyter.py uses it).
+            "socket": "none",
         },
     }
 

@@ -97,6 +97,31 @@ class DS01:
         )
 
     @cached_property
+    def kernels(self):
+        """Kernels in the user's containers (the kernel provisioner's engine work; see container_kernel)."""
+        from ..kernels.container_kernel import ContainerKernels
+
+        return ContainerKernels(self)
+
+    def follow_events(self, user: User, since: float | None = None, window: float = 2.0):
+        """The user's container events as they happen (dicts: action, id, name, labels, exit_code, time),
+        from ``since`` (at most ten minutes back), read in windows of ``window`` seconds; after each window a
+        ``{"action": "tick", "time": T}`` says all events up to T were given, so a follower that stops or
+        reconnects misses nothing, and one that went away is noticed. Never ends by itself."""
+        from . import labels as L
+
+        now = time.time()
+        since = now if since is None else min(max(since, now - 600), now)
+        while True:
+            until = max(time.time(), since) + window
+            for event in self.engine.events(L.owned_by(user), since=since, until=until):
+                if event.get("action") in ("start", "die", "stop", "destroy"):
+                    self.forget_start(event.get("id"))  # its remembered start time is stale now
+                yield event
+            since = until
+            yield {"action": "tick", "time": until}
+
+    @cached_property
     def reaper(self) -> Reaper:
         return Reaper(self.containers, self.guard)
 

@@ -390,14 +390,14 @@ class DockerEngine(ContainerEngine):
         reader = io.BufferedReader(_ChunkReader(chunks(), self, f"read the output of a command in {name_or_id}"), 1 << 20)
         return reader, exit_code
 
-    def exec_attach(self, name_or_id, command, user, workdir, tty) -> tuple[str, socket.socket]:
+    def exec_attach(self, name_or_id, command, user, workdir, tty, env=None) -> tuple[str, socket.socket]:
         """Start ``command`` with stdin and output attached (a terminal with ``tty``); (its exec id, the
         connection carrying its stream), for a client that has no access to the engine itself."""
         from .hijack import engine_address, start_attached
 
         with self._errors("run a command in", name_or_id):
             exec_id = self.api.exec_create(name_or_id, command, user=user, workdir=workdir, stdin=True, stdout=True,
-                                           stderr=True, tty=tty)["Id"]
+                                           stderr=True, tty=tty, environment=env)["Id"]
             version = self.api.api_version
         return exec_id, start_attached(engine_address(self.base_url), version, exec_id, tty)
 

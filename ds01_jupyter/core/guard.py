@@ -27,6 +27,7 @@ from .findings import (
     CACHE, ENVIRONMENT, NOISE, PROCESS, WORK, Audit, Finding, classify, layer_findings, rank, tmpfs_findings,
 )
 from .limits import format_size
+from .names import check_project_name
 from .processes import Processes, process_findings, refusal
 from .statefile import read_json, write_atomic
 from .identity import acting_as
@@ -239,7 +240,8 @@ class Guard(Rescuing):
             pass  # the warning count is only a convenience; the audit itself stands
 
     def remembered(self, user: User, project: str) -> dict | None:
-        return read_json(self._cache_file(user, project), user)
+        """The last audit's findings of a project (what the scan compares a new audit with)."""
+        return read_json(self._cache_file(user, check_project_name(project)), user)
 
     def _retired_dir(self, user: User) -> Path:
         return self.settings.expand(self.settings.state_dir, user) / "audits" / "retired"

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import time
 from importlib import resources
 from pathlib import Path
 
 from ..core import DS01, User
 from ..core.engine import ContainerRecord
-from ..core.errors import ContainerNotFound, StateConflict
+from ..core.errors import ContainerNotFound, InvalidRequest, StateConflict
 from ..core.projects import Project
 
 LAUNCHER = "/tmp/.ds01/kernel_launcher.py"
@@ -82,22 +83,9 @@ def in_container_argv(kernel_id: str, extra_arguments: list[str] | None = None) 
     return ["python3", LAUNCHER, "-f", inner_files(kernel_id)[0], *(extra_arguments or [])]
 
 
-def start(
-    core: DS01,
-    user: User,
-    container_id: str,
-    kernel_id: str,
-    connection_info: dict,
-    argv: list[str],
-    workdir: str,
-    env: dict[str, str] | None = None,
-) -> int:
-    """Start ``argv`` as the user in ``workdir`` inside the container; return the kernel's pid there.
-
-    The connection file is copied in (0600, the user's), never put on a command
-    line; the kernel listens on all of the container's addresses, because
-    clients reach it on the container's bridge address.
-    """
+def _prepare(core: DS01, user: User, container_id: str, kernel_id: str, connection_info: dict,
+             env: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:
+    """Copy the launcher and the connection file in; the wrapper that records the kernel's pid, and its env."""
     inner_file, pid_file = inner_files(kernel_id)
     # /tmp/.ds01 is shared by the user's kernels and the guard's write log: sticky. It is made through the
     # engine's archive API, never by a command run as root in the container: a root `mkdir`/`chmod` there
@@ -111,21 +99,39 @@ def start(
     core.engine.put_file(container_id, inner_file, json.dumps(info).encode(), 0o600, user.uid, user.gid)
     passed = {k: v for k, v in (env or {}).items() if k in PASSED_ENV}
     passed["DS01_KERNEL_ID"] = kernel_id
-    script = f'echo $$ > {pid_file}; exec "$@"'
-    core.engine.exec(
-        container_id,
-        ["sh", "-c", script, "sh", *argv],
-        user=f"{user.uid}:{user.gid}",
-        workdir=workdir,
-        env=passed,
-        detach=True,
-    )
+    return ["sh", "-c", f'echo $$ > {pid_file}; exec "$@"', "sh"], passed
+
+
+def _pid(core: DS01, user: User, container_id: str, kernel_id: str) -> int:
+    pid_file = inner_files(kernel_id)[1]
     for _ in range(100):
         code, out = core.engine.exec(container_id, ["cat", pid_file], user=f"{user.uid}:{user.gid}")
         if code == 0 and out.strip().isdigit():
             return int(out.strip())
         time.sleep(0.1)
     raise StateConflict(f"The kernel did not start inside container {container_id[:12]}.")
+
+
+def start(
+    core: DS01,
+    user: User,
+    container_id: str,
+    kernel_id: str,
+    connection_info: dict,
+    argv: list[str],
+    workdir: str,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start ``argv`` as the user in ``workdir`` inside the container, detached; return the kernel's pid there.
+
+    The connection file is copied in (0600, the user's), never put on a command
+    line; the kernel listens on all of the container's addresses, because
+    clients reach it on the container's bridge address.
+    """
+    wrapper, passed = _prepare(core, user, container_id, kernel_id, connection_info, env)
+    core.engine.exec(container_id, [*wrapper, *argv], user=f"{user.uid}:{user.gid}", workdir=workdir, env=passed,
+                     detach=True)
+    return _pid(core, user, container_id, kernel_id)
 
 
 def alive(core: DS01, user: User, container_id: str, pid: int) -> bool:
@@ -146,3 +152,74 @@ def remove_files(core: DS01, user: User, container_id: str, kernel_id: str) -> N
     """Remove the kernel's connection and pid files from the container."""
     files = [*inner_files(kernel_id), f"/tmp/.ds01/kernel-{kernel_id}.state.json"]  # the hook's busy/idle record
     core.engine.exec(container_id, ["rm", "-f", *files], user=f"{user.uid}:{user.gid}")
+
+
+def in_workspace(workdir: str) -> str:
+    """``workdir`` when it is /workspace or a folder below it, else /workspace."""
+    normal = posixpath.normpath(workdir or "/workspace")
+    return normal if normal == "/workspace" or normal.startswith("/workspace/") else "/workspace"
+
+
+class ContainerKernels:
+    """Kernels in a user's own running container: the core's part the provisioner uses (``core.kernels``),
+    served by ds01d as the ``kernels.*`` operations for callers without engine access.
+
+    A kernel is started attached: the caller holds the exec's connection (ds01d hands it over), whose end
+    is the kernel's end, so nothing polls the engine while the kernel runs. Signals and clean-up go to the
+    container the start named, and only while it is still the user's container of that project.
+    """
+
+    def __init__(self, core: DS01):
+        self.core = core
+
+    def attach(self, user: User, project: str, kernel_id: str, key: str, ports: list[int], extra=(),
+               workdir: str = "/workspace", env=(), signature_scheme: str = "hmac-sha256"):
+        """Start the kernel as the user in ``workdir`` of their running container, on our launcher with
+        ``extra`` arguments and ``env`` ("NAME=value" of PASSED_ENV); ({container, ip, pid}, the exec's
+        connection carrying its output: drain it, its end is the kernel's). ``ports``: shell, iopub, stdin,
+        hb, control."""
+        record = self.core.containers.running(user, project)
+        names = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
+        info = {"transport": "tcp", "ip": record.ip_address, "key": key, "signature_scheme": signature_scheme,
+                **dict(zip(names, ports))}
+        variables = dict(v.split("=", 1) for v in env if "=" in v)  # "NAME=value" words; PASSED_ENV only
+        wrapper, passed = _prepare(self.core, user, record.id, kernel_id, info, variables)
+        argv = [*wrapper, *in_container_argv(kernel_id, list(extra))]
+        _exec_id, stream = self.core.engine.exec_attach(record.id, argv, f"{user.uid}:{user.gid}",
+                                                       in_workspace(workdir), False, env=passed)
+        try:
+            pid = _pid(self.core, user, record.id, kernel_id)
+        except BaseException:
+            stream.close()
+            raise
+        return {"container": record.id, "ip": record.ip_address, "pid": pid}, stream
+
+    def _same(self, user: User, project: str, container: str) -> ContainerRecord | None:
+        """The user's running container of ``project`` if it is still ``container``; None when it went."""
+        try:
+            record = self.core.containers.record(user, project)
+        except ContainerNotFound:
+            return None
+        return record if record.id == container and record.running else None
+
+    def alive(self, user: User, project: str, container: str, pid: int) -> bool:
+        """Whether the kernel process still runs (False when its container is gone, stopped or replaced)."""
+        return self._same(user, project, container) is not None and alive(self.core, user, container, _checked(pid))
+
+    def signal(self, user: User, project: str, container: str, pid: int, signum: int) -> None:
+        """Send ``signum`` to the kernel as the user; nothing when its container went."""
+        if not 0 < signum < 65:
+            raise InvalidRequest(f"{signum} is not a signal.")
+        if self._same(user, project, container) is not None:
+            signal(self.core, user, container, _checked(pid), signum)
+
+    def remove_files(self, user: User, project: str, container: str, kernel_id: str) -> None:
+        """Remove the kernel's files from its container, as the user; nothing when the container went."""
+        if self._same(user, project, container) is not None:
+            remove_files(self.core, user, container, kernel_id)
+
+
+def _checked(pid: int) -> int:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid < 2:  # never 0, -1 (every process) or init
+        raise InvalidRequest(f"{pid} is not a kernel's process id.")
+    return pid

@@ -1,11 +1,16 @@
 """A jupyter_client kernel provisioner that runs the kernel inside a project's container.
 
-The kernel is started with ``docker exec`` as the user, in the notebook's folder
-mapped into ``/workspace``. Its connection file is copied into the container
-(mode 0600, owned by the user) rather than passed on a command line that every
-host user could read with ``ps``. The kernel listens on the container's bridge
-address; the server connects there. Signals, polling and shutdown go through
-the engine too, so nothing here needs a host process.
+The kernel is started as the user, in the notebook's folder mapped into
+``/workspace``, by ``core.kernels`` (:class:`~.container_kernel.ContainerKernels`):
+on the engine, or through ds01d for a user without Docker access, with the same
+result. Its connection file is copied into the container (mode 0600, owned by
+the user) rather than passed on a command line that every host user could read
+with ``ps``. The kernel listens on the container's bridge address; the server
+connects there (a network, not the engine: no Docker access needed). The exec
+runs attached and this provisioner holds its connection: the kernel's output
+comes through it and its end is the kernel's end, so polling costs nothing.
+Signals and shutdown go through the core too, so nothing here needs a host
+process.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import socket
+import struct
+import sys
+import threading
 from typing import Any
 
 from jupyter_client.provisioning import KernelProvisionerBase
@@ -21,6 +30,7 @@ from traitlets import Integer, Unicode
 
 from ..core import DS01, Settings, User
 from ..core.errors import DS01Error
+from ..service.client import connect
 from . import container_kernel
 from .container_kernel import LAUNCHER, PASSED_ENV, workspace_path  # noqa: F401 - their former home
 
@@ -44,9 +54,50 @@ def configure(core: DS01, user: User) -> None:
 
 
 def _core_and_user() -> tuple[DS01, User]:
-    if "core" not in _context:
-        _context.update(core=DS01(Settings.from_env(interface="jupyter")), user=User.current())
+    if "core" not in _context:  # a client other than the server extension (nbconvert, KernelManager)
+        _context.update(core=connect(direct=lambda: DS01(Settings.from_env(interface="jupyter"))), user=User.current())
     return _context["core"], _context["user"]
+
+
+class Output(threading.Thread):
+    """Drains the kernel's attached connection to this process's stdout and stderr (where a local kernel's
+    output goes), and notes its end: the kernel's end. A thread, so it drains whichever loop runs."""
+
+    _head = struct.Struct(">BxxxL")  # Docker's frame head without a terminal: stream, 3 zero bytes, length
+
+    def __init__(self, stream: socket.socket):
+        super().__init__(name="ds01-kernel-output", daemon=True)
+        self.stream = stream
+        self.ended = threading.Event()
+
+    def run(self) -> None:
+        buffer = b""
+        try:
+            while data := self.stream.recv(65536):
+                buffer += data
+                while len(buffer) >= self._head.size:
+                    kind, length = self._head.unpack_from(buffer)
+                    if len(buffer) < self._head.size + length:
+                        break
+                    chunk = buffer[self._head.size:self._head.size + length]
+                    buffer = buffer[self._head.size + length:]
+                    out = sys.stderr if kind == 2 else sys.stdout
+                    try:
+                        out.write(chunk.decode(errors="replace"))
+                        out.flush()
+                    except (OSError, ValueError):
+                        pass  # our own output is gone (closed at exit): the kernel's is dropped, not its drain
+        except OSError:
+            pass  # closed by close(): this process let go of the kernel
+        finally:
+            self.ended.set()
+
+    def close(self) -> None:
+        try:
+            self.stream.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.stream.close()
 
 
 class ContainerProvisioner(KernelProvisionerBase):
@@ -90,31 +141,37 @@ class ContainerProvisioner(KernelProvisionerBase):
             self.log.warning("ds01: %s", note)
         # The spec's argv is the host-side launcher for front ends without provisioners; inside the
         # container the kernel is always our own launcher with the write hook.
-        argv = container_kernel.in_container_argv(self.kernel_id or "", kwargs.pop("extra_arguments", []))
+        self._extra = list(kwargs.pop("extra_arguments", []) or [])
+        argv = container_kernel.in_container_argv(self.kernel_id or "", self._extra)
         return await super().pre_launch(cmd=argv, **kwargs)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
         core, user = _core_and_user()
-        self.pid = await self._run(
-            container_kernel.start,
-            core,
-            user,
-            self.container_id,
-            self.kernel_id or "",
-            self.connection_info,
-            cmd,
-            self.workdir,
-            kwargs.get("env"),
-        )
+        info = self.connection_info
+        key = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]
+        ports = [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")]
+        env = [f"{k}={v}" for k, v in (kwargs.get("env") or {}).items() if k in PASSED_ENV]
+        try:
+            started, stream = await self._run(
+                core.kernels.attach, user, self.project, self.kernel_id or "", key, ports, self._extra, self.workdir,
+                env, info.get("signature_scheme") or "hmac-sha256")
+        except DS01Error as err:  # e.g. stopped since pre_launch: said as a refused start, not a traceback
+            raise KernelStartRefused(err.message, err.status) from None
+        self.container_id, self.pid = started["container"], int(started["pid"])
+        self._output = Output(stream)
+        self._output.start()
         return self.connection_info
 
     # -- life -----------------------------------------------------------------------
     async def poll(self) -> int | None:
         if not self.container_id or not self.pid:
             return 0
-        core, user = _core_and_user()
+        output = getattr(self, "_output", None)
+        if output is not None:  # the kernel's connection: open while it runs
+            return 1 if output.ended.is_set() else None
+        core, user = _core_and_user()  # a kernel found again after a restart of this server: ask
         try:
-            running = await self._run(container_kernel.alive, core, user, self.container_id, self.pid)
+            running = await self._run(core.kernels.alive, user, self.project, self.container_id, self.pid)
         except DS01Error:
             return 1
         return None if running else 1
@@ -129,9 +186,11 @@ class ContainerProvisioner(KernelProvisionerBase):
     async def send_signal(self, signum: int) -> None:
         if not self.pid:
             return
+        if await self.poll() is not None:
+            return  # ended: its pid may be another process's by now
         try:
             core, user = _core_and_user()
-            await self._run(container_kernel.signal, core, user, self.container_id, self.pid, signum)
+            await self._run(core.kernels.signal, user, self.project, self.container_id, self.pid, int(signum))
         except DS01Error:
             pass  # the container went away: nothing left to signal
 
@@ -142,10 +201,15 @@ class ContainerProvisioner(KernelProvisionerBase):
         await self.send_signal(signal.SIGTERM)
 
     async def cleanup(self, restart: bool = False) -> None:
+        output = getattr(self, "_output", None)
+        if output is not None:
+            output.close()
+            self._output = None
         if self.container_id:
             try:
                 core, user = _core_and_user()
-                await self._run(container_kernel.remove_files, core, user, self.container_id, self.kernel_id or "")
+                await self._run(core.kernels.remove_files, user, self.project, self.container_id,
+                                self.kernel_id or "")
             except DS01Error:
                 pass
         self.pid = 0

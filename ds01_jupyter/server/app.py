@@ -15,6 +15,8 @@ from ..core.gpus import GpuInventory, inventory_from_setting
 from ..core.settings import setting_help
 from ..kernels import provisioner
 from ..kernels.specs import KernelSpecs
+from ..service.client import RemoteDS01, connect
+from ..service.config import SOCKET_HELP
 from . import container_mode
 from .events import EventHub
 from .handlers import handlers
@@ -119,6 +121,7 @@ class DS01App(ExtensionApp):
     )
     framework_images = Dict(value_trait=Unicode(), default_value={}, config=True, help=setting_help("framework_images"))
     mount_ssh = Bool(_defaults.mount_ssh, config=True, help=setting_help("mount_ssh"))
+    socket = Unicode("", config=True, help=SOCKET_HELP)
     scan_interval = Int(
         60,
         config=True,
@@ -143,8 +146,13 @@ class DS01App(ExtensionApp):
             container_mode.setup(self)
             return
         settings = self.core_settings()
-        inventory = self.gpu_inventory_class() if self.gpu_inventory_class else inventory_from_setting(settings.gpu_inventory)
-        self.core = DS01(settings, inventory=inventory)
+
+        def direct() -> DS01:
+            inventory = (self.gpu_inventory_class() if self.gpu_inventory_class
+                         else inventory_from_setting(settings.gpu_inventory))
+            return DS01(settings, inventory=inventory)
+
+        self.core = connect(setting=self.socket, direct=direct)
         self.user = User.current()
         provisioner.configure(self.core, self.user)
         self.kernel_specs = KernelSpecs(self.core, self.user, log=self.log)
@@ -166,7 +174,11 @@ class DS01App(ExtensionApp):
         if self.reap_interval > 0:
             self._reaper = PeriodicCallback(self._reap, self.reap_interval * 1000)
             self._reaper.start()
-        self.log.info("ds01: projects in %s", self.core.projects.root(self.user))
+        if isinstance(self.core, RemoteDS01):
+            self.log.info("ds01: through ds01d at %s (it acts for %s; no Docker access needed)", self.core.path,
+                          self.user.name)
+        else:
+            self.log.info("ds01: projects in %s, Docker directly", self.core.projects.root(self.user))
 
     def initialize_handlers(self):
         self.handlers.extend(container_mode.handlers() if container_mode.active() else handlers())

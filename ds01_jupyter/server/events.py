@@ -1,9 +1,9 @@
 """Live events for the sidebar, fed by the engine's event stream.
 
-One reader per server follows the engine's container events for this user in
-short windows (so it stops promptly and never misses an event between two
-windows), turns them into small JSON events and fans them out to every
-connected client. A client that connects first gets a snapshot of the current
+One reader per server follows this user's container events (``core.follow_events``:
+on the engine, or through ds01d, which sends only the caller's own) in short
+windows (so it stops promptly and never misses an event between two windows),
+turns them into small JSON events and fans them out to every connected client. A client that connects first gets a snapshot of the current
 state, so a reconnect never leaves it stale.
 """
 
@@ -20,7 +20,6 @@ from ..core.errors import DS01Error, EngineUnavailable
 
 WINDOW = 2.0
 CONTAINER_ACTIONS = {"create", "start", "die", "stop", "destroy", "oom", "pause", "unpause"}
-RESTART_ACTIONS = {"start", "die", "stop", "destroy"}
 
 
 def translate(event: dict) -> list[dict]:
@@ -99,18 +98,22 @@ class EventHub:
         since = time.time()
         backoff = 1.0
         while not self._stop.is_set():
-            until = time.time() + WINDOW
+            # The core's follow (through ds01d, filtered there to this user's containers, or on the engine)
+            # ticks after each window: where to go on from after a reconnect, and a moment to stop.
+            events = self.core.follow_events(self.user, since)
             try:
-                for event in self.core.engine.events(L.owned_by(self.user), since=since, until=until):
+                for event in events:
+                    if event.get("action") == "tick":
+                        since = event["time"]
+                        self._set_available(True)
+                        backoff = 1.0
+                        if self._stop.is_set():
+                            break
+                        continue
                     for out in translate(event):
-                        if out["type"] == "container" and out["action"] in RESTART_ACTIONS:
-                            self.core.forget_start(out["id"])  # its remembered start time is stale now
                         self.publish_threadsafe(out)
                         if self.on_change is not None:
                             self.on_change(out)
-                self._set_available(True)
-                since = until
-                backoff = 1.0
             except EngineUnavailable as err:
                 self.core.forget_start()  # events may be missed while the engine is away
                 self._set_available(False, err.message)
@@ -119,3 +122,5 @@ class EventHub:
             except DS01Error as err:
                 self.log.warning("ds01 events: %s", err)
                 self._stop.wait(backoff)
+            finally:
+                events.close()

@@ -96,20 +96,30 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def run(socket_path: str, project: str, command: list[str], tty: bool) -> int:
+def open_session(socket_path: str, op: str, args: dict) -> tuple[Control, dict, socket.socket]:
+    """Ask ds01d for a session (:data:`.protocol.SESSIONS`); (the control connection, what ds01d said of the
+    session, the connection it handed over)."""
     control = Control(open_connection(socket_path))
-    control.send({"v": P.VERSION, "op": "session.attach",
-                  "args": {"name": project, "command": command, "tty": tty, "size": _size() if tty else None}})
-    first = control.line()
-    if first is None:
-        raise E.EngineUnavailable("ds01d closed the connection before the command started.")
-    if "error" in first:
-        raise P.error_from(first["error"])
-    if "attached" not in first or len(control.fds) != 1:
+    try:
+        control.send({"v": P.VERSION, "op": op, "args": args})
+        first = control.line()
+        if first is None:
+            raise E.EngineUnavailable("ds01d closed the connection before the command started.")
+        if "error" in first:
+            raise P.error_from(first["error"])
+        if "attached" not in first or len(control.fds) != 1:
+            raise E.DS01Error("ds01d answered without the command's connection.")
+    except BaseException:
         for fd in control.fds:
             os.close(fd)
-        raise E.DS01Error("ds01d answered without the command's connection.")
-    stream = socket.socket(fileno=control.fds.pop())
+        control.sock.close()
+        raise
+    return control, first["attached"], socket.socket(fileno=control.fds.pop())
+
+
+def run(socket_path: str, project: str, command: list[str], tty: bool) -> int:
+    control, _, stream = open_session(socket_path, "session.attach", {"name": project, "command": command, "tty": tty,
+                                                                       "size": _size() if tty else None})
     saved = None
     if tty and os.isatty(0):
         import termios

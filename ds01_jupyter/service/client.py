@@ -26,10 +26,11 @@ from .config import DEFAULT_SOCKET, SOCKET_VARIABLE
 DIRECT = ("none", "off", "docker")
 
 
-def socket_path(environ=None) -> str | None:
-    """The socket to use, or None for the engine directly."""
+def socket_path(environ=None, setting: str | None = None) -> str | None:
+    """The socket to use, or None for the engine directly: ``setting`` (a front end's own option, e.g. the
+    server extension's ``socket``) when given, else DS01_SOCKET, else the default socket when it is there."""
     environ = os.environ if environ is None else environ
-    choice = (environ.get(SOCKET_VARIABLE) or "").strip()
+    choice = (setting or environ.get(SOCKET_VARIABLE) or "").strip()
     if choice.lower() in DIRECT:
         return None
     if choice:
@@ -40,10 +41,10 @@ def socket_path(environ=None) -> str | None:
         return None
 
 
-def connect(environ=None):
-    """The core to use: :class:`RemoteDS01` through ds01d, or :class:`DS01` on the engine."""
-    path = socket_path(environ)
-    return RemoteDS01(path) if path else DS01()
+def connect(environ=None, setting: str | None = None, direct=DS01):
+    """The core to use: :class:`RemoteDS01` through ds01d, or ``direct()`` (:class:`DS01` on the engine)."""
+    path = socket_path(environ, setting)
+    return RemoteDS01(path) if path else direct()
 
 
 def connection(core) -> dict:
@@ -103,6 +104,9 @@ class RemoteDS01:
     def close(self) -> None:
         pass  # one connection per request: nothing stays open
 
+    def forget_start(self, container_id: str | None = None) -> None:
+        """Nothing to forget here: start times are remembered (and forgotten) in ds01d."""
+
     def call(self, op: str, args: dict, progress=None):
         """Send one request and return its result (``progress`` gets the progress lines)."""
         items = self._exchange(op, args, progress)
@@ -160,6 +164,8 @@ class _Part:
         name = f"{self._name}.{method}"
         if name == "containers.interactive":
             return self._interactive
+        if name == "kernels.attach":
+            return self._attach_kernel
         if name in P.OPS:
             return _method(self._remote, name)
         if method.startswith("_"):
@@ -167,11 +173,25 @@ class _Part:
         return _missing(name)
 
     def _interactive(self, user, project: str, command: list[str], tty: bool) -> list[str]:
-        """The argv of a client attached to ``command`` through ds01d (see :mod:`.attach`)."""
+        """The argv of a client attached to ``command`` through ds01d (see :mod:`.attach`); refused as the core
+        refuses it while the container is not running, so a front end answers the same error either way."""
+        self._remote.call("containers.running", {"name": project})
         # -P: the current folder is not put first on the module path (the user's own files, but tidier).
         safe = ["-P"] if sys.version_info >= (3, 11) else []
         return [sys.executable, *safe, "-m", "ds01_jupyter.service.attach", self._remote.path, project,
                 "tty" if tty else "notty", json.dumps(list(command))]
+
+
+    def _attach_kernel(self, user, project: str, kernel_id: str, key: str, ports: list[int], extra=(),
+                       workdir: str = "/workspace", env=(), signature_scheme: str = "hmac-sha256"):
+        """What ``core.kernels.attach`` gives, from ds01d: (the kernel's container, ip and pid, its connection)."""
+        from .attach import open_session
+
+        args = {"name": project, "kernel_id": kernel_id, "key": key, "ports": list(ports), "extra": list(extra),
+                "workdir": workdir, "env": list(env), "signature_scheme": signature_scheme}
+        control, info, stream = open_session(self._remote.path, "kernels.attach", args)
+        control.sock.close()  # the kernel's end is its connection's end: nothing more to ask ds01d
+        return info, stream
 
 
 def _missing(name: str):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -34,14 +35,16 @@ VERSION = 1
 
 @dataclasses.dataclass(frozen=True)
 class Param:
-    """One parameter: its name, its type ("str", "int", "float", "bool", "words"), whether None is allowed, and
-    whether the core takes it positionally after the user (the project name)."""
+    """One parameter: its name, its type ("str", "int", "float", "bool", "words", "ports"), whether None is
+    allowed, whether the core takes it positionally after the user (the project name), and for a string the
+    pattern it must match whole (ids, keys: no room for anything else)."""
 
     name: str
     kind: str
     default: object = None
     optional: bool = False
     positional: bool = False
+    pattern: str | None = None
 
 
 def _name(param: str = "name") -> Param:
@@ -64,6 +67,10 @@ class Op:
 _BOOL = lambda name: Param(name, "bool", False)  # noqa: E731
 _OPT_INT = lambda name, default=None: Param(name, "int", default, optional=True)  # noqa: E731
 _OPT_STR = lambda name: Param(name, "str", None, optional=True)  # noqa: E731
+#: A container the caller names by id (checked again by the core to be the project's, the caller's own).
+_CONTAINER = Param("container", "str", positional=True, pattern=r"[0-9a-f]{12,64}")
+#: A kernel's id as Jupyter makes them (a UUID): it names the kernel's files in the container.
+_KERNEL_ID = Param("kernel_id", "str", pattern=r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")
 
 OPS: dict[str, Op] = {
     "projects.create": Op((_name(),)),
@@ -106,6 +113,25 @@ OPS: dict[str, Op] = {
     "service.settings": Op(for_user=False),
     "session.attach": Op((_name(), Param("command", "words"), _BOOL("tty"),
                           Param("size", "words", None, optional=True))),
+    # What the Jupyter server extension needs besides (host mode through ds01d).
+    "projects.get": Op((_name(),)),
+    "containers.record": Op((_name(),)),
+    "containers.running": Op((_name(),)),
+    "follow_events": Op((Param("since", "float", None, True),), stream=True),
+    "guard.remembered": Op((_name(),)),
+    "checkpoint_warnings": Op(),
+    "reaper.mark_active": Op((Param("container_id", "str", positional=True, pattern=r"[0-9a-f]{12,64}"),)),
+    # Kernels in the caller's own running container: started as a session (the attached exec is handed over,
+    # its end is the kernel's end), then signalled and cleaned up by pid in the container the start named.
+    "kernels.attach": Op((_name(), _KERNEL_ID, Param("key", "str", pattern=r"[0-9A-Za-z._-]{1,256}"),
+                          Param("signature_scheme", "str", "hmac-sha256", pattern=r"hmac-sha(1|224|256|384|512)"),
+                          Param("ports", "ports"), Param("extra", "words", ()), Param("workdir", "str", "/workspace"),
+                          Param("env", "words", ()))),
+    "kernels.alive": Op((_name(), _CONTAINER, Param("pid", "int", positional=True))),
+    "kernels.signal": Op((_name(), _CONTAINER, Param("pid", "int", positional=True),
+                          Param("signum", "int", positional=True))),
+    "kernels.remove_files": Op((_name(), _CONTAINER, Param("kernel_id", "str", positional=True,
+                                                            pattern=_KERNEL_ID.pattern))),
 }
 
 
@@ -151,6 +177,12 @@ def _checked(op_name: str, p: Param, value):
         value = float(value)
     elif p.kind == "str":
         _check_string(where, value)
+        if p.pattern is not None and not re.fullmatch(p.pattern, value):
+            raise E.InvalidRequest(f"{where} is not of the expected form.")
+    elif p.kind == "ports":  # a kernel's five TCP ports
+        if not isinstance(value, list) or len(value) != 5 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536 for v in value):
+            raise E.InvalidRequest(f"{where} must be five TCP ports.")
     elif p.kind == "words":
         if not isinstance(value, list) or len(value) > MAX_WORDS:
             raise E.InvalidRequest(f"{where} must be a list of at most {MAX_WORDS} strings.")
@@ -193,14 +225,14 @@ def parse_request(line: bytes) -> tuple[str, dict]:
 # -- values: the core's results, typed, and back ----------------------------------------------
 def _result_types() -> dict[str, type]:
     from ..core.containers import ContainerStatus, DeployResult
-    from ..core.engine import ImageRecord
+    from ..core.engine import ContainerRecord, ImageRecord
     from ..core.findings import Audit, Finding
     from ..core.images import ImageInfo
     from ..core.projects import InitResult, Project
     from ..core.reaper import ReapDecision
     from ..core.rescue import Rescue
 
-    return {c.__name__: c for c in (ContainerStatus, DeployResult, ImageRecord, Audit, Finding, ImageInfo, Project,
+    return {c.__name__: c for c in (ContainerStatus, ContainerRecord, DeployResult, ImageRecord, Audit, Finding, ImageInfo, Project,
                                      InitResult, ReapDecision, Rescue)}
 
 

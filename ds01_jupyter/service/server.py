@@ -261,6 +261,10 @@ class Service:
                 from .sessions import attach
 
                 extra = attach(self, conn, reply, user, args, buffer)
+            elif op_name == "kernels.attach":
+                from .sessions import attach_kernel
+
+                extra = attach_kernel(self, conn, reply, user, args, buffer)
             else:
                 self._operate(reply, user, op_name, op, args)
         except E.DS01Error as err:

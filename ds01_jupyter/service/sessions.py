@@ -70,3 +70,22 @@ def _resize(core, exec_id: str, size) -> None:
         core.engine.exec_resize(exec_id, size[0], size[1])
     except E.DS01Error:
         pass  # the command may have ended already: a resize is a courtesy
+
+
+def attach_kernel(service, conn: socket.socket, reply: Reply, user, args: dict, buffer: bytearray) -> dict:
+    """Start a kernel in the caller's running container (``core.kernels.attach``: as them, our launcher,
+    their workspace) and hand its connection over; what the audit log records of it."""
+    kernels = service.core.kernels
+    info, stream = kernels.attach(user, args["name"], args["kernel_id"], args["key"], args["ports"], args["extra"],
+                                  args["workdir"], args["env"], args["signature_scheme"])
+    try:
+        conn.settimeout(service.config.send_timeout)
+        socket.send_fds(conn, [P.dump({"attached": info})], [stream.fileno()])
+    except OSError:  # the caller left before it got the kernel: no one could reach it, so it goes
+        reply.gone = True
+        kernels.signal(user, args["name"], info["container"], info["pid"], 9)
+        kernels.remove_files(user, args["name"], info["container"], args["kernel_id"])
+        return {"client_gone": True}
+    finally:
+        stream.close()  # ours only: the kernel's connection lives on in the caller's copy
+    return {"container": info["container"][:12], "pid": info["pid"]}
