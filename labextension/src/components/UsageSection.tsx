@@ -62,6 +62,9 @@ export function UsageSection(props: {
           data-test-id="ds01-usage-toggle"
           onClick={() => setOpen(!open)}
         >
+          <span className="jp-ds01-disclosure-mark" aria-hidden="true">
+            {open ? '▾' : '▸'}
+          </span>{' '}
           Storage and cleanup
         </button>
         {open && (
