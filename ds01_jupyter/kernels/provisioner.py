@@ -60,8 +60,9 @@ def _core_and_user() -> tuple[DS01, User]:
 
 
 class Output(threading.Thread):
-    """Drains the kernel's attached connection to this process's stdout and stderr (where a local kernel's
-    output goes), and notes its end: the kernel's end. A thread, so it drains whichever loop runs."""
+    """Drains the kernel's attached connection to this process's stderr (both of its streams: this process's
+    stdout may be a result, e.g. ``nbconvert --stdout``), and notes its end: the kernel's end. A thread, so it
+    drains whichever loop runs."""
 
     _head = struct.Struct(">BxxxL")  # Docker's frame head without a terminal: stream, 3 zero bytes, length
 
@@ -76,15 +77,14 @@ class Output(threading.Thread):
             while data := self.stream.recv(65536):
                 buffer += data
                 while len(buffer) >= self._head.size:
-                    kind, length = self._head.unpack_from(buffer)
+                    _kind, length = self._head.unpack_from(buffer)
                     if len(buffer) < self._head.size + length:
                         break
                     chunk = buffer[self._head.size:self._head.size + length]
                     buffer = buffer[self._head.size + length:]
-                    out = sys.stderr if kind == 2 else sys.stdout
                     try:
-                        out.write(chunk.decode(errors="replace"))
-                        out.flush()
+                        sys.stderr.write(chunk.decode(errors="replace"))
+                        sys.stderr.flush()
                     except (OSError, ValueError):
                         pass  # our own output is gone (closed at exit): the kernel's is dropped, not its drain
         except OSError:
