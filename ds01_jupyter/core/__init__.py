@@ -266,13 +266,17 @@ class DS01:
     def _image_totals(self, user: User) -> dict:
         """The user's images: bytes unique to each, bytes shared (counted once), and in all."""
         mine = [i for i in self.cleanup.images(user)]
-        usage = self.engine.image_usage()
+        try:
+            usage, exact = self.engine.image_usage(), True
+        except DS01Error:  # the engine could not measure now: each image's whole size, said so
+            usage, exact = {}, False
         unique = shared = 0
         for image in mine:
             size, common = usage.get(image["id"], (image["size"], 0))
             unique += size - common
             shared = max(shared, common)  # the user's images share one base: its layers count once
-        return {"count": len(mine), "unique_bytes": unique, "shared_bytes": shared, "total_bytes": unique + shared}
+        return {"count": len(mine), "unique_bytes": unique, "shared_bytes": shared, "total_bytes": unique + shared,
+                "exact": exact}
 
     def _free_space(self, user: User) -> dict | None:
         root = self.projects.root(user)

@@ -64,6 +64,8 @@ class DockerEngine(ContainerEngine):
         self._client = None
         self._lock = threading.Lock()
         self._users: dict[str, str] = {}  # container id -> Config.User (immutable after create)
+        self._usage_lock = threading.Lock()
+        self._usage_cache: tuple[float, dict] | None = None
 
     # -- connection and errors -------------------------------------------------
     @property
@@ -560,9 +562,30 @@ class DockerEngine(ContainerEngine):
         with self._errors("remove image", ref):
             self.api.remove_image(ref)
 
+    #: Seconds a measurement of images is reused: `docker system df` walks every layer, and the engine runs
+    #: one at a time for all its clients (a second one fails with "already running").
+    IMAGE_USAGE_TTL = 30.0
+
     def image_usage(self):
-        with self._errors("measure images"):
-            data = self.api.df()
+        with self._usage_lock:
+            cached = self._usage_cache
+            if cached and time.monotonic() - cached[0] < self.IMAGE_USAGE_TTL:
+                return cached[1]
+            for attempt in range(10):
+                try:
+                    with self._errors("measure images"):
+                        data = self.api.df()
+                    break
+                except EngineError as err:
+                    if "already running" not in err.message or attempt == 9:
+                        raise
+                    time.sleep(0.5)  # another client's measurement: wait for it to end
+            usage = self._image_usage(data)
+            self._usage_cache = (time.monotonic(), usage)
+            return usage
+
+    @staticmethod
+    def _image_usage(data) -> dict:
         usage = {}
         for row in data.get("Images") or ():
             size, shared = int(row.get("Size") or 0), int(row.get("SharedSize") or 0)
