@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 import tempfile
 import time
@@ -106,14 +107,20 @@ def test_garbage_and_wrong_types_are_refused_clearly(daemon):
 
 def test_every_parameter_of_every_operation_checks_its_type(daemon):
     wrong = {"str": [5, True, [], {}, ""], "int": ["1", 1.5, True, [], 2**31], "float": ["1", True, []],
-             "bool": [1, "true", None, []], "words": ["sh", [1], {}, [None]]}
+             "bool": [1, "true", None, []], "words": ["sh", [1], {}, [None]],
+             "ports": [[1, 2, 3, 4], [0, 1, 2, 3, 4], [1, 2, 3, 4, 65536], [1, 2, 3, 4, True], "1,2,3,4,5"]}
+    # A string with a pattern (ids, keys) gets a value of its form, and values of other forms must be refused.
+    formed = ("proj", "0123456789abcdef", "hmac-sha256")
     for name, op in P.OPS.items():
-        valid = {p.name: {"str": "proj", "int": 1, "float": 1.0, "bool": False, "words": ["true"]}[p.kind]
-                 for p in op.params}
+        valid = {p.name: {"str": "proj", "int": 1, "float": 1.0, "bool": False, "words": ["true"],
+                          "ports": [1, 2, 3, 4, 5]}[p.kind] for p in op.params}
+        for p in op.params:
+            if p.pattern:
+                valid[p.name] = next(v for v in formed if re.fullmatch(p.pattern, v))
         if "size" in valid:
             valid["size"] = [24, 80]
         for p in op.params:
-            for value in wrong[p.kind]:
+            for value in wrong[p.kind] + (["../x", "a\nb", "x" * 300] if p.pattern else []):
                 if value is None and p.optional:
                     continue
                 refused(daemon.socket, request(name, {**valid, p.name: value}))
