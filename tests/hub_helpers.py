@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 #: The example's image name: made once (and rebuilt only when the wheels change), shared by every hub test.
 SINGLEUSER_IMAGE = "ds01/singleuser:latest"
+_made: dict = {}
 
 
 def free_port() -> int:
@@ -63,6 +64,8 @@ def singleuser_fixture(engine, tmp_path_factory):
     (pip and Docker reuse what did not change); a lock keeps two sessions from filling it at once."""
     import jupyterhub
 
+    if _made:  # the fixture is imported by several modules: each copy is its own fixture
+        return _made
     shared = tmp_path_factory.getbasetemp().parent
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO)],
@@ -78,7 +81,8 @@ def singleuser_fixture(engine, tmp_path_factory):
         for argv in (["wheels", "-f", str(config), "--wheel", str(wheel)], ["image", "-f", str(config)]):
             done = ds01_hub(*argv)
             assert done.returncode == 0, f"ds01-hub {argv[0]}:\n{done.stdout}\n{done.stderr[-3000:]}"
-    return {"image": SINGLEUSER_IMAGE, "wheels": str(wheels), "wheel": str(wheel)}
+    _made.update(image=SINGLEUSER_IMAGE, wheels=str(wheels), wheel=str(wheel))
+    return _made
 
 
 class Hub:

@@ -49,6 +49,7 @@ c.JupyterHub.pid_file = "{tmp}/hub.pid"
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
 c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120  # a busy test host starts JupyterLab slowly
 c.Spawner.poll_interval = 2
 c.JupyterHub.services = [{{"name": "tester", "api_token": "{token}"}}]
 c.JupyterHub.load_roles = [{{
@@ -77,7 +78,7 @@ defaults:
   memory_swap: 2g
 user_overrides:
   carol:
-    max_runtime: 8s
+    max_runtime: 30s
 """
 CULLER = """
 import sys
@@ -235,12 +236,13 @@ def test_idle_culler_stops_through_the_guard(hub, engine):
 
 
 def test_runtime_limit_stops_the_server(hub, engine):
-    """carol's max_runtime (8 s) is applied by the spawner's poll, with the same rescue."""
+    """carol's max_runtime (30 s: the spawn itself may take 20 on a busy host) is applied by the spawner's
+    poll, with the same rescue."""
     assert _ready(hub.spawn("carol", "demo", {"gpus": 0})), hub.log()
     record = engine.get_container(container_name("demo", "carol"))
     code, _ = engine.exec(record.id, ["sh", "-c", "echo late > /tmp/late.txt"], user=f"{UIDS['carol']}:{UIDS['carol']}")
     assert code == 0
-    _wait_gone(hub, "carol", "demo", 60)
+    _wait_gone(hub, "carol", "demo", 90)
     assert engine.get_container(record.id) is None
     assert [p.read_text() for p in (hub.workspace("carol", "demo") / ".rescued").glob("*/tmp/late.txt")] == ["late\n"]
     assert "max_runtime" in hub.log()

@@ -79,6 +79,7 @@ c.DS01Spawner.default_gpus = None  # one GPU where the host has any, else CPU-on
 c.DS01Spawner.enforce_limits_in_poll = True
 c.Spawner.poll_interval = 60
 c.Spawner.start_timeout = 600  # the first start of a project builds its image
+c.Spawner.http_timeout = 120  # JupyterLab in a container on a busy GPU host may take more than 30 s to answer
 
 # Hub users are Unix accounts by default (uid, gid and home from the system).
 # For users who are not, map them to a DS01 user yourself, e.g.:
