@@ -25,6 +25,18 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 BASE_IMAGE = os.environ.get("DS01_TEST_BASE_IMAGE", "ds01/base:latest")
 REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("DS01_REQUIRE_DOCKER") == "1"
 
+#: Fixtures that start something heavy: the Docker engine (every fixture that makes containers, Unix users or
+#: cores builds on `engine`) and a Jupyter server (pytest-jupyter's). A test using any of them, directly or through
+#: other fixtures, is marked `docker`, so `pytest -m "not docker"` is the fast tier without anyone marking it.
+HEAVY_FIXTURES = frozenset({"engine", "jp_serverapp", "jp_fetch", "jp_ws_fetch"})
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the tests that need the engine or a server, and those marked `slow`, as `docker` (the slow tier)."""
+    for item in items:
+        if HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ())) or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.docker)
+
 
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory):
@@ -109,6 +121,13 @@ def project_name():
     return lambda: "t" + secrets.token_hex(4)
 
 
+@pytest.fixture
+def demo():
+    """One unique project name for a test that reads best with one: on a DS01 host `demo._.root` may well be
+    root's own container (CI's .ci/busy-host makes sure of it), so a test never uses the name itself."""
+    return "demo-" + secrets.token_hex(4)
+
+
 def cli_environ(settings: Settings, home: Path, **extra: str) -> dict[str, str]:
     """The environment a test runs the ds01 command line in: this test's home and base image, and the
     test's admin settings (lock, GPU list, limits) where the environment may set them (root, or the owner of
@@ -130,6 +149,9 @@ class CoreFactory:
         self.tmp_path = tmp_path
         self.engine = engine
         self.cores: list[DS01] = []
+        # Images there before the test are never removed by its clean-up: on a busy host another user's (or
+        # root's own) image may carry the same project label.
+        self.images_before = {image.id for image in engine.list_images(L.managed())}
 
     def settings(self, limits: str | None = None, gpus: list | None = None, **overrides) -> Settings:
         values = dict(
@@ -173,7 +195,7 @@ class CoreFactory:
                 core.engine.remove_container(record.id, force=True)
         projects = {p.name for p in self.tmp_path.glob("*/workspace/*")}
         for image in core.engine.list_images(L.managed()):
-            if image.labels.get(L.PROJECT) in projects:
+            if image.labels.get(L.PROJECT) in projects and image.id not in self.images_before:
                 try:
                     core.engine.remove_image(image.id)
                 except DS01Error:
@@ -260,7 +282,7 @@ def api(jp_fetch):
 
 # -- a second Unix user and small filesystems (root only) ---------------------------------
 @pytest.fixture
-def small_fs():
+def small_fs(engine):
     """A 4 MiB filesystem of its own (tmpfs), for running out of room for real."""
     import subprocess
 
@@ -272,13 +294,22 @@ def small_fs():
     path = Path(tempfile.mkdtemp(prefix="ds01-small-"))  # outside pytest's 0700 tree: other users reach it
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=2000,mode=755", "tmpfs", str(path)], check=True)
     yield path
-    core = DS01(Settings())
-    for record in core.engine.list_containers(L.managed()):  # deployed from projects on it
+    for record in engine.list_containers(L.managed()):  # deployed from projects on it
         if record.labels.get(L.WORKSPACE, "").startswith(str(path) + os.sep):
-            core.engine.remove_container(record.id, force=True)
-    core.close()
+            engine.remove_container(record.id, force=True)
     subprocess.run(["umount", "-l", str(path)], check=False)
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def lone_user(request):
+    """A user whose containers a test may count: a Unix account of the test's own where it may make one (root:
+    on a busy host root has containers of its own), else the user running the tests."""
+    import shutil
+
+    if os.geteuid() == 0 and shutil.which("useradd"):
+        return request.getfixturevalue("other_user")
+    return request.getfixturevalue("user")
 
 
 @pytest.fixture

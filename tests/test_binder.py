@@ -7,12 +7,14 @@ import runpy
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from ds01_jupyter import checkpoints
 from ds01_jupyter.core.notebook_check import check_notebook
 
 BINDER = Path(__file__).parent.parent / "binder"
+pytestmark = pytest.mark.slow  # runs the example notebook in a real kernel
 
 
 def test_example_project_shows_warnings_and_runs_without_docker(home, monkeypatch):

@@ -178,23 +178,24 @@ def test_stopped_container_caches_are_copied_from_the_archive(deployed, user, en
     assert (folder / "tmp/result.csv").read_text() == "1,2\n"
 
 
-async def test_rest_include_caches(api, home, engine):
-    await api("POST", "projects", body={"name": "demo"}, expect=201)
-    _, deployed = await api("POST", "projects", "demo", "deploy", params={"wait": "1"}, expect=200)
+async def test_rest_include_caches(api, home, engine, demo):
+    await api("POST", "projects", body={"name": demo}, expect=201)
+    _, deployed = await api("POST", "projects", demo, "deploy", params={"wait": "1"}, expect=200)
     cid = deployed["container"]["id"]
     code, _ = engine.exec(cid, ["sh", "-c", "mkdir -p /root/.cache/huggingface && head -c 5000 /dev/urandom > "
                                 "/root/.cache/huggingface/m && echo 1,2 > /tmp/result.csv"], user="0:0")
     assert code == 0
-    _, rescued = await api("POST", "projects", "demo", "rescue", expect=200)
+    _, rescued = await api("POST", "projects", demo, "rescue", expect=200)
     (cache,) = [s for s in rescued["skipped"] if s.get("kind") == "cache"]
     assert cache["path"] == "/root/.cache/huggingface" and cache["size"] == 5000
-    status, _ = await api("POST", "projects", "demo", "rescue", body={"include_caches": "yes"})
+    status, _ = await api("POST", "projects", demo, "rescue", body={"include_caches": "yes"})
     assert status == 400
-    _, rescued = await api("POST", "projects", "demo", "rescue", body={"include_caches": True}, expect=200)
+    _, rescued = await api("POST", "projects", demo, "rescue", body={"include_caches": True}, expect=200)
     assert rescued["files"] == 2 and not [s for s in rescued["skipped"] if s.get("kind") == "cache"]
-    status, _ = await api("POST", "projects", "demo", "retire", body={"mode": "discard", "include_caches": True})
+    status, _ = await api("POST", "projects", demo, "retire", body={"mode": "discard", "include_caches": True})
     assert status == 400
-    _, retired = await api("POST", "projects", "demo", "retire", body={"mode": "rescue", "include_caches": True}, expect=200)
+    _, retired = await api("POST", "projects", demo, "retire", body={"mode": "rescue", "include_caches": True},
+                           expect=200)
     assert retired["dropped_caches"] == [] and retired["rescued"]["files"] == 2
-    copies = list((home / "workspace" / "demo" / ".rescued").glob("*/root/.cache/huggingface/m"))
+    copies = list((home / "workspace" / demo / ".rescued").glob("*/root/.cache/huggingface/m"))
     assert len(copies) == 2 and all(c.stat().st_size == 5000 for c in copies)

@@ -98,6 +98,7 @@ ck.save([b"x" * 5_000_000, Slow()], epoch=2, metrics={{"loss": 0.1}}, directory=
 """
 
 
+@pytest.mark.slow  # a child process killed mid-save
 def test_kill_9_in_the_middle_of_a_save_leaves_the_previous_checkpoint_and_manifest(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(ck.__file__)))
     ck.save({"epoch": 1}, epoch=1, metrics={"loss": 0.5}, directory=tmp_path, name="epoch1.pkl")

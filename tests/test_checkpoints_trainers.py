@@ -351,6 +351,7 @@ def _train(which: str, out: Path, module: str) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.slow  # trains with the real library in a child process
 def test_real_lightning_checkpoints_give_epoch_step_score_last_and_best(tmp_path):
     models = tmp_path / "models"
     best_name = _train("lightning", models / "lightning_logs" / "version_0" / "checkpoints", "pytorch_lightning")
@@ -370,6 +371,7 @@ def test_real_lightning_checkpoints_give_epoch_step_score_last_and_best(tmp_path
     assert {c.name for c, _ in keep} >= {"last.ckpt", best_name}
 
 
+@pytest.mark.slow  # trains with the real library in a child process
 def test_real_keras_checkpoints_read_as_epochs_and_val_loss(tmp_path):
     models = tmp_path / "models"
     _train("keras", models, "keras")
@@ -381,6 +383,7 @@ def test_real_keras_checkpoints_read_as_epochs_and_val_loss(tmp_path):
     assert ck.latest(models).epoch == 3
 
 
+@pytest.mark.slow  # trains with the real library in a child process
 def test_real_torch_distributed_checkpoint_is_complete_only_with_its_metadata(tmp_path):
     models = tmp_path / "models"
     _train("dcp", models, "torch.distributed.checkpoint")

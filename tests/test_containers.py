@@ -141,7 +141,8 @@ def test_rebuilt_image_is_reported_and_redeploy_uses_it(make_core, user, project
     assert project.path.is_dir()
 
 
-def test_container_limit_names_the_limit(make_core, user, project_name):
+def test_container_limit_names_the_limit(make_core, lone_user, project_name):
+    user = lone_user  # counted: a user with no containers but the test's
     core = make_core(limits="defaults:\n  max_containers_per_user: 1\n")
     first, second = project_name(), project_name()
     core.projects.create(user, first)

@@ -34,32 +34,33 @@ def has(events, **match):
     return any(all(e.get(k) == v for k, v in match.items()) for e in events)
 
 
-async def test_snapshot_then_start_and_death_of_a_container(api, jp_base_url, jp_http_port, jp_auth_header, make_core, engine):
-    await api("POST", "projects", body={"name": "demo"}, expect=201)
+async def test_snapshot_then_start_and_death_of_a_container(api, jp_base_url, jp_http_port, jp_auth_header, make_core,
+                                                            engine, demo):
+    await api("POST", "projects", body={"name": demo}, expect=201)
     url = f"http://localhost:{jp_http_port}{jp_base_url}ds01/events"
     events: list[dict] = []
-    done = lambda evs: has(evs, type="container", action="die", project="demo")  # noqa: E731
+    done = lambda evs: has(evs, type="container", action="die", project=demo)  # noqa: E731
     reader = asyncio.ensure_future(follow(url, jp_auth_header, events, done))
     for _ in range(100):
         if events:
             break
         await asyncio.sleep(0.05)
     assert events[0]["type"] == "snapshot"
-    assert [p["name"] for p in events[0]["projects"]] == ["demo"]
+    assert [p["name"] for p in events[0]["projects"]] == [demo]
 
-    _, result = await api("POST", "projects", "demo", "deploy", params={"wait": "1"}, expect=200)
+    _, result = await api("POST", "projects", demo, "deploy", params={"wait": "1"}, expect=200)
     # The container dies behind the server's back (as an OOM kill or a crash would).
     engine.api.kill(result["container"]["id"])
     await asyncio.wait_for(reader, 30)
     assert has(events, type="operation", kind="deploy", state="done")
-    assert has(events, type="container", action="start", project="demo")
+    assert has(events, type="container", action="start", project=demo)
     died = next(e for e in events if e.get("action") == "die")
     assert died["exit_code"] == 137
 
 
-async def test_reconnect_gets_current_state_first(api, jp_base_url, jp_http_port, jp_auth_header, engine):
-    await api("POST", "projects", body={"name": "demo"}, expect=201)
-    await api("POST", "projects", "demo", "deploy", params={"wait": "1"}, expect=200)
+async def test_reconnect_gets_current_state_first(api, jp_base_url, jp_http_port, jp_auth_header, engine, demo):
+    await api("POST", "projects", body={"name": demo}, expect=201)
+    await api("POST", "projects", demo, "deploy", params={"wait": "1"}, expect=200)
     url = f"http://localhost:{jp_http_port}{jp_base_url}ds01/events"
     events: list[dict] = []
     await asyncio.wait_for(follow(url, jp_auth_header, events, lambda evs: bool(evs)), 30)

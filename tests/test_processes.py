@@ -219,41 +219,42 @@ def test_idle_and_busy_kernels_are_told_apart(tmp_path):
 
 
 # -- through the Jupyter server: a kernel that executes a cell, the REST answers ---------------------
-async def test_a_running_cell_is_a_process_named_by_its_notebook_and_the_api_refuses(api, jp_fetch, jp_serverapp):
+async def test_a_running_cell_is_a_process_named_by_its_notebook_and_the_api_refuses(api, jp_fetch, jp_serverapp, demo):
     from test_kernels import start_session
 
-    await api("POST", "projects", body={"name": "demo"}, expect=201)
-    await api("POST", "projects", "demo", "deploy", params={"wait": "1"}, expect=200)
-    kernel_id = await start_session(jp_fetch, "demo/notebooks/train.ipynb", "ds01-demo")
+    await api("POST", "projects", body={"name": demo}, expect=201)
+    await api("POST", "projects", demo, "deploy", params={"wait": "1"}, expect=200)
+    kernel_id = await start_session(jp_fetch, f"{demo}/notebooks/train.ipynb", f"ds01-{demo}")
     client = jp_serverapp.kernel_manager.get_kernel(kernel_id).client()
     client.start_channels()
     try:
         await client.wait_for_ready(timeout=60)
         await client.execute_interactive("x = 1", timeout=30)
-        _, audit = await api("GET", "projects", "demo", "audit", expect=200)
+        _, audit = await api("GET", "projects", demo, "audit", expect=200)
         [idle] = [f for f in audit["findings"] if f["kind"] == "kernel"]
         assert idle["notebook"] == "notebooks/train.ipynb" and "variables are lost" in idle["detail"]
         assert audit["at_risk"] == 0
 
         client.execute("import time\ntime.sleep(600)")
         await asyncio.sleep(2)
-        _, audit = await api("GET", "projects", "demo", "audit", expect=200)
+        _, audit = await api("GET", "projects", demo, "audit", expect=200)
         [cell] = [f for f in audit["findings"] if f["kind"] == "process"]
         assert cell["notebook"] == "notebooks/train.ipynb" and cell["cell"] >= 2 and cell["busy"] is True
         assert cell["detail"].startswith("cell running for") and "notebooks/train.ipynb" in cell["detail"]
         assert audit["at_risk"] == 1
 
         for verb, body in (("retire", {"mode": "discard"}), ("stop", {})):
-            status, refused = await api("POST", "projects", "demo", verb, body=body)
+            status, refused = await api("POST", "projects", demo, verb, body=body)
             assert status == 409 and refused["error"] == "UnsavedWork", refused
             assert [p["pid"] for p in refused["processes"]] == [cell["pid"]]
-        status, _ = await api("POST", "projects", "demo", "stop", body={"stop_processes": "yes"})
+        status, _ = await api("POST", "projects", demo, "stop", body={"stop_processes": "yes"})
         assert status == 400
-        _, stopped = await api("POST", "projects", "demo", "stop", body={"stop_processes": True}, expect=200)
+        _, stopped = await api("POST", "projects", demo, "stop", body={"stop_processes": True}, expect=200)
         assert stopped["state"] == "exited" and stopped["processes"]["count"] >= 1
     finally:
         client.stop_channels()
-        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+        if kernel_id in jp_serverapp.kernel_manager:  # a stop ends the container's kernels: it may be gone
+            await jp_serverapp.kernel_manager.shutdown_kernel(kernel_id, now=True)
 
 
 def test_the_reaper_leaves_a_busy_container_alone_and_warns_before_max_runtime(make_core, user, project_name):

@@ -38,13 +38,13 @@ def _run_in_pty(argv: list[str], typed: bytes, timeout: float = 20.0) -> str:
     return out.decode(errors="replace")
 
 
-async def test_terminal_command_opens_a_shell_in_the_running_container(api, engine, jp_serverapp):
-    await api("POST", "projects", body={"name": "demo"}, expect=201)
-    status, err = await api("GET", "projects", "demo", "terminal")
+async def test_terminal_command_opens_a_shell_in_the_running_container(api, engine, jp_serverapp, demo):
+    await api("POST", "projects", body={"name": demo}, expect=201)
+    status, err = await api("GET", "projects", demo, "terminal")
     assert status in (404, 409) and err["message"], "no container yet: a clear error, not a command"
 
-    await api("POST", "projects", "demo", "deploy", params={"wait": "1"}, expect=200)
-    _, data = await api("GET", "projects", "demo", "terminal", expect=200)
+    await api("POST", "projects", demo, "deploy", params={"wait": "1"}, expect=200)
+    _, data = await api("GET", "projects", demo, "terminal", expect=200)
     assert shlex.split(data["line"]) == data["command"]
     assert data["command"][1:3] == ["exec", "-i"] or "exec" in data["command"]
 
@@ -61,16 +61,16 @@ async def test_terminal_command_opens_a_shell_in_the_running_container(api, engi
     printed = _run_in_pty(data["command"], b"echo in-$(pwd)-as-$(id -u); exit\n")
     assert f"in-/workspace-as-{os.getuid()}" in printed
 
-    await api("POST", "projects", "demo", "stop", expect=200)
-    status, err = await api("GET", "projects", "demo", "terminal")
+    await api("POST", "projects", demo, "stop", expect=200)
+    status, err = await api("GET", "projects", demo, "terminal")
     assert status == 409 and "Start it" in err.get("hint", "")
-    await api("POST", "projects", "demo", "retire", body={"mode": "discard"}, expect=200)
+    await api("POST", "projects", demo, "retire", body={"mode": "discard"}, expect=200)
 
 
-async def test_uptime_restarts_when_the_container_is_restarted_outside_ds01(api, engine, jp_serverapp):
+async def test_uptime_restarts_when_the_container_is_restarted_outside_ds01(api, engine, jp_serverapp, demo):
     """Start times are remembered between listings; the engine's events make a restart by hand show."""
-    await api("POST", "projects", body={"name": "demo"}, expect=201)
-    await api("POST", "projects", "demo", "deploy", params={"wait": "1"}, expect=200)
+    await api("POST", "projects", body={"name": demo}, expect=201)
+    await api("POST", "projects", demo, "deploy", params={"wait": "1"}, expect=200)
     _, listing = await api("GET", "projects", expect=200)
     first = listing["projects"][0]["container"]
     time.sleep(3)
@@ -89,4 +89,4 @@ async def test_uptime_restarts_when_the_container_is_restarted_outside_ds01(api,
         await asyncio.sleep(0.5)
     assert container["id"] == first["id"]
     assert container["started_at"] != first["started_at"] and container["uptime_seconds"] < 10
-    await api("POST", "projects", "demo", "retire", body={"mode": "discard"}, expect=200)
+    await api("POST", "projects", demo, "retire", body={"mode": "discard"}, expect=200)

@@ -21,6 +21,7 @@ SYSTEM_PYTHON = shutil.which(f"python{sys.version_info.major}.{sys.version_info.
 RUN_CLI = "import site, sys; site.addsitedir(sys.argv.pop(1)); from ds01_jupyter.cli.main import entry; entry()"
 
 pytestmark = [
+    pytest.mark.slow,  # real Unix users run the command line in processes of their own
     pytest.mark.skipif(os.geteuid() != 0, reason="making Unix users needs root"),
     pytest.mark.skipif(SYSTEM_PYTHON is None, reason="no system Python of this version for other users"),
 ]
