@@ -28,7 +28,7 @@ GENEROUS = """
 defaults:
   max_mig_instances: 8
   max_mig_per_container: 2
-  max_containers_per_user: 10
+  max_containers_per_user: 100
   gpu_hold_after_stop: 0.25h
 """
 
@@ -72,8 +72,9 @@ def test_deploy_gets_a_gpu_by_uuid_and_retire_frees_it(make_core, user, project_
     assert core.containers.deploy(user, b, gpus=1).container.gpus == [gpus[0]["uuid"]]
 
 
-def test_gpu_limits_name_the_limit(make_core, user, project_name):
-    core = make_core(limits="defaults:\n  max_mig_instances: 1\n  max_mig_per_container: 1\n  max_containers_per_user: 5\n", gpus=fake_gpus(3))
+def test_gpu_limits_name_the_limit(make_core, lone_user, project_name):
+    user = lone_user  # counted: on a DS01 host root's own containers may hold GPUs
+    core = make_core(limits="defaults:\n  max_mig_instances: 1\n  max_mig_per_container: 1\n", gpus=fake_gpus(3))
     a, b = project_name(), project_name()
     core.projects.create(user, a)
     core.projects.create(user, b)
@@ -88,13 +89,14 @@ def test_gpu_limits_name_the_limit(make_core, user, project_name):
     assert core.containers.deploy(user, b, gpus=0).container.gpus == []
 
 
-def test_full_gpu_counts_as_several_slots_and_mig_only_users(make_core, user, project_name):
+def test_full_gpu_counts_as_several_slots_and_mig_only_users(make_core, lone_user, project_name):
+    user = lone_user  # counted: on a DS01 host root's own containers may hold GPUs
     devices = [
         {"uuid": f"GPU-full-{project_name()}", "index": 0, "name": "Full GPU"},
         {"uuid": f"MIG-a-{project_name()}", "index": "1:0", "name": "MIG 1g", "parent_uuid": "GPU-parent-1"},
     ]
     limits = (
-        "defaults:\n  max_mig_instances: 2\n  allow_full_gpu: false\n  max_containers_per_user: 5\n"
+        "defaults:\n  max_mig_instances: 2\n  allow_full_gpu: false\n"
         "gpu_allocation:\n  mig_instances_per_gpu: 4\n"
     )
     core = make_core(limits=limits, gpus=devices)

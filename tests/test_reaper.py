@@ -12,7 +12,7 @@ from ds01_jupyter.core.errors import GpuUnavailable
 
 from conftest import fake_gpus
 
-IDLE = "defaults:\n  idle_timeout: 60s\n  max_runtime: null\n  max_containers_per_user: 5\n"
+IDLE = "defaults:\n  idle_timeout: 60s\n  max_runtime: null\n  max_containers_per_user: 100\n"
 
 
 def deploy(core, user, name, **kwargs):
@@ -120,7 +120,7 @@ def test_containers_of_another_workspace_root_are_left_alone(make_core, user, pr
 
 def test_a_container_that_died_before_starting_frees_its_gpu_and_is_removed(make_core, user, project_name, monkeypatch):
     gpus = fake_gpus(1)
-    core = make_core(limits="defaults:\n  max_mig_instances: 4\n  max_containers_per_user: 5\n", gpus=gpus)
+    core = make_core(limits="defaults:\n  max_mig_instances: 4\n  max_containers_per_user: 100\n", gpus=gpus)
     dead, other = project_name(), project_name()
     core.projects.create(user, dead)
     image = core.images.build(user, dead)
