@@ -59,6 +59,7 @@ def test_checks_name_what_is_missing_with_what_to_do(tmp_path):
     config.JupyterHub.ssl_cert = str(tmp_path / "cert.pem")
     config.JupyterHub.authenticator_class = "pam"
     config.Authenticator.allow_all = True
+    config.PAMAuthenticator.admin_groups = {"no-such-group-ds01"}
     from ds01_jupyter.hub.spawner import DS01Spawner
 
     core = DS01Spawner(config=config).core
@@ -70,7 +71,7 @@ def test_checks_name_what_is_missing_with_what_to_do(tmp_path):
     text = report.text()
     assert "missing.yaml does not exist" in text and "ds01-hub init" in text
     assert "no-proxy is not found" in text and "cert.pem' cannot be read" in text
-    assert "allow_all with PAM" in text
+    assert "allow_all with PAM" in text and "groupadd no-such-group-ds01" in text
 
     (tmp_path / "missing.yaml").write_text("defaults:\n  memory: lots\n")
     report = checks.Report()
@@ -164,14 +165,14 @@ def test_a_failed_build_shows_its_last_lines_and_where_the_log_is():
 
     def keep(text):
         kept.append(text)
-        return "/home/alice/.local/state/ds01-jupyter/hub/demo.build.log"
+        return "demo/results/logs/image-build.log"
 
     with pytest.raises(BuildFailed) as failed:
         build_quietly(build, said.append, "Image of demo", keep)
     assert "line 39" in failed.value.message and "line 20" not in failed.value.message
-    assert failed.value.hint.startswith("The whole log: /home/alice/") and kept[0].count("\n") == 40
+    assert failed.value.hint.startswith("The whole log: demo/results/logs/") and kept[0].count("\n") == 40
     assert build_quietly(lambda progress: "ok", said.append, "Image of demo", keep) == "ok"
-    assert said[-1].endswith("the whole build log is in /home/alice/.local/state/ds01-jupyter/hub/demo.build.log")
+    assert said[-1].endswith("the whole build log is in demo/results/logs/image-build.log")
 
 
 def test_an_upgrade_rebuilds_the_singleuser_image_saying_why(monkeypatch, tmp_path):

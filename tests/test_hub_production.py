@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 MARKER = "# EDIT: anything the site changes goes here, below the defaults above.\n"
 SITE = """\
 c.PAMAuthenticator.allowed_groups = {{"{group}"}}
-c.PAMAuthenticator.admin_groups = set()
+c.PAMAuthenticator.admin_groups = {{"{admins}"}}
 c.JupyterHub.bind_url = "https://127.0.0.1:{port}"
 c.JupyterHub.ssl_cert = "{etc}/tls/fullchain.pem"
 c.JupyterHub.ssl_key = "{etc}/tls/privkey.pem"
@@ -53,11 +53,14 @@ def _sh(*argv, **kwargs):
 
 
 @pytest.fixture
-def unix_group():
-    name = "ds01g" + secrets.token_hex(4)
-    _sh("groupadd", name)
-    yield name
-    subprocess.run(["groupdel", name], check=False)
+def unix_groups():
+    """The site's two Unix groups (the example's ds01-users and ds01-admins), under names of the test's own."""
+    names = ["ds01g" + secrets.token_hex(4), "ds01a" + secrets.token_hex(4)]
+    for name in names:
+        _sh("groupadd", name)
+    yield names
+    for name in names:
+        subprocess.run(["groupdel", name], check=False)
 
 
 def _member(unix_users, group: str | None):
@@ -89,13 +92,14 @@ def _foreign(home: Path, uid: int) -> list[str]:
     return out + ([str(home)] if home.stat().st_uid != uid else [])
 
 
-def test_admin_install_as_documented(tmp_path, chp, singleuser, unix_users, unix_group, ds01d_factory, engine):
+def test_admin_install_as_documented(tmp_path, chp, singleuser, unix_users, unix_groups, ds01d_factory, engine):
     tmp_path.chmod(0o755)  # the hub's state folder; users' homes are elsewhere
     etc = tmp_path / "etc"
     # Configuration files from the shipped examples.
     done = ds01_hub("init", "--etc", str(etc))
     assert done.returncode == 0 and "resource-limits.yaml" in done.stdout, done.stderr
     # Who may log in: members of the site's Unix group, with their own password.
+    unix_group, admins = unix_groups
     alice = _member(unix_users, unix_group)
     outsider = _member(unix_users, None)
     # TLS: the site's certificate (here a self-signed one for 127.0.0.1).
@@ -109,7 +113,7 @@ def test_admin_install_as_documented(tmp_path, chp, singleuser, unix_users, unix
     text = config.read_text()
     assert MARKER in text
     config.write_text(text.replace(MARKER, MARKER + SITE.format(
-        group=unix_group, port=port, etc=etc, base=BASE_IMAGE, wheels=singleuser["wheels"], hub_port=free_port(),
+        group=unix_group, admins=admins, port=port, etc=etc, base=BASE_IMAGE, wheels=singleuser["wheels"], hub_port=free_port(),
         api_port=free_port(), token=token)))
     # The unit's environment: its PATH, where configurable-http-proxy was installed (npm install -g).
     unit = ds01_hub("unit", "-f", str(config)).stdout
@@ -163,8 +167,8 @@ def _use_the_hub(hub: Hub, alice, outsider, engine) -> None:
     messages = [e.get("message", "") for e in events]
     assert "Building the image of p1" in messages and any(m.startswith("Image of p1: Step 1/") for m in messages)
     assert len(messages) < 40 and not any(m.startswith(" ---> ") for m in messages), messages  # no raw build log
-    log_file = alice.home / ".local/state/ds01-jupyter/hub/p1.build.log"
-    assert any(str(log_file) in m for m in messages) and "Successfully built" in log_file.read_text()
+    assert "Image of p1: the whole build log is in p1/results/logs/image-build.log" in messages, messages
+    assert "Successfully built" in (alice.home / "workspace/p1/results/logs/image-build.log").read_text()
     assert hub.spawn(alice.name, "p2", {})[-1].get("ready"), hub.log()
 
     # The contents API and a kernel write into the project, as the user.

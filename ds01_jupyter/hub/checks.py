@@ -11,6 +11,7 @@ answering users with HTTP 500.
 
 from __future__ import annotations
 
+import grp
 import os
 import shutil
 import sys
@@ -154,6 +155,15 @@ def _check_login(config, report: Report) -> None:
         return
     allowed = any(_get(config, section, "allowed_users") or _get(config, section, "allowed_groups")
                   for section in ("Authenticator", "LocalAuthenticator", "PAMAuthenticator"))
+    for section in ("LocalAuthenticator", "PAMAuthenticator"):
+        for setting in ("allowed_groups", "admin_groups"):
+            for group in sorted(_get(config, section, setting) or ()):
+                try:
+                    grp.getgrnam(group)
+                except KeyError:  # PAM's admin check then fails every login with HTTP 500
+                    report.errors.append(DS01Error(f"c.{section}.{setting} names the Unix group {group!r}, which "
+                                                   "does not exist.", hint=f"Create it (`groupadd {group}`) or "
+                                                   "change the setting."))
     if any(_get(config, s, "allow_all") for s in ("Authenticator", "LocalAuthenticator", "PAMAuthenticator")):
         report.warnings.append("allow_all with PAM lets in every account of this host that has a password; "
                                "list allowed_users or allowed_groups instead.")

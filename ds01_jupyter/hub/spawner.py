@@ -47,6 +47,8 @@ from .image import ensure_singleuser, has_singleuser, project_outdated
 from .progress import build_quietly
 
 INTERFACE = "jupyterhub"
+#: Where the whole log of a project image's build is kept, in the project.
+BUILD_LOG = "results/logs/image-build.log"
 _defaults = Settings()
 _cores: dict[Settings, DS01] = {}
 _cores_lock = threading.Lock()
@@ -292,13 +294,14 @@ class DS01Spawner(DockerSpawner):
             pass  # the log has it; the notice is a convenience
 
     def _keep_log(self, user: User, project: str, text: str) -> str | None:
-        """Keep a build's whole log in the user's state folder, as theirs; where it is, for the message."""
-        path = self._notice_file(user, project).with_suffix(".build.log")
+        """Keep a build's whole log in the project's results/logs (readable in JupyterLab, out of git and of
+        the build context), written as the user; where it is, for the message."""
+        path = self.core.projects.root(user) / project / BUILD_LOG
         try:
             write_atomic(path, text, user)
         except OSError:
             return None
-        return str(path)
+        return f"{project}/{BUILD_LOG}"
 
     # -- start ------------------------------------------------------------------------------
     async def start(self):
