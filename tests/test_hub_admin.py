@@ -79,11 +79,13 @@ def test_checks_name_what_is_missing_with_what_to_do(tmp_path):
     assert "missing.yaml is not valid: Cannot read size 'lots'" in report.text(), report.text()
 
 
-def test_refusing_to_start_exits_with_the_report(monkeypatch):
+def test_refusing_to_start_exits_with_the_report(monkeypatch, capsys):
     monkeypatch.setattr(checks, "run_checks", lambda config: checks.Report(errors=[BuildFailed("no", hint="do")]))
     with pytest.raises(SystemExit) as exited:
         checks.refuse_to_start_unless_ready(Config(), argv=["-f", "x.py"])
-    assert "does not start" in str(exited.value) and "hint: do" in str(exited.value)
+    said = capsys.readouterr().err
+    assert exited.value.code == checks.EX_CONFIG and "does not start" in said and "hint: do" in said
+    assert f"RestartPreventExitStatus={checks.EX_CONFIG}" in admin.unit_text("/x.py")
     checks.refuse_to_start_unless_ready(Config(), argv=["upgrade-db"])  # not a start: no checks
 
 

@@ -126,7 +126,7 @@ def test_admin_install_as_documented(tmp_path, chp, singleuser, unix_users, unix
     broken.write_text(config.read_text().replace(f'"{etc}/resource-limits.yaml"', f'"{etc}/missing.yaml"'))
     refused = subprocess.run([sys.executable, "-m", "jupyterhub", "-f", str(broken)], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=120)
-    assert refused.returncode != 0 and "missing.yaml does not exist" in refused.stderr, refused.stderr[-2000:]
+    assert refused.returncode == 78 and "missing.yaml does not exist" in refused.stderr, refused.stderr[-2000:]
     assert "ds01-hub init" in refused.stderr and "Traceback" not in refused.stderr
     # The README's check before the first start.
     checked = ds01_hub("check", "-f", str(config), env=env)

@@ -22,6 +22,8 @@ from ..core.errors import DS01Error
 #: jupyterhub's sub-commands and options that load the config without starting a hub.
 NOT_STARTING = {"upgrade-db", "token", "--generate-config", "--generate-certs", "--version", "-h", "--help",
                 "--help-all"}
+#: The exit status of a hub that refuses to start (sysexits' EX_CONFIG): the unit does not restart it in a loop.
+EX_CONFIG = 78
 #: Set while `ds01-hub` loads a config for its own use (the admin's next step may be what is missing).
 loading_quietly = False
 
@@ -189,8 +191,9 @@ def refuse_to_start_unless_ready(config, argv: list[str] | None = None) -> None:
     if loading_quietly or NOT_STARTING & set(argv):
         return
     report = run_checks(config)
-    for warning in report.warnings:
+    for warning in report.warnings if not report.errors else ():
         print(f"[ds01] warning: {warning}", file=sys.stderr)
     if report.errors:
-        raise SystemExit("[ds01] The hub does not start: its configuration is not ready.\n" + report.text()
-                         + "\n(`ds01-hub check -f CONFIG` runs these checks again.)")
+        print("[ds01] The hub does not start: its configuration is not ready.\n" + report.text()
+              + "\n(`ds01-hub check -f CONFIG` runs these checks again.)", file=sys.stderr)
+        raise SystemExit(EX_CONFIG)
