@@ -16,7 +16,7 @@ import pytest
 from ds01d_helpers import ds01d_factory_fixture, unix_users_fixture  # noqa: F401  (fixtures)
 
 from ds01_jupyter.core import DS01
-from ds01_jupyter.core.errors import Forbidden
+from ds01_jupyter.core.errors import DS01Error, Forbidden, InvalidRequest
 from ds01_jupyter.core.names import container_name
 
 
@@ -31,21 +31,24 @@ def _secret_behind_closed_home(person, project: str) -> Path:
     return folder
 
 
-def _swap_at_start(core: DS01, folder: Path, target: Path) -> None:
+def _swap_at_start(core: DS01, folder: Path, target: Path, during=None) -> None:
     """Make the engine's next starts find ``folder`` swapped for a link to ``target`` (the user's own link), as a
-    user racing a start with rename() would; the folder is put back after each start."""
+    user racing a start with rename() would; the folder is put back after each start, then ``during(id)`` runs
+    (what the user does while the started container is not yet checked)."""
     real_start = core.engine.start_container
 
-    def start(container_id):
+    def start(container_id, **options):
         aside = folder.with_name("." + folder.name + ".aside")
         folder.rename(aside)
         folder.symlink_to(target)
         os.lchown(folder, folder.parent.stat().st_uid, folder.parent.stat().st_gid)
         try:
-            return real_start(container_id)
+            real_start(container_id, **options)
         finally:
             folder.unlink()
             aside.rename(folder)
+        if during is not None:
+            during(container_id)
 
     core.engine.start_container = start
 
@@ -59,12 +62,37 @@ def test_a_link_swapped_in_during_a_start_never_stays_mounted(unix_users, make_c
     core = make_core()
     core.projects.create(alice.user, name)
     first = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
+    assert core.engine.get_container(first.id).ip_address  # an honest start gets its network once checked
     core.containers.stop(alice.user, name, force=True)
     _swap_at_start(core, alice.home / "workspace" / name, theirs)
 
     with pytest.raises(Forbidden, match="was removed.*not the project folder"):
         core.containers.start(alice.user, name)
     assert core.engine.get_container(first.id) is None  # nothing it copied can be read after a later start
+
+    # In the milliseconds before the check the container has no network, and a request of hers that comes then
+    # (a command, its logs, a kernel) finds it unchecked, checks it and gets it removed, not bob's secret.
+    window = []
+
+    def meanwhile(container_id):
+        racing = core.engine.get_container(container_id)
+        networks = core.engine.api.inspect_container(container_id)["NetworkSettings"]["Networks"]
+        window.append((racing.running, racing.ip_address, sorted(networks)))
+        with pytest.raises(Forbidden, match="was removed.*not the project folder"):
+            core.containers.exec(alice.user, name, ["cat", "/workspace/secret.txt"])
+        with pytest.raises(DS01Error, match="no container"):
+            list(core.containers.logs(alice.user, name))
+
+    core.engine.start_container = type(core.engine).start_container.__get__(core.engine)
+    core.containers.deploy(alice.user, name, gpus=0, framework="base")  # an honest one, then stopped
+    core.containers.stop(alice.user, name, force=True)
+    _swap_at_start(core, alice.home / "workspace" / name, theirs, during=meanwhile)
+    with pytest.raises(DS01Error, match="was removed"):
+        core.containers.start(alice.user, name)
+    assert window == [(True, "", ["none"])]
+    assert core.engine.get_container(container_name(name, alice.name)) is None
+    core.engine.start_container = type(core.engine).start_container.__get__(core.engine)
+    _swap_at_start(core, alice.home / "workspace" / name, theirs)
 
     with pytest.raises(Forbidden, match="was removed"):  # a first deploy the same
         core.containers.deploy(alice.user, name, gpus=0, framework="base")
@@ -137,6 +165,18 @@ def _empty_tar() -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         info = tarfile.TarInfo("etc")
         info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _tar_link(name: str, target: str) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.SYMTYPE, target
         tar.addfile(info)
     return buffer.getvalue()
 
@@ -260,3 +300,109 @@ print("stream", json.dumps(got[8:].decode(errors="replace")), json.dumps(got[:4]
     stream = next(a for a in answers if a.startswith("stream"))
     # cat echoed the request in the engine's stdout frame (stream 1): the engine never read it as a request.
     assert stream == 'stream "GET /containers/json HTTP/1.1\\r\\nHost: docker\\r\\n\\r\\n" "01000000"', stream
+
+
+def test_a_build_never_fetches_a_url_on_the_hosts_network(unix_users, make_core, project_name):
+    """The engine fetches an ADD URL itself, on the host's network even when the build's is none: a user's build
+    would reach services only the host may reach (here one on localhost). Refused before the build, also through a
+    variable, the JSON form or an ONBUILD of her own image."""
+    import http.server
+    import threading
+
+    asked = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the stdlib's name)
+            asked.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"host only")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/secret"
+    alice = unix_users()
+    name = project_name()
+    core = make_core()
+    core.projects.create(alice.user, name)
+    trap = f"ds01-{alice.name}/trap{name}:latest"
+    subprocess.run(["docker", "import", "--change", f"LABEL ds01.managed=true ds01.user={alice.name} "
+                    f"ds01.user_id={alice.user.uid}", "--change", f"ONBUILD ADD {url} /x", "-", trap],
+                   input=_empty_tar(), check=True, capture_output=True)
+    dockerfile = core.images.dockerfile(alice.user, name)
+    try:
+        for text in (f"FROM ds01/base:latest\nADD {url} /x\n", f'FROM ds01/base:latest\nADD ["{url}", "/x"]\n',
+                     f"FROM ds01/base:latest\nadd --chown=1:1 \\\n  {url.upper()} /x\n",
+                     f"FROM ds01/base:latest\nARG U={url}\nADD $U /x\n", f"FROM {trap}\n"):
+            dockerfile.write_text(text)
+            with pytest.raises(InvalidRequest, match="with ADD.*remote ADD sources") as refused:
+                core.images.build(alice.user, name)
+            assert "RUN step" in refused.value.hint
+    finally:
+        server.shutdown()
+        subprocess.run(["docker", "rmi", trap], capture_output=True)
+    assert asked == [] and not core.images.list(alice.user)
+
+
+def test_kernel_starts_leave_nothing_of_roots_and_nothing_to_others(ds01d_factory, unix_users, make_core,
+                                                                     project_name):
+    """A kernel started through ds01d: the files the engine writes as root follow a link the user's image made
+    (/tmp -> /workspace) into her project, so they are hers (root's she could not remove); its key never reaches
+    the audit log (with it, anyone on the host reaches the kernel's ports); a start takes one of her operations
+    (ten execs a second while its pid is awaited); another user's LABEL ds01.user=... never puts his build's
+    containers in her events."""
+    settings = make_core.settings()
+    daemon = ds01d_factory(settings, max_operations_per_user=1)
+    alice, bob = unix_users(), unix_users()
+    name, his = project_name(), project_name()
+    core = make_core()
+    since = time.time()
+    core.projects.create(bob.user, his)
+    bob_file = core.images.dockerfile(bob.user, his)
+    bob_file.write_text(f"FROM ds01/base:latest\nLABEL ds01.managed=true ds01.user={alice.name} "
+                        f"ds01.user_id={alice.user.uid} ds01.project={name}\nRUN true\n")
+    core.images.build(bob.user, his)
+    core.projects.create(alice.user, name)
+    record = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
+    # What her image could say (RUN rm -rf /tmp && ln -s /workspace /tmp), without a build.
+    core.engine.api.put_archive(record.id, "/", _tar_link("tmp", "/workspace"))
+    assert core.containers.install_helpers(record.id, alice.user)  # as every start does
+    answers = _as_user(alice, daemon.socket, """
+import json, os, socket, subprocess, sys, time
+args = {"name": sys.argv[2], "kernel_id": "k1", "key": "very-secret-key", "ports": [40001, 40002, 40003, 40004, 40005]}
+def attach():
+    control = socket.socket(socket.AF_UNIX)
+    control.connect(sys.argv[1])
+    control.sendall(json.dumps({"op": "kernels.attach", "args": args}).encode() + b"\\n")
+    line, fds, _, _ = socket.recv_fds(control, 65536, 4)
+    for fd in fds:
+        os.close(fd)
+    return json.loads(line)
+print("first", sorted(attach()))
+busy = subprocess.Popen([sys.executable, "-c", "import sys; from ds01_jupyter.service.client import RemoteDS01; "
+                         "RemoteDS01(sys.argv[1]).containers.exec(None, sys.argv[2], ['sleep', '4'])", *sys.argv[1:3]])
+time.sleep(2)
+print("second", json.dumps(attach()))
+busy.wait()
+""", name)
+    assert answers[0] == "first ['attached']", answers
+    assert "You already have 1 ds01 operations running" in answers[1], answers
+    folder = alice.home / "workspace" / name / ".ds01"
+    written = [folder, *folder.rglob("*")]
+    assert {folder / "kernel_launcher.py", folder / "kernel-k1.json", folder / "lib"} <= set(written), written
+    assert {p.lstat().st_uid for p in written} == {alice.user.uid}, [(p, p.lstat().st_uid) for p in written]
+    assert alice.python_as(f"import shutil; shutil.rmtree({str(folder)!r})").returncode == 0
+    audit = (daemon.log_dir / "audit.jsonl").read_text()
+    assert '"kernels.attach"' in audit and "very-secret-key" not in audit
+
+    events = core.follow_events(alice.user, since)
+    seen = []
+    for event in events:
+        if event["action"] == "tick":
+            break
+        seen.append(event)
+    events.close()
+    assert seen and {e["name"] for e in seen} == {container_name(name, alice.name)}, seen

@@ -109,12 +109,17 @@ class DS01:
         ``{"action": "tick", "time": T}`` says all events up to T were given, so a follower that stops or
         reconnects misses nothing, and one that went away is noticed. Never ends by itself."""
         from . import labels as L
+        from .names import container_name
 
         now = time.time()
         since = now if since is None else min(max(since, now - 600), now)
         while True:
             until = max(time.time(), since) + window
             for event in self.engine.events(L.owned_by(user), since=since, until=until):
+                # Labels alone count for nothing: another user's image (and so the build containers of a Dockerfile
+                # saying LABEL ds01.user=...) carries any. Only ds01 names a container <project>._.<user>.
+                if event.get("name") != container_name((event.get("labels") or {}).get(L.PROJECT, ""), user.name):
+                    continue
                 if event.get("action") in ("start", "die", "stop", "destroy"):
                     self.forget_start(event.get("id"))  # its remembered start time is stale now
                 yield event

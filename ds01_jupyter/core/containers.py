@@ -197,6 +197,12 @@ def _mount_mismatch(record: ContainerRecord, folder: Path) -> str:
     return ""
 
 
+def _checks_mounts(user: User) -> bool:
+    """Whether starts for ``user`` are made by root for someone else: then the engine, following links in the
+    mount's source as root, could mount what the user may not reach, so the start is checked (and offline)."""
+    return os.geteuid() == 0 and user.uid != 0
+
+
 _REPORTED: set[str] = set()  # containers already reported as not ds01's, once per process
 
 
@@ -290,6 +296,11 @@ class Containers:
                 f"`docker rm -f {name}`; then deploy again.",
                 container=name,
             )
+        if record.running and not record.ip_address and _checks_mounts(user):
+            # Started offline and not yet checked (a start under way in another request, or one cut off): nothing
+            # may reach it before its /workspace is known to be the project folder, so check it now.
+            self.check_mounted_workspace(user, project, record.id)
+            record = self.engine.get_container(record.id) or record
         return own_labels(record, image)
 
     def record(self, user: User, project: str) -> ContainerRecord:
@@ -494,14 +505,14 @@ class Containers:
         if not record.running:
             progress("Starting container")
             try:
-                self.engine.start_container(record.id)
+                self.engine.start_container(record.id, offline=_checks_mounts(user))
             except DS01Error:
                 if created:  # do not leave a container holding a GPU it cannot use
                     self.engine.remove_container(record.id, force=True)
                 raise
         self.check_mounted_workspace(user, project, record.id)
         ssh_mount.check_started(self.engine, user, record.id, remove=created)
-        self.install_helpers(record.id)
+        self.install_helpers(record.id, user)
         if created and chosen:
             notices.append("GPU: " + ", ".join(f"{d.name} ({d.uuid})" for d in chosen))
         return DeployResult(self.status(user, project), created, notices)
@@ -586,10 +597,10 @@ class Containers:
                         f"{holder.labels.get(L.USER, '?')}.",
                         hint=f"Retire it and deploy again for another GPU: `container-retire {project}`.",
                     )
-            self.engine.start_container(record.id)
+            self.engine.start_container(record.id, offline=_checks_mounts(user))
         self.check_mounted_workspace(user, project, record.id)
         ssh_mount.check_started(self.engine, user, record.id)
-        self.install_helpers(record.id)  # /tmp/.ds01 may have been emptied by the image's own init
+        self.install_helpers(record.id, user)  # /tmp/.ds01 may have been emptied by the image's own init
         return self.status(user, project)
 
     def check_mounted_workspace(self, user: User, project: str, container_id: str) -> None:
@@ -600,12 +611,19 @@ class Containers:
         user's project behind their 0700 home) mounted. So the folder the container really got (its inode, seen
         through the container's own root) is compared with the project folder opened without following links;
         anything else, or a container that cannot be looked at, is removed (what its processes copied into it
-        could otherwise be read after a later, honest start)."""
-        if os.geteuid() != 0 or user.uid == 0:
+        could otherwise be read after a later, honest start).
+
+        Such a start is made offline (``start_container(offline=True)``): the container gets its network only
+        here, once the check passed, so what it read in those milliseconds cannot leave through the network, and
+        every request that finds it running without its network checks it first (``_owned``), so no log, exec,
+        kernel or rescue reaches it before."""
+        if not _checks_mounts(user):
             return  # acting with our own rights: the engine's user could mount anything anyway
         record = self.engine.get_container(container_id)
-        if record is None:
-            return
+        if record is None:  # removed meanwhile (by a request that found it unchecked, and its mount wrong)
+            raise ContainerNotFound(f"The container {container_id[:12]} of {project} was removed while it started.",
+                                    hint=f"Keep ~/workspace/{project} a real folder while it starts; then deploy "
+                                    "again.")
         try:
             why = _mount_mismatch(record, self.projects.get(user, project).path)
             again = self.engine.get_container(container_id) if not why else record
@@ -614,6 +632,7 @@ class Containers:
         except (Forbidden, ProjectNotFound) as err:
             why = err.message
         if not why:
+            self.engine.connect_own_network(container_id, L.owned_by(user))
             return
         log.warning("ds01: removing %s of %s: %s", record.name, user.name, why)
         try:
@@ -626,8 +645,10 @@ class Containers:
             container=record.name,
         )
 
-    def install_helpers(self, container_id: str) -> bool:
-        """Copy the pure-Python helpers (checkpoints) into the container, on its PYTHONPATH (one engine call)."""
+    def install_helpers(self, container_id: str, user: User) -> bool:
+        """Copy the pure-Python helpers (checkpoints) into the container, on its PYTHONPATH (one engine call),
+        as ``user``'s files: the engine writes them as root through any link the user's image put in the path
+        (inside the container's root: at worst into their /workspace), so they must be files they could write."""
         package = HELPERS_DIR.removeprefix("/tmp/") + "/ds01_jupyter"
         parts = package.split("/")
         entries = [("/".join(parts[: i + 1]), None, 0o1777 if i == 0 else 0o755) for i in range(len(parts))]
@@ -639,7 +660,7 @@ class Containers:
                 if item.name.endswith(".py"):
                     entries.append((f"{package}/{sub}/{item.name}", item.read_bytes(), 0o644))
         try:
-            self.engine.put_tree(container_id, "/tmp", entries)
+            self.engine.put_tree(container_id, "/tmp", entries, user.uid, user.gid)
         except DS01Error:
             return False  # the container works without them; only the helpers are missing
         return True

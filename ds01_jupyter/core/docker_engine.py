@@ -302,7 +302,9 @@ class DockerEngine(ContainerEngine):
                 self._ensure_network(spec.network, spec.network_labels)
         return self.get_container(created["Id"])
 
-    def start_container(self, name_or_id):
+    def start_container(self, name_or_id, offline=False):
+        if offline:
+            self._go_offline(name_or_id)
         try:
             with self._errors("start container", name_or_id):
                 self.api.start(name_or_id)
@@ -313,6 +315,37 @@ class DockerEngine(ContainerEngine):
                     hint="Install and configure the NVIDIA Container Toolkit, or deploy with --gpus 0.",
                 ) from None
             raise
+
+    def _go_offline(self, name_or_id) -> None:
+        """Leave only the "none" network attached to a stopped container: its next start has no network."""
+        with self._errors("inspect container", name_or_id):
+            networks = (self.api.inspect_container(name_or_id).get("NetworkSettings") or {}).get("Networks") or {}
+        for name in networks:
+            if name != "none":
+                with self._errors("disconnect the network of", name_or_id):
+                    self.api.disconnect_container_from_network(name_or_id, name)
+        if "none" not in networks:
+            with self._errors("disconnect the network of", name_or_id):
+                self.api.connect_container_to_network(name_or_id, "none")
+
+    def connect_own_network(self, name_or_id, labels):
+        with self._errors("inspect container", name_or_id):
+            data = self.api.inspect_container(name_or_id)
+        own = (data.get("HostConfig") or {}).get("NetworkMode") or ""
+        networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+        if not own.startswith("ds01-") or own in networks:
+            return
+        self._ensure_network(own, labels)  # the user's last other container may have taken it along meanwhile
+        try:
+            if "none" in networks:
+                with self._errors("disconnect the network of", name_or_id):
+                    self.api.disconnect_container_from_network(name_or_id, "none")
+            with self._errors("connect the network of", name_or_id):
+                self.api.connect_container_to_network(name_or_id, own)
+        except (AlreadyExists, StateConflict, EngineError):
+            again = self.get_container(name_or_id)
+            if again is None or not again.ip_address:  # unless a concurrent connect of this container won
+                raise
 
     def stop_container(self, name_or_id, timeout=10):
         with self._errors("stop container", name_or_id):
@@ -440,12 +473,12 @@ class DockerEngine(ContainerEngine):
         with self._errors("write a file into", name_or_id):
             self.api.put_archive(name_or_id, folder or "/", buffer.getvalue())
 
-    def put_tree(self, name_or_id, folder, entries):
+    def put_tree(self, name_or_id, folder, entries, uid=0, gid=0):
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             for path, data, mode in entries:
                 info = tarfile.TarInfo(path)
-                info.mode = mode
+                info.mode, info.uid, info.gid = mode, uid, gid
                 if data is None:
                     info.type = tarfile.DIRTYPE
                     tar.addfile(info)

@@ -76,6 +76,40 @@ def _flag(words: list[str], name: str) -> list[str]:
     return [w.split("=", 1)[1] for w in words if w.lower().startswith(f"--{name}=")]
 
 
+#: An ADD source the engine fetches itself (the legacy builder takes http(s) URLs, BuildKit git ones too).
+_REMOTE = re.compile(r"[a-z][a-z0-9+.-]*://|git@|github\.com/", re.IGNORECASE)
+
+
+def remote_sources(text: str) -> list[str]:
+    """The ADD sources of ``text`` (its ONBUILD ones too) that the engine would fetch from the network: URLs,
+    and sources written through a variable (which may hold one)."""
+    import json
+
+    found: list[str] = []
+
+    def instruction(line: str) -> None:
+        keyword, _, rest = line.replace("\t", " ").partition(" ")
+        keyword, rest = keyword.upper(), rest.strip()
+        if keyword == "ONBUILD":
+            instruction(rest)
+            return
+        if keyword != "ADD":
+            return
+        words = [w for w in rest.split() if not w.startswith("--")]
+        if rest.startswith("["):  # the JSON form: ["src", ..., "dest"]
+            try:
+                words = [str(w) for w in json.loads(rest)]
+            except ValueError:
+                pass
+        for source in words[:-1]:
+            if not source.startswith("<<") and (_REMOTE.match(source.strip("\"'")) or "$" in source):
+                found.append(source)
+
+    for line in _logical_lines(text):
+        instruction(line)
+    return found
+
+
 def image_references(text: str, build_args: dict[str, str]) -> list[str]:
     """The images ``text`` builds on or copies from, stage names and ``scratch`` left out; Unresolved when one
     depends on a variable that is not a global ARG (or a build argument)."""

@@ -103,7 +103,11 @@ class ContainerEngine(abc.ABC):
         """Create (not start); raise AlreadyExists if the name is taken."""
 
     @abc.abstractmethod
-    def start_container(self, name_or_id: str) -> None: ...
+    def start_container(self, name_or_id: str, offline: bool = False) -> None:
+        """Start; ``offline``: with no network (only "none" attached), to be connected by connect_own_network."""
+
+    def connect_own_network(self, name_or_id: str, labels: dict[str, str]) -> None:
+        """Attach a running container to its own network (HostConfig.NetworkMode) in place of "none"."""
 
     @abc.abstractmethod
     def stop_container(self, name_or_id: str, timeout: int = 10) -> None: ...
@@ -147,8 +151,9 @@ class ContainerEngine(abc.ABC):
         """Write one file inside the container (its folder must exist)."""
 
     @abc.abstractmethod
-    def put_tree(self, name_or_id: str, folder: str, entries: list[tuple[str, bytes | None, int]]) -> None:
-        """Write folders (data None) and files, as root, under an existing ``folder``, in one call.
+    def put_tree(self, name_or_id: str, folder: str, entries: list[tuple[str, bytes | None, int]], uid: int = 0,
+                 gid: int = 0) -> None:
+        """Write folders (data None) and files, owned by ``uid``:``gid``, under an existing ``folder``, in one call.
 
         ``entries`` are (path relative to folder, data, mode); parents come before their children.
         """

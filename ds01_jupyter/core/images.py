@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import labels as L
-from .dockerfile import Unresolved, image_references
+from .dockerfile import Unresolved, image_references, remote_sources
 from .engine import ContainerEngine, ImageRecord, Progress
 from .identity import acting_as
 from .errors import BuildFailed, DS01Error, Forbidden, ImageNotFound, InvalidRequest, StateConflict
@@ -168,10 +168,21 @@ class Images:
         instructions of the images it builds on, which run in this build."""
         try:
             named = image_references(text, buildargs)
+            remote = remote_sources(text)
             for ref in list(named):
                 image = self._checked_ref(ref, dockerfile)
                 for trigger in image.onbuild if image else ():
                     named += image_references(trigger, {})
+                    remote += remote_sources(trigger)
+            if remote:
+                # The engine fetches an ADD URL itself, on the host's network, whatever the build's network: through
+                # root's engine a user would reach what only the host may (services on localhost, a metadata address).
+                raise InvalidRequest(
+                    f"{dockerfile} fetches {remote[0][:200]!r} with ADD (or in an ONBUILD of the image it builds on): "
+                    "the engine would download it from the host's own network, so ds01 builds no remote ADD sources "
+                    "(URLs, git repositories, or a source written through a variable).",
+                    hint="Download it in a RUN step (curl, wget, pip), which runs on the build's network, or put the "
+                    "file in the project and COPY it.", source=remote[0][:200])
             for ref in named:
                 image = self._checked_ref(ref, dockerfile)
                 labels = image.labels if image else {}

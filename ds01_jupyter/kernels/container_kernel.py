@@ -89,10 +89,13 @@ def _prepare(core: DS01, user: User, container_id: str, kernel_id: str, connecti
     inner_file, pid_file = inner_files(kernel_id)
     # /tmp/.ds01 is shared by the user's kernels and the guard's write log: sticky. It is made through the
     # engine's archive API, never by a command run as root in the container: a root `mkdir`/`chmod` there
-    # would follow a link the user planted (e.g. to /usr/local/sbin) and hand them a root-run folder.
-    core.engine.put_tree(container_id, "/tmp", [(".ds01", None, 0o1777)])
+    # would follow a link the user planted (e.g. to /usr/local/sbin) and hand them a root-run folder. The
+    # archive API follows links too (in the destination's path), though only inside the container's root, where
+    # the user's image decides everything but /workspace, her project folder: so what it writes is hers, and
+    # a /tmp that her image made a link to /workspace gets her files there, never root's she cannot remove.
+    core.engine.put_tree(container_id, "/tmp", [(".ds01", None, 0o1777)], user.uid, user.gid)
     hook = resources.files("ds01_jupyter.kernels").joinpath("hook.py").read_bytes()
-    core.engine.put_file(container_id, LAUNCHER, hook, 0o644)
+    core.engine.put_file(container_id, LAUNCHER, hook, 0o644, user.uid, user.gid)
     info = dict(connection_info)
     info["ip"] = "0.0.0.0"
     info["key"] = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]

@@ -45,6 +45,8 @@ class Param:
     optional: bool = False
     positional: bool = False
     pattern: str | None = None
+    #: Never written to the audit log (a kernel's key: whoever has it can run code in the kernel).
+    secret: bool = False
 
 
 def _name(param: str = "name") -> Param:
@@ -123,7 +125,7 @@ OPS: dict[str, Op] = {
     "reaper.mark_active": Op((Param("container_id", "str", positional=True, pattern=r"[0-9a-f]{12,64}"),)),
     # Kernels in the caller's own running container: started as a session (the attached exec is handed over,
     # its end is the kernel's end), then signalled and cleaned up by pid in the container the start named.
-    "kernels.attach": Op((_name(), _KERNEL_ID, Param("key", "str", pattern=r"[0-9A-Za-z._-]{1,256}"),
+    "kernels.attach": Op((_name(), _KERNEL_ID, Param("key", "str", pattern=r"[0-9A-Za-z._-]{1,256}", secret=True),
                           Param("signature_scheme", "str", "hmac-sha256", pattern=r"hmac-sha(1|224|256|384|512)"),
                           Param("ports", "ports"), Param("extra", "words", ()), Param("workdir", "str", "/workspace"),
                           Param("env", "words", ()))),
@@ -133,6 +135,15 @@ OPS: dict[str, Op] = {
     "kernels.remove_files": Op((_name(), _CONTAINER, Param("kernel_id", "str", positional=True,
                                                             pattern=_KERNEL_ID.pattern))),
 }
+
+
+def audited(op_name: str, args: dict | None) -> dict | None:
+    """``args`` as the audit log keeps them: the secret ones replaced by a note."""
+    op = OPS.get(op_name) if isinstance(op_name, str) else None
+    if op is None or not isinstance(args, dict):
+        return args
+    hidden = {p.name for p in op.params if p.secret}
+    return {k: "(secret, not logged)" if k in hidden else v for k, v in args.items()}
 
 
 def check_args(op_name: object, args: object) -> tuple[Op, dict]:

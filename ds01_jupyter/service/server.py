@@ -12,6 +12,7 @@ runs to its end, so nothing is left half done.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import pwd
@@ -281,13 +282,14 @@ class Service:
             except OSError:
                 pass
             if op_name != "?" or outcome != "ok":
-                self.audit.write(who, op_name, args, outcome, started, client_gone=reply.gone or None, **extra)
+                self.audit.write(who, op_name, P.audited(op_name, args), outcome, started, client_gone=reply.gone or None,
+                                 **extra)
 
-    def _operate(self, reply: Reply, user: User, name: str, op: P.Op, args: dict) -> None:
-        if op.stream:  # a followed log may last for hours: it holds a connection (capped per user), not a slot
-            self._call(reply, user, name, op, args)
-            reply.send({"result": None})
-            return
+    @contextlib.contextmanager
+    def operation(self, user: User):
+        """One of the caller's running operations (max_operations_per_user) and one of ds01d's slots
+        (max_operations, waited for up to queue_timeout): held while the engine works for them. A session's
+        start (a kernel's: files copied, its pid awaited) holds one too, its hand-over none."""
         with self._lock:
             if self._operations.get(user.uid, 0) >= self.config.max_operations_per_user:
                 raise E.LimitExceeded(f"You already have {self.config.max_operations_per_user} ds01 operations "
@@ -297,12 +299,20 @@ class Service:
             if not self._slots.acquire(timeout=self.config.queue_timeout):
                 raise E.LimitExceeded("ds01d is busy with other users' operations.", hint="Try again in a moment.")
             try:
-                result = self._call(reply, user, name, op, args)
+                yield
             finally:
                 self._slots.release()
         finally:
             with self._lock:
                 self._operations[user.uid] -= 1
+
+    def _operate(self, reply: Reply, user: User, name: str, op: P.Op, args: dict) -> None:
+        if op.stream:  # a followed log may last for hours: it holds a connection (capped per user), not a slot
+            self._call(reply, user, name, op, args)
+            reply.send({"result": None})
+            return
+        with self.operation(user):
+            result = self._call(reply, user, name, op, args)
         reply.send({"result": P.encode(result)})
 
     def _call(self, reply: Reply, user: User, name: str, op: P.Op, args: dict):

@@ -25,7 +25,8 @@ def attach(service, conn: socket.socket, reply: Reply, user, args: dict, buffer:
     core = service.core
     command = args["command"] or ["/bin/bash"]
     tty = args["tty"]
-    exec_id, stream = core.containers.attach(user, args["name"], command, tty)
+    with service.operation(user):
+        exec_id, stream = core.containers.attach(user, args["name"], command, tty)
     try:
         conn.settimeout(service.config.send_timeout)
         socket.send_fds(conn, [P.dump({"attached": {"tty": tty}})], [stream.fileno()])
@@ -76,8 +77,9 @@ def attach_kernel(service, conn: socket.socket, reply: Reply, user, args: dict, 
     """Start a kernel in the caller's running container (``core.kernels.attach``: as them, our launcher,
     their workspace) and hand its connection over; what the audit log records of it."""
     kernels = service.core.kernels
-    info, stream = kernels.attach(user, args["name"], args["kernel_id"], args["key"], args["ports"], args["extra"],
-                                  args["workdir"], args["env"], args["signature_scheme"])
+    with service.operation(user):  # its start works the engine (files, the exec, its pid awaited up to 10 s)
+        info, stream = kernels.attach(user, args["name"], args["kernel_id"], args["key"], args["ports"],
+                                      args["extra"], args["workdir"], args["env"], args["signature_scheme"])
     try:
         conn.settimeout(service.config.send_timeout)
         socket.send_fds(conn, [P.dump({"attached": info})], [stream.fileno()])
