@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import shutil
 import socket
@@ -118,6 +119,12 @@ class DockerEngine(ContainerEngine):
         if client is not None:
             client.close()
 
+    @property
+    def local(self) -> bool:
+        """Whether the engine runs on this machine (a unix socket), so the paths it names are ours too."""
+        url = self.base_url or os.environ.get("DOCKER_HOST") or "unix://"
+        return url.startswith(("unix://", "/"))
+
     def ping(self) -> None:
         with self._errors("reach the engine"):
             self.api.ping()
@@ -190,6 +197,7 @@ class DockerEngine(ContainerEngine):
             ip_address=_own_ip(data.get("HostConfig") or {}, data.get("NetworkSettings") or {}),
             config_user=config.get("User") or "",
             mounts=_binds(data.get("Mounts")),
+            **_storage(data.get("GraphDriver") or {}),
         )
 
     def _users_network(self, name_or_id: str) -> str:
@@ -676,6 +684,13 @@ def _own_ip(host_config: dict, settings: dict) -> str:
     return own or settings.get("IPAddress") or next(
         (n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), ""
     )
+
+
+def _storage(driver: dict) -> dict:
+    data = driver.get("Data") or {}
+    lowers = data.get("LowerDir") or ""
+    return {"storage_driver": driver.get("Name") or "", "upper_dir": data.get("UpperDir") or "",
+            "lower_dirs": tuple(p for p in lowers.split(":") if p)}
 
 
 def _binds(mounts) -> tuple[tuple[str, str], ...]:

@@ -63,6 +63,10 @@ class ContainerRecord:
     # Its real configuration, which no image can set: what ds01 checks before trusting its labels.
     config_user: str = ""  # "uid:gid" as created ("" when the image's default user runs it)
     mounts: tuple[tuple[str, str], ...] = ()  # (destination, host source) of its bind mounts
+    # Where its writable layer lives on the engine's machine (from an inspect; "" when unknown): see upperdir.py.
+    storage_driver: str = ""
+    upper_dir: str = ""
+    lower_dirs: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:

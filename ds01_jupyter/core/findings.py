@@ -207,6 +207,8 @@ class Audit:
     notes: list[str] = field(default_factory=list)
     scanned_at: float = field(default_factory=time.time)
     seconds: float = 0.0
+    #: How the writable layer's changes were listed: "upper directory" (read here) or "engine diff".
+    changes_from: str = ""
     #: Paths the writable layer added (the rescue archives their topmost folders).
     added: set[str] = field(default_factory=set, repr=False)
 
@@ -237,6 +239,7 @@ class Audit:
             "findings": [f.to_dict() for f in findings],
             "truncated": limit is not None and len(self.findings) > limit,
             "notes": self.notes,
+            "changes_from": self.changes_from,
             "scanned_at": self.scanned_at,
             "seconds": round(self.seconds, 3),
         }

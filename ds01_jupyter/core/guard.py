@@ -31,6 +31,8 @@ from .names import check_project_name
 from .processes import Processes, process_findings, refusal
 from .statefile import read_json, write_atomic
 from .identity import acting_as
+from . import upperdir
+from .upperdir import LayerChanges
 from .rescue import COPYABLE, Rescuing, _short, skipped_caches
 from .rescue_writer import RESCUED
 from .users import User
@@ -68,23 +70,32 @@ class Guard(Rescuing):
         record = self.containers.record(user, project)
         audit = Audit(project, record.name, record.state)
         unlisted = None
+        layer = self._read_upper(record, audit)
         try:
-            changes = [(p, k) for p, k in self.engine.diff(record.id)
-                       if k != "D" and p != "/workspace" and not p.startswith("/workspace/")]
+            listed = layer.changes if layer is not None else self.engine.diff(record.id)
+            changes = [(p, k) for p, k in listed if k != "D" and p != "/workspace" and not p.startswith("/workspace/")]
         except EngineError as err:  # e.g. a path longer than 4 KB: the engine's own walk fails
             changes, unlisted = [], err
         paths = {p for p, _ in changes}
         audit.added = {p for p, k in changes if k == "A"}
+        # The probe stats what the engine listed; with the layer read here it only says what the user cannot reach.
+        searchable = sorted({posixpath.dirname(p) for p in paths}) if layer is not None else None
         since = record.started_at or record.created
         if unlisted is not None and record.started_at is None:  # a listing's record lacks the start time
             detail = self.engine.get_container(record.id)
             since = (detail.started_at or detail.created) if detail else since
         probe = None
         if record.running:
-            probe = self._probe(user, record, sorted(paths), since.timestamp() if unlisted and since else None,
-                                processes=True)
+            probe = self._probe(user, record, sorted(paths) if layer is None else [],
+                                since.timestamp() if unlisted and since else None, processes=True,
+                                searchable=searchable)
         if probe is not None:
-            stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in probe["stats"].items()}
+            if layer is not None:
+                blocked = set(probe.get("blocked") or ())
+                stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in layer.stats.items()
+                         if p in paths and posixpath.dirname(p) not in blocked}
+            else:
+                stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in probe["stats"].items()}
             if unlisted is not None and probe.get("changed") is not None:
                 stats.update({e[0]: (e[1], e[2] == 0o100000, e[2]) for e in probe["changed"]})
                 audit.added |= {e[0] for e in probe["changed"]}
@@ -94,7 +105,10 @@ class Guard(Rescuing):
             audit.notes.extend(probe.get("notes") or [])
             self._unexamined(audit, paths, stats)
         else:
-            stats = self._stats_from_archives(record, paths, changes, audit.added)
+            if layer is not None:  # read as root, as the archives would be
+                stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in layer.stats.items() if p in paths}
+            else:
+                stats = self._stats_from_archives(record, paths, changes, audit.added)
             self._unexamined(audit, paths, stats)
             if record.running:
                 audit.notes.append("The guard could not look inside the running container (no python3 in the image, "
@@ -136,6 +150,19 @@ class Guard(Rescuing):
             audit.findings.append(Finding(path=path, kind=WORK, size=0, source="writable-layer",
                                           detail="could not be examined with your rights"))
 
+    def _read_upper(self, record: ContainerRecord, audit: Audit) -> LayerChanges | None:
+        """The container's changes from its overlay upper directory, or None (then the engine's diff is asked)."""
+        try:
+            upper, lowers = upperdir.locate(self.engine, record)
+            layer = upperdir.walk(upper, lowers)
+        except upperdir.Unreadable as why:
+            audit.changes_from = "engine diff"
+            audit.notes.append(f"Changes listed by the engine's diff: the container's layer cannot be read here ({why}).")
+            return None
+        audit.changes_from = "upper directory"
+        audit.notes.append("Changes read from the container's overlay upper directory.")
+        return layer
+
     def _inside(self, user: User, record: ContainerRecord, request: dict):
         """Run inside.py in the container as the container's user (never root), fed ``request`` on stdin."""
         return self.engine.exec_stream(
@@ -146,8 +173,9 @@ class Guard(Rescuing):
     probe_timeout = 120.0
 
     def _probe(self, user: User, record: ContainerRecord, paths: list[str], walk_since: float | None,
-               processes: bool = False) -> dict | None:
-        request = {"mode": "probe", "paths": paths, "workspace": "/workspace", "hook_log": HOOK_LOG,
+               processes: bool = False, searchable: list[str] | None = None) -> dict | None:
+        request = {"mode": "probe", "paths": paths, "searchable": searchable or [], "workspace": "/workspace",
+                   "hook_log": HOOK_LOG,
                    "walk_since": walk_since, "processes": processes, "sample": self.processes.sample_seconds,
                    "busy_percent": self.settings.idle_cpu_percent}
         try:
@@ -390,6 +418,8 @@ def _valid_probe(out) -> dict | None:
             ok = ok and isinstance(rows, list) and all(
                 isinstance(r, list) and len(r) >= 3 and isinstance(r[0], str) and isinstance(r[1], int)
                 and isinstance(r[2], int) for r in rows)
+        blocked = out.get("blocked") or []
+        ok = ok and isinstance(blocked, list) and all(isinstance(b, str) for b in blocked)
         writes = out.get("writes") or []
         ok = ok and isinstance(writes, list) and all(isinstance(w, dict) for w in writes)
         ok = ok and isinstance(out.get("notes") or [], list) and all(isinstance(n, str) for n in out.get("notes") or [])

@@ -78,6 +78,30 @@ def open_regular(path):
     return fd
 
 
+def searchable(path):
+    """Whether this user may look up names in a folder (a folder gone meanwhile hides nothing)."""
+    try:
+        if len(_b(path)) < 4000:
+            ok = os.access(_b(path), os.X_OK)
+        else:  # too long for one system call: ask relative to its parent
+            fd, name = _parent_fd(path)
+            try:
+                ok = os.access(name, os.X_OK, dir_fd=fd)
+            finally:
+                os.close(fd)
+    except OSError:
+        ok = False
+    if ok:
+        return True
+    try:
+        lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def readlink(path):
     try:
         return os.fsdecode(os.readlink(_b(path)))
@@ -160,6 +184,9 @@ def probe(req):
             except OSError:
                 continue
             out["stats"][real] = [st.st_size, stat.S_IFMT(st.st_mode), st.st_nlink, st.st_blocks * 512]
+    # Folders whose entries the host read from the container's layer: those this user cannot search are named,
+    # so that what is behind them is listed as not examinable with the user's rights, as a stat here would find.
+    out["blocked"] = [d for d in req.get("searchable", []) if not searchable(d)]
     workspace = req.get("workspace", "/workspace")
     mounts = _mounts()
     skip = set(SKIP_MOUNTS) | {workspace} | {m for m, t in mounts if t in ("proc", "sysfs", "cgroup", "cgroup2")}
