@@ -24,7 +24,7 @@ from conftest import fake_gpus
 from ds01_jupyter.core import DS01, User
 from ds01_jupyter.core import labels as L
 from ds01_jupyter.core.allocator import STOP_RECORD
-from ds01_jupyter.core.errors import Forbidden, GpuUnavailable, StateConflict
+from ds01_jupyter.core.errors import DS01Error, Forbidden, GpuUnavailable, StateConflict
 from ds01_jupyter.core.settings import env_may_set_admin_settings
 from test_cli import BIN
 
@@ -60,10 +60,18 @@ def bob(user, engine):
     """A second (made-up) user whose home they may reach: outside pytest's 0700 folders, as on a real host."""
     base = Path(tempfile.mkdtemp(prefix="ds01-bob-"))
     base.chmod(0o755)
-    yield User("bob-t", user.uid + 7, user.gid, base / "bob")
+    bob = User("bob-t", user.uid + 7, user.gid, base / "bob")
+    yield bob
     for record in engine.list_containers(L.managed()):  # the fixtures' cleanup looks under tmp_path only
         if record.labels.get(L.WORKSPACE, "").startswith(str(base) + os.sep):
             engine.remove_container(record.id, force=True)
+    projects = {p.name for p in (bob.home / "workspace").glob("*")}
+    for image in engine.list_images(L.owned_by(bob)):  # bob's builds too, or every run leaves them behind
+        if image.labels.get(L.PROJECT) in projects:
+            try:
+                engine.remove_image(image.id)
+            except DS01Error:
+                pass  # still used by a container of a concurrent run
     shutil.rmtree(base, ignore_errors=True)
 
 
