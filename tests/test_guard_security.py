@@ -320,13 +320,14 @@ def test_the_kernels_folder_replaces_a_planted_link_and_never_follows_it(theirs)
     from ds01_jupyter.kernels import container_kernel
 
     core, user, name, cid = theirs
-    sh(core, cid, "rm -rf /tmp/.ds01", "0:0")  # the test itself: as if the image's init had emptied /tmp
+    sh(core, cid, "rm -rf /tmp/.ds01", as_user(user))  # as if the image's init had emptied /tmp (the files are hers)
     sh(core, cid, "ln -s /usr/local/sbin /tmp/.ds01", as_user(user))
     # /bin/false as the "kernel": only the folder step matters here.
     container_kernel.start(core, user, cid, "k1", {"key": "x"}, ["/bin/false"], "/workspace")
     code, out = core.engine.exec(cid, ["stat", "-c", "%a %U %F", "/usr/local/sbin", "/tmp/.ds01"], user=as_user(user))
     sbin, folder = out.decode().splitlines()
-    assert sbin.startswith("755 root") and folder == "1777 root directory", out
+    # A real folder (hers, as everything ds01 writes into her container) replaced the link; sbin is untouched.
+    assert sbin.startswith("755 root") and folder == f"1777 {user.name} directory", out
 
 
 def test_swapping_the_project_for_a_link_does_not_hide_a_container_from_the_counts(theirs):
