@@ -44,6 +44,7 @@ def test_unit_names_this_installation(tmp_path):
     assert "@" not in "".join(line for line in text.splitlines() if not line.startswith("#"))
 
 
+@pytest.mark.docker  # the example asks the engine for its bridge address
 def test_the_example_config_allows_a_group_and_serves_tls():
     config = checks.load_config(str(REPO / "examples/jupyterhub_config.py"))
     assert config.JupyterHub.authenticator_class == "pam" and config.PAMAuthenticator.allowed_groups
