@@ -79,7 +79,7 @@ class Guard(Rescuing):
         paths = {p for p, _ in changes}
         audit.added = {p for p, k in changes if k == "A"}
         # The probe stats what the engine listed; with the layer read here it only says what the user cannot reach.
-        searchable = sorted({posixpath.dirname(p) for p in paths}) if layer is not None else None
+        searchable = sorted({p[:p.rfind("/")] or "/" for p in paths}) if layer is not None else None
         since = record.started_at or record.created
         if unlisted is not None and record.started_at is None:  # a listing's record lacks the start time
             detail = self.engine.get_container(record.id)
@@ -93,7 +93,7 @@ class Guard(Rescuing):
             if layer is not None:
                 blocked = set(probe.get("blocked") or ())
                 stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in layer.stats.items()
-                         if p in paths and posixpath.dirname(p) not in blocked}
+                         if p in paths and (not blocked or (p[:p.rfind("/")] or "/") not in blocked)}
             else:
                 stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in probe["stats"].items()}
             if unlisted is not None and probe.get("changed") is not None:
@@ -142,8 +142,9 @@ class Guard(Rescuing):
     @staticmethod
     def _unexamined(audit: Audit, paths: set[str], stats: dict) -> None:
         """Changed paths the probe could not stat (a folder the user cannot read): listed, never dropped."""
-        resolved = {p.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for p in stats}
-        missing = paths - set(stats) - resolved
+        missing = paths - stats.keys()
+        if missing:  # the engine names a file that is not UTF-8 with U+FFFD; its stat has the real name
+            missing -= {p.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for p in stats}
         for path in sorted(missing):
             if classify(path) == NOISE or any(path.startswith(s + "/") for s in missing if s != path):
                 continue  # noise, or its folder is listed already

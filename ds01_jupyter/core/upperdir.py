@@ -111,7 +111,7 @@ def _lookup(layers: list[int], name: str):
 def _walk(top: int, top_layers: list[int], room: int, out: LayerChanges) -> None:
     changed_dirs: set[str] = set()
     # Each frame: (its path, its fd, fds of the same folder in the image layers, its entries left to visit).
-    stack = [("", top, top_layers, iter(sorted(os.scandir(top), key=lambda e: e.name)))]
+    stack = [("", top, top_layers, iter(list(os.scandir(top))))]
     try:
         while stack:
             here, fd, layers, entries = stack[-1]
@@ -123,7 +123,7 @@ def _walk(top: int, top_layers: list[int], room: int, out: LayerChanges) -> None
                         os.close(f)
                 continue
             path = f"{here}/{entry.name}"
-            if len(os.fsencode(path)) >= room:
+            if len(path) * 4 >= room and len(os.fsencode(path)) >= room:  # 4 bytes a character at most
                 raise Unreadable("a path is longer than the engine can name")
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -156,7 +156,7 @@ def _walk(top: int, top_layers: list[int], room: int, out: LayerChanges) -> None
             child_layers = _open_in(layers, entry.name) if below is not None else []
             frame = (path, child, child_layers, iter(()))
             stack.append(frame)
-            names = sorted(os.scandir(child), key=lambda e: e.name)
+            names = list(os.scandir(child))
             if child_layers and _opaque(child):
                 present = {e.name for e in names}
                 hidden = sorted({n for f in child_layers for n in os.listdir(f)} - present)
