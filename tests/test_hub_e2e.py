@@ -1,6 +1,6 @@
 """End to end: a real JupyterHub with configurable-http-proxy spawns DS01 project containers.
 
-Hub users (alice, bob) are not Unix accounts: the spawner's ``user_mapper``
+Hub users (alice, bob, carol, each with this run's suffix) are not Unix accounts: the spawner's ``user_mapper``
 gives them homes under the test's folder and uids of their own. The hub talks
 to each single-user server on the container's bridge address; the server
 talks to the hub on the bridge's gateway address.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import tempfile
 import time
@@ -27,8 +28,24 @@ from hub_helpers import Hub, chp_fixture, free_port, singleuser_fixture  # noqa:
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
-# Own uids as root (the workspaces are given to them); a non-root runner can only give its own.
-UIDS = {name: (2101 + i if os.geteuid() == 0 else os.getuid()) for i, name in enumerate(("alice", "bob", "carol"))}
+# Hub users of this run's own (a real alice on a shared host keeps her containers and images), with uids no
+# account has as root (the workspaces are given to them); a non-root runner can only give its own.
+RUN = secrets.token_hex(3)
+ALICE, BOB, CAROL = (f"{name}{RUN}" for name in ("alice", "bob", "carol"))
+
+
+def _free_uids(count: int) -> list[int]:
+    start, found = 300000 + secrets.randbelow(600000), []
+    while len(found) < count:
+        try:
+            pwd.getpwuid(start)
+        except KeyError:
+            found.append(start)
+        start += 1
+    return found
+
+
+UIDS = dict(zip((ALICE, BOB, CAROL), _free_uids(3) if os.geteuid() == 0 else [os.getuid()] * 3))
 CONFIG = """\
 from pathlib import Path
 from ds01_jupyter.core import User
@@ -77,7 +94,7 @@ defaults:
   memory: 2g
   memory_swap: 2g
 user_overrides:
-  carol:
+  {carol}:
     max_runtime: 30s
 """
 CULLER = """
@@ -98,7 +115,7 @@ def make_hub(tmp: Path, chp: str, singleuser: dict, extra: str = "") -> Hub:
     """A hub of the test's own config (hub users who are not Unix accounts, fake GPUs, its own limits)."""
     token = secrets.token_hex(16)
     port = free_port()
-    (tmp / "limits.yaml").write_text(LIMITS)
+    (tmp / "limits.yaml").write_text(LIMITS.format(carol=CAROL))
     gpus = fake_gpus(1)
     (tmp / "gpus.json").write_text(json.dumps(gpus))
     config = tmp / "jupyterhub_config.py"
@@ -149,70 +166,70 @@ def _ready(events) -> bool:
 
 
 def test_named_server_is_the_project_container(hub, engine):
-    events = hub.spawn("alice", "demo", {"gpus": 0})
+    events = hub.spawn(ALICE, "demo", {"gpus": 0})
     assert _ready(events), (events, hub.log())
     messages = " | ".join(e.get("message", "") for e in events)
     assert "Building the image of demo" in messages and "Waiting for the server" in messages, messages
 
     # The server answers through the proxy, and it runs in the project's container.
-    assert hub.user_get("alice", "demo", "api/status").status_code == 200
-    record = engine.get_container(container_name("demo", "alice"))
+    assert hub.user_get(ALICE, "demo", "api/status").status_code == 200
+    record = engine.get_container(container_name("demo", ALICE))
     assert record.running and record.labels[L.PROJECT] == "demo" and record.labels[L.INTERFACE] == "jupyterhub"
 
     # /workspace is the project folder on the host.
-    put = hub.session.put(f"{hub.url}/user/alice/demo/api/contents/hello.txt", timeout=30,
+    put = hub.session.put(f"{hub.url}/user/{ALICE}/demo/api/contents/hello.txt", timeout=30,
                           json={"type": "file", "format": "text", "content": "hi from the hub"})
     assert put.status_code in (200, 201), put.text
-    host_file = hub.workspace("alice", "demo") / "hello.txt"
+    host_file = hub.workspace(ALICE, "demo") / "hello.txt"
     assert host_file.read_text() == "hi from the hub"
-    assert host_file.stat().st_uid == UIDS["alice"]
+    assert host_file.stat().st_uid == UIDS[ALICE]
 
     # A second server is over alice's limit of one container: refused with the limit named.
-    refused = hub.spawn("alice", "second", {"gpus": 0})
+    refused = hub.spawn(ALICE, "second", {"gpus": 0})
     assert refused[-1].get("failed") and "max_containers_per_user" in refused[-1]["message"], refused
-    bad = hub.spawn("alice", "third", {"gpus": -1})
+    bad = hub.spawn(ALICE, "third", {"gpus": -1})
     assert bad[-1].get("status") == 400 and "'gpus' must be a whole number" in bad[-1]["message"], bad
 
     # Work written outside /workspace is rescued when the server stops.
-    code, out = engine.exec(record.id, ["sh", "-c", "echo 1,2 > /tmp/result.csv"], user=f"{UIDS['alice']}:{UIDS['alice']}")
+    code, out = engine.exec(record.id, ["sh", "-c", "echo 1,2 > /tmp/result.csv"], user=f"{UIDS[ALICE]}:{UIDS[ALICE]}")
     assert code == 0, out
-    hub.delete("alice", "demo")
+    hub.delete(ALICE, "demo")
     assert engine.get_container(record.id) is None
-    rescued = list((hub.workspace("alice", "demo") / ".rescued").glob("*/tmp/result.csv"))
+    rescued = list((hub.workspace(ALICE, "demo") / ".rescued").glob("*/tmp/result.csv"))
     assert len(rescued) == 1 and rescued[0].read_text() == "1,2\n"
     assert "rescued" in (hub.tmp / "hub.log").read_text()
 
 
 def test_two_users_never_share_a_gpu(hub, engine):
     uuid = hub.gpus[0]["uuid"]
-    assert _ready(hub.spawn("alice", "demo", {"gpus": 1})), hub.log()
-    alice = engine.get_container(container_name("demo", "alice"))
+    assert _ready(hub.spawn(ALICE, "demo", {"gpus": 1})), hub.log()
+    alice = engine.get_container(container_name("demo", ALICE))
     assert L.gpu_uuids(alice.labels) == [uuid]
 
-    refused = hub.spawn("bob", "demo", {"gpus": 1})
+    refused = hub.spawn(BOB, "demo", {"gpus": 1})
     assert refused[-1].get("failed") and "Not enough free GPUs" in refused[-1]["message"], refused
-    assert engine.get_container(container_name("demo", "bob")) is None
+    assert engine.get_container(container_name("demo", BOB)) is None
 
-    hub.delete("alice", "demo")  # retired: its GPU is free at once
-    assert _ready(hub.spawn("bob", "demo", {"gpus": 1})), hub.log()
-    bob = engine.get_container(container_name("demo", "bob"))
+    hub.delete(ALICE, "demo")  # retired: its GPU is free at once
+    assert _ready(hub.spawn(BOB, "demo", {"gpus": 1})), hub.log()
+    bob = engine.get_container(container_name("demo", BOB))
     assert L.gpu_uuids(bob.labels) == [uuid]
-    hub.delete("bob", "demo")
+    hub.delete(BOB, "demo")
 
 
 def test_restarted_hub_finds_running_servers(hub, engine):
-    assert _ready(hub.spawn("bob", "demo", {"gpus": 0})), hub.log()
-    before = engine.get_container(container_name("demo", "bob"))
+    assert _ready(hub.spawn(BOB, "demo", {"gpus": 0})), hub.log()
+    before = engine.get_container(container_name("demo", BOB))
     hub.stop()
     assert engine.get_container(before.id).running  # cleanup_servers = False: the server outlives the hub
     hub.start()
     deadline = time.monotonic() + 30
-    while not (hub.server("bob", "demo") or {}).get("ready"):
+    while not (hub.server(BOB, "demo") or {}).get("ready"):
         assert time.monotonic() < deadline, hub.log()
         time.sleep(0.3)
-    assert hub.user_get("bob", "demo", "api/status").status_code == 200
-    assert engine.get_container(container_name("demo", "bob")).id == before.id
-    hub.delete("bob", "demo")
+    assert hub.user_get(BOB, "demo", "api/status").status_code == 200
+    assert engine.get_container(container_name("demo", BOB)).id == before.id
+    hub.delete(BOB, "demo")
     assert engine.get_container(before.id) is None
 
 
@@ -226,86 +243,86 @@ def _wait_gone(hub, user, server, seconds=60):
 @pytest.mark.parametrize("hub_config", [CULLER.format(timeout=10)])
 def test_idle_culler_stops_through_the_guard(hub, engine):
     """jupyterhub-idle-culler deletes the idle server; its work is rescued like on any stop."""
-    assert _ready(hub.spawn("bob", "demo", {"gpus": 0})), hub.log()
-    record = engine.get_container(container_name("demo", "bob"))
-    code, _ = engine.exec(record.id, ["sh", "-c", "echo idle > /tmp/idle.txt"], user=f"{UIDS['bob']}:{UIDS['bob']}")
+    assert _ready(hub.spawn(BOB, "demo", {"gpus": 0})), hub.log()
+    record = engine.get_container(container_name("demo", BOB))
+    code, _ = engine.exec(record.id, ["sh", "-c", "echo idle > /tmp/idle.txt"], user=f"{UIDS[BOB]}:{UIDS[BOB]}")
     assert code == 0
-    _wait_gone(hub, "bob", "demo", 90)
+    _wait_gone(hub, BOB, "demo", 90)
     assert engine.get_container(record.id) is None
-    assert [p.read_text() for p in (hub.workspace("bob", "demo") / ".rescued").glob("*/tmp/idle.txt")] == ["idle\n"]
+    assert [p.read_text() for p in (hub.workspace(BOB, "demo") / ".rescued").glob("*/tmp/idle.txt")] == ["idle\n"]
 
 
 def test_runtime_limit_stops_the_server(hub, engine):
     """carol's max_runtime (30 s: the spawn itself may take 20 on a busy host) is applied by the spawner's
     poll, with the same rescue."""
-    assert _ready(hub.spawn("carol", "demo", {"gpus": 0})), hub.log()
-    record = engine.get_container(container_name("demo", "carol"))
-    code, _ = engine.exec(record.id, ["sh", "-c", "echo late > /tmp/late.txt"], user=f"{UIDS['carol']}:{UIDS['carol']}")
+    assert _ready(hub.spawn(CAROL, "demo", {"gpus": 0})), hub.log()
+    record = engine.get_container(container_name("demo", CAROL))
+    code, _ = engine.exec(record.id, ["sh", "-c", "echo late > /tmp/late.txt"], user=f"{UIDS[CAROL]}:{UIDS[CAROL]}")
     assert code == 0
-    _wait_gone(hub, "carol", "demo", 90)
+    _wait_gone(hub, CAROL, "demo", 90)
     assert engine.get_container(record.id) is None
-    assert [p.read_text() for p in (hub.workspace("carol", "demo") / ".rescued").glob("*/tmp/late.txt")] == ["late\n"]
+    assert [p.read_text() for p in (hub.workspace(CAROL, "demo") / ".rescued").glob("*/tmp/late.txt")] == ["late\n"]
     assert "max_runtime" in hub.log()
 
 
 def test_sidebar_inside_the_server(hub, engine):
     """The server extension inside the container: its own project, findings from a filesystem walk, stop via the hub."""
-    assert _ready(hub.spawn("alice", "demo", {"gpus": 0})), hub.log()
-    version = hub.user_get("alice", "demo", "ds01/version")
+    assert _ready(hub.spawn(ALICE, "demo", {"gpus": 0})), hub.log()
+    version = hub.user_get(ALICE, "demo", "ds01/version")
     assert version.status_code == 200, version.text
     assert version.json()["mode"] == "container" and version.json()["project"] == "demo"
-    projects = hub.user_get("alice", "demo", "ds01/projects").json()
+    projects = hub.user_get(ALICE, "demo", "ds01/projects").json()
     assert [p["name"] for p in projects["projects"]] == ["demo"] and projects["engine"]["available"] is False
-    with hub.session.get(f"{hub.url}/user/alice/demo/ds01/events", stream=True, timeout=30) as events:
+    with hub.session.get(f"{hub.url}/user/{ALICE}/demo/ds01/events", stream=True, timeout=30) as events:
         lines = events.iter_lines(decode_unicode=True)
         assert next(lines) == "event: snapshot"
         snapshot = json.loads(next(lines)[len("data: "):])
     assert snapshot["projects"][0]["name"] == "demo" and snapshot["projects"][0]["container"]["running"]
 
-    record = engine.get_container(container_name("demo", "alice"))
-    code, _ = engine.exec(record.id, ["sh", "-c", "echo 3,4 > /tmp/inside.csv"], user=f"{UIDS['alice']}:{UIDS['alice']}")
+    record = engine.get_container(container_name("demo", ALICE))
+    code, _ = engine.exec(record.id, ["sh", "-c", "echo 3,4 > /tmp/inside.csv"], user=f"{UIDS[ALICE]}:{UIDS[ALICE]}")
     assert code == 0
-    audit = hub.user_get("alice", "demo", "ds01/projects/demo/audit")
+    audit = hub.user_get(ALICE, "demo", "ds01/projects/demo/audit")
     assert audit.status_code == 200, audit.text
     work = [f["path"] for f in audit.json()["findings"] if f["kind"] == "work"]
     assert work == ["/tmp/inside.csv"], audit.json()
-    assert hub.user_get("alice", "demo", "ds01/projects/demo/checkpoints").status_code == 200
-    assert hub.user_get("alice", "demo", "ds01/projects/other/audit").status_code == 404
-    checked = hub.session.post(f"{hub.url}/user/alice/demo/ds01/notebook-check",
+    assert hub.user_get(ALICE, "demo", "ds01/projects/demo/checkpoints").status_code == 200
+    assert hub.user_get(ALICE, "demo", "ds01/projects/other/audit").status_code == 404
+    checked = hub.session.post(f"{hub.url}/user/{ALICE}/demo/ds01/notebook-check",
                                json={"cells": ["df.to_csv('/tmp/out.csv')", "print(1)"]}, timeout=30)
     assert checked.status_code == 200, checked.text
     assert [f["path"] for f in checked.json()["findings"]] == ["/tmp/out.csv"]
-    pruned = hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/demo/prune", json={"keep_last": 1}, timeout=30)
+    pruned = hub.session.post(f"{hub.url}/user/{ALICE}/demo/ds01/projects/demo/prune", json={"keep_last": 1}, timeout=30)
     assert pruned.status_code == 200 and pruned.json()["would_delete"] == [], pruned.text
     # Limits: the ones the spawner handed in (the admin's file is not readable in here); use is known on the host only.
-    limits = hub.user_get("alice", "demo", "ds01/limits")
+    limits = hub.user_get(ALICE, "demo", "ds01/limits")
     assert limits.status_code == 200, limits.text
     assert limits.json()["limits"]["max_containers_per_user"] == 1 and limits.json()["containers"] is None
     assert "inside its project's container" in limits.json()["engine"]["reason"]
 
     # Rescue now, from inside: the work file lands in the workspace on the host; a link is never followed.
-    code, _ = engine.exec(record.id, ["ln", "-s", "/etc/hostname", "/tmp/link.csv"], user=f"{UIDS['alice']}:{UIDS['alice']}")
+    code, _ = engine.exec(record.id, ["ln", "-s", "/etc/hostname", "/tmp/link.csv"], user=f"{UIDS[ALICE]}:{UIDS[ALICE]}")
     assert code == 0
-    rescue = hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/demo/rescue", timeout=60)
+    rescue = hub.session.post(f"{hub.url}/user/{ALICE}/demo/ds01/projects/demo/rescue", timeout=60)
     assert rescue.status_code == 200, rescue.text
     result = rescue.json()
     assert result["files"] == 2 and result["bytes"] == 4 and result["folder"].startswith("/workspace/.rescued/"), result
     assert result["skipped"] == [], result
-    folder = hub.workspace("alice", "demo") / result["folder"][len("/workspace/"):]
+    folder = hub.workspace(ALICE, "demo") / result["folder"][len("/workspace/"):]
     assert os.readlink(folder / "tmp/link.csv") == "/etc/hostname"  # kept as a link, never followed
     assert (folder / "tmp/inside.csv").read_text() == "3,4\n"
     assert (folder / "tmp/link.csv").is_symlink()  # the link itself, not a copy of what it names
     assert {m["path"] for m in json.loads((folder / "MANIFEST.json").read_text())["files"]} == {"/tmp/inside.csv", "/tmp/link.csv"}
     assert engine.get_container(record.id).running
-    assert hub.user_get("alice", "demo", "api/status").status_code == 200
-    assert hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/other/rescue", timeout=30).status_code == 404
+    assert hub.user_get(ALICE, "demo", "api/status").status_code == 200
+    assert hub.session.post(f"{hub.url}/user/{ALICE}/demo/ds01/projects/other/rescue", timeout=30).status_code == 404
 
-    stop = hub.session.post(f"{hub.url}/user/alice/demo/ds01/projects/demo/stop", timeout=30)
+    stop = hub.session.post(f"{hub.url}/user/{ALICE}/demo/ds01/projects/demo/stop", timeout=30)
     assert stop.status_code == 202, stop.text
-    _wait_gone(hub, "alice", "demo", 60)
+    _wait_gone(hub, ALICE, "demo", 60)
     assert engine.get_container(record.id) is None
     # Rescued twice: now (above) and by the hub when the server stopped.
-    rescued = (hub.workspace("alice", "demo") / ".rescued").glob("*/tmp/inside.csv")
+    rescued = (hub.workspace(ALICE, "demo") / ".rescued").glob("*/tmp/inside.csv")
     assert [p.read_text() for p in rescued] == ["3,4\n", "3,4\n"]
 
 
@@ -314,21 +331,21 @@ def test_spawn_page_form_creates_a_project(hub, engine):
     browser = requests.Session()
     browser.get(f"{hub.url}/hub/login", timeout=30)
     xsrf = browser.cookies.get("_xsrf", path="/hub/")
-    login = browser.post(f"{hub.url}/hub/login", data={"username": "bob", "password": "any", "_xsrf": xsrf}, timeout=30)
+    login = browser.post(f"{hub.url}/hub/login", data={"username": BOB, "password": "any", "_xsrf": xsrf}, timeout=30)
     assert login.status_code == 200, login.text[-500:]
     xsrf = browser.cookies.get("_xsrf", path="/hub/") or xsrf
-    page = browser.get(f"{hub.url}/hub/spawn/bob/fresh", timeout=30)
+    page = browser.get(f"{hub.url}/hub/spawn/{BOB}/fresh", timeout=30)
     assert page.status_code == 200
     assert 'name="project"' in page.text and "fresh (new project)" in page.text
     assert "your limit allows 1" in page.text  # one configured GPU, max_mig_per_container 1
 
-    posted = browser.post(f"{hub.url}/hub/spawn/bob/fresh", data={"project": "fresh", "gpus": "0", "_xsrf": xsrf},
+    posted = browser.post(f"{hub.url}/hub/spawn/{BOB}/fresh", data={"project": "fresh", "gpus": "0", "_xsrf": xsrf},
                           timeout=60)
     assert posted.status_code == 200, posted.text[-500:]
     deadline = time.monotonic() + 90
-    while not (hub.server("bob", "fresh") or {}).get("ready"):
+    while not (hub.server(BOB, "fresh") or {}).get("ready"):
         assert time.monotonic() < deadline, hub.log()
         time.sleep(0.5)
-    assert (hub.workspace("bob", "fresh") / "README.md").exists()
-    assert engine.get_container(container_name("fresh", "bob")).running
-    hub.delete("bob", "fresh")
+    assert (hub.workspace(BOB, "fresh") / "README.md").exists()
+    assert engine.get_container(container_name("fresh", BOB)).running
+    hub.delete(BOB, "fresh")
