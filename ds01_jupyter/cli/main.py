@@ -13,15 +13,34 @@ import sys
 
 from dataclasses import fields
 
+# Only the light parts of the core at start-up (issue 19: `ds01 --help` in under 100 ms): ds01_jupyter.core imports
+# the rest, docker-py only when the engine connects, and the helpers below import theirs on first call.
 from ..core import DS01, DS01Error, Settings, User
 from ..core.errors import EngineUnavailable, Forbidden, UnsavedWork
 from ..core.settings import ADMIN_DIR, ADMIN_SETTINGS
-from ..core.limits import format_size, parse_size
-from ..core.notebook_check import check_notebook
-from ..core.processes import report_lines
-from ..kernels.specs import remove_spec, write_spec
-from ..service.client import connection, connection_line
 from . import output as out
+
+
+def _lazy(module: str, name: str):
+    """``module.name``, a function imported on its first call."""
+
+    def call(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(module, __package__), name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+format_size = _lazy("..core.limits", "format_size")
+parse_size = _lazy("..core.limits", "parse_size")
+check_notebook = _lazy("..core.notebook_check", "check_notebook")
+report_lines = _lazy("..core.processes", "report_lines")
+write_spec = _lazy("..kernels.specs", "write_spec")
+remove_spec = _lazy("..kernels.specs", "remove_spec")
+connection = _lazy("..service.client", "connection")
+connection_line = _lazy("..service.client", "connection_line")
 
 
 def _core() -> DS01:

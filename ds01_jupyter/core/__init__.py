@@ -11,25 +11,56 @@ import os
 import time
 from functools import cached_property
 
-from .allocator import GpuAllocator
-from .where import Finder
-from .cleanup import Cleanup
-from .containers import Containers, ContainerStatus, DeployResult
-from .disk import DiskUsage
-from .docker_engine import DockerEngine
-from .engine import ContainerEngine
+# Only what DS01 needs at once is imported here; the rest (docker-py, yaml, the engine's and the allocator's
+# modules...) on first use, so `ds01 --help` and a CLI talking to ds01d start fast (issue 19).
 from .errors import DS01Error, EngineUnavailable, Forbidden, InvalidRequest
-from .guard import Guard
-from . import workspace_access
-from . import gitstate
 from .identity import acting_as
-from .gpus import GpuInventory, attribute, inventory_from_setting
-from .images import Images
-from .limits import Limits, LimitsSource
-from .projects import Project, Projects
-from .reaper import Reaper
 from .settings import Settings
 from .users import User
+
+TYPE_CHECKING = False  # typing itself costs 5 ms at start-up
+if TYPE_CHECKING:  # for the annotations only
+    from .allocator import GpuAllocator
+    from .cleanup import Cleanup
+    from .containers import Containers
+    from .disk import DiskUsage
+    from .engine import ContainerEngine
+    from .gpus import GpuInventory
+    from .guard import Guard
+    from .images import Images
+    from .limits import LimitsSource
+    from .projects import Projects
+    from .reaper import Reaper
+
+# The names this package exported before it imported lazily: module -> names, each imported on first use.
+_LAZY = {
+    ".allocator": ("GpuAllocator",),
+    ".where": ("Finder",),
+    ".cleanup": ("Cleanup",),
+    ".containers": ("Containers", "ContainerStatus", "DeployResult"),
+    ".disk": ("DiskUsage",),
+    ".docker_engine": ("DockerEngine",),
+    ".engine": ("ContainerEngine",),
+    ".guard": ("Guard",),
+    ".gpus": ("GpuInventory", "attribute", "inventory_from_setting"),
+    ".images": ("Images",),
+    ".limits": ("Limits", "LimitsSource"),
+    ".projects": ("Project", "Projects"),
+    ".reaper": ("Reaper",),
+}
+_LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DS01",
@@ -55,6 +86,9 @@ class DS01:
         engine: ContainerEngine | None = None,
         inventory: GpuInventory | None = None,
     ):
+        from .docker_engine import DockerEngine
+        from .gpus import inventory_from_setting
+
         self.settings = settings or Settings.from_env()
         self.engine = engine or DockerEngine(self.settings.docker_url, gpu_request=self.settings.gpu_request)
         self.inventory = inventory or inventory_from_setting(self.settings.gpu_inventory)
@@ -75,22 +109,32 @@ class DS01:
 
     @cached_property
     def projects(self) -> Projects:
+        from .projects import Projects
+
         return Projects(self.settings)
 
     @cached_property
     def limits(self) -> LimitsSource:
+        from .limits import LimitsSource
+
         return LimitsSource(self.settings)
 
     @cached_property
     def images(self) -> Images:
+        from .images import Images
+
         return Images(self.settings, self.engine, self.projects)
 
     @cached_property
     def allocator(self) -> GpuAllocator:
+        from .allocator import GpuAllocator
+
         return GpuAllocator(self.engine, self.settings.lock_dir, timeout=self.settings.lock_timeout)
 
     @cached_property
     def containers(self) -> Containers:
+        from .containers import Containers
+
         return Containers(
             self.settings, self.engine, self.projects, self.images, self.limits, self.allocator, self.inventory,
             start_times=self._start_times,
@@ -128,14 +172,20 @@ class DS01:
 
     @cached_property
     def reaper(self) -> Reaper:
+        from .reaper import Reaper
+
         return Reaper(self.containers, self.guard)
 
     @cached_property
     def guard(self) -> Guard:
+        from .guard import Guard
+
         return Guard(self.containers, self.disk)
 
     @cached_property
     def disk(self) -> DiskUsage:
+        from .disk import DiskUsage
+
         return DiskUsage(self.settings, self.projects)
 
     def checkpoints_dir(self, user: User, project: str):
@@ -148,6 +198,8 @@ class DS01:
 
     def git_state(self, user: User, project: str) -> dict:
         """Whether the project's code is committed and pushed (git run as the user; see gitstate)."""
+        from . import gitstate
+
         return gitstate.state(user, str(self.projects.get(user, project).path)).to_dict()
 
     def checkpoints(self, user: User, project: str, metric: str | None = None, mode: str | None = None) -> dict:
@@ -198,6 +250,7 @@ class DS01:
 
         from .. import checkpoints as ck
         from . import labels as L
+        from .gpus import attribute
 
         devices = self.inventory.devices()
         if not devices:
@@ -294,10 +347,14 @@ class DS01:
 
     @cached_property
     def cleanup(self) -> Cleanup:
+        from .cleanup import Cleanup
+
         return Cleanup(self.projects, self)
 
     def where(self, user: User, project: str, pattern: str) -> dict:
         """Where a project's files matching ``pattern`` are: workspace, container, rescues, retired containers."""
+        from .where import Finder
+
         return Finder(self).find(user, project, pattern)
 
     def overview(self, user: User) -> dict:
@@ -306,6 +363,8 @@ class DS01:
         Works while the engine is down: projects are on disk; the answer then
         says the engine is unavailable and why.
         """
+        from . import gitstate, workspace_access
+
         engine = {"available": True, "reason": ""}
         containers, images = {}, {}
         try:
@@ -359,6 +418,7 @@ class DS01:
     def gpu_inventory(self) -> dict:
         """Every GPU with its holder (from labels) and its processes' containers (from cgroups)."""
         from . import labels as L
+        from .gpus import attribute
 
         devices = self.inventory.devices()
         holders = {}

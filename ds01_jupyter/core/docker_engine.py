@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tarfile
 import threading
 import time
@@ -26,14 +27,26 @@ from .errors import (
     StateConflict,
 )
 
-try:  # docker-py is a dependency, but the core must import without it for Binder
-    import docker
-    import docker.errors
-    import docker.types
-    import requests.exceptions
-    import urllib3.exceptions
-except ImportError:  # pragma: no cover - exercised only where docker-py is absent
-    docker = None
+# docker-py and its transport, imported on the first connection (see _load_docker).
+docker = requests = urllib3 = None
+
+
+def _load_docker():
+    """docker-py (with requests and urllib3, ~150 ms to import), imported when the engine first connects, so a
+    CLI that talks to ds01d or only prints its help never loads it; None where it is not installed (it is a
+    dependency, but the core must import without it for Binder)."""
+    global docker, requests, urllib3
+    if docker is None:
+        import importlib
+
+        try:
+            for name in ("docker", "docker.errors", "docker.types", "requests.exceptions", "urllib3.exceptions"):
+                importlib.import_module(name)
+        except ImportError:  # pragma: no cover - exercised only where docker-py is absent
+            return None
+        requests, urllib3 = sys.modules["requests"], sys.modules["urllib3"]
+        docker = sys.modules["docker"]  # last: another thread takes docker set for all three there
+    return docker
 
 _DOWN_HINT = (
     "Check that the Docker engine is running (`docker info`); start it with "
@@ -79,7 +92,7 @@ class DockerEngine(ContainerEngine):
 
     def _connect(self):
         where = self.base_url or "the default socket (DOCKER_HOST or /var/run/docker.sock)"
-        if docker is None:
+        if _load_docker() is None:
             raise EngineUnavailable("The docker Python package is not installed.", hint="pip install docker")
         try:
             kwargs = docker.utils.kwargs_from_env()
@@ -93,6 +106,9 @@ class DockerEngine(ContainerEngine):
 
     @contextlib.contextmanager
     def _errors(self, what: str, subject: str = ""):
+        if _load_docker() is None:  # nothing of docker-py to translate: self.api says it is missing
+            yield
+            return
         try:
             yield
         except docker.errors.NotFound as err:
