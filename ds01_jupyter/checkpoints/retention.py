@@ -77,8 +77,9 @@ def plan(found: Listing, keep_last: int | None = None, keep_best: int | None = N
     return delete, keep
 
 
-def _open_parent(root: Path, relpath: str) -> int:
-    """A descriptor of the folder holding ``relpath`` under ``root``, no component a link."""
+def open_parent(root: Path | str, relpath: str) -> int:
+    """A descriptor of the folder holding ``relpath`` under ``root`` (the caller's chosen folder, checked by
+    the caller), no component below it a link."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for part in relpath.split("/")[:-1]:
@@ -94,7 +95,7 @@ def _open_parent(root: Path, relpath: str) -> int:
 def delete(root: Path, c: Checkpoint) -> bool:
     """Delete one planned checkpoint if it is still what was planned (not changed since, not a link now)."""
     try:
-        fd = _open_parent(root, c.relpath)
+        fd = open_parent(root, c.relpath)
     except OSError:
         return False
     try:

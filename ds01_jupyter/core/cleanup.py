@@ -17,6 +17,7 @@ import shutil
 import stat
 from dataclasses import asdict, dataclass, field
 
+from ..checkpoints.retention import open_parent
 from . import labels as L
 from .errors import DS01Error
 from .identity import acting_as
@@ -116,13 +117,9 @@ def _scan(root: str, plan: CleanPlan) -> list[tuple[str, bool]]:
 
 def _remove(root: str, rel: str, folder: bool) -> None:
     """Remove one planned path, opening each parent without following a link."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    fd = open_parent(root, rel)
     try:
         parts = rel.split("/")
-        for part in parts[:-1]:
-            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
         st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
         if folder and stat.S_ISDIR(st.st_mode):
             shutil.rmtree(parts[-1], dir_fd=fd)
