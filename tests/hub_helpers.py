@@ -128,6 +128,7 @@ class Hub:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
+        self.session.close()  # its pooled (TLS) connections, not left to the collector
         return time.monotonic() - started
 
     def log(self) -> str:

@@ -76,12 +76,12 @@ def _member(unix_users, group: str | None):
 
 
 def _login(hub: Hub, name: str, password: str) -> requests.Response:
-    browser = requests.Session()
-    browser.trust_env, browser.verify = False, hub.session.verify
-    browser.get(f"{hub.url}/hub/login", timeout=30)
-    xsrf = browser.cookies.get("_xsrf", path="/hub/")
-    return browser.post(f"{hub.url}/hub/login", data={"username": name, "password": password, "_xsrf": xsrf},
-                        timeout=60, allow_redirects=False)
+    with requests.Session() as browser:  # closed: a TLS socket left to the collector fails a later test
+        browser.trust_env, browser.verify = False, hub.session.verify
+        browser.get(f"{hub.url}/hub/login", timeout=30)
+        xsrf = browser.cookies.get("_xsrf", path="/hub/")
+        return browser.post(f"{hub.url}/hub/login", data={"username": name, "password": password, "_xsrf": xsrf},
+                            timeout=60, allow_redirects=False)
 
 
 def _foreign(home: Path, uid: int) -> list[str]:
