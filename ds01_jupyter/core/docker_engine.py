@@ -435,15 +435,7 @@ class DockerEngine(ContainerEngine):
 
         def exit_code():
             # The output can end a moment before the engine records the exit: wait for it, briefly.
-            deadline = time.monotonic() + 10
-            while True:
-                with self._errors("inspect a command in", name_or_id):
-                    info = self.api.exec_inspect(exec_id)
-                if not info.get("Running"):
-                    return info.get("ExitCode")
-                if time.monotonic() > deadline:
-                    return None
-                time.sleep(0.02)
+            return self.exec_exit_code(exec_id, where=name_or_id)
 
         # Buffered: read(n) then returns n bytes or up to the end, not whatever one frame of the stream held.
         reader = io.BufferedReader(_ChunkReader(chunks(), self, f"read the output of a command in {name_or_id}"), 1 << 20)
@@ -464,11 +456,11 @@ class DockerEngine(ContainerEngine):
         with self._errors("resize the terminal of", "a command"):
             self.api.exec_resize(exec_id, height=rows, width=cols)
 
-    def exec_exit_code(self, exec_id: str, wait: float = 10.0) -> int | None:
+    def exec_exit_code(self, exec_id: str, wait: float = 10.0, where: str = "its container") -> int | None:
         """The exit code of an exec; None while it still runs after ``wait`` seconds."""
         deadline = time.monotonic() + wait
         while True:
-            with self._errors("inspect a command in", "its container"):
+            with self._errors("inspect a command in", where):
                 info = self.api.exec_inspect(exec_id)
             if not info.get("Running"):
                 return info.get("ExitCode")
