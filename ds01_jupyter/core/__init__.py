@@ -292,8 +292,9 @@ class DS01:
         quota = self.limits.for_user(user).storage_workspace
         images, image_totals = {}, None
         try:
-            images = {i.project: i.size for i in self.images.list(user)}
-            image_totals = self._image_totals(user)
+            mine = self.cleanup.images(user)  # one listing serves the per-project sizes and the totals
+            images = {i["project"]: i["size"] for i in mine if i["state"] == "current"}
+            image_totals = self._image_totals(mine)
         except EngineUnavailable:
             pass
         projects, large = {}, []
@@ -310,7 +311,7 @@ class DS01:
         result = {
             "projects": projects,
             "total_bytes": total,
-            "image_bytes": image_totals["total_bytes"] if image_totals else sum(v for v in images.values() if v),
+            "image_bytes": image_totals["total_bytes"] if image_totals else 0,
             "images": image_totals,
             "quota_bytes": quota,
             "over_quota": quota is not None and total > quota,
@@ -321,9 +322,8 @@ class DS01:
             result["large_files"] = sorted(large, key=lambda f: -f[2])[:200]
         return result
 
-    def _image_totals(self, user: User) -> dict:
-        """The user's images: bytes unique to each, bytes shared (counted once), and in all."""
-        mine = [i for i in self.cleanup.images(user)]
+    def _image_totals(self, mine: list[dict]) -> dict:
+        """The user's images (``cleanup.images``): bytes unique to each, bytes shared (counted once), and in all."""
         try:
             usage, exact = self.engine.image_usage(), True
         except DS01Error:  # the engine could not measure now: each image's whole size, said so
