@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from harness import docker, cli, not_measured, result, scratch, server
+from harness import cli, docker, not_measured, result, scratch, server
 
 
 def bench_lifecycle(repeat: int) -> list[dict]:
@@ -19,7 +19,9 @@ def bench_lifecycle(repeat: int) -> list[dict]:
         s.ensure_image(name)
         image = s.core.images.current(s.user, name).id
         workspace = str(s.core.projects.get(s.user, name).path.resolve())
-        times = {k: [] for k in ("api_deploy", "api_retire", "cli_deploy", "cli_retire", "run", "rm", "core", "help", "diff")}
+        times = {
+            k: [] for k in ("api_deploy", "api_retire", "cli_deploy", "cli_retire", "run", "rm", "core", "help", "diff")
+        }
         rescued = []
         with server(s) as srv:
 

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import requests
-
 from harness import ROOT, docker, free_port, not_measured, result, scratch, server, wait_until, which
 from kernel_client import execute, start_kernel
 
@@ -216,7 +215,11 @@ def run(repeat: int) -> list[dict]:
             return [not_measured(name_ours, f"our side failed: {err}")]
         why = hub_missing()
         if why:
-            return [not_measured(name_ours, f"baseline not measured: {why}; ours median {sorted(ours)[len(ours) // 2]:.2f} s")]
+            return [
+                not_measured(
+                    name_ours, f"baseline not measured: {why}; ours median {sorted(ours)[len(ours) // 2]:.2f} s"
+                )
+            ]
         base = []
         hub = None
         try:

@@ -32,7 +32,11 @@ sys.path.insert(0, str(HERE))
 
 #: name -> (module, what it measures, the issue's item numbers)
 BENCHMARKS = {
-    "lifecycle": ("lifecycle", "deploy (API, CLI) vs docker run -d; retire with audit and rescue vs docker rm -f", "1, 3"),
+    "lifecycle": (
+        "lifecycle",
+        "deploy (API, CLI) vs docker run -d; retire with audit and rescue vs docker rm -f",
+        "1, 3",
+    ),
     "ready": ("ready", "deploy until a container kernel answers 1+1 vs JupyterHub + DockerSpawner", "2"),
     "status": ("status", "GET /ds01/projects with 200 projects, 50 containers vs docker ps -a --filter", "4"),
     "audit": ("audit", "persistence audit of 1k/10k/100k files vs docker diff", "5"),

@@ -134,7 +134,8 @@ def cli_environ(settings: Settings, home: Path, **extra: str) -> dict[str, str]:
     /etc/ds01-jupyter); elsewhere the host's own serve. ``extra`` variables are added last."""
     from ds01_jupyter.core.settings import env_may_set_admin_settings
 
-    # DS01_SOCKET=none: these tests drive the engine directly even where a ds01d serves the host (tests/test_service.py).
+    # DS01_SOCKET=none: these tests drive the engine directly even where a ds01d serves the host
+    # (tests/test_service.py).
     environ = dict(os.environ, HOME=str(home), DS01_BASE_IMAGE=settings.base_image, DS01_STOP_TIMEOUT="2",
                    DS01_SOCKET="none")
     if env_may_set_admin_settings():
@@ -213,7 +214,10 @@ def make_core(tmp_path, engine):
 def fake_gpus(n: int, tag: str | None = None) -> list[dict]:
     """A configured GPU list with UUIDs unique to one test."""
     tag = tag or secrets.token_hex(3)
-    return [{"uuid": f"GPU-test-{tag}-{i}", "index": i, "name": "Configured Test GPU", "memory_total": 80 * 2**30} for i in range(n)]
+    return [
+        {"uuid": f"GPU-test-{tag}-{i}", "index": i, "name": "Configured Test GPU", "memory_total": 80 * 2**30}
+        for i in range(n)
+    ]
 
 
 # -- a real Jupyter server with the extension --------------------------------------------

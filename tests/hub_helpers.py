@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import BASE_IMAGE, REQUIRE_DOCKER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,6 +188,22 @@ async def _execute(hub: Hub, url: str, code: str, timeout: float) -> str:
         context = ssl.create_default_context(cafile=hub.session.verify if isinstance(hub.session.verify, str) else None)
     request = HTTPRequest(url, headers={"Authorization": f"token {hub.token}"}, ssl_options=context)
     conn = await websocket_connect(request)
+    try:
+        return await _run_code(conn, code, timeout)
+    finally:
+        # Wait for the server's close, then close the stream ourselves: an event loop that ends first leaves
+        # the (TLS) socket to the collector, and pytest fails the run on its ResourceWarning.
+        conn.close()
+        try:
+            while await asyncio.wait_for(conn.read_message(), 5) is not None:
+                pass
+        except (asyncio.TimeoutError, OSError):
+            pass
+        if conn.stream is not None:
+            conn.stream.close()
+
+
+async def _run_code(conn, code: str, timeout: float) -> str:
     msg_id = uuid.uuid4().hex
     conn.write_message(json.dumps({
         "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": uuid.uuid4().hex,
@@ -212,5 +227,4 @@ async def _execute(hub: Hub, url: str, code: str, timeout: float) -> str:
             raise AssertionError("\n".join(message["content"]["traceback"]))
         elif kind == "status":
             status = message["content"]["execution_state"]
-    conn.close()
     return "".join(output)

@@ -130,14 +130,18 @@ class StubEngine:
 _ids = itertools.count()
 
 
-def stopped(exit_code, started=NOW - timedelta(hours=1), finished=NOW - timedelta(minutes=1), oom=False, uuids=("GPU-0",)):
+def stopped(
+    exit_code, started=NOW - timedelta(hours=1), finished=NOW - timedelta(minutes=1), oom=False, uuids=("GPU-0",)
+):
     """A container whose run ended (each its own: verdicts are remembered per container and run)."""
     return container("exited", uuids=uuids, slots=1, started_at=started, finished_at=finished, exit_code=exit_code,
                      oom_killed=oom, id=f"stopped-{next(_ids)}")
 
 
 def stop_record(record, asked):
-    return json.dumps({"container": record.id, "started_at": _stamp(record.started_at), "requested_at": _stamp(asked)}).encode()
+    return json.dumps(
+        {"container": record.id, "started_at": _stamp(record.started_at), "requested_at": _stamp(asked)}
+    ).encode()
 
 
 def test_a_run_that_ended_by_itself_is_exited_or_crashed_without_reading_a_record():
@@ -162,7 +166,9 @@ def test_only_ds01s_own_record_of_this_run_makes_a_non_zero_exit_a_stop():
     earlier = stopped(143, started=record.started_at - timedelta(days=1))
     assert GpuAllocator(StubEngine(stop_record(earlier, asked)), "/x").ending(record).how == "crashed"
     # A stop asked for long before the run ended (a stop that failed, then a crash).
-    assert GpuAllocator(StubEngine(stop_record(record, asked - timedelta(hours=1))), "/x").ending(record).how == "crashed"
+    assert (
+        GpuAllocator(StubEngine(stop_record(record, asked - timedelta(hours=1))), "/x").ending(record).how == "crashed"
+    )
     assert GpuAllocator(StubEngine(b"not json"), "/x").ending(record).how == "crashed"
 
 

@@ -54,8 +54,9 @@ def raw(jp_fetch, jp_http_port, jp_base_url, jp_auth_header):
         assert response.code < 500, (method, path[:80], response.code, text[:500])
         data = json.loads(text) if text.strip().startswith(("{", "[")) else text
         if response.code >= 400:
-            assert isinstance(data, dict) and isinstance(data.get("error"), str) and isinstance(data.get("message"), str), (
-                method, path[:80], response.code, text[:300])
+            assert (
+                isinstance(data, dict) and isinstance(data.get("error"), str) and isinstance(data.get("message"), str)
+            ), (method, path[:80], response.code, text[:300])
         return response.code, data
 
     return call
@@ -105,13 +106,18 @@ async def test_bodies_of_the_wrong_shape_encoding_or_size(raw, home):
 
 async def test_fields_are_checked_before_the_core_sees_them(raw):
     cases = [
-        ("projects/demo/deploy", {"gpus": "1"}, "gpus"), ("projects/demo/deploy", {"gpus": -1}, "gpus"),
-        ("projects/demo/deploy", {"gpus": 10**30}, "gpus"), ("projects/demo/deploy", {"gpus": True}, "gpus"),
+        ("projects/demo/deploy", {"gpus": "1"}, "gpus"),
+        ("projects/demo/deploy", {"gpus": -1}, "gpus"),
+        ("projects/demo/deploy", {"gpus": 10**30}, "gpus"),
+        ("projects/demo/deploy", {"gpus": True}, "gpus"),
         ("projects/demo/deploy", {"protected": "false"}, "protected"),
-        ("projects/demo/retire", {"mode": "burn"}, "mode"), ("projects/demo/retire", {"mode": ["rescue"]}, "mode"),
-        ("projects/demo/prune", {"keep_last": -1}, "keep_last"), ("projects/demo/prune", {"keep_best": 1.5}, "keep_best"),
+        ("projects/demo/retire", {"mode": "burn"}, "mode"),
+        ("projects/demo/retire", {"mode": ["rescue"]}, "mode"),
+        ("projects/demo/prune", {"keep_last": -1}, "keep_last"),
+        ("projects/demo/prune", {"keep_best": 1.5}, "keep_best"),
         ("projects/demo/prune", {"older_than_days": 1e300}, "older_than_days"),
-        ("projects/demo/prune", {"metric": "m" * 10_000}, "metric"), ("projects/demo/prune", {"mode": "avg"}, "mode"),
+        ("projects/demo/prune", {"metric": "m" * 10_000}, "metric"),
+        ("projects/demo/prune", {"mode": "avg"}, "mode"),
         ("projects/demo/prune", {"confirm": "yes"}, "confirm"),
     ]
     for route, body, field in cases:
@@ -248,7 +254,9 @@ async def test_notebook_check_odd_unicode_and_shapes(raw, planted):
     for body in ({"path": 1}, {"path": ["nb/good.ipynb"]}, {"cells": "x"}, {"cells": [1]}, {"cells": None}):
         status, err = await raw("POST", "notebook-check", json.dumps(body))
         assert (status, err["error"]) == (400, "InvalidRequest"), (body, err)
-    status, found = await raw("POST", "notebook-check", json.dumps({"cells": ["\x00", "'\ud800'", "(" * 10_000, "%cd /tmp\x00"]}))
+    status, found = await raw(
+        "POST", "notebook-check", json.dumps({"cells": ["\x00", "'\ud800'", "(" * 10_000, "%cd /tmp\x00"]})
+    )
     assert status == 200 and [f["cell"] for f in found["findings"]] == [3]
 
 

@@ -33,7 +33,9 @@ def test_example_project_shows_warnings_and_runs_without_docker(home, monkeypatc
 
     nb = nbformat.read(notebook, as_version=4)
     nb.cells = [c for c in nb.cells if "/tmp/" not in c.source]  # do not write to the host's /tmp
-    NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}
+    ).execute()
     assert (project / "results" / "results.csv").read_text().startswith("epoch,val_loss")
     assert checkpoints.latest(project / "models").epoch == 4
     assert checkpoints.best("val_loss", directory=project / "models").epoch == 4

@@ -45,7 +45,9 @@ def deployed(make_core, user, project_name):
 def test_defaults_leave_out_what_the_image_sets():
     assert workspace_env(()) == WORKSPACE_ENV
     assert WORKSPACE_ENV["MLFLOW_TRACKING_URI"].startswith("file:///workspace/")
-    assert all(v.startswith(("/workspace", "file:///workspace")) for k, v in WORKSPACE_ENV.items() if k != "PIP_NO_CACHE_DIR")
+    assert all(
+        v.startswith(("/workspace", "file:///workspace")) for k, v in WORKSPACE_ENV.items() if k != "PIP_NO_CACHE_DIR"
+    )
     mine = workspace_env(("HF_HOME=/opt/hf", "PATH=/usr/bin"))
     assert "HF_HOME" not in mine and mine["XDG_CACHE_HOME"] == "/workspace/.cache"
     assert "PIP_NO_CACHE_DIR" not in workspace_env(("PIP_CACHE_DIR=/workspace/.cache/pip",))  # the image chose
@@ -124,7 +126,10 @@ def test_rescue_and_retire_say_what_caches_they_skip_and_copy_them_when_asked(de
     monkeypatch.setenv("HOME", str(user.home))
     assert cli.main(["rescue", name]) == 0
     printed = capsys.readouterr().out
-    assert "Skipped 2 caches (3.0 MiB): /root/.cache/huggingface, /root/.cache/pip; use --include-caches to keep them" in printed
+    assert (
+        "Skipped 2 caches (3.0 MiB): /root/.cache/huggingface, /root/.cache/pip; use --include-caches to keep them"
+        in printed
+    )
 
     digest = sha(core, cid, "/root/.cache/huggingface/hub/models--x/blobs/b1")
     kept = core.guard.rescue(user, name, include_caches=True)

@@ -159,8 +159,18 @@ def test_hugging_face_folders_give_step_epoch_metrics_best_and_resume_path(tmp_p
     listing = ck.listing(models)
     found = {c.relpath: c for c in listing.checkpoints}
     third = found["bert/checkpoint-300"]
-    assert (third.kind, third.run, third.step, third.epoch, third.state) == ("huggingface", "bert", 300, 3.0, "complete")
-    assert third.metrics["eval_loss"] == 0.7 and "eval_runtime" not in third.metrics and "learning_rate" not in third.metrics
+    assert (third.kind, third.run, third.step, third.epoch, third.state) == (
+        "huggingface",
+        "bert",
+        300,
+        3.0,
+        "complete",
+    )
+    assert (
+        third.metrics["eval_loss"] == 0.7
+        and "eval_runtime" not in third.metrics
+        and "learning_rate" not in third.metrics
+    )
     assert found["bert/checkpoint-100"].metrics["eval_loss"] == 0.9  # its own step's evaluation, not a later one
     assert found["bert/checkpoint-200"].role == "best"  # best_model_checkpoint, recorded inside the container
     assert listing.metric == "eval_loss" and found["bert/checkpoint-200"].is_best
@@ -194,7 +204,10 @@ def test_hugging_face_incomplete_and_in_progress_folders(tmp_path):
     _age(no_state, sharded, when=HOUR_AGO + 100)
     found = {c.name: c for c in ck.scan(models)}
     assert found["tmp-checkpoint-400"].state == "in_progress"
-    assert found["checkpoint-500"].state == "incomplete" and "trainer_state.json missing" in found["checkpoint-500"].problem
+    assert (
+        found["checkpoint-500"].state == "incomplete"
+        and "trainer_state.json missing" in found["checkpoint-500"].problem
+    )
     assert found["checkpoint-600"].complete and ck.latest(models).name == "checkpoint-600"
 
     shard = sharded / "model-00002-of-00002.safetensors"
@@ -319,7 +332,8 @@ if which == "lightning":
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     torch.manual_seed(0)
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 2), torch.randn(16, 1)), batch_size=8)
+    pairs = torch.utils.data.TensorDataset(torch.randn(16, 2), torch.randn(16, 1))
+    data = torch.utils.data.DataLoader(pairs, batch_size=8)
     callback = ModelCheckpoint(dirpath=out, monitor="val_loss", save_top_k=2, save_last=True)
     trainer = pl.Trainer(max_epochs=4, callbacks=[callback], logger=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu", default_root_dir=out)

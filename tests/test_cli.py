@@ -9,16 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli_environ
 
 from ds01_jupyter.core.limits import Limits, host_resources
-from conftest import cli_environ
 from ds01_jupyter.core.settings import env_may_set_admin_settings
 
 BIN = Path(sys.executable).parent
 
 
 def run(cmd, env, *args, check_code=None):
-    proc = subprocess.run([str(BIN / cmd), *args], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [str(BIN / cmd), *args], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
     if check_code is not None:
         assert proc.returncode == check_code, (proc.stdout, proc.stderr)
     return proc
@@ -50,7 +52,9 @@ def test_the_documented_walkthrough(env, home, project_name):
     status = json.loads(run("ds01", env, "status", "--json", check_code=0).stdout)
     assert [p["state"] for p in status["projects"] if p["project"] == name] == ["running"]
     limits = run("check-limits", env, check_code=0).stdout
-    assert "max_containers_per_user" in limits and re.search(r"containers +\d+ of " + ("100" if env_may_set_admin_settings() else r"\d+"), limits)
+    assert "max_containers_per_user" in limits and re.search(
+        r"containers +\d+ of " + ("100" if env_may_set_admin_settings() else r"\d+"), limits
+    )
     assert (home / ".ds01-limits").is_file()
 
     run("container-stop", env, name, check_code=0)

@@ -94,7 +94,11 @@ def test_limits_become_the_containers_resources(containers, tmp_path):
 def test_environment_ours_over_the_front_ends_and_the_images_own_choices_kept(containers, tmp_path):
     plain = spec(containers, tmp_path).env
     assert {k: plain[k] for k in WORKSPACE_ENV} == WORKSPACE_ENV
-    assert (plain["DS01_PROJECT"], plain["DS01_USER"], plain["DS01_CONTAINER"]) == ("my_proj", "alice", "my_proj._.alice")
+    assert (plain["DS01_PROJECT"], plain["DS01_USER"], plain["DS01_CONTAINER"]) == (
+        "my_proj",
+        "alice",
+        "my_proj._.alice",
+    )
     assert plain["PYTHONPATH"] == HELPERS_DIR
     env = spec(containers, tmp_path, img=image("HF_HOME=/models/hf", "PIP_CACHE_DIR=/pip", "PYTHONPATH=/opt/lib"),
                extra_env={"JUPYTERHUB_API_TOKEN": "t", "DS01_PROJECT": "forged", "TORCH_HOME": "/x"}).env

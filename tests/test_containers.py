@@ -28,7 +28,9 @@ def test_deploy_mounts_the_workspace_and_retire_keeps_it(make_core, user, projec
     assert result.created and result.container.running
     assert any("CPU-only" in n for n in result.notices)  # no GPUs configured
 
-    code, out = core.containers.exec(user, name, ["sh", "-c", "pwd; ls /workspace; echo hello > /workspace/from-container.txt"])
+    code, out = core.containers.exec(
+        user, name, ["sh", "-c", "pwd; ls /workspace; echo hello > /workspace/from-container.txt"]
+    )
     assert code == 0
     lines = out.decode().split()
     assert lines[0] == "/workspace" and {"notebooks", "data", "models", "README.md"} <= set(lines)
@@ -37,7 +39,7 @@ def test_deploy_mounts_the_workspace_and_retire_keeps_it(make_core, user, projec
     assert written.stat().st_uid == user.uid
 
     record = core.engine.get_container(result.container.id)
-    assert REQUIRED_LABELS <= set(record.labels)
+    assert set(record.labels) >= REQUIRED_LABELS
     assert record.labels[L.WORKSPACE] == str(project.path.resolve())
     assert record.labels[L.WORK_MOUNT] == "/workspace"
     assert record.labels[L.GPU_ALLOCATED] == "false"

@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import fake_gpus
+from test_cli import BIN
+
 from ds01_jupyter.core import DS01, User
 from ds01_jupyter.core import labels as L
 from ds01_jupyter.core.allocator import STOP_RECORD
 from ds01_jupyter.core.errors import DS01Error, Forbidden, GpuUnavailable, StateConflict
 from ds01_jupyter.core.settings import env_may_set_admin_settings
-from test_cli import BIN
 
 HOLDING = """
 defaults:

@@ -5,8 +5,20 @@ from __future__ import annotations
 import pytest
 
 from ds01_jupyter.core.findings import (
-    CACHE, ENVIRONMENT, KERNEL, NOISE, PROCESS, WORK, Audit, Finding, classify, is_checkpoint, layer_findings,
-    package_of, rank, tmpfs_findings,
+    CACHE,
+    ENVIRONMENT,
+    KERNEL,
+    NOISE,
+    PROCESS,
+    WORK,
+    Audit,
+    Finding,
+    classify,
+    is_checkpoint,
+    layer_findings,
+    package_of,
+    rank,
+    tmpfs_findings,
 )
 
 SITE = "/usr/local/lib/python3.11/site-packages"
@@ -116,7 +128,10 @@ def test_memory_backed_files_are_lost_even_on_a_stop_and_links_are_never_followe
     assert noise == 2  # torch's shared memory and the socket
     by_path = {f.path: f for f in findings}
     assert set(by_path) == {"/dev/shm/data.npy", "/dev/shm/l", "/dev/shm/.cache/x"}
-    assert by_path["/dev/shm/data.npy"].kind == WORK and "lost even when the container stops" in by_path["/dev/shm/data.npy"].detail
+    assert (
+        by_path["/dev/shm/data.npy"].kind == WORK
+        and "lost even when the container stops" in by_path["/dev/shm/data.npy"].detail
+    )
     assert by_path["/dev/shm/l"].size == 0 and "never followed" in by_path["/dev/shm/l"].detail
     assert by_path["/dev/shm/.cache/x"].kind == CACHE
 

@@ -10,11 +10,11 @@ import secrets
 import tarfile
 
 import pytest
-
 from conftest import BASE_IMAGE, cli_environ
+from test_cli import run
+
 from ds01_jupyter.core import labels as L
 from ds01_jupyter.core.errors import InvalidRequest
-from test_cli import run
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import fake_gpus
+
 from ds01_jupyter.core import User
 from ds01_jupyter.core import labels as L
 from ds01_jupyter.core.errors import GpuUnavailable, LimitExceeded, StateConflict

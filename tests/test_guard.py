@@ -46,7 +46,9 @@ def tiny_wheel(name="ds01probe", version="1.0") -> bytes:
     with zipfile.ZipFile(buffer, "w") as wheel:
         wheel.writestr(f"{name}/__init__.py", "VALUE = 42\n")
         wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
         wheel.writestr(f"{info}/RECORD", f"{name}/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
     return buffer.getvalue()
 
@@ -55,7 +57,12 @@ def test_every_way_of_writing_is_found_classified_and_rescued_byte_identical(dep
     core, name, cid = deployed
     project = core.projects.get(user, name).path
     # Python, native code (libc through ctypes), a shell command, a background process, memory.
-    sh(core, cid, "python3 -c \"open('/tmp/from_python.csv','w').write('a,b\\n1,2\\n')\"", user=f"{user.uid}:{user.gid}")
+    sh(
+        core,
+        cid,
+        "python3 -c \"open('/tmp/from_python.csv','w').write('a,b\\n1,2\\n')\"",
+        user=f"{user.uid}:{user.gid}",
+    )
     sh(core, cid, "python3 -c \"import ctypes; c=ctypes.CDLL(None); f=c.fopen(b'/opt/native.bin', b'wb'); "
                   "c.fwrite(b'native-bytes', 1, 12, f); c.fclose(f)\"")
     sh(core, cid, "mkdir -p /data/run1 && head -c 300000 /dev/urandom > /data/run1/model.pt")
@@ -64,7 +71,12 @@ def test_every_way_of_writing_is_found_classified_and_rescued_byte_identical(dep
     sh(core, cid, "mkdir -p /root/.cache/pip/http && head -c 5000 /dev/urandom > /root/.cache/pip/http/blob")
     sh(core, cid, "mkdir -p /tmp/pkg/__pycache__ && echo x > /tmp/pkg/__pycache__/m.cpython-311.pyc")
     core.engine.put_file(cid, "/tmp/ds01probe-1.0-py3-none-any.whl", tiny_wheel(), 0o644)
-    sh(core, cid, "pip install --no-index --no-deps /tmp/ds01probe-1.0-py3-none-any.whl >/dev/null 2>&1; python3 -c 'import ds01probe'")
+    sh(
+        core,
+        cid,
+        "pip install --no-index --no-deps /tmp/ds01probe-1.0-py3-none-any.whl >/dev/null 2>&1; "
+        "python3 -c 'import ds01probe'",
+    )
     (project / "data" / "escape").symlink_to("/tmp")
 
     audit = core.guard.audit(user, name)
@@ -86,8 +98,16 @@ def test_every_way_of_writing_is_found_classified_and_rescued_byte_identical(dep
     assert "ds01probe==1.0" in (project / "requirements.txt").read_text()
     assert core.guard.add_requirements(user, name, audit) == []  # never twice
 
-    expected = {p: sha_in_container(core, cid, p) for p in
-                ("/tmp/from_python.csv", "/opt/native.bin", "/data/run1/model.pt", "/root/from_background.txt", "/dev/shm/features.npy")}
+    expected = {
+        p: sha_in_container(core, cid, p)
+        for p in (
+            "/tmp/from_python.csv",
+            "/opt/native.bin",
+            "/data/run1/model.pt",
+            "/root/from_background.txt",
+            "/dev/shm/features.npy",
+        )
+    }
     with pytest.raises(UnsavedWork) as refused:
         core.guard.retire(user, name)
     assert refused.value.status == 409 and "--rescue" in refused.value.hint
@@ -110,8 +130,13 @@ def test_every_way_of_writing_is_found_classified_and_rescued_byte_identical(dep
 def test_a_running_jupyter_kernel_makes_no_warning_of_its_own(deployed, user):
     core, name, cid = deployed
     # A kernel as the provisioner starts one: ipykernel writes its runtime files and history.
-    sh(core, cid, "mkdir -p /tmp/.ds01 && (python3 -m ipykernel_launcher -f /tmp/.ds01/kernel-x.json >/dev/null 2>&1 &) ; "
-                  "sleep 5; python3 -c 'import IPython; IPython.get_ipython'", user=f"{user.uid}:{user.gid}")
+    sh(
+        core,
+        cid,
+        "mkdir -p /tmp/.ds01 && (python3 -m ipykernel_launcher -f /tmp/.ds01/kernel-x.json >/dev/null 2>&1 &) ; "
+        "sleep 5; python3 -c 'import IPython; IPython.get_ipython'",
+        user=f"{user.uid}:{user.gid}",
+    )
     audit = core.guard.audit(user, name)
     assert audit.at_risk == [], [f.to_dict() for f in audit.at_risk]
     assert [f.kind for f in audit.findings if f.source == "process"] == ["kernel"]  # idle: listed quietly
@@ -138,7 +163,10 @@ def test_odd_files_are_handled(deployed, user):
                  "/tmp/hard1", "/tmp/hard2", "/tmp/sparse.img", "/root/root-owned.txt"):
         assert found[path].kind == WORK, path
     assert found["/tmp/a.fifo"].detail.startswith("special")
-    digests = {p: sha_in_container(core, cid, p) for p in ("/tmp/new\nline.txt", "/tmp/hard2", "/tmp/sparse.img", "/root/root-owned.txt")}
+    digests = {
+        p: sha_in_container(core, cid, p)
+        for p in ("/tmp/new\nline.txt", "/tmp/hard2", "/tmp/sparse.img", "/root/root-owned.txt")
+    }
     rescue = core.guard.rescue(user, name, audit)
     folder = core.projects.get(user, name).path / ".rescued"
     (rescue_dir,) = [p for p in folder.iterdir() if p.is_dir()]

@@ -56,8 +56,13 @@ def test_nothing_planted_in_the_container_runs_as_root(make_core, other_user, pr
     cid = core.containers.deploy(other_user, name, gpus=0).container.id
     project = core.projects.get(other_user, name).path
     # The attack of the report: a json.py beside the probe, and a module search path of the user's choosing.
-    sh(core, cid, "mkdir -p /tmp/.ds01 && printf 'import os\\nopen(\"/workspace/json-ran-as-%%d\" %% os.geteuid(), \"a\")\\n'"
-                  " > /tmp/.ds01/json.py && echo x > /tmp/work.txt", as_user(other_user))
+    sh(
+        core,
+        cid,
+        'mkdir -p /tmp/.ds01 && printf \'import os\\nopen("/workspace/json-ran-as-%%d" %% os.geteuid(), "a")\\n\''
+        " > /tmp/.ds01/json.py && echo x > /tmp/work.txt",
+        as_user(other_user),
+    )
     for name_ in os.listdir(project):
         if name_.startswith("ran-as-"):
             os.unlink(project / name_)
@@ -347,8 +352,13 @@ def test_a_long_answer_from_inside_is_read_whole(theirs):
     """The probe's answer comes in many frames of the engine's stream: all of it must be read, or the audit
     falls back to the archives and loses what only the inside can see (memory-backed files, processes)."""
     core, user, name, cid = theirs
-    sh(core, cid, "mkdir /tmp/many && cd /tmp/many && for i in $(seq 3000); do echo > file-with-a-long-name-$i.csv; done"
-                  " && echo shm > /dev/shm/only-inside.txt", as_user(user))
+    sh(
+        core,
+        cid,
+        "mkdir /tmp/many && cd /tmp/many && for i in $(seq 3000); do echo > file-with-a-long-name-$i.csv; done"
+        " && echo shm > /dev/shm/only-inside.txt",
+        as_user(user),
+    )
     audit = core.guard.audit(user, name)
     paths = {f.path for f in audit.findings}
     assert "/dev/shm/only-inside.txt" in paths, audit.notes

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import cli_environ
+
 from ds01_jupyter.core import gitstate
 
 BIN = Path(sys.executable).parent
@@ -135,7 +135,9 @@ def test_clean_previews_then_deletes_the_guides_scratch_and_never_rescues(make_c
     assert (project / "tmp").exists()  # a preview deletes nothing
     done = core.cleanup.clean(user, name, confirm=True, keep_last=1)
     assert done["deleted"] and not (project / "tmp").exists() and not (project / "src" / "__pycache__").exists()
-    assert (project / "src" / "keep.py").exists() and (project / ".rescued" / "20260101T000000Z" / "tmp" / "a.tmp").exists()
+    assert (project / "src" / "keep.py").exists() and (
+        project / ".rescued" / "20260101T000000Z" / "tmp" / "a.tmp"
+    ).exists()
     assert len([p for p in (project / "models").iterdir() if p.suffix in (".pt", ".pkl")]) == 1
     assert os.path.isdir("/etc")
 

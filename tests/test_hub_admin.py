@@ -4,17 +4,19 @@ folder, the single-user image's rebuild decisions and the spawn page's build pro
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from traitlets.config import Config
 
 from ds01_jupyter.core.engine import ImageRecord
 from ds01_jupyter.core.errors import BuildFailed
 from ds01_jupyter.core.limits import LimitsSource
 from ds01_jupyter.core.settings import Settings
-from ds01_jupyter.hub import admin, checks, image as I, wheels as W
+from ds01_jupyter.hub import admin, checks
+from ds01_jupyter.hub import image as I
+from ds01_jupyter.hub import wheels as W
 from ds01_jupyter.hub.progress import BuildFeed, build_quietly
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,16 +130,22 @@ def test_the_dockerfile_installs_the_package_dependencies():
 def test_rebuild_decisions():
     want = {"ds01.singleuser.jupyterhub": "6.1.1", "ds01.singleuser.ds01-jupyter": "0.2.0", I.DIGEST_LABEL: "abc"}
     assert I.outdated(None, want) == "it is missing"
-    old = _image(**{"ds01.singleuser.jupyterhub": "6.1.1", "ds01.singleuser.ds01-jupyter": "0.1.0", I.DIGEST_LABEL: "x"})
+    old = _image(
+        **{"ds01.singleuser.jupyterhub": "6.1.1", "ds01.singleuser.ds01-jupyter": "0.1.0", I.DIGEST_LABEL: "x"}
+    )
     assert I.outdated(old, want) == "ds01-jupyter was upgraded (0.1.0 → 0.2.0)"
     hub_old = _image(**{"ds01.singleuser.jupyterhub": "6.0", "ds01.singleuser.ds01-jupyter": "0.2.0"})
     assert I.outdated(hub_old, want) == "JupyterHub was upgraded (6.0 → 6.1.1)"
     by_hand = _image(**{"ds01.singleuser.jupyterhub": "6.1.1", "ds01.singleuser.ds01-jupyter": "0.2.0"})
     assert I.outdated(by_hand, want) == ""  # built with `docker build` without the fingerprint: versions decide
-    changed = _image(**{"ds01.singleuser.jupyterhub": "6.1.1", "ds01.singleuser.ds01-jupyter": "0.2.0", I.DIGEST_LABEL: "y"})
+    changed = _image(
+        **{"ds01.singleuser.jupyterhub": "6.1.1", "ds01.singleuser.ds01-jupyter": "0.2.0", I.DIGEST_LABEL: "y"}
+    )
     assert I.outdated(changed, want) == "the wheels it is built from changed"
 
-    current = _image(**{"ds01.singleuser.jupyterhub": "6.1.1", "ds01.singleuser.ds01-jupyter": "0.2.0", I.DIGEST_LABEL: "abc"})
+    current = _image(
+        **{"ds01.singleuser.jupyterhub": "6.1.1", "ds01.singleuser.ds01-jupyter": "0.2.0", I.DIGEST_LABEL: "abc"}
+    )
     assert I.project_outdated(old, current)  # a project image inherits the labels of what it was built FROM
     assert not I.project_outdated(current, current)
     assert not I.project_outdated(_image(), current)  # FROM something else: never rebuilt in a loop
@@ -203,7 +211,9 @@ def test_an_upgrade_rebuilds_the_singleuser_image_saying_why(monkeypatch, tmp_pa
         def info(self, *args):
             logged.append(args)
 
-    result = I.ensure_singleuser(Engine(), "ds01/singleuser:latest", "ds01/base:latest", "", lambda m, p: said.append(m), Log())
+    result = I.ensure_singleuser(
+        Engine(), "ds01/singleuser:latest", "ds01/base:latest", "", lambda m, p: said.append(m), Log()
+    )
     assert result is new and builds == ["ds01/singleuser:latest"]
     assert "ds01-jupyter was upgraded (0.0.9 → 0.1.0)" in said[0]
     assert said[1] == "Single-user image: Step 1/9 : FROM ds01/base:latest" and logged

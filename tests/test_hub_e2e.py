@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import fake_gpus
+from hub_helpers import Hub, chp_fixture, free_port, singleuser_fixture  # noqa: F401 - fixtures
+
 from ds01_jupyter.core import labels as L
 from ds01_jupyter.core.errors import DS01Error
 from ds01_jupyter.core.names import container_name
 from ds01_jupyter.hub.spawner import bridge_ip
-from hub_helpers import Hub, chp_fixture, free_port, singleuser_fixture  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -154,7 +154,9 @@ def hub(tmp_path, chp, singleuser, engine, hub_config):
             if record.labels.get(L.WORKSPACE, "").startswith(prefix):
                 engine.remove_container(record.id, force=True)
         for image in engine.list_images(L.managed()):
-            if image.labels.get(L.USER) in UIDS and any(t.startswith(tuple(f"ds01-{u}/" for u in UIDS)) for t in image.tags):
+            if image.labels.get(L.USER) in UIDS and any(
+                t.startswith(tuple(f"ds01-{u}/" for u in UIDS)) for t in image.tags
+            ):
                 try:
                     engine.remove_image(image.id)
                 except DS01Error:
@@ -292,7 +294,9 @@ def test_sidebar_inside_the_server(hub, engine):
                                json={"cells": ["df.to_csv('/tmp/out.csv')", "print(1)"]}, timeout=30)
     assert checked.status_code == 200, checked.text
     assert [f["path"] for f in checked.json()["findings"]] == ["/tmp/out.csv"]
-    pruned = hub.session.post(f"{hub.url}/user/{ALICE}/demo/ds01/projects/demo/prune", json={"keep_last": 1}, timeout=30)
+    pruned = hub.session.post(
+        f"{hub.url}/user/{ALICE}/demo/ds01/projects/demo/prune", json={"keep_last": 1}, timeout=30
+    )
     assert pruned.status_code == 200 and pruned.json()["would_delete"] == [], pruned.text
     # Limits: the ones the spawner handed in (the admin's file is not readable in here); use is known on the host only.
     limits = hub.user_get(ALICE, "demo", "ds01/limits")
@@ -301,7 +305,9 @@ def test_sidebar_inside_the_server(hub, engine):
     assert "inside its project's container" in limits.json()["engine"]["reason"]
 
     # Rescue now, from inside: the work file lands in the workspace on the host; a link is never followed.
-    code, _ = engine.exec(record.id, ["ln", "-s", "/etc/hostname", "/tmp/link.csv"], user=f"{UIDS[ALICE]}:{UIDS[ALICE]}")
+    code, _ = engine.exec(
+        record.id, ["ln", "-s", "/etc/hostname", "/tmp/link.csv"], user=f"{UIDS[ALICE]}:{UIDS[ALICE]}"
+    )
     assert code == 0
     rescue = hub.session.post(f"{hub.url}/user/{ALICE}/demo/ds01/projects/demo/rescue", timeout=60)
     assert rescue.status_code == 200, rescue.text
@@ -312,7 +318,10 @@ def test_sidebar_inside_the_server(hub, engine):
     assert os.readlink(folder / "tmp/link.csv") == "/etc/hostname"  # kept as a link, never followed
     assert (folder / "tmp/inside.csv").read_text() == "3,4\n"
     assert (folder / "tmp/link.csv").is_symlink()  # the link itself, not a copy of what it names
-    assert {m["path"] for m in json.loads((folder / "MANIFEST.json").read_text())["files"]} == {"/tmp/inside.csv", "/tmp/link.csv"}
+    assert {m["path"] for m in json.loads((folder / "MANIFEST.json").read_text())["files"]} == {
+        "/tmp/inside.csv",
+        "/tmp/link.csv",
+    }
     assert engine.get_container(record.id).running
     assert hub.user_get(ALICE, "demo", "api/status").status_code == 200
     assert hub.session.post(f"{hub.url}/user/{ALICE}/demo/ds01/projects/other/rescue", timeout=30).status_code == 404

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import BASE_IMAGE
-from ds01_jupyter.core import Settings
-from ds01_jupyter.core.names import container_name
 from ds01d_helpers import ds01d_factory_fixture, unix_users_fixture  # noqa: F401 - fixtures
 from hub_helpers import Hub, chp_fixture, ds01_hub, free_port, run_in_kernel, singleuser_fixture  # noqa: F401
+
+from ds01_jupyter.core import Settings
+from ds01_jupyter.core.names import container_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -112,9 +112,23 @@ def test_admin_install_as_documented(tmp_path, chp, singleuser, unix_users, unix
     config = etc / "jupyterhub_config.py"
     text = config.read_text()
     assert MARKER in text
-    config.write_text(text.replace(MARKER, MARKER + SITE.format(
-        group=unix_group, admins=admins, port=port, etc=etc, base=BASE_IMAGE, wheels=singleuser["wheels"], hub_port=free_port(),
-        api_port=free_port(), token=token)))
+    config.write_text(
+        text.replace(
+            MARKER,
+            MARKER
+            + SITE.format(
+                group=unix_group,
+                admins=admins,
+                port=port,
+                etc=etc,
+                base=BASE_IMAGE,
+                wheels=singleuser["wheels"],
+                hub_port=free_port(),
+                api_port=free_port(),
+                token=token,
+            ),
+        )
+    )
     # The unit's environment: its PATH, where configurable-http-proxy was installed (npm install -g).
     unit = ds01_hub("unit", "-f", str(config)).stdout
     path = re.search(r"^Environment=PATH=(.*)$", unit, re.M).group(1)

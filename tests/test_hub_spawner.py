@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import fake_gpus
+
 from ds01_jupyter.core import User
 from ds01_jupyter.core.errors import InvalidName, InvalidRequest
 from ds01_jupyter.hub import form
@@ -147,8 +147,7 @@ def test_server_extension_inside_a_container_answers_in_container_mode(monkeypat
 def test_rescue_from_inside_copies_regular_files_only(tmp_path):
     """Inside a container: work files into .rescued/<time>/<path>, links never followed, the quota kept."""
     from ds01_jupyter.core.errors import QuotaExceeded
-    from ds01_jupyter.core.findings import WORK, Finding
-    from ds01_jupyter.core.findings import Audit
+    from ds01_jupyter.core.findings import WORK, Audit, Finding
     from ds01_jupyter.server.container_rescue import rescue_inside
 
     outside, workspace = tmp_path / "tmp", tmp_path / "workspace"
@@ -170,5 +169,7 @@ def test_rescue_from_inside_copies_regular_files_only(tmp_path):
     assert (folder / str(outside / "result.csv")[1:]).read_text() == "1,2\n"
     link = folder / str(outside / "link.csv")[1:]
     assert link.is_symlink() and os.readlink(link) == str(tmp_path / "secret")  # kept as a link, never followed
-    assert {s["path"]: s["why"] for s in result.skipped} == {str(outside / "gone.csv"): "vanished before it could be copied"}
+    assert {s["path"]: s["why"] for s in result.skipped} == {
+        str(outside / "gone.csv"): "vanished before it could be copied"
+    }
     assert not list((workspace / ".rescued").glob("*.partial"))

@@ -14,14 +14,13 @@ import time
 import urllib.request
 
 import pytest
+from conftest import fake_gpus
 
 from ds01_jupyter.core import User
 from ds01_jupyter.core import labels as L
-from ds01_jupyter.core.trust import distrust, network_name, own_labels
 from ds01_jupyter.core.engine import ContainerRecord, ImageRecord
 from ds01_jupyter.core.errors import Forbidden, InvalidRequest
-
-from conftest import fake_gpus
+from ds01_jupyter.core.trust import distrust, network_name, own_labels
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="making Unix users and device nodes needs root")
 
@@ -114,7 +113,9 @@ def _fetch_inside(engine, record, user: User, ip: str) -> tuple[int, bytes]:
     return engine.exec(record.id, ["python3", "-c", script], user=as_user(user))
 
 
-def test_users_cannot_reach_each_others_containers_but_the_host_reaches_all(make_core, unix_users, project_name, engine):
+def test_users_cannot_reach_each_others_containers_but_the_host_reaches_all(
+    make_core, unix_users, project_name, engine
+):
     core = make_core()
     alice, bob = unix_users(), unix_users()
     first, second, theirs = project_name(), project_name(), project_name()

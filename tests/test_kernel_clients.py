@@ -17,13 +17,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import cli_environ
 from jupyter_client import KernelManager
 from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpecManager
 
-from conftest import cli_environ
-from ds01_jupyter.kernels import container_kernel, specs
 from ds01_jupyter.core.errors import Forbidden
+from ds01_jupyter.kernels import container_kernel, specs
 
 BIN = Path(sys.executable).parent
 PROBE = "import os, socket\nprint(os.getcwd(), os.path.exists('/.dockerenv'), socket.gethostname())"
@@ -38,7 +38,9 @@ def test_a_relative_or_empty_cwd_is_the_clients_own_folder(tmp_path, monkeypatch
     assert container_kernel.workspace_path("", project) == ("/workspace/notebooks", None)
     assert container_kernel.workspace_path("deep", project) == ("/workspace/notebooks/deep", None)
     assert container_kernel.workspace_path("..", project) == ("/workspace", None)
-    assert container_kernel.workspace_path(str(project / "notebooks" / "deep"), project)[0] == "/workspace/notebooks/deep"
+    assert (
+        container_kernel.workspace_path(str(project / "notebooks" / "deep"), project)[0] == "/workspace/notebooks/deep"
+    )
     where, note = container_kernel.workspace_path("../..", project)  # the workspace root: outside the project
     assert where == "/workspace" and "not inside the project folder" in note
 
@@ -47,7 +49,10 @@ def test_the_spec_runs_our_launcher_never_a_host_kernel():
     spec = specs.spec_for("demo")
     assert spec["argv"][:3] == [sys.executable, "-m", "ds01_jupyter.kernels.launch"]
     assert spec["argv"][3:] == ["--project", "demo", "-f", "{connection_file}"]
-    assert spec["metadata"]["kernel_provisioner"] == {"provisioner_name": "ds01-container", "config": {"project": "demo"}}
+    assert spec["metadata"]["kernel_provisioner"] == {
+        "provisioner_name": "ds01-container",
+        "config": {"project": "demo"},
+    }
 
 
 def test_specs_are_written_and_removed_never_through_links(tmp_path):
@@ -95,7 +100,9 @@ def test_the_server_brings_old_specs_up_to_date_through_the_same_writer(tmp_path
     kernels = tmp_path / "kernels"
     old = kernels / "ds01-demo"
     old.mkdir(parents=True)
-    (old / "kernel.json").write_text(json.dumps(specs.spec_for("demo") | {"argv": ["python3", "-m", "ipykernel_launcher"]}))
+    (old / "kernel.json").write_text(
+        json.dumps(specs.spec_for("demo") | {"argv": ["python3", "-m", "ipykernel_launcher"]})
+    )
     specs.write_spec("gone", kernels)
     synced = specs.KernelSpecs(type("Core", (), {"containers": Containers()})(), user=None, kernels_dir=kernels)
     assert synced.sync() == {"demo"}
@@ -113,7 +120,13 @@ def env(make_core, home, tmp_path):
 
 def cli(env, cmd, *args, cwd=None, check=True, timeout=300):
     proc = subprocess.run(
-        [str(BIN / cmd), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        [str(BIN / cmd), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     if check:
         assert proc.returncode == 0, (cmd, args, proc.stdout, proc.stderr)
@@ -163,7 +176,17 @@ def test_cli_deploy_writes_the_spec_and_nbconvert_runs_in_the_notebook_folder(de
 
     # Run from the project: nbconvert passes the relative folder "notebooks".
     (notebooks / "where.txt").unlink()
-    cli(env, "jupyter-nbconvert", "--to", "notebook", "--execute", "notebooks/probe.ipynb", "--output", "ran", cwd=project)
+    cli(
+        env,
+        "jupyter-nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "notebooks/probe.ipynb",
+        "--output",
+        "ran",
+        cwd=project,
+    )
     assert (notebooks / "where.txt").read_text() == "/workspace/notebooks True"
 
     # Retiring from the command line removes the spec.
@@ -220,7 +243,9 @@ def test_a_client_that_ignores_provisioners_still_gets_the_container(deployed, e
     spec = json.loads((spec_dir / "kernel.json").read_text())
     del spec["metadata"]["kernel_provisioner"]
     (legacy / "kernel.json").write_text(json.dumps(spec))
-    km = KernelManager(kernel_name=f"ds01-{name}", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(legacy.parent)]))
+    km = KernelManager(
+        kernel_name=f"ds01-{name}", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(legacy.parent)])
+    )
     km.start_kernel(env=env, cwd=str(project / "notebooks"))
     assert type(km.provisioner).__name__ == "LocalProvisioner"
     client = km.client()

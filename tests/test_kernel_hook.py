@@ -22,7 +22,13 @@ def run_hooked(code: str, tmp_path: Path) -> tuple[str, list[dict]]:
         sys.addaudithook(hook.audit_hook)
         """
     ) + textwrap.dedent(code)
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env={"JPY_SESSION_NAME": "nb.ipynb"})
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"JPY_SESSION_NAME": "nb.ipynb"},
+    )
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return done.stderr, records

@@ -30,7 +30,9 @@ async def run(client, code, timeout=60):
     return reply["content"]["status"], "".join(out)
 
 
-async def test_kernel_runs_in_the_container_in_the_notebook_folder(api, jp_fetch, jp_serverapp, home, user, engine, project_name):
+async def test_kernel_runs_in_the_container_in_the_notebook_folder(
+    api, jp_fetch, jp_serverapp, home, user, engine, project_name
+):
     demo = project_name()  # unique: parallel runs of the suite share the engine and the container names
     await api("POST", "projects", body={"name": demo}, expect=201)
     _, deployed = await api("POST", "projects", demo, "deploy", params={"wait": "1"}, expect=200)

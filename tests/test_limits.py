@@ -98,7 +98,11 @@ def test_shipped_example_parses():
 
 @pytest.mark.parametrize(
     "text,message",
-    [("defaults: [1, 2]\n", "Bad value"), ("- a\n- b\n", "mapping"), ("defaults: {memory: lots}\n", "Cannot read size")],
+    [
+        ("defaults: [1, 2]\n", "Bad value"),
+        ("- a\n- b\n", "mapping"),
+        ("defaults: {memory: lots}\n", "Cannot read size"),
+    ],
 )
 def test_bad_files_say_what_is_wrong(tmp_path, text, message):
     with pytest.raises(ConfigError) as info:

@@ -50,46 +50,40 @@ def test_links_fifos_and_foreign_folders_are_refused_and_nothing_is_chmodded(tmp
     victim.write_text("secret")
     victim.chmod(0o600)
     (folder / LOCK_NAME).symlink_to(victim)
-    with pytest.raises(ConfigError) as info:
-        with _allocator(folder).locked():
-            pass
+    with pytest.raises(ConfigError) as info, _allocator(folder).locked():
+        pass
     assert "symbolic link" in info.value.message
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600
 
     (folder / LOCK_NAME).unlink()
     os.link(victim, folder / LOCK_NAME)  # a hard link to someone's file
-    with pytest.raises(ConfigError, match="hard links"):
-        with _allocator(folder).locked():
-            pass
+    with pytest.raises(ConfigError, match="hard links"), _allocator(folder).locked():
+        pass
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600
 
     (folder / LOCK_NAME).unlink()
     os.mkfifo(folder / LOCK_NAME)  # would block a plain open for ever
-    with pytest.raises(ConfigError, match="not a regular file"):
-        with _allocator(folder).locked():
-            pass
+    with pytest.raises(ConfigError, match="not a regular file"), _allocator(folder).locked():
+        pass
 
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)  # writable by all, not sticky: anyone could swap the lock
-    with pytest.raises(ConfigError, match="sticky"):
-        with _allocator(shared).locked():
-            pass
+    with pytest.raises(ConfigError, match="sticky"), _allocator(shared).locked():
+        pass
     if os.geteuid() == 0:
         os.chown(shared, 4343, 4343)
         shared.chmod(0o755)
-        with pytest.raises(ConfigError, match="belongs to"):
-            with _allocator(shared).locked():
-                pass
+        with pytest.raises(ConfigError, match="belongs to"), _allocator(shared).locked():
+            pass
 
 
 def test_a_missing_folder_in_a_shared_place_is_not_made(tmp_path):
     sticky = tmp_path / "sticky"
     sticky.mkdir()
     sticky.chmod(0o1777)
-    with pytest.raises(ConfigError, match="does not exist"):
-        with _allocator(sticky / "ds01").locked():
-            pass
+    with pytest.raises(ConfigError, match="does not exist"), _allocator(sticky / "ds01").locked():
+        pass
     assert not (sticky / "ds01").exists()
 
 
@@ -118,9 +112,8 @@ def test_a_held_lock_is_named_and_times_out_clearly(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         said = []
         started = time.monotonic()
-        with pytest.raises(LockTimeout) as info:
-            with _allocator(folder, timeout=1.0).locked(progress=said.append):
-                pass
+        with pytest.raises(LockTimeout) as info, _allocator(folder, timeout=1.0).locked(progress=said.append):
+            pass
         assert 0.9 < time.monotonic() - started < 10
         assert len(said) == 1 and f"held by pid {holder.pid} / user " in said[0] and "Waiting" in said[0]
         assert str(holder.pid) in info.value.message and "Gave up after 1 s" in info.value.message
@@ -180,7 +173,6 @@ def test_a_lock_file_of_another_user_is_refused(tmp_path):
     folder.mkdir()
     (folder / LOCK_NAME).write_text("")
     os.chown(folder / LOCK_NAME, 54321, 54321)
-    with pytest.raises(ConfigError) as info:
-        with _allocator(folder).locked():
-            pass
+    with pytest.raises(ConfigError) as info, _allocator(folder).locked():
+        pass
     assert "belongs to user" in info.value.message and "install -m 0644" in info.value.hint

@@ -109,8 +109,9 @@ def adversarial(spec: dict) -> dict:
 # jupyter_server's SessionManager.__del__ may close its sqlite cursor from the garbage collector's
 # thread during this long test ("SQLite objects created in a thread..."): not ours, and harmless.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-async def test_fuzzing_the_api_finds_no_server_error(jp_fetch, jp_http_port, jp_base_url, jp_auth_header, engine, tmp_path,
-                                                     special_files):
+async def test_fuzzing_the_api_finds_no_server_error(
+    jp_fetch, jp_http_port, jp_base_url, jp_auth_header, engine, tmp_path, special_files
+):
     await jp_fetch("ds01", "version")  # the test server listens once a client fixture asked for it
     base = f"http://127.0.0.1:{jp_http_port}{jp_base_url}ds01"
     served = yaml.safe_load((await jp_fetch("ds01", "openapi.yaml")).body)  # the document the server serves

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import cli_environ
 
 from ds01_jupyter.core.errors import UnsavedWork
 from ds01_jupyter.core.findings import KERNEL, PROCESS
-from conftest import cli_environ
 
 BIN = Path(sys.executable).parent
 
@@ -111,7 +111,12 @@ def test_stop_processes_with_rescue_keeps_what_the_trainer_saves_on_sigterm(make
 
 def test_a_process_ignoring_sigterm_is_killed_after_the_grace_and_reported(make_core, user, project_name):
     core, name, cid = deployed(make_core, user, project_name, stop_grace_seconds=2)
-    background(core, cid, user, "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)'")
+    background(
+        core,
+        cid,
+        user,
+        "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)'",
+    )
     background(core, cid, user, "sleep 1000")
     wait_for(lambda: len(running(core.guard.audit(user, name))) == 2)
     started = time.monotonic()
@@ -181,7 +186,11 @@ def test_audit_exits_3_and_the_commands_refuse_and_stop_with_the_flag(make_core,
     [job] = [f for f in json.loads(audit.stdout) if f["kind"] == "process"]
     assert "time.sleep(999)" in job["command"]
     table = run("ds01", "audit", name)
-    assert table.returncode == 3 and "Nothing outside /workspace" not in table.stdout and "--stop-processes" in table.stderr
+    assert (
+        table.returncode == 3
+        and "Nothing outside /workspace" not in table.stdout
+        and "--stop-processes" in table.stderr
+    )
     for verb in ("container-retire", "container-stop"):
         refused = run(verb, name)
         assert refused.returncode == 1 and "time.sleep(999)" in refused.stderr and "running for" in refused.stderr
@@ -205,8 +214,16 @@ def test_idle_and_busy_kernels_are_told_apart(tmp_path):
     from ds01_jupyter.core.processes import process_findings
 
     now = time.time()
-    base = {"command": "python3 /tmp/.ds01/kernel_launcher.py -f /tmp/.ds01/kernel-1.json", "uid": 1000,
-            "cpu_seconds": 1.0, "cpu_percent": 0.0, "busy": False, "processes": 1, "kernel": True, "started": now - 7200}
+    base = {
+        "command": "python3 /tmp/.ds01/kernel_launcher.py -f /tmp/.ds01/kernel-1.json",
+        "uid": 1000,
+        "cpu_seconds": 1.0,
+        "cpu_percent": 0.0,
+        "busy": False,
+        "processes": 1,
+        "kernel": True,
+        "started": now - 7200,
+    }
     idle = dict(base, pid=10, pids=[10], cell={"busy": False, "notebook": "/workspace/notebooks/a.ipynb"})
     busy = dict(base, pid=11, pids=[11], busy=True,
                 cell={"busy": True, "cell": 4, "since": now - 3 * 3600, "notebook": "/workspace/notebooks/train.ipynb"})

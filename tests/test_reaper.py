@@ -6,11 +6,10 @@ import time
 from dataclasses import replace
 
 import pytest
+from conftest import fake_gpus
 
 from ds01_jupyter.core import DS01, allocator
 from ds01_jupyter.core.errors import GpuUnavailable
-
-from conftest import fake_gpus
 
 IDLE = "defaults:\n  idle_timeout: 60s\n  max_runtime: null\n  max_containers_per_user: 100\n"
 

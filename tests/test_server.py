@@ -8,7 +8,6 @@ import json
 import pytest
 from tornado.httpclient import HTTPClientError
 
-
 # pytest-jupyter runs coroutine tests on the server's own loop (no pytest-asyncio needed).
 
 
@@ -18,7 +17,9 @@ async def test_every_route_needs_authentication(jp_fetch, jp_base_url, engine):
             await jp_fetch("ds01", *parts, headers={"Authorization": "token not-the-token"})
         assert info.value.code in (401, 403), parts
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("ds01", "projects", method="POST", body=json.dumps({"name": "x"}), headers={"Authorization": "token nope"})
+        await jp_fetch(
+            "ds01", "projects", method="POST", body=json.dumps({"name": "x"}), headers={"Authorization": "token nope"}
+        )
     assert info.value.code in (401, 403)
 
 

@@ -26,8 +26,14 @@ async def test_checkpoints_prune_preview_then_delete_and_usage(api, home, demo):
     assert {c["name"]: c["reason"] for c in plan["would_delete"]}["broken.pt"] == "incomplete: empty file"
     assert [k["relpath"] for k in plan["kept"]] == [names[2]] and "resume" in plan["kept"][0]["reason"]
     assert all((models / n).exists() for n in names)  # a preview deletes nothing
-    _, done = await api("POST", "projects", demo, "prune",
-                        body={"keep_last": 1, "keep_best": 1, "metric": "acc", "mode": "max", "confirm": True}, expect=200)
+    _, done = await api(
+        "POST",
+        "projects",
+        demo,
+        "prune",
+        body={"keep_last": 1, "keep_best": 1, "metric": "acc", "mode": "max", "confirm": True},
+        expect=200,
+    )
     assert sorted(c["name"] for c in done["deleted"]) == sorted(["broken.pt", names[0]])
     assert [(models / n).exists() for n in names] == [False, True, True]
 

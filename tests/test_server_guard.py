@@ -33,7 +33,12 @@ async def test_audit_retire_choice_and_rescue(api, home, engine, demo):
 
 async def test_notebook_check(api, home, demo):
     await api("POST", "projects", body={"name": demo}, expect=201)
-    nb = {"cells": [{"cell_type": "code", "source": "df.to_csv('/tmp/out.csv')"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    nb = {
+        "cells": [{"cell_type": "code", "source": "df.to_csv('/tmp/out.csv')"}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     (home / "workspace" / demo / "notebooks" / "a.ipynb").write_text(json.dumps(nb))
     _, found = await api("POST", "notebook-check", body={"path": f"{demo}/notebooks/a.ipynb"}, expect=200)
     assert [f["path"] for f in found["findings"]] == ["/tmp/out.csv"]

@@ -6,8 +6,8 @@ import os
 import shutil
 
 import pytest
-
 from conftest import fake_gpus
+
 from ds01_jupyter.core import User
 
 

@@ -186,7 +186,7 @@ def test_two_users_deploy_at_once_and_ds01d_restarts_mid_deploy(ds01d_factory, u
     for t in threads:
         t.join(180)
     held = []
-    for person, done in results.items():
+    for done in results.values():
         _ok(done, "Deployed")
         held += [g["uuid"] for g in gpus if g["uuid"] in done.stdout]
     assert sorted(held) == sorted(g["uuid"] for g in gpus)  # one each, never the same
@@ -208,7 +208,9 @@ def test_two_users_deploy_at_once_and_ds01d_restarts_mid_deploy(ds01d_factory, u
     out, err = client.communicate(timeout=60)
     assert client.returncode == 1 and b"ds01d closed the connection" in err, (out, err)
     daemon.start()
-    again = _ok(alice.ds01(daemon.socket, "container-deploy", slow, "--background", "--gpus", "0"), f"{slow}._.{alice.name}")
+    again = _ok(
+        alice.ds01(daemon.socket, "container-deploy", slow, "--background", "--gpus", "0"), f"{slow}._.{alice.name}"
+    )
     assert "running" in again.stdout
     listed = json.loads(_ok(alice.ds01(daemon.socket, "container-list", "--json")).stdout)
     assert sorted(c["project"] for c in listed) == sorted([names[alice], slow])

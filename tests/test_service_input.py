@@ -199,8 +199,13 @@ def test_silent_slow_and_greedy_callers_do_not_block_others(daemon, unix_users):
 # -- the wire's round trip, without an engine -----------------------------------------------------------
 def test_results_keep_their_types():
     status = ContainerStatus(project="p", name="p._.u", id="abc", state="running", image="i", gpus=["GPU-1"])
-    audit = Audit(project="p", container="c", state="running", findings=[Finding("/tmp/x", "work", 4, "writable-layer")],
-                  added={"/tmp/x"})
+    audit = Audit(
+        project="p",
+        container="c",
+        state="running",
+        findings=[Finding("/tmp/x", "work", 4, "writable-layer")],
+        added={"/tmp/x"},
+    )
     value = {"deploy": DeployResult(status, True, ["note"]), "audit": audit, "path": Path("/a"), "raw": b"\x00\xff",
              "pair": (1, None), "__t": "not a tag"}
     back = P.decode(json.loads(json.dumps(P.encode(value))))

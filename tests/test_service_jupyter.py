@@ -211,8 +211,9 @@ def test_jupyter_server_through_ds01d_without_docker_access(ds01d_factory, unix_
         # Interrupt and restart work through ds01d too; the restarted kernel answers, its state gone.
         pending = asyncio.ensure_future(_execute(server, kernel_id, "import time\ntime.sleep(60)"))
         await asyncio.sleep(2)
-        await asyncio.get_running_loop().run_in_executor(None, server.call, "POST", f"api/kernels/{kernel_id}/interrupt",
-                                                         None, 204)
+        await asyncio.get_running_loop().run_in_executor(
+            None, server.call, "POST", f"api/kernels/{kernel_id}/interrupt", None, 204
+        )
         assert "KeyboardInterrupt" in await asyncio.wait_for(pending, 30)
         await asyncio.get_running_loop().run_in_executor(None, server.call, "POST", f"api/kernels/{kernel_id}/restart")
         assert (await _execute(server, kernel_id, "print('again', 'x' in globals())")).split() == ["again", "False"]
@@ -225,8 +226,9 @@ def test_jupyter_server_through_ds01d_without_docker_access(ds01d_factory, unix_
     line = server.call("GET", f"ds01/projects/{name}/terminal")["line"]
     assert "ds01_jupyter.service.attach" in line and daemon.socket in line
     terminal = server.call("POST", "api/terminals")["name"]
-    shown = asyncio.run(_terminal(server, terminal, line, f"{name}:/workspace", "echo U=$(id -u) W=$(pwd) H=$(hostname)",
-                                  f"H={name}"))
+    shown = asyncio.run(
+        _terminal(server, terminal, line, f"{name}:/workspace", "echo U=$(id -u) W=$(pwd) H=$(hostname)", f"H={name}")
+    )
     assert f"U={alice.user.uid} W=/workspace H={name}" in shown, shown
 
     # Bob's container stays out of reach: by the REST routes, by a kernel, by ds01d's kernel operations.
@@ -240,7 +242,10 @@ def test_jupyter_server_through_ds01d_without_docker_access(ds01d_factory, unix_
         f" (r.kernels.attach, [{theirs!r}, 'k1', 'key', [1, 2, 3, 4, 5]])):\n"
         "    try:\n        call(None, *args)\n        print('reached', args)\n"
         "    except Exception as err:\n        print(type(err).__name__)\n")
-    assert "reached" not in probe.stdout and probe.stdout.split() == ["ProjectNotFound"] * 3, (probe.stdout, probe.stderr)
+    assert "reached" not in probe.stdout and probe.stdout.split() == ["ProjectNotFound"] * 3, (
+        probe.stdout,
+        probe.stderr,
+    )
     assert core.containers.status(bob.user, theirs).started_at == bobs.started_at
 
     # The events stream: a snapshot, then her container's stop, followed through ds01d.

@@ -124,7 +124,7 @@ def parse_name(name: str, folder: bool = False, templates: tuple[str, ...] = DEF
         compiled = compile_template(template)
         match = compiled and compiled[0].search(stem)
         if match:
-            for (key, integer), value in zip(compiled[1], match.groups()):
+            for (key, _integer), value in zip(compiled[1], match.groups()):
                 if key in ("epoch", "step"):
                     setattr(info, key, _count(value, key, info))
                 else:

@@ -24,9 +24,16 @@ class CheckpointError(Exception):
     """A save, load or prune that could not be done; the message says what is intact."""
 
 
-def plan(found: Listing, keep_last: int | None = None, keep_best: int | None = None, metric: str | None = None,
-         mode: str | None = None, older_than: float | None = None,
-         now: float | None = None, recent_seconds: float = RECENT_SECONDS) -> tuple[list[tuple[Checkpoint, str]], list[tuple[Checkpoint, str]]]:
+def plan(
+    found: Listing,
+    keep_last: int | None = None,
+    keep_best: int | None = None,
+    metric: str | None = None,
+    mode: str | None = None,
+    older_than: float | None = None,
+    now: float | None = None,
+    recent_seconds: float = RECENT_SECONDS,
+) -> tuple[list[tuple[Checkpoint, str]], list[tuple[Checkpoint, str]]]:
     """(to delete, to keep), each checkpoint with the reason."""
     if keep_best and not (metric or found.metric):
         raise CheckpointError("keep_best needs the metric to rank by.")

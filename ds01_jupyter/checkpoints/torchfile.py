@@ -129,6 +129,8 @@ def read_state(path) -> dict | None:
 def read_lightning_state(path) -> dict | None:
     """A Lightning checkpoint's state (epoch, global_step, callbacks); None for any other file."""
     state = read_state(path)
-    if state is None or not ({"pytorch-lightning_version", "global_step"} & set(k for k in state if isinstance(k, str))):
+    if state is None or not (
+        {"pytorch-lightning_version", "global_step"} & set(k for k in state if isinstance(k, str))
+    ):
         return None
     return state

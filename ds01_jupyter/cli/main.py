@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-
 from dataclasses import fields
 
 # Only the light parts of the core at start-up (issue 19: `ds01 --help` in under 100 ms): ds01_jupyter.core imports
@@ -74,7 +73,13 @@ def cmd_project_list(core, user, args):
     projects = core.projects.list(user)
     if args.json:
         return out.emit_json([p.to_dict() for p in projects])
-    print(out.table([p.to_dict() for p in projects], [("name", "PROJECT"), ("path", "PATH")], "(no projects yet: ds01 project-init NAME)"))
+    print(
+        out.table(
+            [p.to_dict() for p in projects],
+            [("name", "PROJECT"), ("path", "PATH")],
+            "(no projects yet: ds01 project-init NAME)",
+        )
+    )
 
 
 def cmd_image_create(core, user, args):
@@ -128,8 +133,11 @@ def cmd_clean(core, user, args):
     if ckpt:
         gone = ckpt.get("deleted", ckpt.get("would_delete", []))
         print(f"  checkpoints: {len(gone)} ({format_size(ckpt['bytes'])}); `ds01 prune` shows why each goes or stays")
-    print(f"{verb} {format_size(plan['bytes'])} in {args.name}." + ("" if args.yes else " Run again with --yes to delete.")
-          + " .rescued/ and .git are never touched.")
+    print(
+        f"{verb} {format_size(plan['bytes'])} in {args.name}."
+        + ("" if args.yes else " Run again with --yes to delete.")
+        + " .rescued/ and .git are never touched."
+    )
 
 
 def cmd_image_delete(core, user, args):
@@ -148,7 +156,9 @@ def cmd_base_image(core, user, args):
 
 
 def _kernel_spec(project: str, deployed: bool) -> None:
-    """Write (deploy) or remove (retire) the project's kernel spec, as the server extension does; never fail the verb."""
+    """Write (deploy) or remove (retire) the project's kernel spec, as the server extension does.
+
+    Never fails the verb."""
     try:
         if deployed:
             write_spec(project)
@@ -223,8 +233,14 @@ def cmd_retire(core, user, args):
         out.error(DS01Error("--include-caches keeps the caches and --discard drops everything: choose one."))
         return 2
     try:
-        result = core.guard.retire(user, args.name, mode=mode, progress=out.progress, include_caches=args.include_caches,
-                                   stop_processes=args.stop_processes)
+        result = core.guard.retire(
+            user,
+            args.name,
+            mode=mode,
+            progress=out.progress,
+            include_caches=args.include_caches,
+            stop_processes=args.stop_processes,
+        )
     except UnsavedWork as err:
         return _refused(err, args, "Not retired")
     _kernel_spec(args.name, deployed=False)
@@ -254,12 +270,21 @@ def cmd_audit(core, user, args):
         out.emit_json([f.to_dict() for f in audit.findings])
     else:
         rows = [
-            {**f.to_dict(), "size": format_size(f.size), "where": f"{f.notebook} [{f.cell}]" if f.notebook else f.source,
-             "what": f.detail if f.kind == "environment" else ("checkpoint" if f.checkpoint else f.detail)}
+            {
+                **f.to_dict(),
+                "size": format_size(f.size),
+                "where": f"{f.notebook} [{f.cell}]" if f.notebook else f.source,
+                "what": f.detail if f.kind == "environment" else ("checkpoint" if f.checkpoint else f.detail),
+            }
             for f in audit.findings
         ]
-        print(out.table(rows, [("kind", "KIND"), ("size", "SIZE"), ("path", "PATH"), ("where", "FROM"), ("what", "NOTE")],
-                        "Nothing outside /workspace would be lost."))
+        print(
+            out.table(
+                rows,
+                [("kind", "KIND"), ("size", "SIZE"), ("path", "PATH"), ("where", "FROM"), ("what", "NOTE")],
+                "Nothing outside /workspace would be lost.",
+            )
+        )
         for note in audit.notes:
             print(f"note: {note}")
         running = [f for f in audit.at_risk if f.kind == "process"]
@@ -334,7 +359,10 @@ def cmd_prune(core, user, args):
         print(f"  {verb.lower()}: {c['relpath']} ({format_size(c['size'])}): {c['reason']}")
     for c in result["kept"]:
         print(f"  keep: {c['relpath']}: {c['reason']}")
-    print(f"{verb} {len(items)} checkpoint(s), {format_size(result['bytes'])}." + ("" if args.yes else " Run again with --yes to delete."))
+    print(
+        f"{verb} {len(items)} checkpoint(s), {format_size(result['bytes'])}."
+        + ("" if args.yes else " Run again with --yes to delete.")
+    )
 
 
 WHERE_LABELS = {"workspace": "WORKSPACE", "rescued": "RESCUED", "container": "AT RISK", "retired": "RETIRED"}
@@ -363,13 +391,34 @@ def cmd_usage(core, user, args):
     data = core.usage(user, larger_than=args.larger_than)
     if args.json:
         return out.emit_json(data)
-    rows = [{"project": name, "size": format_size(p["bytes"]), "files": p["files"], "checkpoints": format_size(p["checkpoint_bytes"]),
-             "image": format_size(p["image_bytes"]) if p["image_bytes"] else "-",
-             "largest": f"{p['largest'][0][0]} ({format_size(p['largest'][0][1])})" if p["largest"] else "-"}
-            for name, p in data["projects"].items()]
-    print(out.table(rows, [("project", "PROJECT"), ("size", "SIZE"), ("files", "FILES"), ("checkpoints", "CHECKPOINTS"), ("image", "IMAGE"), ("largest", "LARGEST FILE")]))
+    rows = [
+        {
+            "project": name,
+            "size": format_size(p["bytes"]),
+            "files": p["files"],
+            "checkpoints": format_size(p["checkpoint_bytes"]),
+            "image": format_size(p["image_bytes"]) if p["image_bytes"] else "-",
+            "largest": f"{p['largest'][0][0]} ({format_size(p['largest'][0][1])})" if p["largest"] else "-",
+        }
+        for name, p in data["projects"].items()
+    ]
+    print(
+        out.table(
+            rows,
+            [
+                ("project", "PROJECT"),
+                ("size", "SIZE"),
+                ("files", "FILES"),
+                ("checkpoints", "CHECKPOINTS"),
+                ("image", "IMAGE"),
+                ("largest", "LARGEST FILE"),
+            ],
+        )
+    )
     quota = format_size(data["quota_bytes"]) if data["quota_bytes"] is not None else "no quota"
-    print(f"Workspace: {format_size(data['total_bytes'])} of {quota}" + ("  (OVER QUOTA)" if data["over_quota"] else ""))
+    print(
+        f"Workspace: {format_size(data['total_bytes'])} of {quota}" + ("  (OVER QUOTA)" if data["over_quota"] else "")
+    )
     images = data.get("images")
     if images and images["count"]:
         print(f"Images: {format_size(images['total_bytes'])} in {images['count']} "
@@ -437,7 +486,20 @@ def cmd_list(core, user, args):
         }
         for s in statuses
     ]
-    print(out.table(rows, [("project", "PROJECT"), ("name", "CONTAINER"), ("state", "STATE"), ("gpus", "GPU"), ("uptime", "UP"), ("note", "NOTE")], "(no containers: container-deploy NAME)"))
+    print(
+        out.table(
+            rows,
+            [
+                ("project", "PROJECT"),
+                ("name", "CONTAINER"),
+                ("state", "STATE"),
+                ("gpus", "GPU"),
+                ("uptime", "UP"),
+                ("note", "NOTE"),
+            ],
+            "(no containers: container-deploy NAME)",
+        )
+    )
 
 
 def cmd_status(core, user, args):
@@ -464,7 +526,13 @@ def cmd_status(core, user, args):
         )
     if args.json:
         return out.emit_json({"projects": rows, "usage": core.containers.usage(user), "connection": connection(core)})
-    print(out.table(rows, [("project", "PROJECT"), ("summary", "STATE"), ("gpus", "GPU"), ("uptime", "UP"), ("git", "GIT")], "(no projects yet: ds01 project-init NAME)"))
+    print(
+        out.table(
+            rows,
+            [("project", "PROJECT"), ("summary", "STATE"), ("gpus", "GPU"), ("uptime", "UP"), ("git", "GIT")],
+            "(no projects yet: ds01 project-init NAME)",
+        )
+    )
     print(connection_line(connection(core)))
 
 
@@ -540,7 +608,8 @@ def cmd_check_limits(core, user, args):
         print(f"Current use: unknown, {usage['engine']['reason']}")
         return
     print("Current use:")
-    print(f"  containers                 {usage['containers']} of {max_c if max_c is not None else 'unlimited'} ({usage['running']} running)")
+    of = max_c if max_c is not None else "unlimited"
+    print(f"  containers                 {usage['containers']} of {of} ({usage['running']} running)")
     print(f"  GPU slots                  {usage['gpu_slots']} of {max_g if max_g is not None else 'unlimited'}")
     for holder in usage.get("gpu_holders") or ():  # the same holders deploy counts against the limit
         kept = "" if holder["state"] == "running" else ", kept after its stop (gpu_hold_after_stop)"
@@ -562,14 +631,33 @@ def cmd_gpus(core, user, args):
         }
         for g in data["gpus"]
     ]
-    print(out.table(rows, [("index", "#"), ("name", "NAME"), ("uuid", "UUID"), ("memory", "MEMORY"), ("util", "UTIL"), ("holder", "HELD BY")], data["notice"] or "(no GPUs)"))
+    print(
+        out.table(
+            rows,
+            [
+                ("index", "#"),
+                ("name", "NAME"),
+                ("uuid", "UUID"),
+                ("memory", "MEMORY"),
+                ("util", "UTIL"),
+                ("holder", "HELD BY"),
+            ],
+            data["notice"] or "(no GPUs)",
+        )
+    )
 
 
 def cmd_reap(core, user, args):
     decisions = core.reaper.run(user, dry_run=args.dry_run)
     if args.json:
         return out.emit_json([d.to_dict() for d in decisions])
-    print(out.table([d.to_dict() for d in decisions], [("container", "CONTAINER"), ("action", "ACTION"), ("reason", "WHY")], "(no running containers)"))
+    print(
+        out.table(
+            [d.to_dict() for d in decisions],
+            [("container", "CONTAINER"), ("action", "ACTION"), ("reason", "WHY")],
+            "(no running containers)",
+        )
+    )
 
 
 # -- parser ------------------------------------------------------------------------
@@ -642,10 +730,18 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--older-than-days", type=float, help="only checkpoints older than this")
     clean.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
     verb("image-delete", cmd_image_delete, "delete the project's image")
-    base = verb("base-image", cmd_base_image, "make sure the base image exists (built locally if needed)", name_arg=False)
+    base = verb(
+        "base-image", cmd_base_image, "make sure the base image exists (built locally if needed)", name_arg=False
+    )
     base.add_argument("--rebuild", action="store_true", help="build it again even if it exists")
     deploy = verb("container-deploy", cmd_deploy, "create and start the project's container", aliases=["deploy"])
-    deploy.add_argument("--gpus", "--gpu", type=_gpu_count, default=None, help="GPUs to allocate (default: 1 if the host has any, else CPU-only)")
+    deploy.add_argument(
+        "--gpus",
+        "--gpu",
+        type=_gpu_count,
+        default=None,
+        help="GPUs to allocate (default: 1 if the host has any, else CPU-only)",
+    )
     deploy.add_argument("--background", action="store_true", help="do not open a shell inside after deploying")
     deploy.add_argument("--protected", action="store_true", help="exempt from idle and runtime limits (ds01.protected)")
     deploy.add_argument("--framework", metavar="NAME", default=None,
@@ -654,10 +750,19 @@ def build_parser() -> argparse.ArgumentParser:
     verb("container-start", cmd_start, "start the project's stopped container", aliases=["start"])
     stop = verb("container-stop", cmd_stop, "stop the project's container (it can be started again)", aliases=["stop"])
     stop.add_argument("--stop-processes", action="store_true", help=STOP_PROCESSES_HELP)
-    retire = verb("container-retire", cmd_retire, "stop and remove the project's container; the workspace stays", aliases=["retire"])
+    retire = verb(
+        "container-retire",
+        cmd_retire,
+        "stop and remove the project's container; the workspace stays",
+        aliases=["retire"],
+    )
     choice = retire.add_mutually_exclusive_group()
-    choice.add_argument("--rescue", action="store_true", help="copy files that would be lost into ~/workspace/NAME/.rescued/ first")
-    choice.add_argument("--discard", action="store_true", help="retire even though files outside /workspace will be lost")
+    choice.add_argument(
+        "--rescue", action="store_true", help="copy files that would be lost into ~/workspace/NAME/.rescued/ first"
+    )
+    choice.add_argument(
+        "--discard", action="store_true", help="retire even though files outside /workspace will be lost"
+    )
     retire.add_argument("--stop-processes", action="store_true", help=STOP_PROCESSES_HELP)
     retire.add_argument("--include-caches", action="store_true",
                         help="copy caches outside /workspace (pip, Hugging Face, torch...) into .rescued/ too")
@@ -672,8 +777,12 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt.add_argument("--metric", help="metric for 'best' (default: eval_loss, val_loss or loss, else the first found)")
     ckpt.add_argument("--mode", choices=["min", "max"],
                       help="lower (min) or higher (max) is better (default: max for accuracy-like names, else min)")
-    prune = verb("prune", cmd_prune, "delete old checkpoints by a retention policy (shows the plan, and why, unless --yes); "
-                 "never a role file (best-model.pt, last.ckpt), a run's resume point, or one changed in the last 5 minutes")
+    prune = verb(
+        "prune",
+        cmd_prune,
+        "delete old checkpoints by a retention policy (shows the plan, and why, unless --yes); "
+        "never a role file (best-model.pt, last.ckpt), a run's resume point, or one changed in the last 5 minutes",
+    )
     prune.add_argument("--keep-last", type=int, help="keep the newest N complete checkpoints of each run")
     prune.add_argument("--keep-best", type=int, help="keep the best N of each run by --metric")
     prune.add_argument("--metric", help="metric for --keep-best")
@@ -687,7 +796,12 @@ def build_parser() -> argparse.ArgumentParser:
     usage = verb("usage", cmd_usage, "disk use per project: size, largest files, checkpoints, images (shared layers "
                  "counted once), against the quota, and the disk's free space", name_arg=False)
     usage.add_argument("--larger-than", type=_size_arg, metavar="SIZE", help="list files of at least SIZE (e.g. 1G)")
-    nb = verb("check-notebook", cmd_check_notebook, "find paths outside /workspace in a notebook's code (exit 3 if any)", name_arg=False)
+    nb = verb(
+        "check-notebook",
+        cmd_check_notebook,
+        "find paths outside /workspace in a notebook's code (exit 3 if any)",
+        name_arg=False,
+    )
     nb.add_argument("path", metavar="NOTEBOOK", help="path of the .ipynb file")
     run = verb("container-run", cmd_run, "open a shell inside the container, or run one command", aliases=["run"])
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default: a shell)")

@@ -391,7 +391,12 @@ class DS01:
                     "git": gitstate.state(user, str(project.path)).to_dict(),
                 }
             )
-        return {"user": user.name, "engine": engine, "projects": projects, "frameworks": sorted(self.settings.frameworks())}
+        return {
+            "user": user.name,
+            "engine": engine,
+            "projects": projects,
+            "frameworks": sorted(self.settings.frameworks()),
+        }
 
     def _live(self, user: User, container, activity: dict) -> dict:
         """A container as the sidebar shows it: with uptime (the engine's list lacks the start time) and idle time."""

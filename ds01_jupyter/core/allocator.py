@@ -153,7 +153,10 @@ def lock_holders(st: os.stat_result) -> list[tuple[int, str]]:
         try:
             pid = int(parts[4])
             major, minor, inode = parts[5].split(":")
-            if int(inode) != st.st_ino or (int(major, 16), int(minor, 16)) != (os.major(st.st_dev), os.minor(st.st_dev)):
+            if int(inode) != st.st_ino or (int(major, 16), int(minor, 16)) != (
+                os.major(st.st_dev),
+                os.minor(st.st_dev),
+            ):
                 continue
         except ValueError:
             continue
@@ -188,7 +191,9 @@ class GpuAllocator:
         except NotADirectoryError:
             raise _lock_trouble(f"The GPU allocation lock folder {folder} is not a folder.", folder) from None
         except OSError as err:
-            raise _lock_trouble(f"Cannot open the GPU allocation lock folder {folder}: {err.strerror}.", folder) from None
+            raise _lock_trouble(
+                f"Cannot open the GPU allocation lock folder {folder}: {err.strerror}.", folder
+            ) from None
         st = os.fstat(fd)
         me = os.geteuid()
         if st.st_uid not in (0, me):
@@ -231,7 +236,9 @@ class GpuAllocator:
                 continue  # made by another process just now: open that one
             except OSError as err:
                 if err.errno == errno.ELOOP:
-                    raise _lock_trouble(f"{self.lock_path} is a symbolic link; ds01 never follows it.", self.lock_path) from None
+                    raise _lock_trouble(
+                        f"{self.lock_path} is a symbolic link; ds01 never follows it.", self.lock_path
+                    ) from None
                 raise _lock_trouble(f"Cannot open the GPU allocation lock {self.lock_path}: {err.strerror}.",
                                     self.lock_path) from None
             st = os.fstat(fd)
@@ -397,7 +404,11 @@ class GpuAllocator:
             if ending.crashed:
                 return False
             hold = hold_after_stop(record.labels)
-            if hold is not None and ending.finished_at is not None and (now - ending.finished_at).total_seconds() > hold:
+            if (
+                hold is not None
+                and ending.finished_at is not None
+                and (now - ending.finished_at).total_seconds() > hold
+            ):
                 return False
         return True
 

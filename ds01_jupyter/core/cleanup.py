@@ -52,7 +52,7 @@ def _size(dir_fd: int, name: str) -> int:
     """Bytes below a folder (by descriptor, links not followed)."""
     total = 0
     try:
-        for _, dirs, files, fd in os.fwalk(name, dir_fd=dir_fd, follow_symlinks=False):
+        for _, _dirs, files, fd in os.fwalk(name, dir_fd=dir_fd, follow_symlinks=False):
             for item in files:
                 try:
                     total += os.stat(item, dir_fd=fd, follow_symlinks=False).st_size

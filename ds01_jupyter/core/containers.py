@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
 
 from . import frameworks, ssh_mount, workspace_access
 from . import labels as L
@@ -35,7 +35,6 @@ from .projects import Projects
 from .settings import Settings
 from .trust import distrust, network_name, own_labels
 from .users import User
-
 
 log = logging.getLogger("ds01_jupyter.containers")
 
@@ -281,7 +280,9 @@ class Containers:
         expected = str(self.projects.locate(user, project).path.resolve())
         image = self.engine.get_image(record.image_id) if record.image_id else None
         why = self._distrust(record, image)
-        if not why and (record.labels.get(L.USER_ID) != str(user.uid) or record.labels.get(L.GROUP_ID) != str(user.gid)):
+        if not why and (
+            record.labels.get(L.USER_ID) != str(user.uid) or record.labels.get(L.GROUP_ID) != str(user.gid)
+        ):
             why = f"it belongs to uid {record.labels.get(L.USER_ID)}, not to you (uid {user.uid})"
         if not why and dict(record.mounts).get("/workspace") != expected:
             why = f"it does not mount your project folder {expected}"
@@ -380,7 +381,9 @@ class Containers:
     def list(self, user: User, images: list | None = None) -> list[ContainerStatus]:
         """The user's containers (ownership from labels and uid), one engine call each for containers and
         images; pass ``images`` (``Images.list``) when the caller has them already."""
-        records = [r for r in self.vet(self.engine.list_containers(L.owned_by(user))) if L.is_container_of(r.labels, user)]
+        records = [
+            r for r in self.vet(self.engine.list_containers(L.owned_by(user))) if L.is_container_of(r.labels, user)
+        ]
         if images is None and records:
             images = self.images.list(user)
         image_ids = {i.project: i.id for i in images or []}
@@ -775,7 +778,9 @@ class Containers:
         self.limits.write_user_copy(user, limits)
         answer = {"user": user.name, "limits": limits.to_dict(), "limits_readable": limits.describe()}
         try:
-            mine = [r for r in self.vet(self.engine.list_containers(L.owned_by(user))) if L.is_container_of(r.labels, user)]
+            mine = [
+                r for r in self.vet(self.engine.list_containers(L.owned_by(user))) if L.is_container_of(r.labels, user)
+            ]
             held, slots, uuids = self.gpu_use(user, mine)  # the same count deploy checks the limit against
         except EngineUnavailable as err:
             return {**answer, "containers": None, "running": None, "gpu_slots": None, "gpus": [], "gpu_holders": [],

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import time
-import heapq
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

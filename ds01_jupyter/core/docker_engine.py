@@ -13,8 +13,8 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Iterator
 
 from .engine import ContainerEngine, ContainerRecord, ContainerSpec, ImageRecord, Progress
 from .errors import (
@@ -127,7 +127,9 @@ class DockerEngine(ContainerEngine):
             docker.errors.DockerException,
         ) as err:
             self._client = None  # reconnect next time: the engine may come back
-            raise EngineUnavailable(f"Lost the Docker engine while trying to {what}: {_short(err)}.", hint=_DOWN_HINT) from None
+            raise EngineUnavailable(
+                f"Lost the Docker engine while trying to {what}: {_short(err)}.", hint=_DOWN_HINT
+            ) from None
 
     def close(self) -> None:
         """Close the connections to the engine (a later call reconnects)."""
@@ -228,14 +230,13 @@ class DockerEngine(ContainerEngine):
     def _drop_network_if_unused(self, name: str) -> None:
         """Remove a user's network once no container (in any state) is on it: Docker's address pools are
         small (about 30 networks by default), so only users with containers keep one."""
-        with contextlib.suppress(EngineError, StateConflict, ContainerNotFound):
-            with self._errors("remove network", name):
-                found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
-                if not found or (found[0].get("Labels") or {}).get("ds01.managed") != "true":
-                    return
-                if self.api.containers(all=True, filters={"network": [found[0]["Id"]]}):
-                    return
-                self.api.remove_network(found[0]["Id"])  # refused (and left) if a container joined meanwhile
+        with contextlib.suppress(EngineError, StateConflict, ContainerNotFound), self._errors("remove network", name):
+            found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
+            if not found or (found[0].get("Labels") or {}).get("ds01.managed") != "true":
+                return
+            if self.api.containers(all=True, filters={"network": [found[0]["Id"]]}):
+                return
+            self.api.remove_network(found[0]["Id"])  # refused (and left) if a container joined meanwhile
 
     def _ensure_network(self, name: str, labels: dict[str, str]) -> None:
         """Make the user's bridge network unless it exists; a concurrent maker may win (then theirs is used)."""
@@ -289,7 +290,10 @@ class DockerEngine(ContainerEngine):
             # node, and the engine's device cgroup refuses to open any device not in its default list.
             # Besides it, only read-only folders the core checked (the user's ~/.ssh with mount_ssh).
             mounts=[docker.types.Mount(spec.work_mount, spec.workspace, type="bind", read_only=False)]
-            + [docker.types.Mount(target, source, type="bind", read_only=True) for source, target in spec.read_only_mounts],
+            + [
+                docker.types.Mount(target, source, type="bind", read_only=True)
+                for source, target in spec.read_only_mounts
+            ],
             privileged=False,
             # Everything runs as the user's uid: no process in the container needs a capability.
             cap_drop=["ALL"],
@@ -438,7 +442,9 @@ class DockerEngine(ContainerEngine):
             return self.exec_exit_code(exec_id, where=name_or_id)
 
         # Buffered: read(n) then returns n bytes or up to the end, not whatever one frame of the stream held.
-        reader = io.BufferedReader(_ChunkReader(chunks(), self, f"read the output of a command in {name_or_id}"), 1 << 20)
+        reader = io.BufferedReader(
+            _ChunkReader(chunks(), self, f"read the output of a command in {name_or_id}"), 1 << 20
+        )
         return reader, exit_code
 
     def exec_attach(self, name_or_id, command, user, workdir, tty, env=None) -> tuple[str, socket.socket]:
@@ -507,7 +513,9 @@ class DockerEngine(ContainerEngine):
     def interactive_command(self, name_or_id, command, user, workdir, tty):
         exe = shutil.which("docker")
         if exe is None:
-            raise EngineUnavailable("The docker command-line client is needed for an interactive shell.", hint="apt-get install docker.io")
+            raise EngineUnavailable(
+                "The docker command-line client is needed for an interactive shell.", hint="apt-get install docker.io"
+            )
         argv = [exe, "exec", "-i"] + (["-t"] if tty else [])
         if user:
             argv += ["-u", user]
@@ -522,12 +530,6 @@ class DockerEngine(ContainerEngine):
             stats = self.api.stats(name_or_id, stream=False, one_shot=True)
         usage = ((stats or {}).get("cpu_stats") or {}).get("cpu_usage") or {}
         return usage.get("total_usage")
-
-    def pid_namespace_pids(self, name_or_id) -> list[int]:
-        """Host PIDs of the container's processes (``docker top``)."""
-        with self._errors("list processes of", name_or_id):
-            top = self.api.top(name_or_id, ps_args="-eo pid")
-        return [int(row[0]) for row in top.get("Processes") or [] if row and row[0].isdigit()]
 
     # -- images -----------------------------------------------------------------
     def build_image(self, context, tag, buildargs, labels, progress: Progress, dockerfile="Dockerfile", network=None):

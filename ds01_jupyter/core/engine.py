@@ -8,9 +8,10 @@ of Docker, so a Kubernetes backend (pods, a volume per workspace,
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterator
+from typing import Callable
 
 Progress = Callable[[str], None]
 
@@ -88,7 +89,7 @@ class ImageRecord:
 class ContainerEngine(abc.ABC):
     """Operations the core needs from a container engine."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: an engine without connections has nothing to do)
         """Release connections to the engine."""
 
     @abc.abstractmethod
@@ -110,7 +111,7 @@ class ContainerEngine(abc.ABC):
     def start_container(self, name_or_id: str, offline: bool = False) -> None:
         """Start; ``offline``: with no network (only "none" attached), to be connected by connect_own_network."""
 
-    def connect_own_network(self, name_or_id: str, labels: dict[str, str]) -> None:
+    def connect_own_network(self, name_or_id: str, labels: dict[str, str]) -> None:  # noqa: B027 (optional)
         """Attach a running container to its own network (HostConfig.NetworkMode) in place of "none"."""
 
     @abc.abstractmethod

@@ -12,17 +12,17 @@ Kinds, so users read only what matters:
 from __future__ import annotations
 
 import posixpath
-import time
 import re
+import stat
+import time
 from dataclasses import asdict, dataclass, field
+
+from ..checkpoints.scanning import EXTENSIONS as CHECKPOINT_EXTENSIONS
 
 WORK, ENVIRONMENT, CACHE, NOISE = "work", "environment", "cache", "noise"
 PROCESS, KERNEL = "process", "kernel"
 AT_RISK = (WORK, ENVIRONMENT, PROCESS)
 
-CHECKPOINT_EXTENSIONS = (
-    ".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".h5", ".keras", ".onnx", ".joblib", ".pkl",
-)
 
 _NOISE = re.compile(
     r"""(
@@ -120,10 +120,10 @@ def layer_findings(stats: dict) -> tuple[list[Finding], int]:
     packages: dict[tuple[str, str], Finding] = {}
     grouped: dict[tuple[str, str], Finding] = {}
     for path, (size, regular, mode) in sorted(stats.items()):
-        if mode == 0o040000:
+        if mode == stat.S_IFDIR:
             continue  # folders show through their files
         kind = classify(path)
-        if mode == 0o140000:  # sockets are runtime noise
+        if mode == stat.S_IFSOCK:  # sockets are runtime noise
             kind = NOISE
         if kind == NOISE:
             noise += 1
@@ -143,7 +143,9 @@ def layer_findings(stats: dict) -> tuple[list[Finding], int]:
             finding.files += 1
             continue
         if kind == CACHE:
-            root = re.match(r"^(.*?(?:/\.cache/[^/]+|/__pycache__|/var/cache/[^/]+|/var/lib/apt/lists|/\.npm|/\.conda/pkgs))", path)
+            root = re.match(
+                r"^(.*?(?:/\.cache/[^/]+|/__pycache__|/var/cache/[^/]+|/var/lib/apt/lists|/\.npm|/\.conda/pkgs))", path
+            )
             key = (CACHE, root.group(1) if root else posixpath.dirname(path))
             finding = grouped.get(key)
             if finding is None:
@@ -151,9 +153,11 @@ def layer_findings(stats: dict) -> tuple[list[Finding], int]:
             finding.size += size
             finding.files += 1
             continue
-        special = "" if regular or mode == 0o120000 else "special file (fifo, socket or device): listed, never read"
+        special = "" if regular or mode == stat.S_IFLNK else "special file (fifo, socket or device): listed, never read"
         findings.append(
-            Finding(path=path, kind=WORK, size=size, source="writable-layer", checkpoint=is_checkpoint(path), detail=special)
+            Finding(
+                path=path, kind=WORK, size=size, source="writable-layer", checkpoint=is_checkpoint(path), detail=special
+            )
         )
     # Keep pip packages apart from the package's own files: one finding per package.
     merged: dict[str, Finding] = {}
@@ -182,16 +186,16 @@ def tmpfs_findings(files: list) -> tuple[list[Finding], int]:
     noise = 0
     for path, size, mode, *_ in files:
         kind = classify(path)
-        if kind == NOISE or mode in (0o040000, 0o140000):
-            noise += mode != 0o040000
+        if kind == NOISE or mode in (stat.S_IFDIR, stat.S_IFSOCK):
+            noise += mode != stat.S_IFDIR
             continue
         detail = "in memory: lost even when the container stops"
-        if mode == 0o120000:
+        if mode == stat.S_IFLNK:
             detail = "a link in memory: kept as a link, never followed"
-        elif mode != 0o100000:
+        elif mode != stat.S_IFREG:
             detail = "special file (fifo or device) in memory: listed, never read"
         findings.append(
-            Finding(path=path, kind=WORK if kind != CACHE else CACHE, size=size if mode == 0o100000 else 0,
+            Finding(path=path, kind=WORK if kind != CACHE else CACHE, size=size if mode == stat.S_IFREG else 0,
                     source="tmpfs", checkpoint=is_checkpoint(path), detail=detail)
         )
     return findings, noise

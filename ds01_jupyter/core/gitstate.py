@@ -52,7 +52,9 @@ class GitState:
             return "no commit yet"
         parts = []
         if self.changed or self.untracked:
-            parts.append(f"{self.changed + self.untracked} uncommitted change{'s' if self.changed + self.untracked != 1 else ''}")
+            parts.append(
+                f"{self.changed + self.untracked} uncommitted change{'s' if self.changed + self.untracked != 1 else ''}"
+            )
         if not self.remote:
             parts.append("no remote")
         elif not self.upstream:

@@ -13,28 +13,39 @@ import json
 import os
 import posixpath
 import re
+import stat
 import tarfile
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from . import upperdir
 from .containers import Containers
 from .disk import DiskUsage
 from .engine import ContainerRecord
 from .errors import DS01Error, EngineError, InvalidRequest, UnsavedWork
 from .findings import (
-    CACHE, ENVIRONMENT, NOISE, PROCESS, WORK, Audit, Finding, classify, layer_findings, rank, tmpfs_findings,
+    CACHE,
+    ENVIRONMENT,
+    NOISE,
+    PROCESS,
+    WORK,
+    Audit,
+    Finding,
+    classify,
+    layer_findings,
+    rank,
+    tmpfs_findings,
 )
+from .identity import acting_as
 from .limits import format_size
 from .names import check_project_name
 from .processes import Processes, process_findings, refusal
-from .statefile import read_json, write_atomic
-from .identity import acting_as
-from . import upperdir
-from .upperdir import LayerChanges
 from .rescue import COPYABLE, Rescuing, _short, skipped_caches
 from .rescue_writer import RESCUED
+from .statefile import read_json, write_atomic
+from .upperdir import LayerChanges
 from .users import User
 
 HOOK_LOG = "/tmp/.ds01/writes.jsonl"
@@ -92,12 +103,12 @@ class Guard(Rescuing):
         if probe is not None:
             if layer is not None:
                 blocked = set(probe.get("blocked") or ())
-                stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in layer.stats.items()
+                stats = {p: (v[0], v[1] == stat.S_IFREG, v[1]) for p, v in layer.stats.items()
                          if p in paths and (not blocked or (p[:p.rfind("/")] or "/") not in blocked)}
             else:
-                stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in probe["stats"].items()}
+                stats = {p: (v[0], v[1] == stat.S_IFREG, v[1]) for p, v in probe["stats"].items()}
             if unlisted is not None and probe.get("changed") is not None:
-                stats.update({e[0]: (e[1], e[2] == 0o100000, e[2]) for e in probe["changed"]})
+                stats.update({e[0]: (e[1], e[2] == stat.S_IFREG, e[2]) for e in probe["changed"]})
                 audit.added |= {e[0] for e in probe["changed"]}
                 audit.notes.append(f"The engine could not list the container's changes ({_short(unlisted)}); "
                                    "they were found inside the container by their change time instead.")
@@ -106,7 +117,7 @@ class Guard(Rescuing):
             self._unexamined(audit, paths, stats)
         else:
             if layer is not None:  # read as root, as the archives would be
-                stats = {p: (v[0], v[1] == 0o100000, v[1]) for p, v in layer.stats.items() if p in paths}
+                stats = {p: (v[0], v[1] == stat.S_IFREG, v[1]) for p, v in layer.stats.items() if p in paths}
             else:
                 stats = self._stats_from_archives(record, paths, changes, audit.added)
             self._unexamined(audit, paths, stats)
@@ -158,7 +169,9 @@ class Guard(Rescuing):
             layer = upperdir.walk(upper, lowers)
         except upperdir.Unreadable as why:
             audit.changes_from = "engine diff"
-            audit.notes.append(f"Changes listed by the engine's diff: the container's layer cannot be read here ({why}).")
+            audit.notes.append(
+                f"Changes listed by the engine's diff: the container's layer cannot be read here ({why})."
+            )
             return None
         audit.changes_from = "upper directory"
         audit.notes.append("Changes read from the container's overlay upper directory.")
@@ -200,9 +213,9 @@ class Guard(Rescuing):
                         full = posixpath.normpath(posixpath.join(posixpath.dirname(root), member.name))
                         # The engine's diff names a non-UTF-8 file with U+FFFD; the archive has its real bytes.
                         if full in paths or full.encode("utf-8", "surrogateescape").decode("utf-8", "replace") in paths:
-                            kind = 0o100000 if member.isfile() or member.islnk() else (
-                                0o040000 if member.isdir() else 0o120000 if member.issym() else 0o010000)
-                            stats[full] = (member.size, kind == 0o100000, kind)
+                            kind = stat.S_IFREG if member.isfile() or member.islnk() else (
+                                stat.S_IFDIR if member.isdir() else stat.S_IFLNK if member.issym() else stat.S_IFIFO)
+                            stats[full] = (member.size, kind == stat.S_IFREG, kind)
             except (DS01Error, tarfile.TarError):
                 continue
         return stats
@@ -315,7 +328,7 @@ class Guard(Rescuing):
             if path.is_symlink():
                 raise InvalidRequest(f"{path} is a link; refusing to write through it.")
             existing = path.read_text() if path.exists() else ""
-            have = {re.split(r"[=<>!~\[ ;]", line.strip(), 1)[0].lower().replace("-", "_")
+            have = {re.split(r"[=<>!~\[ ;]", line.strip(), maxsplit=1)[0].lower().replace("-", "_")
                     for line in existing.splitlines() if line.strip() and not line.startswith("#")}
             added = [p for p in wanted if p.split("==")[0].lower().replace("-", "_") not in have]
             if added:
@@ -325,8 +338,15 @@ class Guard(Rescuing):
         return added
 
     # -- retire --------------------------------------------------------------------------
-    def retire(self, user: User, project: str, mode: str | None = None, progress: Callable[[str], None] = lambda s: None,
-               include_caches: bool = False, stop_processes: bool = False) -> dict:
+    def retire(
+        self,
+        user: User,
+        project: str,
+        mode: str | None = None,
+        progress: Callable[[str], None] = lambda s: None,
+        include_caches: bool = False,
+        stop_processes: bool = False,
+    ) -> dict:
         """Retire through the guard: refuse when work would be lost, unless told rescue or discard.
 
         Running work (process findings) is never killed silently: refused unless ``stop_processes``; then it is
@@ -375,14 +395,19 @@ class Guard(Rescuing):
 
     @staticmethod
     def _refuse_files(audit: Audit, mode: str | None, running: list[Finding], after_stop: bool = False) -> None:
-        """Refuse (before anything is stopped) when files or environment changes would be lost and no mode was chosen."""
+        """Refuse (before anything is stopped) when files or environment changes would be lost and no mode was
+        chosen."""
         files = [f for f in audit.at_risk if f.kind != PROCESS]
         if not files or mode is not None:
             return
         summary = audit.summary()
         also = f", and would kill {len(running)} running process(es)" if running else ""
         raise UnsavedWork(
-            ("The running processes were stopped; they left " if after_stop else f"Retiring {audit.container} would lose ")
+            (
+                "The running processes were stopped; they left "
+                if after_stop
+                else f"Retiring {audit.container} would lose "
+            )
             + f"{summary[WORK]['count']} file(s) ({format_size(summary[WORK]['bytes'])}) and "
             f"{summary[ENVIRONMENT]['items']} environment change(s) outside /workspace{also}.",
             hint="Rescue them into the workspace first (--rescue), or discard them explicitly (--discard)"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import re
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -16,8 +16,8 @@ from pathlib import Path
 from . import labels as L
 from .dockerfile import Unresolved, image_references, remote_sources
 from .engine import ContainerEngine, ImageRecord, Progress
-from .identity import acting_as
 from .errors import BuildFailed, DS01Error, Forbidden, ImageNotFound, InvalidRequest, StateConflict
+from .identity import acting_as
 from .projects import Projects
 from .settings import Settings
 from .users import User
@@ -97,8 +97,10 @@ class Images:
                     with os.fdopen(fd, "w") as out:
                         out.write(template.format(project=project, base_image=self.settings.base_image))
             except OSError as err:
-                raise Forbidden(f"Cannot write the Dockerfile {path} ({err.strerror}).",
-                                hint=f"{root} must be a folder of yours (not a link to one of someone else's).") from None
+                raise Forbidden(
+                    f"Cannot write the Dockerfile {path} ({err.strerror}).",
+                    hint=f"{root} must be a folder of yours (not a link to one of someone else's).",
+                ) from None
         return path
 
     @staticmethod
@@ -353,7 +355,11 @@ def _build_context(project_dir: Path, dockerfile: bytes, limit: int = MAX_CONTEX
         has_requirements = False
         for dirpath, dirnames, filenames in os.walk(project_dir, followlinks=False):
             rel_dir = os.path.relpath(dirpath, project_dir)
-            dirnames[:] = [d for d in dirnames if not (rel_dir == "." and d in CONTEXT_EXCLUDES) and d not in ("__pycache__", ".git")]
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not (rel_dir == "." and d in CONTEXT_EXCLUDES) and d not in ("__pycache__", ".git")
+            ]
             for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
                 full = os.path.join(dirpath, name)
                 arcname = os.path.normpath(os.path.join(rel_dir, name))
@@ -365,7 +371,9 @@ def _build_context(project_dir: Path, dockerfile: bytes, limit: int = MAX_CONTEX
                         tar.add(full, arcname=arcname, recursive=False)  # a folder, link or special file: no data
                         continue
                     # Sized and read through one descriptor: a file that grows meanwhile adds no more than counted.
-                    with os.fdopen(os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as fh:
+                    with os.fdopen(
+                        os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC), "rb"
+                    ) as fh:
                         info = tar.gettarinfo(arcname=arcname, fileobj=fh)
                         total = _counted(total, info.size if info.isreg() else 0, limit, project_dir, arcname)
                         tar.addfile(info, fh if info.isreg() else None)

@@ -6,7 +6,8 @@ nothing the user placed in the container can make it act with more rights than
 the user has. Its request arrives on stdin (no file is written into the
 container); its answer goes to stdout: JSON for ``probe`` and ``processes``,
 a tar stream for ``read``, JSON lines for ``stop`` (which signals the user's
-running work: the kernel refuses it for any process that is not the user's). Paths are exchanged as str with surrogate escapes, so names that are
+running work: the kernel refuses it for any process that is not the user's).
+Paths are exchanged as str with surrogate escapes, so names that are
 not UTF-8 survive the trip. Every path is reached through directory file
 descriptors when it is too long for one system call, and no file is opened
 except a regular one, without following links and without blocking.
@@ -280,7 +281,11 @@ def _role(info, main, mine):
         return "ds01"  # this program, or another look of ds01's at the same container
     if info["state"] in ("Z", "X"):
         return "zombie"
-    if base in MACHINERY or script in MACHINERY or any(argv[i] == "-m" and argv[i + 1] in MACHINERY_MODULES for i in range(len(argv) - 1)):
+    if (
+        base in MACHINERY
+        or script in MACHINERY
+        or any(argv[i] == "-m" and argv[i + 1] in MACHINERY_MODULES for i in range(len(argv) - 1))
+    ):
         return "machinery"
     if base in SHELLS and all(a.startswith("-") and a != "-c" for a in argv[1:]):
         return "shell"  # an interactive shell waiting for input (its commands are listed on their own)
@@ -527,7 +532,9 @@ def read(req):
             with os.fdopen(fd, "rb") as fh:
                 info.size = os.fstat(fd).st_size
                 if budget is not None and sent + info.size > budget:
-                    skipped.append({"path": path, "why": "grew past the room the rescue had checked", "size": info.size})
+                    skipped.append(
+                        {"path": path, "why": "grew past the room the rescue had checked", "size": info.size}
+                    )
                     continue
                 source = _Exactly(fh, info.size)
                 tar.addfile(info, source)

@@ -36,7 +36,9 @@ MAX_PATH_CHARS = 4096
 _SYSTEM = ("/usr/", "/etc/", "/proc/", "/sys/", "/dev/null", "/dev/std", "/dev/urandom", "/dev/random",
            "/dev/nvidia", "/bin/", "/sbin/", "/lib/", "/lib64/", "/opt/conda/bin")
 _STRING = re.compile(r"""(?P<q>['"])(?P<path>(?:/(?!/)|~/|~(?=['"]))[^'"\n]*)(?P=q)""")
-_SHELL_PATH = re.compile(r"""(?:^|\s)(?:-O|-o|--output(?:-document)?=?|>>?|\bcd|\bmkdir(?:\s+-p)?|\bcp\s+\S+|\bmv\s+\S+)\s*(?P<path>(?:/|~)[^\s;|&'"]*)""")
+_SHELL_PATH = re.compile(
+    r"""(?:^|\s)(?:-O|-o|--output(?:-document)?=?|>>?|\bcd|\bmkdir(?:\s+-p)?|\bcp\s+\S+|\bmv\s+\S+)\s*(?P<path>(?:/|~)[^\s;|&'"]*)"""
+)
 _MAGIC_CD = re.compile(r"^\s*%cd\s+(?P<path>(?:/|~)\S*)")
 # A string literal whose text starts with '/', '~' or an escape (which may spell one).
 _MAY_BE_PATH = re.compile(r"""[a-zA-Z]*(?:'{3}|"{3}|'|")[/~\\]""")
@@ -228,7 +230,9 @@ def notebook_in(root: str | Path, relative: str) -> Path:
         raise InvalidRequest("'path' must be a non-empty string: a notebook relative to the server's root folder.")
     shown = _shown(relative)
     if "\x00" in relative or len(relative) > MAX_PATH_CHARS:
-        raise InvalidRequest(f"{shown} is not a usable file name.", hint=f"At most {MAX_PATH_CHARS} characters, no NUL byte.")
+        raise InvalidRequest(
+            f"{shown} is not a usable file name.", hint=f"At most {MAX_PATH_CHARS} characters, no NUL byte."
+        )
     try:
         base = Path(root).expanduser().resolve()
         path = (base / relative).resolve()

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import gitstate
-from .identity import acting_as
 from .errors import AlreadyExists, Forbidden, InvalidName, ProjectNotFound
+from .identity import acting_as
 from .names import check_project_name
 from .settings import Settings
 from .users import User, owner_name
@@ -271,7 +271,7 @@ class Projects:
             except OSError as err:
                 raise Forbidden(f"Cannot create the workspace root {root}: {err.strerror} at {folder}.",
                                 hint=OWNERSHIP_HINT) from None
-            mine = folder == root or folder == home or home in folder.parents
+            mine = folder in (root, home) or home in folder.parents
             if mine and os.geteuid() == 0 and user.uid != 0:
                 # Made by us this instant, above any folder the user controls (or their own home): lchown
                 # changes that folder and never follows a link.
@@ -370,10 +370,16 @@ def _makedirs_at(dir_fd: int, relative: str) -> list[str]:
 def _write_new_at(dir_fd: int, relative: str, text: str) -> bool:
     """Write a new file; False (and nothing written) when something of that name is already there."""
     folder, _, name = relative.rpartition("/")
-    parent = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd) if folder else dir_fd
+    parent = (
+        os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        if folder
+        else dir_fd
+    )
     try:
         try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent)
+            fd = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent
+            )
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as handle:

@@ -64,7 +64,11 @@ class Reaper:
 
     def last_active(self, user: User) -> dict[str, float]:
         """When each container was last seen active (container id -> UNIX time), for idle times shown to users."""
-        return {cid: entry["last_active"] for cid, entry in self._load(user).items() if isinstance(entry, dict) and "last_active" in entry}
+        return {
+            cid: entry["last_active"]
+            for cid, entry in self._load(user).items()
+            if isinstance(entry, dict) and "last_active" in entry
+        }
 
     def mark_active(self, user: User, container_id: str, when: float | None = None) -> None:
         """Record activity the cgroup cannot see (e.g. a kernel busy waiting on I/O)."""
@@ -88,7 +92,11 @@ class Reaper:
                 self.containers.projects.get(user, listed.project)
             except ProjectNotFound:
                 # Deployed from another workspace root (or its folder was removed): not ours to judge.
-                decisions.append(ReapDecision(listed.project, listed.name, "keep", "its project folder is not under this workspace root"))
+                decisions.append(
+                    ReapDecision(
+                        listed.project, listed.name, "keep", "its project folder is not under this workspace root"
+                    )
+                )
                 continue
             except Forbidden as err:  # a folder that is not the user's: judge nothing there
                 decisions.append(ReapDecision(listed.project, listed.name, "keep", err.message))
@@ -162,7 +170,8 @@ class Reaper:
         age = now - datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
         if age <= CREATED_GRACE:
             return ReapDecision(listed.project, listed.name, "keep", "created moments ago: a deploy may be starting it")
-        why = f"never started (created {format_duration(age)} ago, over the {format_duration(CREATED_GRACE)} a deploy takes)"
+        why = (f"never started (created {format_duration(age)} ago, "
+               f"over the {format_duration(CREATED_GRACE)} a deploy takes)")
         if listed.protected:
             return ReapDecision(listed.project, listed.name, "keep", f"{why}, but protected; it holds no GPU")
         if dry_run:
@@ -203,7 +212,9 @@ class Reaper:
         workspace = Path(status.workspace) if status.workspace else None
         if workspace and (workspace / ".keep-alive").exists():
             return keep("workspace has a .keep-alive file")
-        started = datetime.fromisoformat(status.started_at.replace("Z", "+00:00")).timestamp() if status.started_at else now
+        started = (
+            datetime.fromisoformat(status.started_at.replace("Z", "+00:00")).timestamp() if status.started_at else now
+        )
         if limits.max_runtime is not None and now - started > limits.max_runtime:
             return ReapDecision(
                 status.project,
@@ -216,8 +227,11 @@ class Reaper:
             entry["warned"] = started  # once per run of the container
             left = started + limits.max_runtime - now
             return ReapDecision(
-                status.project, status.name, "warn",
-                f"will be stopped in {max(1, round(left / 60))} min (max_runtime {format_duration(limits.max_runtime)}): "
+                status.project,
+                status.name,
+                "warn",
+                f"will be stopped in {max(1, round(left / 60))} min "
+                f"(max_runtime {format_duration(limits.max_runtime)}): "
                 "save your work into /workspace; running processes get SIGTERM first",
                 at=started + limits.max_runtime,
             )

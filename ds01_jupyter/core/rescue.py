@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import stat
 import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,8 +119,14 @@ class Rescuing:
             disk_hint="Free disk space, then try again; nothing was copied and the container is untouched.",
         )
 
-    def rescue(self, user: User, project: str, audit: Audit | None = None, progress: Callable[[str], None] = lambda s: None,
-               include_caches: bool = False) -> Rescue:
+    def rescue(
+        self,
+        user: User,
+        project: str,
+        audit: Audit | None = None,
+        progress: Callable[[str], None] = lambda s: None,
+        include_caches: bool = False,
+    ) -> Rescue:
         """Copy every work file (and every cache with ``include_caches``) into ``.rescued/<UTC time>/<its absolute
         path>``, byte for byte, as the user; caches left behind are listed in ``skipped`` with their sizes."""
         audit = audit or self.audit(user, project)
@@ -128,7 +135,9 @@ class Rescuing:
         work, packages = rescue_selection(audit, include_caches)
         if include_caches:
             caches = [f for f in work if f.kind == CACHE]
-            work = [f for f in work if f.kind != CACHE] + (self._cache_files(user, record, audit, caches) if caches else [])
+            work = [f for f in work if f.kind != CACHE] + (
+                self._cache_files(user, record, audit, caches) if caches else []
+            )
         copy = [f for f in work if not f.detail.startswith(("special", "could not")) and f.source != "engine"]
         budget = self.check_room(user, project, copy)
         writer = writer_for(user, proj.path, budget)
@@ -177,9 +186,10 @@ class Rescuing:
             added = audit.added | {p for p, k in changes if k == "A"}
             stats = {p: (v[0], v[2]) for p, v in self._stats_from_archives(record, paths, changes, added).items()}
         for path, (size, mode) in sorted(stats.items()):
-            if mode == 0o040000:
+            if mode == stat.S_IFDIR:
                 continue
-            special = "" if mode in (0o100000, 0o120000) else "special file (fifo, socket or device): listed, never read"
+            special = "special file (fifo, socket or device): listed, never read"
+            special = "" if mode in (stat.S_IFREG, stat.S_IFLNK) else special
             files.append(Finding(path=path, kind=CACHE, size=size, source="writable-layer", detail=special))
         return files
 

@@ -89,7 +89,9 @@ class RescueWriter:
                     break
                 except FileExistsError:
                     continue
-            self.partial_fd = self._subdir(self.base_fd, self.final + ".partial", create=False, what="the rescue folder")
+            self.partial_fd = self._subdir(
+                self.base_fd, self.final + ".partial", create=False, what="the rescue folder"
+            )
         except BaseException:
             self._close_all()
             raise
@@ -154,7 +156,9 @@ class RescueWriter:
             )
 
     # -- entries ----------------------------------------------------------------------------
-    def add_file(self, path: str, source, mode: int = 0o644, mtime: float | None = None, size: int | None = None) -> None:
+    def add_file(
+        self, path: str, source, mode: int = 0o644, mtime: float | None = None, size: int | None = None
+    ) -> None:
         """Copy ``source`` (bytes or a readable file) to ``<rescue>/<path>``, never through a link."""
         parts = _odd(path)
         folder = self._folder_of(parts)
@@ -222,7 +226,9 @@ class RescueWriter:
             os.rename(self.final + ".partial", self.final, src_dir_fd=self.base_fd, dst_dir_fd=self.base_fd)
         except OSError as err:  # the caller's abort() removes the .partial folder
             if _full(err):
-                raise DiskFull("The disk filled up while finishing the rescue.", hint="Free disk space, then rescue again.") from None
+                raise DiskFull(
+                    "The disk filled up while finishing the rescue.", hint="Free disk space, then rescue again."
+                ) from None
             raise
         self._close_all()
         return {"folder": self.folder, "files": len(self.manifest), "bytes": sum(m["size"] for m in self.manifest),

@@ -111,7 +111,7 @@ class Settings:
         return {**dict(self.framework_images), "base": self.base_image}
 
     @classmethod
-    def from_env(cls, environ=None, euid: int | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ=None, euid: int | None = None, **overrides) -> Settings:
         """Read ``DS01_<FIELD>`` variables (e.g. DS01_WORKSPACE_ROOT).
 
         Admin settings (ADMIN_SETTINGS) are taken from the environment only when
@@ -145,7 +145,7 @@ class Settings:
         return cls(**values)
 
     @classmethod
-    def from_config(cls, source, **overrides) -> "Settings":
+    def from_config(cls, source, **overrides) -> Settings:
         """The settings a configurable object (the Jupyter app, the hub's spawner) holds under the same
         names; an empty string means "not set" (traitlets' Unicode cannot be None)."""
         values = {f.name: getattr(source, f.name) for f in fields(cls) if hasattr(source, f.name)}
@@ -153,7 +153,7 @@ class Settings:
         values.update(overrides)
         return cls(**{k: v for k, v in values.items() if v is not None})
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         return replace(self, **changes)
 
     def expand(self, template: str, user) -> Path:

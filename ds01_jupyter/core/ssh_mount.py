@@ -70,9 +70,9 @@ def identity(path: str, st: os.stat_result) -> tuple[str, str] | None:
     device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
     best = None
     for dev, root, point in _mounts("self"):
-        if dev == device and (path == point or path.startswith(point.rstrip("/") + "/")):
-            if best is None or len(point) > len(best[1]):
-                best = (root, point)
+        inside = dev == device and (path == point or path.startswith(point.rstrip("/") + "/"))
+        if inside and (best is None or len(point) > len(best[1])):
+            best = (root, point)
     if best is None:
         return None
     rest = path[len(best[1].rstrip("/")):]

@@ -35,7 +35,12 @@ def distrust(record: ContainerRecord, image: ImageRecord | None, image_tag: str,
     name, ``folder_uid`` the owner of the mounted folder (None: it could not be looked at).
     """
     labels = record.labels
-    user, uid, gid, project = labels.get(L.USER, ""), labels.get(L.USER_ID, ""), labels.get(L.GROUP_ID, ""), labels.get(L.PROJECT, "")
+    user, uid, gid, project = (
+        labels.get(L.USER, ""),
+        labels.get(L.USER_ID, ""),
+        labels.get(L.GROUP_ID, ""),
+        labels.get(L.PROJECT, ""),
+    )
     try:
         check_project_name(project)
     except InvalidName:
@@ -72,7 +77,9 @@ DECISIONS = (L.PROTECTED, L.GPU_UUIDS, L.GPU_SLOTS, L.GPU_ALLOCATED, L.INTERFACE
 
 def own_labels(record: ContainerRecord, image: ImageRecord | None) -> ContainerRecord:
     """The record without decision labels it may have inherited from its image."""
-    inherited = {k for k in DECISIONS if image is not None and k in image.labels and image.labels[k] == record.labels.get(k)}
+    inherited = {
+        k for k in DECISIONS if image is not None and k in image.labels and image.labels[k] == record.labels.get(k)
+    }
     if not inherited:
         return record
     return replace(record, labels={k: v for k, v in record.labels.items() if k not in inherited})

@@ -25,17 +25,19 @@ class User:
         check_user_name(self.name)
 
     @classmethod
-    def current(cls) -> "User":
+    def current(cls) -> User:
         """The user running this process (HOME wins, as for any Unix tool)."""
         try:
             entry = pwd.getpwuid(os.getuid())
         except KeyError:
-            raise NotFound(f"uid {os.getuid()} has no account on this host.", hint="Ask the admin to create your account.") from None
+            raise NotFound(
+                f"uid {os.getuid()} has no account on this host.", hint="Ask the admin to create your account."
+            ) from None
         home = Path(os.environ.get("HOME") or entry.pw_dir)
         return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, home)
 
     @classmethod
-    def from_name(cls, name: str) -> "User":
+    def from_name(cls, name: str) -> User:
         """Look a user up in the system's account database."""
         try:
             entry = pwd.getpwnam(name)
@@ -62,7 +64,8 @@ def owner_name(uid: int) -> str:
 
 
 def give_tree(user: User, root: Path | int) -> None:
-    """Make ``root`` (a path or an open folder) and all below it belong to ``user`` when we run as root for someone else.
+    """Make ``root`` (a path or an open folder) and all below it belong to ``user`` when we run as root for
+    someone else.
 
     Walks by descriptors (os.fwalk) and never follows a link, so a folder
     swapped for a link halfway cannot send a chown outside the tree.

@@ -111,8 +111,12 @@ def _check_limits(core, report: Report) -> None:
         return
     st = path.stat()
     if os.geteuid() == 0 and (st.st_uid != 0 or st.st_mode & 0o022):
-        report.errors.append(DS01Error(f"The limits file {path} may be changed by someone other than root, "
-                                       "who could lift their own limits.", hint=f"chown root: {path} && chmod 644 {path}"))
+        report.errors.append(
+            DS01Error(
+                f"The limits file {path} may be changed by someone other than root, who could lift their own limits.",
+                hint=f"chown root: {path} && chmod 644 {path}",
+            )
+        )
         return
     report.passed.append(f"limits file {path}")
 

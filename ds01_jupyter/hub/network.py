@@ -10,7 +10,9 @@ def bridge_ip(network: str = "bridge", docker_url: str | None = None) -> str:
     import docker
 
     try:
-        client = docker.APIClient(base_url=docker_url) if docker_url else docker.APIClient(**docker.utils.kwargs_from_env())
+        client = (
+            docker.APIClient(base_url=docker_url) if docker_url else docker.APIClient(**docker.utils.kwargs_from_env())
+        )
         try:
             config = client.inspect_network(network)["IPAM"]["Config"][0]
         finally:

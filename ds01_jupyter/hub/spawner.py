@@ -35,15 +35,15 @@ from ..core.errors import (
     QuotaExceeded,
     StateConflict,
 )
-from ..core.limits import format_size
-from ..core.processes import report_lines
-from ..core.names import check_project_name, container_name
-from ..core.settings import setting_help
 from ..core.frameworks import image_ref
+from ..core.limits import format_size
+from ..core.names import check_project_name, container_name
+from ..core.processes import report_lines
+from ..core.settings import setting_help
 from ..core.statefile import read_json, write_atomic
 from . import form
-from .network import bridge_ip  # noqa: F401 - where configs written for earlier versions import it
 from .image import ensure_singleuser, has_singleuser, project_outdated
+from .network import bridge_ip  # noqa: F401 - where configs written for earlier versions import it
 from .progress import build_quietly
 
 INTERFACE = "jupyterhub"
@@ -94,10 +94,16 @@ class DS01Spawner(DockerSpawner):
 
     workspace_root = Unicode(_defaults.workspace_root, config=True,
                              help="Folder holding each user's projects; {home} and {user} are expanded.")
-    dockerfiles_root = Unicode(_defaults.dockerfiles_root, config=True,
-                               help="Folder of the project Dockerfiles (<project>.Dockerfile); {home} and {user} are expanded.")
-    state_dir = Unicode(_defaults.state_dir, config=True,
-                        help="Where ds01 remembers per user what must survive restarts (idle records, audits, rescues).")
+    dockerfiles_root = Unicode(
+        _defaults.dockerfiles_root,
+        config=True,
+        help="Folder of the project Dockerfiles (<project>.Dockerfile); {home} and {user} are expanded.",
+    )
+    state_dir = Unicode(
+        _defaults.state_dir,
+        config=True,
+        help="Where ds01 remembers per user what must survive restarts (idle records, audits, rescues).",
+    )
     limits_file = Unicode("", config=True,
                           help="The admin's resource-limits.yaml in DS01's format; empty: the default locations "
                           "(/etc/ds01-jupyter/resource-limits.yaml, /opt/ds01-infra/config/resource-limits.yaml).")
@@ -116,28 +122,41 @@ class DS01Spawner(DockerSpawner):
                                 "ds01-jupyter with their dependencies, for the base image's Python) to build "
                                 "singleuser_image without a registry; checked when the hub starts.")
     docker_url = Unicode("", config=True, help="Docker engine address; empty: DOCKER_HOST or the local socket.")
-    gpu_inventory = Unicode(_defaults.gpu_inventory, config=True,
-                            help="'nvml' for the host's GPUs, or the path of a YAML/JSON GPU list (hosts without NVML, tests).")
+    gpu_inventory = Unicode(
+        _defaults.gpu_inventory,
+        config=True,
+        help="'nvml' for the host's GPUs, or the path of a YAML/JSON GPU list (hosts without NVML, tests).",
+    )
     gpu_request = Unicode(_defaults.gpu_request, config=True,
                           help="'device_request' (Docker --gpus by UUID; needs the NVIDIA Container Toolkit) or 'env' "
                           "(NVIDIA_VISIBLE_DEVICES only, where the default runtime is nvidia).")
     lock_dir = Unicode(_defaults.lock_dir, config=True,
                        help="Folder of the host-wide allocation lock; must be the one the command line and the server "
                        "extension use, so no two paths hand out the same GPU.")
-    user_mapper = Callable(None, allow_none=True, config=True,
-                           help="Function of the hub user name returning the ds01 User (name, uid, gid, home) that owns "
-                           "the projects. None: the Unix account of the same name. For hubs whose users are not Unix "
-                           "accounts, a function giving each a fixed uid and a home (examples/jupyterhub_config.py shows one).")
+    user_mapper = Callable(
+        None,
+        allow_none=True,
+        config=True,
+        help="Function of the hub user name returning the ds01 User (name, uid, gid, home) that owns "
+        "the projects. None: the Unix account of the same name. For hubs whose users are not Unix "
+        "accounts, a function giving each a fixed uid and a home (examples/jupyterhub_config.py shows one).",
+    )
     default_project = Unicode("default", config=True,
                               help="Project of the default (unnamed) server when the options form names none.")
-    create_projects = Bool(True, config=True,
-                           help="Create the project when a named server of a new name is started (named server = project).")
+    create_projects = Bool(
+        True,
+        config=True,
+        help="Create the project when a named server of a new name is started (named server = project).",
+    )
     default_gpus = Int(None, allow_none=True, config=True,
                        help="GPUs when the form asks for none: None means one where the host has any, else CPU-only.")
-    stop_grace_seconds = Float(_defaults.stop_grace_seconds, config=True,
-                               help="Seconds processes still running when a server stops (a cell, a background job) get "
-                               "between SIGTERM and SIGKILL, so a trainer that checkpoints on SIGTERM saves; the "
-                               "rescue runs after they ended, and the user is told which were stopped.")
+    stop_grace_seconds = Float(
+        _defaults.stop_grace_seconds,
+        config=True,
+        help="Seconds processes still running when a server stops (a cell, a background job) get "
+        "between SIGTERM and SIGKILL, so a trainer that checkpoints on SIGTERM saves; the "
+        "rescue runs after they ended, and the user is told which were stopped.",
+    )
     framework_images = Dict(value_trait=Unicode(), default_value={}, config=True,
                             help=setting_help("framework_images") + " Here `base` is singleuser_image.")
     mount_ssh = Bool(_defaults.mount_ssh, config=True, help=setting_help("mount_ssh"))
@@ -268,7 +287,8 @@ class DS01Spawner(DockerSpawner):
         images = {i.project: i.tag for i in core.images.list(user)}
         running = {c.project for c in core.containers.list(user) if c.running}
         projects = [
-            {"name": p.name, "image": images.get(p.name), "running": p.name in running} for p in core.projects.list(user)
+            {"name": p.name, "image": images.get(p.name), "running": p.name in running}
+            for p in core.projects.list(user)
         ]
         limits = core.limits.for_user(user)
         on_host = len(core.inventory.devices())
@@ -365,7 +385,9 @@ class DS01Spawner(DockerSpawner):
                                        self._say, self.log)
         image = core.images.current(user, project)
         if image is None and self.user_options.get("framework"):
-            self._say(f"{project} has no image: the deploy runs on the {self.user_options['framework']} framework image", 30)
+            self._say(
+                f"{project} has no image: the deploy runs on the {self.user_options['framework']} framework image", 30
+            )
             return core.images.tag(user, project)
         stale = project_outdated(image, singleuser)
         if not has_singleuser(image) or stale:
@@ -422,7 +444,7 @@ class DS01Spawner(DockerSpawner):
             await self._call(self._retire, user, self.project, f"the server exited ({record.exit_code})")
             return record.exit_code or 1
         self.object_id = record.id
-        if self.enforce_limits_in_poll and not record.labels.get(L.PROTECTED) == "true":
+        if self.enforce_limits_in_poll and record.labels.get(L.PROTECTED) != "true":
             reason = await self._call(self._overdue, user, record.id)
             if reason:
                 await self._call(self._retire, user, self.project, f"the server was stopped: {reason}")
@@ -478,7 +500,11 @@ class DS01Spawner(DockerSpawner):
                 self.core.containers.stop(user, project, stop_processes=True)
             except DS01Error:
                 pass
-            self._tell(user, project, " ".join(said + [f"The container was kept (stopped): its work could not be rescued: {err}"]))
+            self._tell(
+                user,
+                project,
+                " ".join(said + [f"The container was kept (stopped): its work could not be rescued: {err}"]),
+            )
             return
         stopped = result.get("processes")
         if stopped and stopped.get("count"):

@@ -182,7 +182,9 @@ def _fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the kernel of ``--project`` in its container for the connection file ``-f``; 1 with a message if it cannot."""
+    """Run the kernel of ``--project`` in its container for the connection file ``-f``.
+
+    Returns 1 with a message if it cannot."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--project", required=True, help="the project whose container runs the kernel")
     parser.add_argument("-f", dest="connection_file", required=True, help="the client's connection file")

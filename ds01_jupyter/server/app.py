@@ -203,7 +203,9 @@ class DS01App(ExtensionApp):
             # Running processes count as at risk, but a notification offering a rescue is for files.
             new = [f.to_dict() for f in audit.at_risk if f.path not in known and f.kind != "process"]
             if new:
-                self.events.publish({"type": "warning", "project": status.project, "at_risk": len(audit.at_risk), "new": new[:50]})
+                self.events.publish(
+                    {"type": "warning", "project": status.project, "at_risk": len(audit.at_risk), "new": new[:50]}
+                )
         try:
             for warning in await loop.run_in_executor(None, self.core.checkpoint_warnings, self.user):
                 self.events.publish({"type": "warning", "kind": "checkpoint", **warning})

@@ -27,8 +27,7 @@ from tornado.iostream import StreamClosedError
 
 from ..core import DS01
 from ..core.errors import EngineUnavailable, Forbidden, InvalidRequest, NotFound
-from ..core.findings import layer_findings, rank, tmpfs_findings
-from ..core.findings import Audit
+from ..core.findings import Audit, layer_findings, rank, tmpfs_findings
 from ..core.limits import Limits
 from ..core.statefile import write_atomic
 from .container_rescue import known_quota, rescue_inside

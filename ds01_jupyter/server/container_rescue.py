@@ -28,7 +28,9 @@ def _copy_one(path: str, writer: RescueWriter) -> str | None:
         if os.path.islink(path):
             writer.add_link(path, os.readlink(path))
             return None
-        return "vanished before it could be copied" if not os.path.lexists(path) else f"could not be read ({err.strerror})"
+        return (
+            "vanished before it could be copied" if not os.path.lexists(path) else f"could not be read ({err.strerror})"
+        )
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):

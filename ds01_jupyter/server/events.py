@@ -3,7 +3,8 @@
 One reader per server follows this user's container events (``core.follow_events``:
 on the engine, or through ds01d, which sends only the caller's own) in short
 windows (so it stops promptly and never misses an event between two windows),
-turns them into small JSON events and fans them out to every connected client. A client that connects first gets a snapshot of the current
+turns them into small JSON events and fans them out to every connected client.
+A client that connects first gets a snapshot of the current
 state, so a reconnect never leaves it stale.
 """
 

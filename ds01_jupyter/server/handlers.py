@@ -339,8 +339,17 @@ class RetireHandler(DS01Handler):
         mode = self.text_field(body.get("mode"), "mode", ("rescue", "discard"))
         include_caches = _flag(body.get("include_caches"), "include_caches")
         stop_processes = _flag(body.get("stop_processes"), "stop_processes")
-        result = await self.ending_kernels(name, lambda: self.call(
-            self.core.guard.retire, self.user, name, mode, include_caches=include_caches, stop_processes=stop_processes))
+        result = await self.ending_kernels(
+            name,
+            lambda: self.call(
+                self.core.guard.retire,
+                self.user,
+                name,
+                mode,
+                include_caches=include_caches,
+                stop_processes=stop_processes,
+            ),
+        )
         self.sync_kernels()
         self.send(result)
 
@@ -439,7 +448,7 @@ MAX_KEEP = 1_000_000
 MAX_DAYS = 100_000
 
 
-def retention_policy(handler: "DS01Handler", body: dict) -> dict:
+def retention_policy(handler: DS01Handler, body: dict) -> dict:
     """keep_last, keep_best, metric, mode and older_than (from older_than_days) of a body, each checked."""
     policy = {}
     for key in ("keep_last", "keep_best"):
@@ -513,7 +522,9 @@ class EventsHandler(DS01Handler):
         self.set_header("X-Accel-Buffering", "no")
         try:
             snapshot = await self.call(self.core.overview, self.user)
-            operations = [o.to_dict(lines=False) for o in self.settings["ds01_operations"].list() if o.state == "running"]
+            operations = [
+                o.to_dict(lines=False) for o in self.settings["ds01_operations"].list() if o.state == "running"
+            ]
             await self._emit({"type": "snapshot", **snapshot, "operations": operations})
             while True:
                 try:

@@ -80,7 +80,10 @@ class Operations:
 
         def progress(line: str) -> None:
             op.lines.append(line)
-            loop.call_soon_threadsafe(self.publish, {"type": "operation", "id": op.id, "project": project, "kind": kind, "state": "running", "line": line})
+            loop.call_soon_threadsafe(
+                self.publish,
+                {"type": "operation", "id": op.id, "project": project, "kind": kind, "state": "running", "line": line},
+            )
 
         def run() -> dict:
             return work(progress)

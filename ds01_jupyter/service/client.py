@@ -198,8 +198,10 @@ def _missing(name: str):
     """A core call the operation table lacks (a verb newer than ds01d's list): a clear error, not a traceback."""
 
     def call(*args, **kwargs):
-        raise E.DS01Error(f"This command needs {name}, which ds01d does not offer yet.",
-                          hint=f"Ask the admin; a user who may use Docker can run it directly with {SOCKET_VARIABLE}=none.")
+        raise E.DS01Error(
+            f"This command needs {name}, which ds01d does not offer yet.",
+            hint=f"Ask the admin; a user who may use Docker can run it directly with {SOCKET_VARIABLE}=none.",
+        )
 
     return call
 

@@ -71,8 +71,11 @@ def admins_only(path: str, what: str) -> None:
         try:
             st = os.stat(item)
         except OSError as err:
-            raise ConfigError(f"Cannot look at {item}, on the way to the ds01d {what} {path}: {err.strerror}.") from None
-        sticky = item not in chains and st.st_mode & 0o1000 and st.st_uid in (0, me)  # /tmp: no one replaces our entry
+            raise ConfigError(
+                f"Cannot look at {item}, on the way to the ds01d {what} {path}: {err.strerror}."
+            ) from None
+        # /tmp: no one replaces our entry
+        sticky = item not in chains and st.st_mode & stat.S_ISVTX and st.st_uid in (0, me)
         if st.st_uid not in (0, me) or (st.st_mode & 0o022 and not sticky):
             raise ConfigError(
                 f"The ds01d {what} {path} could be changed by someone else than root: {item} belongs to uid "

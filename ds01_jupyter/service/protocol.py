@@ -149,7 +149,9 @@ def audited(op_name: str, args: dict | None) -> dict | None:
 def check_args(op_name: object, args: object) -> tuple[Op, dict]:
     """The operation and its arguments, each of its declared type and within bounds; InvalidRequest otherwise."""
     if not isinstance(op_name, str) or op_name not in OPS:
-        raise E.InvalidRequest(f"Unknown operation {str(op_name)[:80]!r}.", hint="Use the ds01 command of this version.")
+        raise E.InvalidRequest(
+            f"Unknown operation {str(op_name)[:80]!r}.", hint="Use the ds01 command of this version."
+        )
     op = OPS[op_name]
     if args is None:
         args = {}
@@ -243,8 +245,22 @@ def _result_types() -> dict[str, type]:
     from ..core.reaper import ReapDecision
     from ..core.rescue import Rescue
 
-    return {c.__name__: c for c in (ContainerStatus, ContainerRecord, DeployResult, ImageRecord, Audit, Finding, ImageInfo, Project,
-                                     InitResult, ReapDecision, Rescue)}
+    return {
+        c.__name__: c
+        for c in (
+            ContainerStatus,
+            ContainerRecord,
+            DeployResult,
+            ImageRecord,
+            Audit,
+            Finding,
+            ImageInfo,
+            Project,
+            InitResult,
+            ReapDecision,
+            Rescue,
+        )
+    }
 
 
 def encode(value):
@@ -293,7 +309,9 @@ def decode(data, _types: dict | None = None):
         return base64.b64decode(value)
     cls = types.get(tag)
     if cls is None:
-        raise E.DS01Error(f"ds01d answered a value of unknown type {tag!r}.", hint="Use the ds01 command installed with it.")
+        raise E.DS01Error(
+            f"ds01d answered a value of unknown type {tag!r}.", hint="Use the ds01 command installed with it."
+        )
     return cls(**{k: decode(v, types) for k, v in value.items()})
 
 

@@ -282,8 +282,9 @@ class Service:
             except OSError:
                 pass
             if op_name != "?" or outcome != "ok":
-                self.audit.write(who, op_name, P.audited(op_name, args), outcome, started, client_gone=reply.gone or None,
-                                 **extra)
+                self.audit.write(
+                    who, op_name, P.audited(op_name, args), outcome, started, client_gone=reply.gone or None, **extra
+                )
 
     @contextlib.contextmanager
     def operation(self, user: User):
