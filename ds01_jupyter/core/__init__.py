@@ -86,11 +86,11 @@ class DS01:
         engine: ContainerEngine | None = None,
         inventory: GpuInventory | None = None,
     ):
-        from .docker_engine import DockerEngine
+        from .engines import engine_for
         from .gpus import inventory_from_setting
 
         self.settings = settings or Settings.from_env()
-        self.engine = engine or DockerEngine(self.settings.docker_url, gpu_request=self.settings.gpu_request)
+        self.engine = engine or engine_for(self.settings)
         self.inventory = inventory or inventory_from_setting(self.settings.gpu_inventory)
         # Start times of running containers (id -> datetime): the engine's list lacks them and one
         # inspect per container made a listing of 50 containers 6 times slower. Dropped when a listing

@@ -81,6 +81,10 @@ class DockerEngine(ContainerEngine):
         self._usage_lock = threading.Lock()
         self._usage_cache: tuple[float, dict] | None = None
 
+    @classmethod
+    def from_settings(cls, settings) -> DockerEngine:
+        return cls(settings.docker_url, gpu_request=settings.gpu_request)
+
     # -- connection and errors -------------------------------------------------
     @property
     def api(self):

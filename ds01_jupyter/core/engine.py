@@ -89,6 +89,11 @@ class ImageRecord:
 class ContainerEngine(abc.ABC):
     """Operations the core needs from a container engine."""
 
+    @classmethod
+    def from_settings(cls, settings) -> ContainerEngine:
+        """An engine configured from the core's Settings (how ``engines.engine_for`` builds one)."""
+        return cls()
+
     def close(self) -> None:  # noqa: B027 (optional: an engine without connections has nothing to do)
         """Release connections to the engine."""
 

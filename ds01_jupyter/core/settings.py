@@ -49,6 +49,11 @@ MOUNT_SSH_HELP = (
     "give the user's uid that home (the default Dockerfile's account does)."
 )
 
+ENGINE_HELP = (
+    "The container engine ds01 drives, by name: 'docker' (the local Docker engine, docker_url). "
+    "engine_class, where a front end has it, overrides this with a ContainerEngine subclass."
+)
+
 DEFAULT_LIMITS_FILES = (
     "/etc/ds01-jupyter/resource-limits.yaml",
     "/opt/ds01-infra/config/resource-limits.yaml",
@@ -72,6 +77,8 @@ class Settings:
     default_dockerfile: str | None = None
     #: Docker's address; None means DOCKER_HOST or the local socket.
     docker_url: str | None = None
+    #: The container engine, by its name in engines.ENGINES.
+    engine: str = field(default="docker", metadata={"help": ENGINE_HELP})
     #: "nvml" for the real GPUs, or the path of a YAML/JSON list of GPUs.
     gpu_inventory: str = "nvml"
     #: How a container gets its GPUs: "device_request" (Docker's --gpus, needs the
