@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from typing import Any
 
 from .engine import ContainerEngine, ContainerRecord, ContainerSpec, ImageRecord, Progress
 from .errors import (
@@ -28,7 +29,9 @@ from .errors import (
 )
 
 # docker-py and its transport, imported on the first connection (see _load_docker).
-docker = requests = urllib3 = None
+docker: Any = None
+requests: Any = None
+urllib3: Any = None
 
 
 def _load_docker():
