@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 from collections.abc import Iterator
@@ -400,7 +401,7 @@ class Containers:
                 pass  # removed meanwhile: the status stands without them
         return status
 
-    def gpu_use(self, user: User, everyone: list[ContainerRecord] | None = None):
+    def gpu_use(self, user: User, everyone: builtins.list[ContainerRecord] | None = None):
         """(every holder: GPU UUID -> container, the user's GPU slots, the user's GPU UUIDs): the one answer to
         "what does this user hold" for deploy's limit check and check-limits alike. ``everyone``: trusted
         containers of all users (deploy has them under the lock); by default only the user's are listed."""
@@ -419,7 +420,7 @@ class Containers:
             return Limits().gpu_hold_after_stop
         return self.limits.for_user(owner).gpu_hold_after_stop
 
-    def _gpu_count(self, gpus: int | None, devices: list, notices: list[str]) -> int:
+    def _gpu_count(self, gpus: int | None, devices: builtins.list, notices: builtins.list[str]) -> int:
         if gpus is not None and (not isinstance(gpus, int) or gpus < 0):
             raise InvalidRequest(f"GPU count must be a whole number of 0 or more, not {gpus!r}.")
         if not devices:
@@ -521,8 +522,8 @@ class Containers:
         return DeployResult(self.status(user, project), created, notices)
 
     def _spec(
-        self, user: User, proj, image, limits: Limits, chosen: list, protected: bool, command=None, extra_env=None,
-        fallback: str = "", read_only_mounts: tuple = (),
+        self, user: User, proj, image, limits: Limits, chosen: builtins.list, protected: bool, command=None,
+        extra_env=None, fallback: str = "", read_only_mounts: tuple = (),
     ) -> ContainerSpec:
         tag = self.images.tag(user, proj.name)
         workspace = str(proj.path.resolve())
@@ -654,7 +655,9 @@ class Containers:
         (inside the container's root: at worst into their /workspace), so they must be files they could write."""
         package = HELPERS_DIR.removeprefix("/tmp/") + "/ds01_jupyter"
         parts = package.split("/")
-        entries = [("/".join(parts[: i + 1]), None, 0o1777 if i == 0 else 0o755) for i in range(len(parts))]
+        entries: builtins.list[tuple[str, bytes | None, int]] = [
+            ("/".join(parts[: i + 1]), None, 0o1777 if i == 0 else 0o755) for i in range(len(parts))
+        ]
         root = resources.files("ds01_jupyter")
         entries.append((f"{package}/__init__.py", root.joinpath("__init__.py").read_bytes(), 0o644))
         for sub in HELPERS:
@@ -751,18 +754,18 @@ class Containers:
         self.check_workspace(record, project)
         return record
 
-    def exec(self, user: User, project: str, command: list[str]) -> tuple[int | None, bytes]:
+    def exec(self, user: User, project: str, command: builtins.list[str]) -> tuple[int | None, bytes]:
         """Run one command in the running container as the user, in /workspace."""
         record = self.running(user, project)
         return self.engine.exec(record.id, command, user=f"{user.uid}:{user.gid}", workdir="/workspace")
 
-    def interactive(self, user: User, project: str, command: list[str], tty: bool) -> list[str]:
+    def interactive(self, user: User, project: str, command: builtins.list[str], tty: bool) -> builtins.list[str]:
         """The argv of the engine's client attached to ``command`` in the running container (stdin passed
         through; a terminal only with ``tty``), whose exit code is the command's."""
         record = self.running(user, project)
         return self.engine.interactive_command(record.id, command, f"{user.uid}:{user.gid}", "/workspace", tty)
 
-    def attach(self, user: User, project: str, command: list[str], tty: bool):
+    def attach(self, user: User, project: str, command: builtins.list[str], tty: bool):
         """Start ``command`` as the user in /workspace of their running container and return (exec id, the
         connection carrying its stdin and output): for ds01d, whose callers have no engine access."""
         record = self.running(user, project)

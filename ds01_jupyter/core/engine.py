@@ -8,6 +8,7 @@ of Docker, so a Kubernetes backend (pods, a volume per workspace,
 from __future__ import annotations
 
 import abc
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -147,6 +148,21 @@ class ContainerEngine(abc.ABC):
     ) -> tuple[object, Callable[[], int | None]]:
         """Run a command fed ``stdin``; return (a readable stream of its stdout, a function giving its exit code
         once the stream is read). No read waits longer than ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    def exec_attach(
+        self, name_or_id: str, command: list[str], user: str, workdir: str, tty: bool, env: dict | None = None
+    ) -> tuple[str, socket.socket]:
+        """Start ``command`` with stdin and output attached (a terminal with ``tty``); return (its exec id, the
+        connection carrying its stream), for a client that cannot reach the engine itself."""
+
+    @abc.abstractmethod
+    def exec_resize(self, exec_id: str, rows: int, cols: int) -> None:
+        """Resize the terminal of an attached command started with ``tty``."""
+
+    @abc.abstractmethod
+    def exec_exit_code(self, exec_id: str, wait: float = 10.0, where: str = "its container") -> int | None:
+        """The exit code of a command started by exec_attach; None while it still runs after ``wait`` seconds."""
 
     @abc.abstractmethod
     def diff(self, name_or_id: str) -> list[tuple[str, str]]:
