@@ -107,6 +107,11 @@ class DS01:
     def close(self) -> None:
         self.engine.close()
 
+    @property
+    def start_times(self) -> dict:
+        """The remembered start times of running containers (id -> datetime), shared with the overview."""
+        return self._start_times
+
     @cached_property
     def projects(self) -> Projects:
         from .projects import Projects
@@ -358,89 +363,13 @@ class DS01:
         return Finder(self).find(user, project, pattern)
 
     def overview(self, user: User) -> dict:
-        """Every project with its container, image and last measured size.
+        """Every project with its container, image and last measured size (see overview.py)."""
+        from .overview import overview
 
-        Works while the engine is down: projects are on disk; the answer then
-        says the engine is unavailable and why.
-        """
-        from . import gitstate, workspace_access
-
-        engine = {"available": True, "reason": ""}
-        containers, images = {}, {}
-        try:
-            listed_images = self.images.list(user)
-            images = {i.project: i for i in listed_images}
-            containers = {c.project: c for c in self.containers.list(user, listed_images)}
-        except EngineUnavailable as err:
-            engine = {"available": False, "reason": str(err)}
-        sizes = self.disk.cached(user)
-        activity = self.reaper.last_active(user) if containers else {}
-        projects = []
-        for project in self.projects.list(user):
-            container = containers.get(project.name)
-            image = images.get(project.name)
-            projects.append(
-                {
-                    "name": project.name,
-                    "path": str(project.path),
-                    "container": self._live(user, container, activity) if container else None,
-                    "image": image.to_dict() if image else None,
-                    "size": sizes.get(project.name),
-                    "warnings": (self.guard.remembered(user, project.name) or {}).get("at_risk", 0) if container else 0,
-                    "unwritable": workspace_access.unwritable(user, project.path),
-                    "git": gitstate.state(user, str(project.path)).to_dict(),
-                }
-            )
-        return {
-            "user": user.name,
-            "engine": engine,
-            "projects": projects,
-            "frameworks": sorted(self.settings.frameworks()),
-        }
-
-    def _live(self, user: User, container, activity: dict) -> dict:
-        """A container as the sidebar shows it: with uptime (the engine's list lacks the start time) and idle time."""
-        data = container.to_dict()
-        if not container.running:
-            self.forget_start(container.id)
-        elif data.get("uptime_seconds") is None:
-            started = self._start_times.get(container.id)
-            if started is None:
-                try:
-                    record = self.engine.get_container(container.id)
-                except DS01Error:
-                    record = None  # gone or the engine went away since the list: no uptime, not an error
-                started = record.started_at if record is not None else None
-                if started is not None:
-                    self._start_times[container.id] = started
-            if started is not None:
-                data["started_at"] = started.isoformat()
-                data["uptime_seconds"] = time.time() - started.timestamp()
-        last = activity.get(container.id)
-        data["idle_seconds"] = max(0.0, time.time() - last) if container.running and last else None
-        return data
+        return overview(self, user)
 
     def gpu_inventory(self) -> dict:
-        """Every GPU with its holder (from labels) and its processes' containers (from cgroups)."""
-        from . import labels as L
-        from .gpus import attribute
+        """Every GPU with its holder and its processes' containers (see overview.py)."""
+        from .overview import gpu_inventory
 
-        devices = self.inventory.devices()
-        holders = {}
-        by_id = {}
-        if devices:
-            everyone = self.containers.vet(self.engine.list_containers(L.managed()))  # labels alone count for nothing
-            by_id = {c.id: c for c in everyone}
-            holders = self.allocator.holders(everyone, self.containers.hold_for)
-        attribute(devices, by_id)
-        out = []
-        for device in devices:
-            data = device.to_dict()
-            holder = holders.get(device.uuid)
-            data["holder"] = (
-                {"user": holder.labels.get(L.USER), "project": holder.labels.get(L.PROJECT), "container": holder.name}
-                if holder
-                else None
-            )
-            out.append(data)
-        return {"gpus": out, "notice": self.inventory.notice}
+        return gpu_inventory(self)
