@@ -12,7 +12,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
+from typing import IO, Callable
 
 Progress = Callable[[str], None]
 
@@ -145,7 +145,7 @@ class ContainerEngine(abc.ABC):
     @abc.abstractmethod
     def exec_stream(
         self, name_or_id: str, command: list[str], stdin: bytes, user: str, workdir: str = "/", timeout: float = 120.0
-    ) -> tuple[object, Callable[[], int | None]]:
+    ) -> tuple[IO[bytes], Callable[[], int | None]]:
         """Run a command fed ``stdin``; return (a readable stream of its stdout, a function giving its exit code
         once the stream is read). No read waits longer than ``timeout`` seconds."""
 

@@ -236,7 +236,8 @@ class Guard(Rescuing):
         try:
             with tarfile.open(fileobj=self.engine.read_archive(record.id, log), mode="r|") as tar:
                 member = next(iter(tar), None)
-                text = tar.extractfile(member).read().decode("utf-8", "replace") if member else ""
+                handle = tar.extractfile(member) if member else None  # None also for a folder or device
+                text = handle.read().decode("utf-8", "replace") if handle else ""
         except (DS01Error, tarfile.TarError, AttributeError):
             return
         for line in text.splitlines():

@@ -18,14 +18,18 @@ import stat
 import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import IO, TYPE_CHECKING, Callable
 
-from .engine import ContainerRecord
+from .engine import ContainerEngine, ContainerRecord
 from .errors import DiskFull, EngineError, QuotaExceeded
 from .findings import CACHE, ENVIRONMENT, WORK, Audit, Finding, classify
 from .limits import format_size
 from .rescue_writer import BLOCK, allocation, writer_for
 from .users import User
+
+if TYPE_CHECKING:
+    from .containers import Containers
+    from .disk import DiskUsage
 
 
 @dataclass
@@ -108,6 +112,24 @@ MARGIN = 16 * 2**20
 
 class Rescuing:
     """The rescue half of the Guard (it brings engine, containers, disk and ``_inside``)."""
+
+    # What the Guard brings, declared for the type checker.
+    containers: Containers
+    engine: ContainerEngine
+    disk: DiskUsage
+
+    if TYPE_CHECKING:
+
+        def audit(self, user: User, project: str) -> Audit: ...
+
+        def _inside(
+            self, user: User, record: ContainerRecord, request: dict
+        ) -> tuple[IO[bytes], Callable[[], int | None]]: ...
+
+        def _probe(self, user: User, record: ContainerRecord, paths: list[str], walk_since: float | None,
+                   processes: bool = False, searchable: list[str] | None = None) -> dict | None: ...
+
+        def _stats_from_archives(self, record, paths: set[str], changes, added: set[str]) -> dict: ...
 
     def check_room(self, user: User, project: str, work: list[Finding]) -> int:
         """Refuse before copying anything when the quota or the disk cannot take ``work``; return the room."""
@@ -205,7 +227,8 @@ class Rescuing:
                     seen += 1
                     path = "/" + member.name
                     if member.name == ".ds01-report.json" and member.isfile():
-                        report = json.loads(tar.extractfile(member).read(64 * 2**20) or b"{}")
+                        handle = tar.extractfile(member)  # a regular file: never None
+                        report = json.loads((handle.read(64 * 2**20) if handle else b"") or b"{}")
                         reported = True
                         for item in report.get("skipped", [])[:100_000]:
                             done.add(str(item.get("path")))
