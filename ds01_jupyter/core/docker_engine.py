@@ -542,7 +542,8 @@ class DockerEngine(ContainerEngine):
     def build_image(self, context, tag, buildargs, labels, progress: Progress, dockerfile="Dockerfile", network=None):
         image_id = None
         tail: list[str] = []
-        with self._errors("build image", tag):
+        what = tag or "(untagged)"  # a framework fallback image is built without a tag
+        with self._errors("build image", what):
             stream = self.api.build(
                 fileobj=io.BytesIO(context),
                 custom_context=True,
@@ -559,7 +560,7 @@ class DockerEngine(ContainerEngine):
                 if "error" in item:
                     detail = item.get("error", "").strip()
                     raise BuildFailed(
-                        f"Building {tag} failed: {detail}",
+                        f"Building {what} failed: {detail}",
                         hint="Fix the Dockerfile and run `ds01 image-create` again.",
                         log="\n".join(tail[-20:]),
                     )
@@ -571,9 +572,9 @@ class DockerEngine(ContainerEngine):
                         tail.append(line)
                         progress(line)
         if image_id is None:
-            found = self.get_image(tag)
+            found = self.get_image(tag) if tag else None
             if found is None:
-                raise BuildFailed(f"Building {tag} produced no image.", log="\n".join(tail[-20:]))
+                raise BuildFailed(f"Building {what} produced no image.", log="\n".join(tail[-20:]))
             image_id = found.id
         return image_id
 

@@ -198,14 +198,15 @@ class ContainerEngine(abc.ABC):
     def build_image(
         self,
         context: bytes,
-        tag: str,
+        tag: str | None,
         buildargs: dict[str, str],
         labels: dict[str, str],
         progress: Progress,
         dockerfile: str = "Dockerfile",
         network: str | None = None,
     ) -> str:
-        """Build from a tar ``context``; stream lines to ``progress``; return the image id."""
+        """Build from a tar ``context`` (tagged ``tag``, untagged with None); stream lines to ``progress``; return
+        the image id."""
 
     @abc.abstractmethod
     def import_image(self, tarball_path: str, tag: str, changes: list[str]) -> str: ...
