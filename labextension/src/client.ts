@@ -20,10 +20,13 @@ import {
   IOverview,
   IProject,
   IPrunePlan,
+  IPrunePolicy,
   IRescue,
   IRetireRequest,
   IRetireResult,
   IStopResult,
+  IStopServerResult,
+  ITerminalCommand,
   IUsage,
   IVersion,
   IWhere
@@ -32,13 +35,11 @@ import {
 /** The server's URL namespace; the same constant as the server's handlers. */
 export const NAMESPACE = 'ds01';
 
-export interface IPrunePolicy {
-  keep_last?: number;
-  keep_best?: number;
-  metric?: string;
-  mode?: 'min' | 'max';
-  older_than_days?: number;
-}
+/**
+ * The client as consumers see it (every public method, nothing private), so a
+ * test can hand the model a mock of the same shape.
+ */
+export type IDS01Client = Pick<DS01Client, keyof DS01Client>;
 
 export class DS01Client {
   constructor(readonly serverSettings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
@@ -47,8 +48,11 @@ export class DS01Client {
     return URLExt.join(this.serverSettings.baseUrl, NAMESPACE, ...parts.map(encodeURIComponent));
   }
 
-  /** Call the API; a non-2xx answer becomes an ApiError carrying the server's message and hint. */
-  async request<T>(path: string[], init: RequestInit = {}, query = ''): Promise<T> {
+  /**
+   * Call the API; a non-2xx answer becomes an ApiError carrying the server's message and hint.
+   * Private: every request goes through a typed method below.
+   */
+  private async request<T>(path: string[], init: RequestInit = {}, query = ''): Promise<T> {
     const url = this.url(...path) + query;
     let response: Response;
     try {
@@ -97,6 +101,10 @@ export class DS01Client {
   start(name: string): Promise<unknown> {
     return this.post(['projects', name, 'start']);
   }
+  /** Inside a hub server (container mode): ask the hub to stop this server, rescuing files outside /workspace first. */
+  stopServer(name: string): Promise<IStopServerResult> {
+    return this.post(['projects', name, 'stop']);
+  }
   /** Stop the container; 409 (UnsavedWork, with `processes`) while work runs inside, unless stopProcesses. */
   stop(name: string, stopProcesses = false): Promise<IStopResult> {
     return this.post(['projects', name, 'stop'], { stop_processes: stopProcesses });
@@ -110,6 +118,10 @@ export class DS01Client {
   }
   rescue(name: string): Promise<IRescue> {
     return this.post(['projects', name, 'rescue']);
+  }
+  /** The command a JupyterLab terminal runs to open a shell inside the running container. */
+  terminal(name: string): Promise<ITerminalCommand> {
+    return this.request(['projects', name, 'terminal']);
   }
   /** Checkpoints by run; best (overall and per run) by `metric` and `mode`, the server's defaults when left out. */
   checkpoints(name: string, options: { metric?: string; mode?: 'min' | 'max' } = {}): Promise<ICheckpoints> {
@@ -159,8 +171,15 @@ export class DS01Client {
   notebookCheck(cells: string[]): Promise<{ findings: INotebookFinding[] }> {
     return this.post(['notebook-check'], { cells });
   }
-  /** The events URL (read with ServerConnection.makeRequest, see EventStream). */
-  eventsUrl(): string {
-    return this.url('events');
+  /**
+   * Open the server-sent event stream (read by EventStream): the raw response,
+   * since its body is read as it arrives; its status is for the caller to judge.
+   */
+  events(signal: AbortSignal): Promise<Response> {
+    return ServerConnection.makeRequest(
+      this.url('events'),
+      { signal, headers: { Accept: 'text/event-stream' } },
+      this.serverSettings
+    );
   }
 }

@@ -1,18 +1,16 @@
 /**
- * Follows /ds01/events over fetch (so JupyterLab's token and headers apply),
- * and reconnects with a growing delay when the stream drops. Every new
+ * Follows /ds01/events, opened through the typed client (JupyterLab's token and
+ * headers apply), and reconnects with a growing delay when the stream drops. Every new
  * connection starts with a snapshot, so nothing is missed across a reconnect.
  */
-import { ServerConnection } from '@jupyterlab/services';
-
 import { SSEParser } from './models/sse';
 import { DS01Event } from './models/types';
 
 export type StreamStatus = 'connecting' | 'open' | 'retrying' | 'missing' | 'stopped';
 
 export interface IEventStreamOptions {
-  url: string;
-  settings: ServerConnection.ISettings;
+  /** Open the stream (DS01Client.events). */
+  open: (signal: AbortSignal) => Promise<Response>;
   onEvent: (event: DS01Event) => void;
   onStatus: (status: StreamStatus, detail?: string) => void;
   minDelay?: number;
@@ -57,17 +55,13 @@ export class EventStream {
   }
 
   private async connect(): Promise<void> {
-    const { url, settings, onEvent, onStatus } = this.options;
+    const { open, onEvent, onStatus } = this.options;
     const controller = new AbortController();
     this.controller = controller;
     onStatus('connecting');
     let detail = '';
     try {
-      const response = await ServerConnection.makeRequest(
-        url,
-        { signal: controller.signal, headers: { Accept: 'text/event-stream' } },
-        settings
-      );
+      const response = await open(controller.signal);
       if (response.status === 404) {
         onStatus('missing', 'The ds01 server extension is not enabled on this Jupyter server.');
         this.schedule(60000);

@@ -1,46 +1,33 @@
 /**
- * The sidebar's live model: the event stream folded into state (see
- * models/reducer.ts), plus what is fetched on demand (audits, GPUs, limits,
- * checkpoints). It lives in the plugin, not in the panel, so closing and
- * reopening the panel keeps following long work.
+ * The sidebar's live model: the event stream and the answers fetched on demand
+ * (audits, GPUs, limits), folded into one state by one reducer
+ * (models/reducer.ts `reduce`). It lives in the plugin, not in the panel, so
+ * closing and reopening the panel keeps following long work.
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { DS01Client } from './client';
-import { EventStream, StreamStatus } from './eventStream';
-import { GpuHistory } from './models/gpuHistory';
-import { applyEvent, IDS01State, INITIAL_STATE, withFollowed, withProject } from './models/reducer';
+import { IDS01Client } from './client';
+import { EventStream } from './eventStream';
+import { DS01Action, IDS01State, INITIAL_STATE, reduce } from './models/reducer';
 import { serverMode, ServerMode } from './models/serverMode';
-import { DEFAULT_SETTINGS, IDS01Settings } from './models/settings';
-import { DS01Event, IAudit, IGpus, ILimits, IOperation, IVersion } from './models/types';
+import { IDS01Settings } from './models/settings';
+import { DS01Event, IAudit, IOperation, IWarningEvent } from './models/types';
+import { IDS01Model } from './tokens';
 
-export interface IWarningEvent {
-  project: string;
-  kind?: string;
-  at_risk?: number;
-  new?: { path: string; size: number; kind: string; notebook?: string | null }[];
-  [key: string]: unknown;
-}
-
-export class DS01Model {
-  readonly history = new GpuHistory();
-  state: IDS01State = INITIAL_STATE;
-  status: StreamStatus = 'connecting';
-  statusDetail = '';
-  version: IVersion | null = null;
-  audits: { [project: string]: IAudit | { error: string } } = {};
-  gpus: IGpus | null = null;
-  limits: ILimits | null = null;
-  settings: IDS01Settings = DEFAULT_SETTINGS;
-
+export class DS01Model implements IDS01Model {
+  private _state: IDS01State = INITIAL_STATE;
   private stream: EventStream | null = null;
   private refreshTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private _changed = new Signal<this, void>(this);
   private _warning = new Signal<this, IWarningEvent>(this);
   private _operationFinished = new Signal<this, IOperation>(this);
 
-  constructor(readonly client: DS01Client) {}
+  constructor(readonly client: IDS01Client) {}
 
+  /** The whole state; replaced (never changed in place) by each action. */
+  get state(): IDS01State {
+    return this._state;
+  }
   get changed(): ISignal<this, void> {
     return this._changed;
   }
@@ -53,24 +40,27 @@ export class DS01Model {
   }
   /** "host" unless the server says it runs inside a container (JupyterHub in-container mode). */
   get mode(): ServerMode {
-    return serverMode(this.version, this.state.ready ? this.state.mode : null);
+    return serverMode(this._state.version, this._state.ready ? this._state.mode : null);
+  }
+
+  /** The one way the state changes. */
+  private dispatch(action: DS01Action): void {
+    this._state = reduce(this._state, action);
+    this._changed.emit();
   }
 
   async start(): Promise<void> {
+    let version = null;
     try {
-      this.version = await this.client.version();
-    } catch (error) {
-      this.version = null;
+      version = await this.client.version();
+    } catch {
+      // An old or missing server extension: the event stream says which.
     }
+    this.dispatch({ type: 'version', version });
     this.stream = new EventStream({
-      url: this.client.eventsUrl(),
-      settings: this.client.serverSettings,
+      open: signal => this.client.events(signal),
       onEvent: event => this.apply(event),
-      onStatus: (status, detail) => {
-        this.status = status;
-        this.statusDetail = detail ?? '';
-        this._changed.emit();
-      }
+      onStatus: (status, detail) => this.dispatch({ type: 'connection', status, detail })
     });
     this.stream.start();
   }
@@ -81,8 +71,7 @@ export class DS01Model {
   }
 
   setSettings(settings: Partial<IDS01Settings>): void {
-    this.settings = { ...DEFAULT_SETTINGS, ...settings };
-    this._changed.emit();
+    this.dispatch({ type: 'settings', settings });
   }
 
   reconnect(): void {
@@ -91,8 +80,8 @@ export class DS01Model {
 
   /** Fold one event into the state, then fetch whatever it made stale. */
   apply(event: DS01Event): void {
-    const before = this.state;
-    this.state = applyEvent(this.state, event);
+    const before = this._state;
+    this.dispatch({ type: 'event', event });
     switch (event.type) {
       case 'snapshot':
         for (const op of event.operations ?? []) {
@@ -101,10 +90,7 @@ export class DS01Model {
         break;
       case 'container':
         this.refreshProjectSoon(event.project);
-        if (event.action === 'destroy') {
-          delete this.audits[event.project];
-        }
-        if (this.gpus) {
+        if (this._state.gpus) {
           void this.refreshResources();
         }
         break;
@@ -114,7 +100,7 @@ export class DS01Model {
       case 'operation':
         if (event.state !== 'running' && before.operations[event.id]?.state !== event.state) {
           this.refreshProjectSoon(event.project, 0);
-          this._operationFinished.emit(this.state.operations[event.id]);
+          this._operationFinished.emit(this._state.operations[event.id]);
         }
         break;
       case 'warning':
@@ -125,15 +111,12 @@ export class DS01Model {
         }
         break;
     }
-    this._changed.emit();
   }
 
   /** Fill in lines of an operation that started before we connected. */
   async followOperation(id: string): Promise<void> {
     try {
-      const op = await this.client.operation(id);
-      this.state = withFollowed(this.state, op);
-      this._changed.emit();
+      this.dispatch({ type: 'followed', operation: await this.client.operation(id) });
     } catch (error) {
       console.warn('ds01: cannot follow operation', id, error);
     }
@@ -155,9 +138,7 @@ export class DS01Model {
 
   async refreshProject(name: string): Promise<void> {
     try {
-      const project = await this.client.project(name);
-      this.state = withProject(this.state, project);
-      this._changed.emit();
+      this.dispatch({ type: 'project', project: await this.client.project(name) });
     } catch (error) {
       console.warn('ds01: cannot refresh', name, error);
     }
@@ -166,12 +147,10 @@ export class DS01Model {
   async loadAudit(project: string): Promise<IAudit | null> {
     try {
       const audit = await this.client.audit(project);
-      this.audits = { ...this.audits, [project]: audit };
-      this._changed.emit();
+      this.dispatch({ type: 'audit', project, audit });
       return audit;
     } catch (error) {
-      this.audits = { ...this.audits, [project]: { error: String((error as Error).message ?? error) } };
-      this._changed.emit();
+      this.dispatch({ type: 'audit', project, audit: { error: String((error as Error).message ?? error) } });
       return null;
     }
   }
@@ -179,29 +158,19 @@ export class DS01Model {
   /** GPUs and limits: fetched when shown, after GPU events, and on the refresh interval while visible. */
   async refreshResources(): Promise<void> {
     const [gpus, limits] = await Promise.allSettled([this.client.gpus(), this.client.limits()]);
-    if (gpus.status === 'fulfilled') {
-      this.gpus = gpus.value;
-      this.history.add(gpus.value.gpus);
-    }
-    if (limits.status === 'fulfilled') {
-      this.limits = limits.value;
-    }
-    this._changed.emit();
+    this.dispatch({
+      type: 'resources',
+      gpus: gpus.status === 'fulfilled' ? gpus.value : undefined,
+      limits: limits.status === 'fulfilled' ? limits.value : undefined,
+      time: Date.now()
+    });
   }
 
   /** Start a build or deploy and record its operation at once (events then follow it). */
   async startOperation(kind: 'build' | 'deploy', project: string, framework?: string): Promise<IOperation> {
     const answer =
       kind === 'build' ? await this.client.build(project) : await this.client.deploy(project, undefined, framework);
-    const op = answer.operation;
-    this.state = {
-      ...this.state,
-      operations: {
-        ...this.state.operations,
-        [op.id]: { ...op, lines: this.state.operations[op.id]?.lines ?? op.lines ?? [] }
-      }
-    };
-    this._changed.emit();
-    return op;
+    this.dispatch({ type: 'started', operation: answer.operation });
+    return answer.operation;
   }
 }

@@ -10,11 +10,11 @@ import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { DS01Panel } from './components/DS01Panel';
-import { DS01Model } from './model';
+import { IDS01Model } from './tokens';
 
 class DS01View extends ReactWidget {
   constructor(
-    private model: DS01Model,
+    private model: IDS01Model,
     private commands: CommandRegistry
   ) {
     super();
@@ -35,7 +35,7 @@ export class DS01Sidebar extends SidePanel {
   private timer: ReturnType<typeof setInterval> | null = null;
 
   constructor(
-    private model: DS01Model,
+    private model: IDS01Model,
     commands: CommandRegistry
   ) {
     super();
@@ -54,7 +54,7 @@ export class DS01Sidebar extends SidePanel {
     void this.model.refreshResources();
     // Findings of projects the server's scans flagged, so the panel shows what is at risk.
     for (const [project, count] of Object.entries(this.model.state.atRisk)) {
-      if (count > 0 && !this.model.audits[project]) {
+      if (count > 0 && !this.model.state.audits[project]) {
         void this.model.loadAudit(project);
       }
     }
@@ -68,8 +68,8 @@ export class DS01Sidebar extends SidePanel {
 
   /** Refresh GPUs on the interval only while visible and only when there are GPUs to watch. */
   private schedule(): void {
-    const seconds = this.model.settings.gpuRefreshSeconds;
-    const wanted = this.isVisible && seconds > 0 && !!this.model.gpus && this.model.gpus.gpus.length > 0;
+    const seconds = this.model.state.settings.gpuRefreshSeconds;
+    const wanted = this.isVisible && seconds > 0 && !!this.model.state.gpus && this.model.state.gpus.gpus.length > 0;
     if (wanted && !this.timer) {
       this.timer = setInterval(() => void this.model.refreshResources(), seconds * 1000);
     } else if (!wanted && this.timer) {

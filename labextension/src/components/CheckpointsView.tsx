@@ -1,6 +1,6 @@
 import * as React from 'react';
 
-import { DS01Client } from '../client';
+import { IDS01Client } from '../client';
 import { plotData } from '../models/checkpointPlot';
 import {
   breakable,
@@ -32,7 +32,7 @@ import { useWidth } from './useWidth';
  * checkpoint's epoch, step, metric, role and state, a plot of the chosen
  * metric per run, and a prune preview that says why each one goes or stays.
  */
-export function CheckpointsView(props: { client: DS01Client; project: string }): JSX.Element {
+export function CheckpointsView(props: { client: IDS01Client; project: string }): JSX.Element {
   const { client, project } = props;
   const [state, dispatch] = React.useReducer(checkpointView, INITIAL_VIEW);
   const { metric: chosen, mode: chosenMode, generation } = state;

@@ -1,16 +1,15 @@
 import { PageConfig } from '@jupyterlab/coreutils';
 import * as React from 'react';
 
-import { DS01Model } from '../model';
 import { operationOf } from '../models/reducer';
-import { IAudit } from '../models/types';
+import { IDS01Model } from '../tokens';
 import { GpuSection } from './GpuSection';
 import { ProjectCard } from './ProjectCard';
 import { StatusBanner } from './StatusBanner';
 import { UsageSection } from './UsageSection';
 
 export interface IDS01PanelProps {
-  model: DS01Model;
+  model: IDS01Model;
   /** Run a command; resolves with what it returned when it finished. */
   execute: (command: string, args?: { project?: string; path?: string }) => unknown;
 }
@@ -18,7 +17,8 @@ export interface IDS01PanelProps {
 /** The sidebar's content: a plain status line when something is missing, else projects and GPUs. */
 export function DS01Panel(props: IDS01PanelProps): JSX.Element {
   const { model, execute } = props;
-  const { state, status } = model;
+  const { state } = model;
+  const { status } = state.connection;
   const serverRoot = PageConfig.getOption('serverRoot');
   return (
     <div className="jp-ds01-content">
@@ -39,8 +39,8 @@ export function DS01Panel(props: IDS01PanelProps): JSX.Element {
         </button>
       </div>
       <StatusBanner
-        status={model.status}
-        detail={model.statusDetail}
+        status={state.connection.status}
+        detail={state.connection.detail}
         ready={state.ready}
         engine={state.engine}
         mode={model.mode}
@@ -59,7 +59,7 @@ export function DS01Panel(props: IDS01PanelProps): JSX.Element {
                   key={p.name}
                   project={p}
                   operation={operationOf(state, p.name)}
-                  audit={model.audits[p.name] as IAudit | { error: string } | undefined}
+                  audit={state.audits[p.name]}
                   atRisk={state.atRisk[p.name] ?? 0}
                   runtimeWarning={state.runtimeWarnings[p.name]}
                   frameworks={state.frameworks}
@@ -75,7 +75,7 @@ export function DS01Panel(props: IDS01PanelProps): JSX.Element {
           {model.mode !== 'container' && (
             <UsageSection client={model.client} projects={state.projects} serverRoot={serverRoot} execute={execute} />
           )}
-          <GpuSection gpus={model.gpus} limits={model.limits} history={model.history} user={state.user} />
+          <GpuSection gpus={state.gpus} limits={state.limits} history={state.gpuHistory} user={state.user} />
         </>
       )}
       {!state.ready && status !== 'missing' && (

@@ -1,6 +1,6 @@
 import * as React from 'react';
 
-import { GpuHistory } from '../models/gpuHistory';
+import { IGpuHistory, samplesOf } from '../models/gpuHistory';
 import { limitsNote } from '../models/serverMode';
 import { IGpus, ILimits } from '../models/types';
 import { formatBytes } from '../models/units';
@@ -11,7 +11,7 @@ import { Sparkline } from './Sparkline';
 export function GpuSection(props: {
   gpus: IGpus | null;
   limits: ILimits | null;
-  history: GpuHistory;
+  history: IGpuHistory;
   user: string;
 }): JSX.Element {
   const { gpus, limits, history } = props;
@@ -32,7 +32,7 @@ export function GpuSection(props: {
       )}
       <ul className="jp-ds01-gpus">
         {gpus?.gpus.map(g => {
-          const samples = history.of(g.uuid);
+          const samples = samplesOf(history, g.uuid);
           const holder = g.holder
             ? g.holder.user === props.user
               ? `your project ${g.holder.project}`

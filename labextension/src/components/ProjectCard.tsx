@@ -8,7 +8,7 @@ import { IAudit, IOperation, IProject, IRuntimeWarning } from '../models/types';
 import { formatBytes, formatDuration, uptimeOf } from '../models/units';
 import { fallbackNote, frameworkChoices, unwritableNote } from '../models/workspaceNotes';
 import { CheckpointsView } from './CheckpointsView';
-import { DS01Client } from '../client';
+import { IDS01Client } from '../client';
 import { Findings } from './Findings';
 import { OperationLog } from './OperationLog';
 import { WhereSearch } from './WhereSearch';
@@ -23,7 +23,7 @@ export interface IProjectCardProps {
   /** Framework images a deploy may fall back to (the overview's). */
   frameworks?: string[];
   mode: ServerMode;
-  client: DS01Client;
+  client: IDS01Client;
   /** The Jupyter server's root (JupyterLab's paths are relative to it). */
   serverRoot?: string;
   /** Run a command; resolves when it finished. */

@@ -1,6 +1,6 @@
 import * as React from 'react';
 
-import { DS01Client } from '../client';
+import { IDS01Client } from '../client';
 import { describeError } from '../models/errors';
 import { diskLine, imagesLine, INITIAL_USAGE, projectRows, usageView } from '../models/housekeeping';
 import { IProject } from '../models/types';
@@ -16,7 +16,7 @@ import { Bar } from './Bar';
  * when one deleted something the view loads again.
  */
 export function UsageSection(props: {
-  client: DS01Client;
+  client: IDS01Client;
   projects: IProject[];
   serverRoot: string;
   execute: (command: string, args?: { project?: string; path?: string }) => unknown;

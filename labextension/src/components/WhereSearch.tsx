@@ -1,6 +1,6 @@
 import * as React from 'react';
 
-import { DS01Client } from '../client';
+import { IDS01Client } from '../client';
 import { describeError } from '../models/errors';
 import { formatAge, formatBytes } from '../models/units';
 import {
@@ -20,7 +20,7 @@ import {
  * opens in JupyterLab; a file only in the container offers "Rescue now".
  */
 export function WhereSearch(props: {
-  client: DS01Client;
+  client: IDS01Client;
   project: string;
   /** The Jupyter server's root, which JupyterLab's paths are relative to. */
   serverRoot: string;

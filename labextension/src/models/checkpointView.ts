@@ -4,8 +4,7 @@
  * sends actions; the requests they imply (through the typed client) follow
  * from the state: see `listOptions` and `prunePolicy`.
  */
-import { IPrunePolicy } from '../client';
-import { ICheckpoints, IPrunePlan } from './types';
+import { ICheckpoints, IPrunePlan, IPrunePolicy } from './types';
 
 export interface ICheckpointViewState {
   data: ICheckpoints | null;

@@ -1,6 +1,6 @@
 /**
  * A short history of each GPU's utilisation and memory, for the sparkline on
- * its card. Samples are kept per UUID, newest last, at most `size` of them.
+ * its card: plain data, grown by the model's reducer on each GPU reading.
  */
 import { IGpu } from './types';
 
@@ -10,33 +10,24 @@ export interface IGpuSample {
   memory: number;
 }
 
-export class GpuHistory {
-  private samples = new Map<string, IGpuSample[]>();
+/** Samples per GPU UUID, newest last. */
+export interface IGpuHistory {
+  [uuid: string]: IGpuSample[];
+}
 
-  constructor(readonly size = 30) {}
-
-  add(gpus: IGpu[], time = Date.now()): void {
-    const seen = new Set<string>();
-    for (const gpu of gpus) {
-      seen.add(gpu.uuid);
-      const list = this.samples.get(gpu.uuid) ?? [];
-      const memory = gpu.memory_total ? gpu.memory_used / gpu.memory_total : 0;
-      list.push({ time, utilization: gpu.utilization, memory });
-      if (list.length > this.size) {
-        list.splice(0, list.length - this.size);
-      }
-      this.samples.set(gpu.uuid, list);
-    }
-    for (const uuid of [...this.samples.keys()]) {
-      if (!seen.has(uuid)) {
-        this.samples.delete(uuid);
-      }
-    }
+/** The history after one reading: a sample per GPU (at most `size` each); GPUs gone are dropped. */
+export function withSamples(history: IGpuHistory, gpus: IGpu[], time: number, size = 30): IGpuHistory {
+  const next: IGpuHistory = {};
+  for (const gpu of gpus) {
+    const memory = gpu.memory_total ? gpu.memory_used / gpu.memory_total : 0;
+    next[gpu.uuid] = [...(history[gpu.uuid] ?? []), { time, utilization: gpu.utilization, memory }].slice(-size);
   }
+  return next;
+}
 
-  of(uuid: string): IGpuSample[] {
-    return this.samples.get(uuid) ?? [];
-  }
+/** The samples of one GPU, oldest first. */
+export function samplesOf(history: IGpuHistory, uuid: string): IGpuSample[] {
+  return history[uuid] ?? [];
 }
 
 /** SVG polyline points for values in [0, 1] across a width x height box. */

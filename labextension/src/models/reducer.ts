@@ -1,8 +1,17 @@
 /**
- * The sidebar's state as a pure function of the event stream: a snapshot
- * first, then changes. Pure so Jest can replay a stream and check the result.
+ * The sidebar's state as a pure function of what happened: the event stream
+ * (a snapshot first, then changes), and the answers the model fetched. Every
+ * change goes through `reduce`; pure so Jest can replay a stream and check it.
  */
-import { DS01Event, IEngine, IOperation, IProject, IRuntimeWarning } from './types';
+import { IGpuHistory, withSamples } from './gpuHistory';
+import { DEFAULT_SETTINGS, IDS01Settings } from './settings';
+import { DS01Event, IAudit, IEngine, IGpus, ILimits, IOperation, IProject, IRuntimeWarning, IVersion } from './types';
+
+/** The event stream's connection: connecting, open, retrying (after a drop), missing (no server extension), stopped. */
+export type StreamStatus = 'connecting' | 'open' | 'retrying' | 'missing' | 'stopped';
+
+/** A project's last audit, or why it failed. */
+export type AuditState = IAudit | { error: string };
 
 export interface IDS01State {
   /** Whether a snapshot has arrived on the current connection. */
@@ -20,6 +29,19 @@ export interface IDS01State {
   runtimeWarnings: { [project: string]: IRuntimeWarning };
   /** Framework images a deploy may fall back to (from the snapshot). */
   frameworks: string[];
+  /** The event stream's connection, and what went wrong ("" when nothing did). */
+  connection: { status: StreamStatus; detail: string };
+  /** GET /version; null until it answered (or when it failed). */
+  version: IVersion | null;
+  /** Each project's last audit (dropped when its container goes). */
+  audits: { [project: string]: AuditState };
+  /** GET /gpus and /limits: null until first fetched. */
+  gpus: IGpus | null;
+  limits: ILimits | null;
+  /** Recent GPU readings for the sparklines. */
+  gpuHistory: IGpuHistory;
+  /** The user's settings (schema/plugin.json) over the defaults. */
+  settings: IDS01Settings;
 }
 
 export const INITIAL_STATE: IDS01State = {
@@ -31,8 +53,59 @@ export const INITIAL_STATE: IDS01State = {
   atRisk: {},
   mode: 'host',
   runtimeWarnings: {},
-  frameworks: []
+  frameworks: [],
+  connection: { status: 'connecting', detail: '' },
+  version: null,
+  audits: {},
+  gpus: null,
+  limits: null,
+  gpuHistory: {},
+  settings: DEFAULT_SETTINGS
 };
+
+/** Everything that changes the state: an event, or what the model fetched or was told. */
+export type DS01Action =
+  | { type: 'event'; event: DS01Event }
+  | { type: 'connection'; status: StreamStatus; detail?: string }
+  | { type: 'version'; version: IVersion | null }
+  | { type: 'settings'; settings: Partial<IDS01Settings> }
+  /** GET /projects/<name> answered. */
+  | { type: 'project'; project: IProject }
+  /** GET /operations/<id> answered for an operation that began before we connected. */
+  | { type: 'followed'; operation: IOperation }
+  /** A build or deploy this page started (its events follow). */
+  | { type: 'started'; operation: IOperation }
+  | { type: 'audit'; project: string; audit: AuditState }
+  /** GPUs and limits fetched at `time` (either may have failed: left as it was). */
+  | { type: 'resources'; gpus?: IGpus; limits?: ILimits; time: number };
+
+export function reduce(state: IDS01State, action: DS01Action): IDS01State {
+  switch (action.type) {
+    case 'event':
+      return applyEvent(state, action.event);
+    case 'connection':
+      return { ...state, connection: { status: action.status, detail: action.detail ?? '' } };
+    case 'version':
+      return { ...state, version: action.version };
+    case 'settings':
+      return { ...state, settings: { ...DEFAULT_SETTINGS, ...action.settings } };
+    case 'project':
+      return withProject(state, action.project);
+    case 'followed':
+      return withFollowed(state, action.operation);
+    case 'started':
+      return { ...state, operations: withOperation(state.operations, action.operation) };
+    case 'audit':
+      return { ...state, audits: { ...state.audits, [action.project]: action.audit } };
+    case 'resources':
+      return {
+        ...state,
+        gpus: action.gpus ?? state.gpus,
+        limits: action.limits ?? state.limits,
+        gpuHistory: action.gpus ? withSamples(state.gpuHistory, action.gpus.gpus, action.time) : state.gpuHistory
+      };
+  }
+}
 
 const MAX_LINES = 400;
 
@@ -53,7 +126,7 @@ const ACTION_STATE: { [action: string]: string } = {
 export function applyEvent(state: IDS01State, event: DS01Event): IDS01State {
   switch (event.type) {
     case 'snapshot': {
-      const operations: { [id: string]: IOperation } = {};
+      let operations: { [id: string]: IOperation } = {};
       // Keep what we know of finished operations; take the server's running ones.
       for (const op of Object.values(state.operations)) {
         if (op.state !== 'running') {
@@ -61,22 +134,21 @@ export function applyEvent(state: IDS01State, event: DS01Event): IDS01State {
         }
       }
       for (const op of event.operations ?? []) {
-        operations[op.id] = { ...op, lines: state.operations[op.id]?.lines ?? op.lines ?? [] };
+        operations = withOperation(operations, op, state.operations[op.id]);
       }
       const atRisk: { [project: string]: number } = {};
+      // A notice stays while its project's container still runs (the reconnect did not stop it).
+      const runtimeWarnings: { [project: string]: IRuntimeWarning } = {};
       for (const p of event.projects) {
         if (p.warnings) {
           atRisk[p.name] = p.warnings;
         }
-      }
-      // A notice stays while its project's container still runs (the reconnect did not stop it).
-      const runtimeWarnings: { [project: string]: IRuntimeWarning } = {};
-      for (const p of event.projects) {
         if (state.runtimeWarnings[p.name] && p.container?.running) {
           runtimeWarnings[p.name] = state.runtimeWarnings[p.name];
         }
       }
       return {
+        ...state,
         ready: true,
         user: event.user,
         engine: event.engine,
@@ -90,12 +162,12 @@ export function applyEvent(state: IDS01State, event: DS01Event): IDS01State {
     }
     case 'container': {
       const projects = applyContainerAction(state.projects, event);
-      if (!state.runtimeWarnings[event.project] || !ENDS_RUN.has(event.action)) {
-        return { ...state, projects };
-      }
-      const runtimeWarnings = { ...state.runtimeWarnings };
-      delete runtimeWarnings[event.project];
-      return { ...state, projects, runtimeWarnings };
+      // An audit of a removed container no longer applies; a max_runtime notice ends with the run.
+      const audits = event.action === 'destroy' ? without(state.audits, event.project) : state.audits;
+      const runtimeWarnings = ENDS_RUN.has(event.action)
+        ? without(state.runtimeWarnings, event.project)
+        : state.runtimeWarnings;
+      return { ...state, projects, audits, runtimeWarnings };
     }
     case 'operation':
       return { ...state, operations: applyOperation(state.operations, event) };
@@ -167,6 +239,25 @@ function applyOperation(
   delete rest.line;
   delete rest.type;
   return { ...operations, [event.id]: { ...known, ...(rest as unknown as IOperation), lines } };
+}
+
+/** The map without `key` (the same object when it had none, so nothing re-renders for it). */
+function without<T>(map: { [key: string]: T }, key: string): { [key: string]: T } {
+  if (!(key in map)) {
+    return map;
+  }
+  const rest = { ...map };
+  delete rest[key];
+  return rest;
+}
+
+/** Record an operation as the server describes it, keeping the progress lines already shown. */
+function withOperation(
+  operations: { [id: string]: IOperation },
+  op: IOperation,
+  known: IOperation | undefined = operations[op.id]
+): { [id: string]: IOperation } {
+  return { ...operations, [op.id]: { ...op, lines: known?.lines ?? op.lines ?? [] } };
 }
 
 /** Replace one project's data (after fetching /projects/<name>). */

@@ -148,6 +148,21 @@ export interface IRetireResult {
 /** Answer of POST /projects/<name>/stop: the container, and what stopping its processes did. */
 export type IStopResult = IContainer & { processes?: IStopReport | null };
 
+/** Answer of POST /projects/<name>/stop inside a hub server (container mode, 202): the hub stops it. */
+export interface IStopServerResult {
+  project: string;
+  stopping: boolean;
+  message: string;
+}
+
+/** Answer of GET /projects/<name>/terminal: the command that opens a shell inside the running container. */
+export interface ITerminalCommand {
+  project: string;
+  command: string[];
+  /** The command as one shell-quoted line, typed into a JupyterLab terminal. */
+  line: string;
+}
+
 /** A 409 UnsavedWork answer of retire or stop: what would be lost, and the running processes. */
 export interface IUnsavedWorkBody extends IErrorBody {
   findings?: IFinding[];
@@ -289,6 +304,15 @@ export interface IPruneKept {
   reason: string;
 }
 
+/** Body of POST /projects/<name>/prune (besides confirm): what to keep, by age, count and metric. */
+export interface IPrunePolicy {
+  keep_last?: number;
+  keep_best?: number;
+  metric?: string;
+  mode?: 'min' | 'max';
+  older_than_days?: number;
+}
+
 /** Answer of POST /projects/<name>/prune: would_delete on a preview, deleted once confirmed. */
 export interface IPrunePlan {
   project: string;
@@ -311,6 +335,15 @@ export interface IVersion {
   api: number;
   /** "host" (default) or "container" (JupyterHub in-container mode: no deploy/retire). */
   mode?: 'host' | 'container' | string;
+}
+
+/** A `warning` event: a server scan found new files at risk, a checkpoint problem, or a max_runtime notice. */
+export interface IWarningEvent {
+  project: string;
+  kind?: string;
+  at_risk?: number;
+  new?: { path: string; size: number; kind: string; notebook?: string | null }[];
+  [key: string]: unknown;
 }
 
 /** Events of /ds01/events. */

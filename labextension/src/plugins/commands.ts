@@ -11,7 +11,6 @@ import { askProjectName } from '../dialogs/newProject';
 import { askRetire } from '../dialogs/retire';
 import { IUnsavedDocuments } from '../dialogs/runningWork';
 import { askStop } from '../dialogs/stop';
-import { DS01Model } from '../model';
 import { ApiError, describeError } from '../models/errors';
 import { retireMessage, retirePlan, retireRequest, stopReportMessage } from '../models/retirePlan';
 import { IFinding, IStopResult, IUnsavedWorkBody } from '../models/types';
@@ -19,11 +18,11 @@ import { projectFolder, unsavedIn } from '../models/unsaved';
 import { rescueMessage, stopMessage } from '../models/serverMode';
 import { formatBytes } from '../models/units';
 import { frameworkChoices } from '../models/workspaceNotes';
-import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
+import { CommandIDs, IDS01Model, PLUGIN_ID } from '../tokens';
 
 type Args = { project?: string };
 
-export async function pickProject(model: DS01Model, args: Args, verb: string): Promise<string | null> {
+export async function pickProject(model: IDS01Model, args: Args, verb: string): Promise<string | null> {
   if (typeof args.project === 'string' && args.project) {
     return args.project;
   }
@@ -47,7 +46,7 @@ export async function attempt<T>(what: string, work: () => Promise<T>): Promise<
 }
 
 /** The project's folder relative to the server's root (where its notebooks go), or null when outside it. */
-function folderOf(model: DS01Model, project: string): string | null {
+function folderOf(model: IDS01Model, project: string): string | null {
   const path = model.state.projects.find(p => p.name === project)?.path ?? '';
   return projectFolder(path, PageConfig.getOption('serverRoot'));
 }
@@ -102,11 +101,11 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
   id: `${PLUGIN_ID}:commands`,
   description: 'Commands for every DS01 action, in the palette.',
   autoStart: true,
-  requires: [IDS01Client],
+  requires: [IDS01Model],
   optional: [ICommandPalette, INotebookTracker],
   activate: (
     app: JupyterFrontEnd,
-    model: DS01Model,
+    model: IDS01Model,
     palette: ICommandPalette | null,
     tracker: INotebookTracker | null
   ) => {
@@ -263,9 +262,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
       if (!answer.button.accept) {
         return;
       }
-      const done = await attempt(`Cannot stop ${project}`, () =>
-        client.request<{ message?: string }>(['projects', project, 'stop'], { method: 'POST' })
-      );
+      const done = await attempt(`Cannot stop ${project}`, () => client.stopServer(project));
       if (done) {
         Notification.info(stopMessage(done), { autoClose: false });
       }
@@ -382,9 +379,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
           await commands.execute('terminal:create-new'); // this server's terminals already run inside
           return;
         }
-        const shell = await attempt(`Cannot open a terminal in ${project}`, () =>
-          client.request<{ line: string }>(['projects', project, 'terminal'])
-        );
+        const shell = await attempt(`Cannot open a terminal in ${project}`, () => client.terminal(project));
         if (!shell) {
           return;
         }

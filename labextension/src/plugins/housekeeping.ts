@@ -9,18 +9,17 @@ import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application'
 import { Notification } from '@jupyterlab/apputils';
 
 import { askClean, askPruneImages } from '../dialogs/clean';
-import { DS01Model } from '../model';
 import { cleanSummary, pruneSummary } from '../models/housekeeping';
 import { ICleanPlan, IImagePrune } from '../models/types';
-import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
+import { CommandIDs, IDS01Model, PLUGIN_ID } from '../tokens';
 import { attempt, pickProject } from './commands';
 
 export const housekeepingPlugin: JupyterFrontEndPlugin<void> = {
   id: `${PLUGIN_ID}:housekeeping`,
   description: "The DS01 guide's cleanup of a project and the image prune, each previewed before it deletes.",
   autoStart: true,
-  requires: [IDS01Client],
-  activate: (app: JupyterFrontEnd, model: DS01Model) => {
+  requires: [IDS01Model],
+  activate: (app: JupyterFrontEnd, model: IDS01Model) => {
     const { client } = model;
     // A server inside a project's container has no engine and no cleanup routes.
     const hostOnly = () => model.mode !== 'container';

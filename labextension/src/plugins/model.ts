@@ -5,13 +5,13 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { DS01Client } from '../client';
 import { DS01Model } from '../model';
 import { IDS01Settings } from '../models/settings';
-import { IDS01Client, PLUGIN_ID } from '../tokens';
+import { IDS01Model, PLUGIN_ID } from '../tokens';
 
-export const modelPlugin: JupyterFrontEndPlugin<DS01Model> = {
+export const modelPlugin: JupyterFrontEndPlugin<IDS01Model> = {
   id: `${PLUGIN_ID}:plugin`,
   description: 'The DS01 API client and live model, fed by the server events.',
   autoStart: true,
-  provides: IDS01Client,
+  provides: IDS01Model,
   optional: [ISettingRegistry],
   activate: (app: JupyterFrontEnd, registry: ISettingRegistry | null) => {
     const model = new DS01Model(new DS01Client(app.serviceManager.serverSettings));

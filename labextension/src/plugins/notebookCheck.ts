@@ -6,9 +6,8 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 
-import { DS01Model } from '../model';
 import { INotebookFinding } from '../models/types';
-import { IDS01Client, PLUGIN_ID } from '../tokens';
+import { IDS01Model, PLUGIN_ID } from '../tokens';
 
 const MARK = 'jp-ds01-cell-outside';
 const NOTE = 'jp-ds01-cell-note';
@@ -35,11 +34,11 @@ function decorate(panel: NotebookPanel, findings: INotebookFinding[]): void {
   });
 }
 
-function watch(model: DS01Model, panel: NotebookPanel): void {
+function watch(model: IDS01Model, panel: NotebookPanel): void {
   let timer: ReturnType<typeof setTimeout> | null = null;
   const check = async () => {
     const kernel = panel.sessionContext.session?.kernel?.name ?? panel.sessionContext.kernelPreference.name ?? '';
-    if (!model.settings.staticCheck || !kernel.startsWith('ds01-') || panel.isDisposed) {
+    if (!model.state.settings.staticCheck || !kernel.startsWith('ds01-') || panel.isDisposed) {
       decorate(panel, []);
       return;
     }
@@ -71,8 +70,8 @@ export const notebookCheckPlugin: JupyterFrontEndPlugin<void> = {
   id: `${PLUGIN_ID}:notebook-check`,
   description: 'Marks notebook cells that write to paths outside /workspace.',
   autoStart: true,
-  requires: [IDS01Client, INotebookTracker],
-  activate: (_app: JupyterFrontEnd, model: DS01Model, tracker: INotebookTracker) => {
+  requires: [IDS01Model, INotebookTracker],
+  activate: (_app: JupyterFrontEnd, model: IDS01Model, tracker: INotebookTracker) => {
     tracker.widgetAdded.connect((_, panel) => watch(model, panel));
   }
 };

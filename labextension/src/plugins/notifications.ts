@@ -10,11 +10,10 @@ import { Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { KernelMessage } from '@jupyterlab/services';
 
-import { DS01Model } from '../model';
 import { runtimeWarningMessage } from '../models/runtimeWarning';
 import { IRuntimeWarning } from '../models/types';
 import { parseWriteWarnings } from '../models/writeWarning';
-import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
+import { CommandIDs, IDS01Model, PLUGIN_ID } from '../tokens';
 
 function rescueAction(app: JupyterFrontEnd, project: string): Notification.IAction {
   return {
@@ -25,7 +24,7 @@ function rescueAction(app: JupyterFrontEnd, project: string): Notification.IActi
 }
 
 /** Watch one notebook's kernel output for the container hook's warnings. */
-function watchNotebook(app: JupyterFrontEnd, model: DS01Model, panel: NotebookPanel): void {
+function watchNotebook(app: JupyterFrontEnd, model: IDS01Model, panel: NotebookPanel): void {
   const seen = new Set<string>();
   const onMessage = (_: unknown, msg: KernelMessage.IMessage) => {
     if (msg.channel !== 'iopub' || msg.header.msg_type !== 'stream') {
@@ -42,7 +41,7 @@ function watchNotebook(app: JupyterFrontEnd, model: DS01Model, panel: NotebookPa
       }
       seen.add(path);
       void model.loadAudit(project);
-      if (model.settings.notificationLevel === 'none') {
+      if (model.state.settings.notificationLevel === 'none') {
         continue;
       }
       Notification.warning(
@@ -59,14 +58,14 @@ export const notificationsPlugin: JupyterFrontEndPlugin<void> = {
   id: `${PLUGIN_ID}:notifications`,
   description: 'Notifications for writes outside /workspace and for finished builds and deploys.',
   autoStart: true,
-  requires: [IDS01Client],
+  requires: [IDS01Model],
   optional: [INotebookTracker],
-  activate: (app: JupyterFrontEnd, model: DS01Model, tracker: INotebookTracker | null) => {
+  activate: (app: JupyterFrontEnd, model: IDS01Model, tracker: INotebookTracker | null) => {
     if (tracker) {
       tracker.widgetAdded.connect((_, panel) => watchNotebook(app, model, panel));
     }
     model.warning.connect((_, warning) => {
-      if (model.settings.notificationLevel === 'none') {
+      if (model.state.settings.notificationLevel === 'none') {
         return;
       }
       if (warning.kind === 'max_runtime') {
@@ -100,7 +99,7 @@ export const notificationsPlugin: JupyterFrontEndPlugin<void> = {
       });
     });
     model.operationFinished.connect((_, op) => {
-      const level = model.settings.notificationLevel;
+      const level = model.state.settings.notificationLevel;
       if (op.state === 'failed' && level !== 'none') {
         Notification.error(`${op.kind} of ${op.project} failed: ${op.error?.message ?? ''} ${op.error?.hint ?? ''}`, {
           autoClose: false

@@ -2,17 +2,16 @@
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { kernelIcon } from '@jupyterlab/ui-components';
 
-import { DS01Model } from '../model';
 import { DS01Sidebar } from '../sidebar';
-import { IDS01Client, PLUGIN_ID } from '../tokens';
+import { IDS01Model, PLUGIN_ID } from '../tokens';
 
 export const sidebarPlugin: JupyterFrontEndPlugin<void> = {
   id: `${PLUGIN_ID}:sidebar`,
   description: 'The DS01 projects and GPUs panel.',
   autoStart: true,
-  requires: [IDS01Client],
+  requires: [IDS01Model],
   optional: [ILayoutRestorer, ILabShell],
-  activate: (app: JupyterFrontEnd, model: DS01Model, restorer: ILayoutRestorer | null) => {
+  activate: (app: JupyterFrontEnd, model: IDS01Model, restorer: ILayoutRestorer | null) => {
     const panel = new DS01Sidebar(model, app.commands);
     panel.title.icon = kernelIcon;
     panel.title.caption = 'DS01 projects'; // the tab's tooltip and its name for screen readers

@@ -5,10 +5,9 @@ import { INotebookTracker } from '@jupyterlab/notebook';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import * as React from 'react';
 
-import { DS01Model } from '../model';
-import { CommandIDs, IDS01Client, PLUGIN_ID } from '../tokens';
+import { CommandIDs, IDS01Model, PLUGIN_ID } from '../tokens';
 
-export function describeContainer(model: DS01Model, kernelName: string): string | null {
+export function describeContainer(model: IDS01Model, kernelName: string): string | null {
   if (!kernelName.startsWith('ds01-')) {
     return null;
   }
@@ -25,7 +24,7 @@ class ContainerStatus extends ReactWidget {
   private kernelName = '';
 
   constructor(
-    private model: DS01Model,
+    private model: IDS01Model,
     private tracker: INotebookTracker,
     private app: JupyterFrontEnd
   ) {
@@ -71,9 +70,9 @@ export const statusBarPlugin: JupyterFrontEndPlugin<void> = {
   id: `${PLUGIN_ID}:statusbar`,
   description: "Shows the current notebook's DS01 container and GPU in the status bar.",
   autoStart: true,
-  requires: [IDS01Client, INotebookTracker],
+  requires: [IDS01Model, INotebookTracker],
   optional: [IStatusBar],
-  activate: (app: JupyterFrontEnd, model: DS01Model, tracker: INotebookTracker, statusBar: IStatusBar | null) => {
+  activate: (app: JupyterFrontEnd, model: IDS01Model, tracker: INotebookTracker, statusBar: IStatusBar | null) => {
     if (!statusBar) {
       return;
     }

@@ -3,7 +3,6 @@ import { act } from 'react';
 import { createRoot } from 'react-dom/client';
 
 import { GpuSection } from '../GpuSection';
-import { GpuHistory } from '../../models/gpuHistory';
 import { ILimits } from '../../models/types';
 
 (globalThis as any).IS_REACT_ACT_ENVIRONMENT = true;
@@ -26,7 +25,7 @@ const known: ILimits = {
 
 describe('GpuSection', () => {
   it('draws the limit bars on the host', () => {
-    const host = render(<GpuSection gpus={{ gpus: [] }} limits={known} history={new GpuHistory()} user="ada" />);
+    const host = render(<GpuSection gpus={{ gpus: [] }} limits={known} history={{}} user="ada" />);
     expect(host.textContent).toContain('Your limits');
     expect(host.querySelector('[role="meter"][aria-label="Containers"]')?.getAttribute('aria-valuetext')).toBe('1 / 3');
     expect(host.querySelector('[data-test-id="ds01-limits-unknown"]')).toBeNull();
@@ -54,7 +53,7 @@ describe('GpuSection', () => {
       ],
       notice: 'GPU details need NVML inside the container.'
     };
-    const host = render(<GpuSection gpus={gpus} limits={inside} history={new GpuHistory()} user="alice" />);
+    const host = render(<GpuSection gpus={gpus} limits={inside} history={{}} user="alice" />);
     expect(host.textContent).toContain('your project demo');
     expect(host.querySelector('[role="meter"][aria-label="Memory"]')?.getAttribute('aria-valuetext')).toBe('n/a');
     expect(host.querySelector('[data-test-id="ds01-limits-unknown"]')?.textContent).toContain(
