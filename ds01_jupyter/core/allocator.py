@@ -140,7 +140,7 @@ def _lock_trouble(message: str, path) -> ConfigError:
 
 def lock_holders(st: os.stat_result) -> list[tuple[int, str]]:
     """(pid, user) of the processes holding a lock on the file of ``st``, from /proc/locks; best effort."""
-    found = []
+    found: list[tuple[int, str]] = []
     try:
         with open("/proc/locks") as locks:
             lines = locks.readlines()
@@ -375,10 +375,13 @@ class GpuAllocator:
                 member = next(iter(tar), None)
                 if member is None or not member.isfile() or member.uid != 0 or member.size > 4096:
                     return False  # not ours: a file the container's user made, or a link
-                data = json.loads(tar.extractfile(member).read(4096))
+                handle = tar.extractfile(member)  # a regular file (checked above): never None
+                data = json.loads(handle.read(4096) if handle else b"")
         except (DS01Error, tarfile.TarError, ValueError, AttributeError):
             return False  # none (a crash), or unreadable
         if not isinstance(data, dict) or data.get("container") != detail.id or detail.started_at is None:
+            return False
+        if detail.finished_at is None:  # ending() asks only about a run that finished
             return False
         if data.get("started_at") != _stamp(detail.started_at):
             return False  # a record of an earlier run

@@ -69,13 +69,12 @@ class GitState:
 
 def run_git(user: User, cwd: str, args: list[str], timeout: float = GIT_TIMEOUT) -> subprocess.CompletedProcess:
     """``git args`` in ``cwd`` as ``user`` (dropping to their uid when we are root), with a clean environment."""
-    drop = {}
-    if os.geteuid() == 0 and user.uid != 0:
-        drop = {"user": user.uid, "group": user.gid, "extra_groups": []}
+    drop = os.geteuid() == 0 and user.uid != 0
     env = {"HOME": str(user.home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C",
            "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"}
     return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, errors="replace",
-                          timeout=timeout, check=False, **drop)
+                          timeout=timeout, check=False, user=user.uid if drop else None,
+                          group=user.gid if drop else None, extra_groups=[] if drop else None)
 
 
 def state(user: User, path: str) -> GitState:

@@ -289,8 +289,8 @@ class Images:
             if os.geteuid() != 0:
                 argv.insert(1, "--mode=unshare")
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            tail = []
-            for line in proc.stdout:
+            tail: list[str] = []
+            for line in proc.stdout or ():  # a pipe: never None
                 tail = (tail + [line.rstrip()])[-20:]
                 progress(line.rstrip())
             if proc.wait() != 0:

@@ -90,7 +90,7 @@ def _python_strings(source: str) -> dict[int, list[str]] | None:
 
 def check_source(source: str, cell: int = 0, parse: bool = True, limit: int = MAX_FINDINGS) -> list[StaticFinding]:
     """Literal paths outside /workspace in one cell (at most ``limit``); ``parse=False`` skips the tokenizer."""
-    found = []
+    found: list[StaticFinding] = []
     strings = _python_strings(source) if parse else None
     for number, line in enumerate(source.splitlines(), 1):
         if len(found) >= limit:

@@ -87,7 +87,7 @@ class Finder:
                         original = "/" + "/".join(parts[2:])
                         if not match(original):
                             continue
-                        item = {"where": "rescued", "path": original, "stamp": parts[1],
+                        item: dict[str, str | int | float] = {"where": "rescued", "path": original, "stamp": parts[1],
                                 "host_path": os.path.join(root, path),
                                 "how": f"a copy rescued at {parts[1]}: /workspace/{path} in the container"}
                     else:
