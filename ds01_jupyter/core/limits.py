@@ -52,7 +52,7 @@ def parse_duration(value) -> float | None:
     return float(match.group(1)) * _TIME_UNITS[match.group(2).lower()]
 
 
-def format_size(n: int | None) -> str:
+def format_size(n: float | None) -> str:
     if n is None:
         return "unlimited"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -179,7 +179,7 @@ def fit_to_host(values: dict, host: dict[str, float] | None = None) -> list[str]
     return notes
 
 
-def _normalise(section: dict, where: str) -> dict:
+def _normalise(section: dict | None, where: str) -> dict:
     if section is not None and not isinstance(section, dict):
         raise ConfigError(f"Bad value for {where}: expected a mapping of limits, got {section!r}.")
     out = {}

@@ -243,8 +243,8 @@ class RescueWriter:
             self._close_all()
 
     def _close_all(self) -> None:
-        for _name, fd in self._chain:
-            os.close(fd)
+        for _name, chained in self._chain:
+            os.close(chained)
         self._chain = []
         for attr in ("partial_fd", "base_fd", "project_fd"):
             fd = getattr(self, attr, None)
