@@ -122,8 +122,8 @@ def parse_name(name: str, folder: bool = False, templates: tuple[str, ...] = DEF
             return info
     for template in templates:
         compiled = compile_template(template)
-        match = compiled and compiled[0].search(stem)
-        if match:
+        match = compiled[0].search(stem) if compiled else None
+        if compiled and match:
             for (key, _integer), value in zip(compiled[1], match.groups()):
                 if key in ("epoch", "step"):
                     setattr(info, key, _count(value, key, info))

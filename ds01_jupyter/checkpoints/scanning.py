@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import trainers
@@ -67,10 +67,13 @@ class Checkpoint:
     is_best: bool = False
     #: The role comes from the name (best-model.pt), not from a trainer's record: never the resume point.
     named_role: bool = field(default=False, repr=False)
+    #: What its trainer recorded in it (Hugging Face, distributed, Lightning): read by the listing, not shown.
+    trainer: trainers.FolderInfo | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = asdict(replace(self, trainer=None))  # not its trainer's history, copied for nothing
         data.pop("named_role")
+        data.pop("trainer")
         return data
 
 
@@ -104,11 +107,12 @@ class Listing:
 
     def best(self, run: str | None = None) -> Checkpoint | None:
         pool = [c for c in self.checkpoints if c.complete and (run is None or c.run == run)]
-        if self.metric:
-            scored = [c for c in pool if _value(c, self.metric) is not None]
+        metric = self.metric
+        if metric:
+            scored = [c for c in pool if _value(c, metric) is not None]
             if scored:
                 pick = min if self.mode == "min" else max
-                return pick(scored, key=lambda c: _value(c, self.metric))
+                return pick(scored, key=lambda c: _value(c, metric))
         named = [c for c in pool if c.role == BEST]
         return max(named, key=lambda c: c.mtime) if named else None
 
@@ -133,7 +137,8 @@ def manifest(folder: Path) -> dict:
 
 def _folder_size(path: Path, budget: list) -> tuple[int, float]:
     """Bytes and newest mtime of a folder's regular files, links not followed."""
-    size, newest, stack = 0, 0.0, [path]
+    size, newest = 0, 0.0
+    stack: list[str | Path] = [path]
     while stack and budget[0] > 0:
         try:
             with os.scandir(stack.pop()) as entries:
@@ -167,11 +172,11 @@ def _entry(entry: os.DirEntry, rel: str, record: dict, templates, budget: list, 
         c.folder, c.kind = True, kind or "folder"
         c.size, newest = _folder_size(path, budget)
         c.mtime = max(c.mtime, newest)
-        info = {"huggingface": trainers.huggingface, "distributed": trainers.distributed}.get(kind)
-        if info is not None:
-            found = info(path)
+        read = {"huggingface": trainers.huggingface, "distributed": trainers.distributed}.get(kind or "")
+        if read is not None:
+            found = read(path)
             c.problem, c.kind = found.problem, found.kind
-            c._trainer = found
+            c.trainer = found
             if found.in_progress:
                 c.state = "in_progress"
         else:
@@ -185,22 +190,23 @@ def _entry(entry: os.DirEntry, rel: str, record: dict, templates, budget: list, 
             c.problem = check_file(path)
             c.kind = "keras" if low.endswith((".h5", ".hdf5", ".keras")) else "file"
             if low.endswith(".ckpt") and not c.problem:
-                found = trainers.lightning(path)
-                if found is not None:
-                    c.kind, c._trainer = "lightning", found
+                recorded = trainers.lightning(path)
+                if recorded is not None:
+                    c.kind, c.trainer = "lightning", recorded
     else:
         return None
     info = parse_name(name, c.folder, templates)
     c.role, c.named_role, c.warning = info.role, info.role is not None, info.problem
     if temp:
-        c.role = c.named_role = None
+        c.role, c.named_role = None, False
     c.epoch, c.step, c.metrics = info.epoch, info.step, dict(info.metrics)
-    found = getattr(c, "_trainer", None)
-    if found is not None:
-        c.epoch = found.epoch if found.epoch is not None else c.epoch
-        c.step = found.step if found.step is not None else c.step
-        c.metrics.update(found.metrics)
-    meta = record.get(name) if isinstance(record.get(name), dict) else {}
+    if c.trainer is not None:
+        c.epoch = c.trainer.epoch if c.trainer.epoch is not None else c.epoch
+        c.step = c.trainer.step if c.trainer.step is not None else c.step
+        c.metrics.update(c.trainer.metrics)
+    meta = record.get(name)
+    if not isinstance(meta, dict):
+        meta = {}
     for key in ("epoch", "step"):
         if isinstance(meta.get(key), (int, float)) and not isinstance(meta.get(key), bool):
             setattr(c, key, meta[key])
@@ -215,12 +221,16 @@ def _entry(entry: os.DirEntry, rel: str, record: dict, templates, budget: list, 
 
 def walk(directory: Path, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> tuple[list, list]:
     """Every checkpoint below ``directory`` (links not followed) and the problems of the walk itself."""
-    found, problems, budget, now = [], [], [MAX_ENTRIES], time.time()
+    found: list[Checkpoint] = []
+    problems: list[str] = []
+    budget, now = [MAX_ENTRIES], time.time()
     stack = [(directory, "", 0)]
     while stack:
         folder, rel, depth = stack.pop()
         data = manifest(folder)
-        record = data.get("checkpoints") if isinstance(data.get("checkpoints"), dict) else {}
+        record = data.get("checkpoints")
+        if not isinstance(record, dict):
+            record = {}
         extra = tuple(t for t in data.get("name_templates") or () if isinstance(t, str))[:20]
         try:
             with os.scandir(folder) as it:
@@ -276,7 +286,7 @@ def listing(directory, metric: str | None = None, mode: str | None = None,
         if best is not None:
             best.is_best = True
         latest = heads[-1] if heads else None
-        history = getattr(latest, "_trainer", None)
+        history = latest.trainer if latest else None
         result.runs.append(Run(run=run, count=len(items), bytes=sum(c.size for c in items),
                                latest=latest.relpath if latest else None, best=best.relpath if best else None,
                                history=[h for h in history.history if "step" in h] if history else []))
@@ -288,7 +298,7 @@ def _trainer_roles(items: list) -> None:
     as recorded by its newest complete checkpoint, and spread Lightning's recorded scores to their files."""
     by_name = {c.name: c for c in items}
     for c in reversed(items):
-        found = getattr(c, "_trainer", None)
+        found = c.trainer
         if found is None or not c.complete:
             continue
         for entry in found.history:

@@ -110,8 +110,8 @@ def _trainer_state(path: Path, info: FolderInfo) -> None:
     info.step = int(step) if step is not None and 0 <= step <= 10**12 else info.step
     epoch = _number(state.get("epoch"))
     info.epoch = round(epoch, 4) if epoch is not None else None
-    history = state.get("log_history") if isinstance(state.get("log_history"), list) else []
-    for entry in history[-MAX_HISTORY:]:
+    history = state.get("log_history")
+    for entry in (history if isinstance(history, list) else [])[-MAX_HISTORY:]:
         if not isinstance(entry, dict):
             continue
         metrics = {k: v for k, v in entry.items()
