@@ -126,7 +126,7 @@ class Settings:
         process's); otherwise a variable naming one raises Forbidden.
         """
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict = {}  # each parsed to its field's type (str, bool, float or int)
         for f in fields(cls):
             variable = f"DS01_{f.name.upper()}"
             raw = environ.get(variable)
