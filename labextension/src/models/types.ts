@@ -41,9 +41,10 @@ export interface ISize {
 export interface IProject {
   name: string;
   path: string;
-  container: IContainer | null;
-  image: IImage | null;
-  size: ISize | null;
+  /** Absent only in the answer of POST /projects (a new project has none). */
+  container?: IContainer | null;
+  image?: IImage | null;
+  size?: ISize | null;
   warnings?: number;
   /** What of the project's folder the user cannot write ("." for the folder, models, results). */
   unwritable?: string[];
@@ -72,6 +73,8 @@ export interface IErrorBody {
   error: string;
   message: string;
   hint?: string;
+  /** The limit a 409 refers to. */
+  limit?: string;
   [key: string]: unknown;
 }
 
@@ -125,8 +128,8 @@ export interface IRescue {
   folder: string;
   files: number;
   bytes: number;
-  skipped?: ISkipped[];
-  packages?: string[];
+  skipped: ISkipped[];
+  packages: string[];
 }
 
 /** Body of POST /projects/<name>/retire. */
@@ -335,6 +338,8 @@ export interface IVersion {
   api: number;
   /** "host" (default) or "container" (JupyterHub in-container mode: no deploy/retire). */
   mode?: 'host' | 'container' | string;
+  /** The project of that container (container mode only). */
+  project?: string;
 }
 
 /** A `warning` event: a server scan found new files at risk, a checkpoint problem, or a max_runtime notice. */

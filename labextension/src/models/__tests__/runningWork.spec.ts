@@ -196,7 +196,13 @@ describe('what stopping did', () => {
   it('adds the rescue, the stop report and the dropped caches to the retire message', () => {
     expect(
       retireMessage('alpha', {
-        rescued: { folder: '/home/ada/workspace/alpha/.rescued/20260101T000000Z', files: 1, bytes: 8 },
+        rescued: {
+          folder: '/home/ada/workspace/alpha/.rescued/20260101T000000Z',
+          files: 1,
+          bytes: 8,
+          skipped: [],
+          packages: []
+        },
         processes: { ...report, count: 1, processes: [report.processes[0]] },
         dropped_caches: [{ path: '/root/.cache/pip', why: 'a cache', size: 5000, kind: 'cache' }]
       })
