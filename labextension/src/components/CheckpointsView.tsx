@@ -25,6 +25,7 @@ import { describeError } from '../models/errors';
 import { ICheckpoint, ICheckpoints, IPrunePlan } from '../models/types';
 import { formatAge, formatBytes } from '../models/units';
 import { CheckpointPlot } from './CheckpointPlot';
+import { useListing } from './useListing';
 import { useWidth } from './useWidth';
 
 /**
@@ -37,17 +38,13 @@ export function CheckpointsView(props: { client: IDS01Client; project: string })
   const [state, dispatch] = React.useReducer(checkpointView, INITIAL_VIEW);
   const { metric: chosen, mode: chosenMode, generation } = state;
 
-  React.useEffect(() => {
-    let current = true; // an answer to an older choice must not overwrite a newer one
-    dispatch({ type: 'loading' });
-    client
-      .checkpoints(project, listOptions({ metric: chosen, mode: chosenMode }))
-      .then(data => current && dispatch({ type: 'loaded', data }))
-      .catch(e => current && dispatch({ type: 'failed', error: describeError(e) }));
-    return () => {
-      current = false;
-    };
-  }, [client, project, chosen, chosenMode, generation]);
+  useListing(dispatch, () => client.checkpoints(project, listOptions({ metric: chosen, mode: chosenMode })), [
+    client,
+    project,
+    chosen,
+    chosenMode,
+    generation
+  ]);
 
   const { data, error } = state;
   if (!data) {

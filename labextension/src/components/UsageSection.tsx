@@ -1,12 +1,12 @@
 import * as React from 'react';
 
 import { IDS01Client } from '../client';
-import { describeError } from '../models/errors';
 import { diskLine, imagesLine, INITIAL_USAGE, projectRows, usageView } from '../models/housekeeping';
 import { IProject } from '../models/types';
 import { formatBytes } from '../models/units';
 import { projectFolder } from '../models/unsaved';
 import { Bar } from './Bar';
+import { useListing } from './useListing';
 
 /**
  * Storage and cleanup, loaded when opened (it measures every workspace): the
@@ -26,20 +26,12 @@ export function UsageSection(props: {
   const [state, dispatch] = React.useReducer(usageView, INITIAL_USAGE);
   const { generation, largerThan } = state;
 
-  React.useEffect(() => {
-    if (!open) {
-      return;
-    }
-    let current = true;
-    dispatch({ type: 'loading' });
-    client
-      .usage(largerThan ?? undefined)
-      .then(usage => current && dispatch({ type: 'loaded', usage }))
-      .catch(e => current && dispatch({ type: 'failed', error: describeError(e) }));
-    return () => {
-      current = false;
-    };
-  }, [client, open, generation, largerThan]);
+  useListing(dispatch, open ? () => client.usage(largerThan ?? undefined) : null, [
+    client,
+    open,
+    generation,
+    largerThan
+  ]);
 
   const run = (command: string, project?: string) => {
     void Promise.resolve(props.execute(command, project ? { project } : {})).then(
@@ -51,7 +43,7 @@ export function UsageSection(props: {
     return folder === null ? null : folder ? `${folder}/${relpath}` : relpath;
   };
 
-  const { usage } = state;
+  const { data: usage } = state;
   const disk = diskLine(usage?.disk);
   return (
     <section className="jp-ds01-section jp-ds01-usage" aria-label="Storage and cleanup" data-test-id="ds01-usage">

@@ -4,12 +4,10 @@
  * sends actions; the requests they imply (through the typed client) follow
  * from the state: see `listOptions` and `prunePolicy`.
  */
+import { IListing, listing, ListingAction } from './listing';
 import { ICheckpoints, IPrunePlan, IPrunePolicy } from './types';
 
-export interface ICheckpointViewState {
-  data: ICheckpoints | null;
-  loading: boolean;
-  error: string;
+export interface ICheckpointViewState extends IListing<ICheckpoints> {
   /** The metric the user chose; "" until then (the server's choice is shown: see shownMetric). */
   metric: string;
   /** Lower or higher is better; null until the user chose (the server's default). */
@@ -20,8 +18,6 @@ export interface ICheckpointViewState {
   plan: IPrunePlan | null;
   /** What the last confirmed prune deleted. */
   pruned: IPrunePlan | null;
-  /** Bumped to list again with the same settings (Refresh, after a prune). */
-  generation: number;
 }
 
 export const INITIAL_VIEW: ICheckpointViewState = {
@@ -38,10 +34,7 @@ export const INITIAL_VIEW: ICheckpointViewState = {
 };
 
 export type CheckpointViewAction =
-  | { type: 'refresh' }
-  | { type: 'loading' }
-  | { type: 'loaded'; data: ICheckpoints }
-  | { type: 'failed'; error: string }
+  | ListingAction<ICheckpoints>
   | { type: 'metric'; metric: string }
   | { type: 'mode'; mode: 'min' | 'max' }
   | { type: 'keepLast'; value: number }
@@ -55,13 +48,10 @@ const count = (value: number) => (isFinite(value) ? Math.max(0, Math.floor(value
 export function checkpointView(state: ICheckpointViewState, action: CheckpointViewAction): ICheckpointViewState {
   switch (action.type) {
     case 'refresh':
-      return { ...state, generation: state.generation + 1 };
     case 'loading':
-      return { ...state, loading: true };
     case 'loaded':
-      return { ...state, data: action.data, loading: false, error: '' };
     case 'failed':
-      return { ...state, loading: false, error: action.error };
+      return listing(state, action);
     case 'metric':
       return action.metric === state.metric ? state : { ...state, metric: action.metric, plan: null };
     case 'mode':

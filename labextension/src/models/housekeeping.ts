@@ -5,6 +5,7 @@
  * project's cleanup and of an image prune that the confirm dialogs list.
  */
 import { ICleanPlan, ICleanRequest, IDiskSpace, IImageInfo, IImagePrune, IImageTotals, IUsage } from './types';
+import { IListing, listing, ListingAction } from './listing';
 import { formatBytes } from './units';
 
 /** The units `ds01 usage --larger-than` takes (binary, as the server's parse_size): 500M, 1G, 1.5 GB, 2TiB. */
@@ -22,20 +23,15 @@ export function parseSize(text: string): number | null {
 
 export const DEFAULT_THRESHOLD = '1 GB';
 
-export interface IUsageViewState {
-  usage: IUsage | null;
-  loading: boolean;
-  error: string;
+export interface IUsageViewState extends IListing<IUsage> {
   /** What is typed in "Files over". */
   threshold: string;
   /** The bytes the shown large files were asked with; null until a search. */
   largerThan: number | null;
-  /** Bumped to load again (Refresh, after a cleanup). */
-  generation: number;
 }
 
 export const INITIAL_USAGE: IUsageViewState = {
-  usage: null,
+  data: null,
   loading: false,
   error: '',
   threshold: DEFAULT_THRESHOLD,
@@ -43,24 +39,15 @@ export const INITIAL_USAGE: IUsageViewState = {
   generation: 0
 };
 
-export type UsageViewAction =
-  | { type: 'refresh' }
-  | { type: 'loading' }
-  | { type: 'loaded'; usage: IUsage }
-  | { type: 'failed'; error: string }
-  | { type: 'threshold'; text: string }
-  | { type: 'find' };
+export type UsageViewAction = ListingAction<IUsage> | { type: 'threshold'; text: string } | { type: 'find' };
 
 export function usageView(state: IUsageViewState, action: UsageViewAction): IUsageViewState {
   switch (action.type) {
     case 'refresh':
-      return { ...state, generation: state.generation + 1 };
     case 'loading':
-      return { ...state, loading: true };
     case 'loaded':
-      return { ...state, loading: false, usage: action.usage, error: '' };
     case 'failed':
-      return { ...state, loading: false, error: action.error };
+      return listing(state, action);
     case 'threshold':
       return { ...state, threshold: action.text };
     case 'find': {

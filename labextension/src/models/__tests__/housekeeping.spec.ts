@@ -76,8 +76,8 @@ describe('usage view', () => {
     state = usageView(state, { type: 'find' });
     expect(state).toMatchObject({ largerThan: 500 * MB, generation: 2, error: '' });
     state = usageView(state, { type: 'loading' });
-    state = usageView(state, { type: 'loaded', usage });
-    expect(state).toMatchObject({ loading: false, usage });
+    state = usageView(state, { type: 'loaded', data: usage });
+    expect(state).toMatchObject({ loading: false, data: usage });
     expect(usageView(state, { type: 'refresh' }).generation).toBe(3);
   });
 });
