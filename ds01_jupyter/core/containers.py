@@ -445,6 +445,8 @@ class Containers:
         command: tuple[str, ...] | None = None,
         env: dict[str, str] | None = None,
         framework: str | None = None,
+        memory_cap: int | None = None,
+        cpus_cap: float | None = None,
     ) -> DeployResult:
         """Create and start the project's container; return the running one if there is one.
 
@@ -452,7 +454,8 @@ class Containers:
         a notice; an explicit count that cannot be met is an error. ``command``
         and ``env`` (added to ours, which win) are for front ends that run a
         server as the container's main process, such as the JupyterHub spawner. ``framework`` names the
-        framework image to run on when the project's image is missing (see frameworks.py).
+        framework image to run on when the project's image is missing (see frameworks.py). ``memory_cap`` and
+        ``cpus_cap`` lower the user's limits for this container (a front end's own ceilings), never raise them.
         """
         if framework is not None:
             frameworks.image_ref(self.settings, framework)  # a name not configured: refused before anything
@@ -477,6 +480,7 @@ class Containers:
         ssh = ssh_mount.checked(user) if self.settings.mount_ssh else None
         limits = self.limits.for_user(user)
         self.limits.write_user_copy(user, limits)
+        limits = limits.capped(memory_cap, cpus_cap)  # after the copy, which shows the user's own limits
         devices = self.inventory.devices()  # NVML is slow: query before taking the lock
         count = self._gpu_count(gpus, devices, notices)
 

@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import stat
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import yaml
@@ -101,6 +101,23 @@ class Limits:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def capped(self, memory: int | None = None, max_cpus: float | None = None) -> Limits:
+        """These limits lowered to a front end's own ceilings (the hub's mem_limit, cpu_limit), never raised.
+
+        Lowering memory keeps the swap the admin allowed on top of it (memory_swap counts memory plus swap).
+        """
+        changes: dict = {}
+        if memory is not None and (self.memory is None or memory < self.memory):
+            changes["memory"] = memory
+            if self.memory_swap is not None:
+                changes["memory_swap"] = memory + max(self.memory_swap - (self.memory or self.memory_swap), 0)
+        if max_cpus is not None and (self.max_cpus is None or max_cpus < self.max_cpus):
+            changes["max_cpus"] = max_cpus
+        if not changes:
+            return self
+        return replace(self, **changes, notes=(*self.notes, "lowered by the front end's ceilings: "
+                                               + ", ".join(sorted(k for k in changes if k != "memory_swap"))))
 
     def describe(self) -> dict[str, str]:
         """Limits as people read them (sizes and durations formatted)."""

@@ -28,15 +28,17 @@ from .errors import Forbidden
 #: The admin's configuration folder; its owner (and root) may set admin settings through DS01_* variables.
 ADMIN_DIR = "/etc/ds01-jupyter"
 #: Settings a plain user may not set through DS01_* variables (see the module's docstring).
-ADMIN_SETTINGS = frozenset({"limits_file", "gpu_inventory", "lock_dir", "image_template", "idle_cpu_percent"})
+ADMIN_SETTINGS = frozenset({"limits_file", "gpu_inventory", "lock_dir", "image_template", "idle_cpu_percent",
+                            "swarm_manager", "swarm_gpu_kind", "swarm_registry"})
 #: The host-wide folder of the GPU allocation lock: root's on every Debian host (1777, sticky), so no
 #: user can own it, and the same for every user whatever their TMPDIR.
 DEFAULT_LOCK_DIR = "/run/lock"
 
 FRAMEWORK_IMAGES_HELP = (
     "Framework images a deploy can run on instead of the project's own image, as name -> image (e.g. "
-    "{'pytorch': 'ds01/pytorch:latest'}); `base` is always there and is base_image (built locally when missing). "
-    "`container-deploy NAME --framework pytorch` (REST: \"framework\"; the hub's form) uses it when the project's "
+    "{'pytorch': 'ds01/pytorch:latest'}); `base` is always there and is base_image (built locally when missing; "
+    "on the hub singleuser_image). `container-deploy NAME --framework pytorch` (REST: \"framework\"; the hub's form) "
+    "uses it when the project's "
     "image is missing, and a deploy whose image fails to build falls back to `base`: either says so, and the "
     "container's status says \"running on the pytorch fallback image\". The admin pulls or builds each image; for "
     "the hub they must hold jupyterhub-singleuser (LABEL ds01.singleuser=true)."
@@ -49,10 +51,10 @@ MOUNT_SSH_HELP = (
     "give the user's uid that home (the default Dockerfile's account does)."
 )
 
-ENGINE_HELP = (
-    "The container engine ds01 drives, by name: 'docker' (the local Docker engine, docker_url). "
-    "engine_class, where a front end has it, overrides this with a ContainerEngine subclass."
-)
+def _setting(default, help: str):
+    """A setting with the help text the front ends show (see settings_traits)."""
+    return field(default=default, metadata={"help": help})
+
 
 DEFAULT_LIMITS_FILES = (
     "/etc/ds01-jupyter/resource-limits.yaml",
@@ -64,49 +66,113 @@ DEFAULT_LIMITS_FILES = (
 class Settings:
     """Where projects, Dockerfiles and state live, and how to reach the engine."""
 
-    workspace_root: str = "{home}/workspace"
-    dockerfiles_root: str = "{home}/dockerfiles"
-    state_dir: str = "{home}/.local/state/ds01-jupyter"
-    #: The admin's limits file; None means the first of DEFAULT_LIMITS_FILES that exists.
-    limits_file: str | None = None
-    #: Where the user's readable copy of their effective limits is written.
-    user_limits_copy: str = "{home}/.ds01-limits"
-    base_image: str = "ds01/base:latest"
-    image_template: str = "ds01-{user}/{project}:latest"
-    #: Template of the Dockerfile written for a project that has none ({project}, {base_image}); None: built-in.
-    default_dockerfile: str | None = None
-    #: Docker's address; None means DOCKER_HOST or the local socket.
-    docker_url: str | None = None
-    #: The container engine, by its name in engines.ENGINES.
-    engine: str = field(default="docker", metadata={"help": ENGINE_HELP})
-    #: "nvml" for the real GPUs, or the path of a YAML/JSON list of GPUs.
-    gpu_inventory: str = "nvml"
-    #: How a container gets its GPUs: "device_request" (Docker's --gpus, needs the
-    #: NVIDIA Container Toolkit) or "env" (NVIDIA_VISIBLE_DEVICES only, for hosts whose
-    #: default runtime is nvidia, and for allocation tests on hosts without GPUs).
-    gpu_request: str = "device_request"
-    #: Folder of the lock file that makes GPU allocation atomic across processes and users; one
-    #: host-wide path, root's or the admin's (never derived from TMPDIR). See allocator.GpuAllocator.
-    lock_dir: str = DEFAULT_LOCK_DIR
-    #: Seconds a deploy waits for the allocation lock before it gives up with an error naming the holder.
-    lock_timeout: float = 60.0
-    #: Recorded in the ds01.interface label of containers this front end creates.
+    # Each setting's help is the one text every front end shows (the traitlets of the server extension and the
+    # hub spawner are generated from these fields: ds01_jupyter/settings_traits.py).
+    workspace_root: str = _setting(
+        "{home}/workspace",
+        "Folder holding the user's projects, one folder each; {home} and {user} are expanded. It must belong to the "
+        "user. Each project is mounted at /workspace in its container.",
+    )
+    dockerfiles_root: str = _setting(
+        "{home}/dockerfiles",
+        "Folder of the project Dockerfiles (<project>.Dockerfile); {home} and {user} are expanded.",
+    )
+    state_dir: str = _setting(
+        "{home}/.local/state/ds01-jupyter",
+        "Where ds01 remembers per user what must survive restarts (idle records, audits, rescues, sizes); {home} and "
+        "{user} are expanded.",
+    )
+    limits_file: str | None = _setting(
+        None,
+        "The admin's resource-limits.yaml in DS01's format (memory, CPUs, GPUs, containers, idle_timeout, "
+        "max_runtime per user or group). Empty: /etc/ds01-jupyter/resource-limits.yaml, else "
+        "/opt/ds01-infra/config/resource-limits.yaml, else built-in defaults. An admin setting.",
+    )
+    user_limits_copy: str = _setting(
+        "{home}/.ds01-limits", "Where the user's readable copy of their effective limits is written."
+    )
+    base_image: str = _setting(
+        "ds01/base:latest",
+        "The DS01 base image: FROM of a project's default Dockerfile, built locally with mmdebstrap when missing. "
+        "On the hub, project images start FROM singleuser_image, which is built FROM this one.",
+    )
+    image_template: str = _setting(
+        "ds01-{user}/{project}:latest",
+        "Name of a project's image; {user} and {project} are expanded. An admin setting.",
+    )
+    default_dockerfile: str | None = _setting(
+        None,
+        "Template of the Dockerfile written for a project that has none ({project}, {base_image}); empty: the "
+        "built-in one (ipykernel, requirements.txt, the user's account).",
+    )
+    docker_url: str | None = _setting(
+        None, "Docker engine address (e.g. unix:///var/run/docker.sock). Empty: DOCKER_HOST or the local socket."
+    )
+    engine: str = _setting(
+        "docker",
+        "The container engine ds01 drives, by name (core/engines.py lists them): 'docker', the Docker engine at "
+        "docker_url. engine_class, where a front end has it, overrides this with a ContainerEngine subclass.",
+    )
+    swarm_manager: str | None = _setting(
+        None,
+        "With engine 'swarm': the Docker endpoint of a Swarm manager (unix:///run/docker.sock, or tcp://host:2376 "
+        "with TLS from DOCKER_CERT_PATH). Each node names its own engine's endpoint in its node label ds01.engine "
+        "and declares its GPUs as generic resources (docs/cluster.md). Root on every node: only ds01d and the hub "
+        "hold it. An admin setting.",
+    )
+    swarm_gpu_kind: str = _setting(
+        "NVIDIA-GPU",
+        "With engine 'swarm': the kind of Swarm generic resource whose values are a node's GPU UUIDs "
+        "(node-generic-resources in the node's daemon.json). An admin setting.",
+    )
+    swarm_registry: str | None = _setting(
+        None,
+        "With engine 'swarm': a registry (host:port) the home engine pushes project images to and the nodes pull "
+        "from, so a node fetches only the layers it lacks. Empty: each image goes to a node by docker save/load "
+        "(the whole image, base included). An admin setting.",
+    )
+    gpu_inventory: str = _setting(
+        "nvml",
+        "'nvml' for the host's GPUs through NVML, or the path of a YAML/JSON GPU list (hosts without NVML, tests). "
+        "Ignored where gpu_inventory_class is set. An admin setting.",
+    )
+    gpu_request: str = _setting(
+        "device_request",
+        "How a container gets its GPUs: 'device_request' (Docker --gpus by UUID; needs the NVIDIA Container Toolkit) "
+        "or 'env' (NVIDIA_VISIBLE_DEVICES only, where the default runtime is nvidia).",
+    )
+    lock_dir: str = _setting(
+        DEFAULT_LOCK_DIR,
+        "Folder of the host-wide lock file (ds01-jupyter-allocation.lock) that makes GPU allocation atomic across "
+        "users' tools; the same for every user and every front end (command line, server extension, hub spawner), "
+        "so no two paths hand out the same GPU. Must be owned by root or you, and sticky when others may write it "
+        "(/run/lock is). An admin setting: users cannot move it through DS01_LOCK_DIR.",
+    )
+    lock_timeout: float = _setting(
+        60.0, "Seconds a deploy waits for the allocation lock before it gives up with an error naming the holder."
+    )
+    #: Recorded in the ds01.interface label of containers this front end creates; each front end sets its own.
     interface: str = "cli"
-    #: Network used while building images (pip may need it); "none" isolates builds.
-    build_network: str | None = None
-    #: CPU use (percent of one core) under which a container counts as idle.
-    idle_cpu_percent: float = 5.0
-    #: Warn when a container has used its GPU this many minutes without a new checkpoint.
-    checkpoint_warning_minutes: float = 30.0
-    #: Seconds docker stop waits before killing.
-    stop_timeout: int = 10
-    #: Seconds running processes get between SIGTERM and SIGKILL when a stop or retire is told to stop them
-    #: (--stop-processes), so a trainer that checkpoints on SIGTERM can save.
-    stop_grace_seconds: float = 30.0
-    #: Framework images (name -> image) a deploy may fall back to; see FRAMEWORK_IMAGES_HELP.
-    framework_images: tuple[tuple[str, str], ...] = field(default=(), metadata={"help": FRAMEWORK_IMAGES_HELP})
-    #: Whether containers get the user's ~/.ssh read-only; see MOUNT_SSH_HELP.
-    mount_ssh: bool = field(default=False, metadata={"help": MOUNT_SSH_HELP})
+    build_network: str | None = _setting(
+        None, "Docker network used while building images (pip may need one); 'none' isolates builds. Empty: Docker's."
+    )
+    idle_cpu_percent: float = _setting(
+        5.0, "CPU use (percent of one core) under which a container counts as idle for the reaper. An admin setting."
+    )
+    checkpoint_warning_minutes: float = _setting(
+        30.0,
+        "Warn when a project's container has used its GPU this many minutes without a new checkpoint in models/.",
+    )
+    stop_timeout: int = _setting(10, "Seconds the engine's stop waits for a container's main process before killing.")
+    stop_grace_seconds: float = _setting(
+        30.0,
+        "Seconds running processes get between SIGTERM and SIGKILL when a stop or retire is told to stop them "
+        "(stop_processes; always when a hub server stops), and when the reaper stops a container past max_runtime: "
+        "a trainer that checkpoints on SIGTERM saves then. On the hub the rescue runs after they ended, and the user "
+        "is told which were stopped.",
+    )
+    framework_images: tuple[tuple[str, str], ...] = _setting((), FRAMEWORK_IMAGES_HELP)
+    mount_ssh: bool = _setting(False, MOUNT_SSH_HELP)
 
     def __post_init__(self):
         # Front ends hand in a dict (traitlets) or "name=image,..." (DS01_FRAMEWORK_IMAGES); kept as sorted pairs
@@ -180,7 +246,7 @@ class Settings:
 
 
 def setting_help(name: str) -> str:
-    """The help text declared with a setting, for the front ends' own option declarations (traitlets)."""
+    """The help text declared with a setting."""
     return next(f.metadata["help"] for f in fields(Settings) if f.name == name)
 
 

@@ -4,7 +4,8 @@
 ``ds01-hub check`` runs the same checks: the Docker engine, the limits file
 (present, valid, and only root may change it), the base image, the wheels
 folder and the single-user image (does it fit the versions this hub runs?),
-configurable-http-proxy, TLS files and who may log in. A hub that would fail
+configurable-http-proxy, TLS files, who may log in, and no spawner option
+DS01 refuses (hub/options.py). A hub that would fail
 its first spawn refuses to start with a message saying what to do instead of
 answering users with HTTP 500.
 """
@@ -47,10 +48,13 @@ def run_checks(config) -> Report:
     """Check what the hub configured by ``config`` (a traitlets Config) needs before its first spawn."""
     from . import image as I
     from . import wheels as W
+    from .options import OptionsRefused
     from .spawner import DS01Spawner
 
     report = Report()
     spawner = DS01Spawner(config=config)
+    if spawner.refused_options:  # options DS01 cannot honour: named, never silently ignored (hub/options.py)
+        report.errors.append(OptionsRefused(spawner.refused_options))
     core = spawner.core
     _check_limits(core, report)
     _check_proxy(config, report)

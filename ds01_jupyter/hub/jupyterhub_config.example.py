@@ -80,6 +80,10 @@ c.DS01Spawner.enforce_limits_in_poll = True
 c.Spawner.poll_interval = 60
 c.Spawner.start_timeout = 600  # the first start of a project builds its image
 c.Spawner.http_timeout = 120  # JupyterLab in a container on a busy GPU host may take more than 30 s to answer
+# Of DockerSpawner's own options only some apply (the README's table says which): mem_limit and cpu_limit are
+# hub-wide ceilings on top of each user's limits, post_start_cmd runs as the user; volumes, mounts, network_name,
+# extra_host_config, image, remove... are refused (named in the log, and the hub does not start).
+#   c.DS01Spawner.mem_limit = "64G"
 
 # Hub users are Unix accounts by default (uid, gid and home from the system).
 # For users who are not, map them to a DS01 user yourself, e.g.:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import threading
 from datetime import timezone
 from functools import partial
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Bool, Callable, Dict, Float, Int, Unicode, default
+from traitlets import Bool, Callable, Int, Unicode, default
 
 from ..core import DS01, Settings, User
 from ..core import labels as L
@@ -39,19 +40,21 @@ from ..core.frameworks import image_ref
 from ..core.limits import format_size
 from ..core.names import check_project_name, container_name
 from ..core.processes import report_lines
-from ..core.settings import setting_help
 from ..core.statefile import read_json, write_atomic
+from ..settings_traits import SettingsOptions
 from . import form
 from .image import ensure_singleuser, has_singleuser, project_outdated
 from .network import bridge_ip  # noqa: F401 - where configs written for earlier versions import it
+from .options import OptionsRefused, refusal, refused_settings
 from .progress import build_quietly
 
 INTERFACE = "jupyterhub"
 #: Where the whole log of a project image's build is kept, in the project.
 BUILD_LOG = "results/logs/image-build.log"
-_defaults = Settings()
-_cores: dict[Settings, DS01] = {}
+_cores: dict[tuple, DS01] = {}
 _cores_lock = threading.Lock()
+#: Refused options already named in this hub's log (each once, not once per user).
+_told: set[str] = set()
 
 
 class SpawnRefused(web.HTTPError):
@@ -89,28 +92,13 @@ def _check_options(spawner, options: dict) -> None:
             raise SpawnRefused(err) from None
 
 
-class DS01Spawner(DockerSpawner):
-    """Named server = project; its container is the project's GPU container with /workspace mounted."""
+class DS01Spawner(DockerSpawner, SettingsOptions):
+    """Named server = project; its container is the project's GPU container with /workspace mounted.
 
-    workspace_root = Unicode(_defaults.workspace_root, config=True,
-                             help="Folder holding each user's projects; {home} and {user} are expanded.")
-    dockerfiles_root = Unicode(
-        _defaults.dockerfiles_root,
-        config=True,
-        help="Folder of the project Dockerfiles (<project>.Dockerfile); {home} and {user} are expanded.",
-    )
-    state_dir = Unicode(
-        _defaults.state_dir,
-        config=True,
-        help="Where ds01 remembers per user what must survive restarts (idle records, audits, rescues).",
-    )
-    limits_file = Unicode("", config=True,
-                          help="The admin's resource-limits.yaml in DS01's format; empty: the default locations "
-                          "(/etc/ds01-jupyter/resource-limits.yaml, /opt/ds01-infra/config/resource-limits.yaml).")
-    image_template = Unicode(_defaults.image_template, config=True,
-                             help="Name of a project's image; {user} and {project} are expanded.")
-    base_image = Unicode(_defaults.base_image, config=True,
-                         help="Image the single-user image is built FROM (the DS01 base image by default).")
+    The core's settings are SettingsOptions (declared once, with the server extension); what the options
+    inherited from DockerSpawner and Spawner do here is in hub/options.py.
+    """
+
     singleuser_image = Unicode("ds01/singleuser:latest", config=True,
                                help="Image with jupyterhub-singleuser, JupyterLab and ds01-jupyter that project images "
                                "for the hub are built FROM (their default Dockerfile says so). Built from "
@@ -121,18 +109,6 @@ class DS01Spawner(DockerSpawner):
                                 help="Folder of wheels filled by `ds01-hub wheels` (JupyterHub, JupyterLab and "
                                 "ds01-jupyter with their dependencies, for the base image's Python) to build "
                                 "singleuser_image without a registry; checked when the hub starts.")
-    docker_url = Unicode("", config=True, help="Docker engine address; empty: DOCKER_HOST or the local socket.")
-    gpu_inventory = Unicode(
-        _defaults.gpu_inventory,
-        config=True,
-        help="'nvml' for the host's GPUs, or the path of a YAML/JSON GPU list (hosts without NVML, tests).",
-    )
-    gpu_request = Unicode(_defaults.gpu_request, config=True,
-                          help="'device_request' (Docker --gpus by UUID; needs the NVIDIA Container Toolkit) or 'env' "
-                          "(NVIDIA_VISIBLE_DEVICES only, where the default runtime is nvidia).")
-    lock_dir = Unicode(_defaults.lock_dir, config=True,
-                       help="Folder of the host-wide allocation lock; must be the one the command line and the server "
-                       "extension use, so no two paths hand out the same GPU.")
     user_mapper = Callable(
         None,
         allow_none=True,
@@ -150,16 +126,6 @@ class DS01Spawner(DockerSpawner):
     )
     default_gpus = Int(None, allow_none=True, config=True,
                        help="GPUs when the form asks for none: None means one where the host has any, else CPU-only.")
-    stop_grace_seconds = Float(
-        _defaults.stop_grace_seconds,
-        config=True,
-        help="Seconds processes still running when a server stops (a cell, a background job) get "
-        "between SIGTERM and SIGKILL, so a trainer that checkpoints on SIGTERM saves; the "
-        "rescue runs after they ended, and the user is told which were stopped.",
-    )
-    framework_images = Dict(value_trait=Unicode(), default_value={}, config=True,
-                            help=setting_help("framework_images") + " Here `base` is singleuser_image.")
-    mount_ssh = Bool(_defaults.mount_ssh, config=True, help=setting_help("mount_ssh"))
     enforce_limits_in_poll = Bool(True, config=True,
                                   help="Apply the user's idle_timeout and max_runtime (the same reaper as the command "
                                   "line) on each poll; the hub's activity counts as activity. An overdue server is "
@@ -198,6 +164,13 @@ class DS01Spawner(DockerSpawner):
         super().__init__(**kwargs)
         self._events: list[dict] = []
         self._starting = False
+        # Checked here, before start() sets the image: a refused option is named in the log when the hub makes its
+        # spawners at start-up, and refuses every spawn (see hub/options.py).
+        self.refused_options = refused_settings(self)
+        for name in self.refused_options:
+            if name not in _told:
+                _told.add(name)
+                self.log.error(refusal(name))
 
     # -- the core and the DS01 user --------------------------------------------------
     def core_settings(self) -> Settings:
@@ -208,10 +181,11 @@ class DS01Spawner(DockerSpawner):
     def core(self) -> DS01:
         """One core per configuration, shared by all spawners of the hub."""
         settings = self.core_settings()
+        key = (settings, *self.backends_key())
         with _cores_lock:
-            if settings not in _cores:
-                _cores[settings] = DS01(settings)
-            return _cores[settings]
+            if key not in _cores:
+                _cores[key] = DS01(settings, **self.core_parts(settings))
+            return _cores[key]
 
     @property
     def ds01_user(self) -> User:
@@ -330,6 +304,8 @@ class DS01Spawner(DockerSpawner):
         self._events = []
         self._starting = True
         try:
+            if self.refused_options:
+                raise SpawnRefused(OptionsRefused(self.refused_options))
             user = self.ds01_user
             self.project = self._project_name()
             self.object_name = container_name(self.project, user.name)
@@ -337,25 +313,51 @@ class DS01Spawner(DockerSpawner):
             gpus = self.user_options.get("gpus", self.default_gpus)
             self.image = await self._call(self._prepare, user, self.project)
             self.object_name = container_name(self.project, user.name)  # setting image re-renders it
-            env = self.get_env()
-            # The sidebar inside cannot read the admin's limits file: hand in the user's effective limits.
-            env["DS01_LIMITS"] = json.dumps(self.core.limits.for_user(user).to_dict())
-            command = list(self.cmd) + self.get_args()
-            if user.uid == 0:
-                command.append("--allow-root")
+            request = await self._call(self.container_request, user)
             self._say("Allocating the GPU and creating the container", 60)
             result = await self._call(
                 self.core.containers.deploy, user, self.project, gpus=gpus,
-                progress=lambda line: self._say(line, 70), command=command, env=env,
-                framework=self.user_options.get("framework"),
+                progress=lambda line: self._say(line, 70), command=request["command"], env=request["env"],
+                framework=self.user_options.get("framework"), memory_cap=request["memory_cap"],
+                cpus_cap=request["cpus_cap"],
             )
             for notice in result.notices:
                 self._say(notice, 75)
             self.object_id = result.container.id
+            if request["post_start"]:
+                await self._post_start(user, request["post_start"])
             self._say("Waiting for the server to answer", 80)
             return await self.get_ip_and_port()
         finally:
             self._starting = False
+
+    def container_request(self, user: User) -> dict:
+        """What the honoured options (hub/options.py HONOURED) make of this server's container: its command and
+        environment, the ceilings on the user's limits, and the command to run once it started."""
+        env = self.get_env()
+        limits = self.core.limits.for_user(user).capped(self.mem_limit, self.cpu_limit)
+        # The sidebar inside cannot read the admin's limits file: hand in the container's effective limits.
+        env["DS01_LIMITS"] = json.dumps(limits.to_dict())
+        command = list(self.cmd) + self.get_args()
+        if user.uid == 0:
+            command.append("--allow-root")
+        return {"command": command, "env": env, "memory_cap": self.mem_limit, "cpus_cap": self.cpu_limit,
+                "post_start": shlex.split(self.post_start_cmd) if self.post_start_cmd else None}
+
+    async def _post_start(self, user: User, command: list[str]) -> None:
+        """post_start_cmd, run as the user (containers.exec never runs as anyone else); a failure is said, the
+        server still starts, as in DockerSpawner."""
+        try:
+            code, output = await self._call(self.core.containers.exec, user, self.project, command)
+            text = output.decode("utf-8", "replace").strip()
+        except SpawnRefused as err:
+            code, text = None, err.jupyterhub_message
+        if code == 0:
+            if text:
+                self.log.info("ds01 post_start_cmd in %s: %s", self.object_name, text)
+            return
+        self.log.warning("ds01 post_start_cmd in %s failed (exit %s): %s", self.object_name, code, text)
+        self._say(f"post_start_cmd failed (exit {code}): {text[-300:]}", 78)
 
     def _prepare(self, user: User, project: str) -> str:
         """Project, image and limits before any container: fail early with the limit named."""

@@ -7,120 +7,27 @@ import time
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Dict, Float, Int, Type, Unicode, default
+from traitlets import Int, Unicode, default
 
 from .. import __version__
 from ..core import DS01, DS01Error, Settings, User
-from ..core.gpus import GpuInventory, inventory_from_setting
-from ..core.settings import setting_help
 from ..kernels import provisioner
 from ..kernels.specs import KernelSpecs
 from ..service.client import RemoteDS01, connect
 from ..service.config import SOCKET_HELP
+from ..settings_traits import SettingsOptions
 from . import container_mode
 from .events import EventHub
 from .handlers import handlers
 from .operations import Operations
 
-_defaults = Settings()
 
-
-class DS01App(ExtensionApp):
-    """Projects, GPU containers and their kernels, from JupyterLab."""
+class DS01App(ExtensionApp, SettingsOptions):
+    """Projects, GPU containers and their kernels, from JupyterLab; the core's settings are SettingsOptions."""
 
     name = "ds01_jupyter"
     load_other_extensions = True
 
-    workspace_root = Unicode(
-        _defaults.workspace_root,
-        config=True,
-        help="Folder holding the user's projects; {home} and {user} are expanded. "
-        "Each project is mounted at /workspace in its container.",
-    )
-    dockerfiles_root = Unicode(
-        _defaults.dockerfiles_root,
-        config=True,
-        help="Folder of the project Dockerfiles (<project>.Dockerfile); {home} and {user} are expanded.",
-    )
-    limits_file = Unicode(
-        "",
-        config=True,
-        help="The admin's resource-limits.yaml in DS01's format. Empty: "
-        "/etc/ds01-jupyter/resource-limits.yaml, else /opt/ds01-infra/config/resource-limits.yaml, "
-        "else built-in defaults.",
-    )
-    state_dir = Unicode(
-        _defaults.state_dir,
-        config=True,
-        help="Where ds01 keeps what it must remember across restarts (idle records, sizes).",
-    )
-    base_image = Unicode(
-        _defaults.base_image,
-        config=True,
-        help="FROM of the default Dockerfile. When missing it is built locally with mmdebstrap.",
-    )
-    image_template = Unicode(
-        _defaults.image_template,
-        config=True,
-        help="Name of a project's image; {user} and {project} are expanded.",
-    )
-    default_dockerfile = Unicode(
-        "",
-        config=True,
-        help="Template of the Dockerfile written for a project without one ({project}, {base_image}); "
-        "empty: the built-in one (ipykernel, requirements.txt, the user's account).",
-    )
-    docker_url = Unicode(
-        "",
-        config=True,
-        help="Docker engine address (e.g. unix:///var/run/docker.sock). Empty: DOCKER_HOST or the local socket.",
-    )
-    gpu_inventory = Unicode(
-        _defaults.gpu_inventory,
-        config=True,
-        help="'nvml' for the host's GPUs through NVML, or the path of a YAML/JSON GPU list "
-        "(for hosts without NVML). Ignored when gpu_inventory_class is set.",
-    )
-    gpu_inventory_class = Type(
-        None,
-        klass=GpuInventory,
-        allow_none=True,
-        config=True,
-        help="A GpuInventory subclass to list GPUs (overrides gpu_inventory).",
-    )
-    gpu_request = Unicode(
-        _defaults.gpu_request,
-        config=True,
-        help="'device_request' (Docker --gpus by UUID; needs the NVIDIA Container Toolkit) or "
-        "'env' (NVIDIA_VISIBLE_DEVICES only, where the default runtime is nvidia).",
-    )
-    checkpoint_warning_minutes = Float(
-        _defaults.checkpoint_warning_minutes,
-        config=True,
-        help="Warn when a project's container has used its GPU this many minutes without a new checkpoint in models/.",
-    )
-    lock_dir = Unicode(
-        _defaults.lock_dir,
-        config=True,
-        help="Folder of the host-wide lock file (ds01-jupyter-allocation.lock) that makes GPU allocation atomic "
-        "across users' tools; the same for every user and every front end (command line, this extension, the hub "
-        "spawner). Must be owned by root or you, and sticky when others may write it (/run/lock is). Set by the "
-        "admin: users cannot move it through DS01_LOCK_DIR.",
-    )
-    idle_cpu_percent = Float(
-        _defaults.idle_cpu_percent,
-        config=True,
-        help="CPU use (percent of one core) under which a container counts as idle for the reaper.",
-    )
-    stop_grace_seconds = Float(
-        _defaults.stop_grace_seconds,
-        config=True,
-        help="Seconds running processes get between SIGTERM and SIGKILL when a stop or retire is told to stop them "
-        "(stop_processes), and when the reaper stops a container past max_runtime: a trainer that checkpoints on "
-        "SIGTERM saves then.",
-    )
-    framework_images = Dict(value_trait=Unicode(), default_value={}, config=True, help=setting_help("framework_images"))
-    mount_ssh = Bool(_defaults.mount_ssh, config=True, help=setting_help("mount_ssh"))
     socket = Unicode("", config=True, help=SOCKET_HELP)
     scan_interval = Int(
         60,
@@ -148,9 +55,7 @@ class DS01App(ExtensionApp):
         settings = self.core_settings()
 
         def direct() -> DS01:
-            inventory = (self.gpu_inventory_class() if self.gpu_inventory_class
-                         else inventory_from_setting(settings.gpu_inventory))
-            return DS01(settings, inventory=inventory)
+            return DS01(settings, **self.core_parts(settings))
 
         self.core = connect(setting=self.socket, direct=direct)
         self.user = User.current()
