@@ -240,7 +240,7 @@ def test_checkpoint_api_works_inside_the_container(make_core, user, project_name
     assert len(plan["would_delete"]) == 2 and len(core.checkpoints(user, name)["checkpoints"]) == 3
     core.prune_checkpoints(user, name, confirm=True, keep_last=1, keep_best=1, metric="val_loss")
     assert [c["epoch"] for c in core.checkpoints(user, name)["checkpoints"]] == [2, 3]
-    usage = core.usage(user)
+    usage = core.storage_use(user)
     assert usage["projects"][name]["checkpoint_bytes"] > 0 and usage["projects"][name]["largest"]
     # The helpers in the container are noise to the guard, not work.
     assert core.guard.audit(user, name).at_risk == []

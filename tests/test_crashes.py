@@ -85,7 +85,7 @@ def test_a_killed_container_frees_its_gpu_at_once_a_stopped_one_keeps_it(make_co
     core.containers.deploy(user, a, gpus=1)
     core.containers.deploy(user, b, gpus=1)
     mine = {g["uuid"] for g in gpus}  # other runs on this host may hold GPUs as the same Unix user
-    assert mine <= set(core.containers.usage(user)["gpus"])
+    assert mine <= set(core.containers.limits_and_use(user)["gpus"])
 
     core.containers.stop(user, a)  # deliberate: kept
     _kill(core, user, b)  # a crash: freed at once
@@ -97,7 +97,7 @@ def test_a_killed_container_frees_its_gpu_at_once_a_stopped_one_keeps_it(make_co
     assert (crashed.ending, crashed.holds_gpu) == ("crashed", False)
     assert crashed.summary == "crashed (exit 137, SIGKILL)"
     _, slots, held = fresh.containers.gpu_use(user)
-    usage = fresh.containers.usage(user)
+    usage = fresh.containers.limits_and_use(user)
     assert usage["gpu_slots"] == slots and mine & set(usage["gpus"]) == mine & set(held) == set(stopped.gpus)
 
     got = fresh.containers.deploy(bob, c, gpus=1).container  # the crashed one's GPU, not the stopped one's
@@ -124,7 +124,7 @@ def test_a_stop_record_the_container_could_forge_or_an_old_one_counts_for_nothin
     core.engine.put_file(record.id, STOP_RECORD, forged, mode=0o644, uid=user.uid or 1000, gid=user.gid or 1000)
     _kill(core, user, name)
     assert core.containers.status(user, name).ending == "crashed"
-    assert gpus[0]["uuid"] not in core.containers.usage(user)["gpus"]
+    assert gpus[0]["uuid"] not in core.containers.limits_and_use(user)["gpus"]
 
     # ds01's own record of an earlier run does not cover a later crash.
     core.containers.start(user, name)

@@ -152,7 +152,7 @@ def test_usage_counts_shared_layers_once_and_lists_large_files(make_core, other_
     big = core.projects.get(user, names[0]).path / "data" / "big.bin"
     big.write_bytes(b"\0" * 3_000_000)
     os.chown(big, user.uid, user.gid)
-    usage = core.usage(user, larger_than=2_000_000)
+    usage = core.storage_use(user, larger_than=2_000_000)
     images = usage["images"]
     assert images["count"] == 2 and images["shared_bytes"] > 0
     sizes = [usage["projects"][n]["image_bytes"] for n in names]

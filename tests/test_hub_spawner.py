@@ -125,16 +125,29 @@ def test_entry_point():
 
 
 def test_server_extension_inside_a_container_answers_in_container_mode(monkeypatch, tmp_path):
-    """DS01_MODE=container (set by the single-user image) swaps in the handlers that need no Docker."""
+    """DS01_MODE=container (set by the single-user image) swaps in the backend that needs no Docker: the same
+    routes, and those the hub does from outside (deploy, build, terminal...) answer a clear 409."""
+    from ds01_jupyter.core import Settings
+    from ds01_jupyter.core.errors import NotFound
+    from ds01_jupyter.core.requests import DeployRequest
     from ds01_jupyter.server import container_mode
+    from ds01_jupyter.server.backend import NotAvailableHere
 
     monkeypatch.setenv("DS01_MODE", "container")
     monkeypatch.setenv("DS01_PROJECT", "demo")
     assert container_mode.active()
-    routes = {pattern for pattern, _ in container_mode.handlers()}
-    assert "/ds01/version" in routes and "/ds01/events" in routes
-    assert not any("deploy" in r or "build" in r or "terminal" in r for r in routes)  # the hub does those, from outside
-    assert "/ds01/limits" in routes and r"/ds01/projects/(?P<name>[^/]+)/rescue" in routes
+    guard = container_mode.InsideGuard("demo")
+    backend = container_mode.InsideBackend(container_mode.ContainerCore(Settings()), User.current(), guard)
+    assert backend.version() == {"mode": "container", "project": "demo"}
+    with pytest.raises(NotFound):
+        backend.check_project("other")
+    for refused in (backend.deploy(backend.user, DeployRequest("demo")), backend.build(backend.user, "demo"),
+                    backend.terminal(backend.user, "demo"), backend.storage(backend.user, None)):
+        with pytest.raises(NotAvailableHere) as err:
+            asyncio.run(refused)
+        assert err.value.status == 409 and err.value.hint
+    overview = asyncio.run(backend.overview(backend.user))
+    assert [p["name"] for p in overview["projects"]] == ["demo"] and overview["mode"] == "container"
 
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "image-file").write_text("from the image")

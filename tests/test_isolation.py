@@ -243,7 +243,7 @@ def test_hand_made_containers_with_our_labels_are_nobodys(make_core, unix_users,
         with caplog.at_level(logging.WARNING, logger="ds01_jupyter.containers"):
             assert core.containers.list(alice) == []  # not shown as hers
         assert "docker rm -f" in caplog.text and f"{squatted}._.{alice.name}" in caplog.text
-        assert core.containers.usage(alice)["containers"] == 0
+        assert core.containers.limits_and_use(alice)["containers"] == 0
         assert [d for d in core.reaper.run(alice)] == []  # nothing judged (nor protected) there
         # Deploying the squatted project says who holds the name and how an admin clears it.
         with pytest.raises(Forbidden) as info:

@@ -153,3 +153,14 @@ def test_readme_configuration_tables_are_generated_from_the_traits():
         table = traits_table(load(path))
         assert table.count("\n") > 2, path  # the class has options of its own
         assert table in readme, f"README's table of {path} is stale: python -m ds01_jupyter.config_docs"
+
+
+def test_routes_a_hub_server_cannot_answer_are_marked_and_answer_409():
+    """One route table serves both modes; in a hub server's container the host-only ones answer 409 (documented)."""
+    host_only = {(path, method) for path, ops in SPEC["paths"].items() for method, op in ops.items()
+                 if isinstance(op, dict) and op.get("x-ds01-host-only")}
+    assert ("/projects/{name}/deploy", "post") in host_only and ("/usage", "get") in host_only
+    assert not {("/projects/{name}/audit", "get"), ("/projects/{name}/stop", "post"), ("/limits", "get")} & host_only
+    for path, method in host_only:
+        responses = SPEC["paths"][path][method]["responses"]
+        assert "409" in responses or "default" in responses, (path, method)

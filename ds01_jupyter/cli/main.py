@@ -117,9 +117,8 @@ def cmd_image_prune(core, user, args):
 
 
 def cmd_clean(core, user, args):
-    policy = {"keep_last": args.keep_last, "keep_best": args.keep_best, "metric": args.metric,
-              "older_than": args.older_than_days * 86400 if args.older_than_days is not None else None}
-    plan = core.cleanup.clean(user, args.name, confirm=args.yes, **policy)
+    policy = _prune_policy(args, modes=False)
+    plan = core.cleanup.clean(user, args.name, confirm=args.yes, **policy.rules())
     if args.json:
         return out.emit_json(plan)
     verb = "Deleted" if args.yes else "Would delete"
@@ -344,13 +343,23 @@ def cmd_checkpoints(core, user, args):
         print(f"Note: {problem}")
 
 
+def _prune_policy(args, modes: bool = True):
+    """The retention policy of the options, checked as the REST API and ds01d check it (core/requests.py)."""
+    from ..core.requests import PrunePolicy
+
+    given = {"keep_last": args.keep_last, "keep_best": args.keep_best, "metric": args.metric,
+             "older_than_days": args.older_than_days}
+    if modes:
+        given["mode"] = args.mode
+    return PrunePolicy.from_request(given, modes=modes)
+
+
 def cmd_prune(core, user, args):
     if args.keep_last is None and args.keep_best is None and args.older_than_days is None:
         out.error(DS01Error("Say what to keep.", hint="e.g. --keep-last 3, or --keep-best 1 --metric val_loss"))
         return 2
-    policy = {"keep_last": args.keep_last, "keep_best": args.keep_best, "metric": args.metric, "mode": args.mode,
-              "older_than": args.older_than_days * 86400 if args.older_than_days is not None else None}
-    result = core.prune_checkpoints(user, args.name, confirm=args.yes, **policy)
+    policy = _prune_policy(args)
+    result = core.prune_checkpoints(user, args.name, confirm=args.yes, **policy.rules())
     if args.json:
         return out.emit_json(result)
     items = result.get("deleted", result.get("would_delete", []))
@@ -388,7 +397,7 @@ def cmd_where(core, user, args):
 
 
 def cmd_usage(core, user, args):
-    data = core.usage(user, larger_than=args.larger_than)
+    data = core.storage_use(user, larger_than=args.larger_than)
     if args.json:
         return out.emit_json(data)
     rows = [
@@ -525,7 +534,8 @@ def cmd_status(core, user, args):
             }
         )
     if args.json:
-        return out.emit_json({"projects": rows, "usage": core.containers.usage(user), "connection": connection(core)})
+        return out.emit_json({"projects": rows, "usage": core.containers.limits_and_use(user),
+                              "connection": connection(core)})
     print(
         out.table(
             rows,
@@ -593,7 +603,7 @@ def cmd_logs(core, user, args):
 
 
 def cmd_check_limits(core, user, args):
-    usage = core.containers.usage(user)
+    usage = core.containers.limits_and_use(user)
     if args.json:
         return out.emit_json(usage)
     readable = usage["limits_readable"]
@@ -672,13 +682,13 @@ def _size_arg(text: str) -> int:
 
 
 def _gpu_count(text: str) -> int:
+    """--gpus, checked by the core's rule for a GPU count (a usage mistake: exit 2)."""
+    from ..core.requests import MAX_GPUS, whole_number_text
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
+        return whole_number_text(text, "gpus", MAX_GPUS)
+    except DS01Error as err:
+        raise argparse.ArgumentTypeError(err.message) from None
 
 
 def _environment_help() -> str:

@@ -465,7 +465,8 @@ class GpuAllocator:
     def choose(
         devices: list[GpuDevice], held: dict[str, ContainerRecord], count: int, limits: Limits, own_slots: int
     ) -> list[GpuDevice]:
-        """Pick ``count`` free devices the user may have, least loaded first."""
+        """Pick ``count`` free devices the user may have, least loaded first; in a cluster all on one node, the node
+        with the fewest GPUs held first (devices name their node; on one host they all name "")."""
         held_parents = {d.parent_uuid for d in devices if d.uuid in held and d.parent_uuid}
         free = [
             d
@@ -474,17 +475,24 @@ class GpuAllocator:
         ]
         if not limits.allow_full_gpu:
             free = [d for d in free if d.is_mig]
-        free.sort(key=lambda d: (not d.is_mig, len(d.processes), d.memory_used, d.index))
+        load = {d.node: 0 for d in devices}
+        for d in devices:
+            load[d.node] += d.uuid in held
+        free.sort(key=lambda d: (load[d.node], d.node, not d.is_mig, len(d.processes), d.memory_used, d.index))
         chosen: list[GpuDevice] = []
-        slots = own_slots
-        for device in free:
+        for node in dict.fromkeys(d.node for d in free):  # one node's devices at a time, least loaded first
+            chosen = []
+            slots = own_slots
+            for device in (d for d in free if d.node == node):
+                if len(chosen) == count:
+                    break
+                cost = device.slots(limits.mig_instances_per_gpu)
+                if limits.max_mig_instances is not None and slots + cost > limits.max_mig_instances:
+                    continue
+                chosen.append(device)
+                slots += cost
             if len(chosen) == count:
                 break
-            cost = device.slots(limits.mig_instances_per_gpu)
-            if limits.max_mig_instances is not None and slots + cost > limits.max_mig_instances:
-                continue
-            chosen.append(device)
-            slots += cost
         if len(chosen) < count:
             kind = "MIG slices (your limits do not allow full GPUs)" if not limits.allow_full_gpu else "GPUs"
             raise GpuUnavailable(

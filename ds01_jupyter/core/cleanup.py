@@ -22,6 +22,7 @@ from . import labels as L
 from .errors import DS01Error
 from .identity import acting_as
 from .projects import Projects
+from .requests import PrunePolicy
 from .users import User
 
 #: What a clean removes: (category, test on a relative path and whether it is a folder).
@@ -139,6 +140,7 @@ class Cleanup:
     def clean(self, user: User, project: str, confirm: bool = False, **checkpoint_policy) -> dict:
         """Plan (default) or do a project's cleanup; a checkpoint policy (keep_last, keep_best, older_than)
         adds the checkpoints it would prune."""
+        policy = PrunePolicy.from_dict(checkpoint_policy)  # a mistake refused before anything is deleted
         path = str(self.projects.get(user, project).path)
         plan = CleanPlan(project)
         with acting_as(user):  # the user's own view, and their own rights to delete
@@ -150,9 +152,8 @@ class Cleanup:
                     except OSError:
                         continue  # gone meanwhile, or swapped for something else: left alone
                 plan.deleted = True
-        policy = {k: v for k, v in checkpoint_policy.items() if v is not None}
-        if {"keep_last", "keep_best", "older_than"} & set(policy):
-            plan.checkpoints = self.core.prune_checkpoints(user, project, confirm=confirm, **policy)
+        if policy.has_rule:
+            plan.checkpoints = self.core.prune_checkpoints(user, project, confirm=confirm, **policy.rules())
             plan.bytes += plan.checkpoints["bytes"]
         return plan.to_dict()
 

@@ -23,7 +23,6 @@ from .errors import (
     Forbidden,
     GpuUnavailable,
     InvalidName,
-    InvalidRequest,
     LimitExceeded,
     ProjectNotFound,
     StateConflict,
@@ -33,6 +32,7 @@ from .images import Images
 from .limits import Limits, LimitsSource, format_duration
 from .names import container_name
 from .projects import Projects
+from .requests import DeployRequest
 from .settings import Settings
 from .trust import distrust, network_name, own_labels
 from .users import User
@@ -421,8 +421,7 @@ class Containers:
         return self.limits.for_user(owner).gpu_hold_after_stop
 
     def _gpu_count(self, gpus: int | None, devices: builtins.list, notices: builtins.list[str]) -> int:
-        if gpus is not None and (not isinstance(gpus, int) or gpus < 0):
-            raise InvalidRequest(f"GPU count must be a whole number of 0 or more, not {gpus!r}.")
+        """The GPUs to allocate for a request of ``gpus`` (checked by DeployRequest) on a host with ``devices``."""
         if not devices:
             if gpus:
                 raise GpuUnavailable(
@@ -445,8 +444,6 @@ class Containers:
         command: tuple[str, ...] | None = None,
         env: dict[str, str] | None = None,
         framework: str | None = None,
-        memory_cap: int | None = None,
-        cpus_cap: float | None = None,
     ) -> DeployResult:
         """Create and start the project's container; return the running one if there is one.
 
@@ -454,11 +451,12 @@ class Containers:
         a notice; an explicit count that cannot be met is an error. ``command``
         and ``env`` (added to ours, which win) are for front ends that run a
         server as the container's main process, such as the JupyterHub spawner. ``framework`` names the
-        framework image to run on when the project's image is missing (see frameworks.py). ``memory_cap`` and
-        ``cpus_cap`` lower the user's limits for this container (a front end's own ceilings), never raise them.
+        framework image to run on when the project's image is missing (see frameworks.py).
         """
-        if framework is not None:
-            frameworks.image_ref(self.settings, framework)  # a name not configured: refused before anything
+        # Every front end's request is checked here the same way (a bool, a negative or absurd count, a framework
+        # not configured: refused before anything).
+        request = DeployRequest(project, gpus=gpus, protected=protected, framework=framework)
+        request.check_framework(self.settings)
         proj = self.projects.locate(user, project)
         notices: list[str] = []
         existing = self._owned(user, project)
@@ -480,7 +478,6 @@ class Containers:
         ssh = ssh_mount.checked(user) if self.settings.mount_ssh else None
         limits = self.limits.for_user(user)
         self.limits.write_user_copy(user, limits)
-        limits = limits.capped(memory_cap, cpus_cap)  # after the copy, which shows the user's own limits
         devices = self.inventory.devices()  # NVML is slow: query before taking the lock
         count = self._gpu_count(gpus, devices, notices)
 
@@ -775,7 +772,7 @@ class Containers:
         record = self.running(user, project)
         return self.engine.exec_attach(record.id, command, f"{user.uid}:{user.gid}", "/workspace", tty)
 
-    def usage(self, user: User) -> dict:
+    def limits_and_use(self, user: User) -> dict:
         """Limits and current use, as ``check-limits`` shows them.
 
         The limits come from a file, so they are answered with the engine down;

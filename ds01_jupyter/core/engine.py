@@ -42,6 +42,8 @@ class ContainerSpec:
     network_labels: dict[str, str] = field(default_factory=dict)
     #: (host folder, destination) mounted read-only: only what the core checked (the user's ~/.ssh, mount_ssh).
     read_only_mounts: tuple[tuple[str, str], ...] = ()
+    #: The cluster node to make it on (a cluster engine's choice when None; one host ignores it).
+    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class ContainerRecord:
     storage_driver: str = ""
     upper_dir: str = ""
     lower_dirs: tuple[str, ...] = ()
+    #: The cluster node it is on ("" on one host).
+    node: str = ""
 
     @property
     def running(self) -> bool:
@@ -97,6 +101,11 @@ class ContainerEngine(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 (optional: an engine without connections has nothing to do)
         """Release connections to the engine."""
+
+    def inventory(self):
+        """The GPUs this engine places containers on (a cluster's, from its nodes), as a GpuInventory; None: the
+        host's, from the gpu_inventory setting."""
+        return None
 
     @abc.abstractmethod
     def ping(self) -> None:

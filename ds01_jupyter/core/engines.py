@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 #: Engine name (the ``engine`` setting) -> "module:Class" of its ContainerEngine.
 ENGINES: dict[str, str] = {
     "docker": "ds01_jupyter.core.docker_engine:DockerEngine",
+    "swarm": "ds01_jupyter.core.swarm_engine:SwarmEngine",
 }
 
 

@@ -34,6 +34,7 @@ class GpuDevice:
     utilization: int | None = None  # percent, None where NVML cannot say
     parent_uuid: str | None = None  # set for MIG slices
     processes: list[GpuProcess] = field(default_factory=list)
+    node: str = ""  # the cluster node it is on ("" on one host)
 
     @property
     def is_mig(self) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
-from ..core.errors import InvalidRequest
 from ..core.names import check_project_name
+from ..core.requests import MAX_GPUS, whole_number_text
 
 NEW = "__new__"
 
@@ -67,10 +67,7 @@ def parse(formdata: dict) -> dict:
     framework = (first.get("framework") or "").strip()
     if framework:
         options["framework"] = framework  # checked against the configured ones at start
-    gpus = first.get("gpus")
-    if gpus not in (None, ""):
-        try:
-            options["gpus"] = int(gpus)
-        except ValueError:
-            raise InvalidRequest(f"GPU count must be a whole number, not {gpus!r}.") from None
+    gpus = whole_number_text(first.get("gpus"), "gpus", MAX_GPUS)  # the core's check, as every front end's
+    if gpus is not None:
+        options["gpus"] = gpus
     return options

@@ -38,8 +38,9 @@ from ..core.errors import (
 )
 from ..core.frameworks import image_ref
 from ..core.limits import format_size
-from ..core.names import check_project_name, container_name
+from ..core.names import container_name
 from ..core.processes import report_lines
+from ..core.requests import ServerOptions
 from ..core.statefile import read_json, write_atomic
 from ..settings_traits import SettingsOptions
 from . import form
@@ -72,24 +73,14 @@ def unix_user(name: str) -> User:
 
 
 def _check_options(spawner, options: dict) -> None:
-    """user_options (from the form or the REST API) are read at start; here only checked."""
-    unknown = set(options) - {"project", "gpus", "create", "framework"}
-    if unknown:
-        raise SpawnRefused(InvalidRequest(f"Unknown options: {', '.join(sorted(unknown))}; known: project, gpus, "
-                                          "create, framework."))
-    if options.get("framework") is not None:
-        try:
-            image_ref(spawner.core.settings, options["framework"])  # a name not configured: refused, listing them
-        except DS01Error as err:
-            raise SpawnRefused(err) from None
-    gpus = options.get("gpus")
-    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
-        raise SpawnRefused(InvalidRequest(f"'gpus' must be a whole number of 0 or more, not {gpus!r}."))
-    if options.get("project") is not None:
-        try:
-            check_project_name(options["project"])
-        except DS01Error as err:
-            raise SpawnRefused(err) from None
+    """user_options (from the form or the REST API) are read at start; here only checked, by the core's
+    ServerOptions (core/requests.py): the same errors as the CLI, the REST API and ds01d give."""
+    try:
+        request = ServerOptions.from_dict(options)
+        if request.framework is not None:
+            image_ref(spawner.core.settings, request.framework)  # a name not configured: refused, listing them
+    except DS01Error as err:
+        raise SpawnRefused(err) from None
 
 
 class DS01Spawner(DockerSpawner, SettingsOptions):
@@ -374,7 +365,7 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
             self._say(f"When {project} last stopped: {notice['message']}", 5)
             self._notice_file(user, project).unlink(missing_ok=True)
         self._replace_stale_container(user, project)
-        usage = core.containers.usage(user)
+        usage = core.containers.limits_and_use(user)
         limit = core.limits.for_user(user).max_containers_per_user
         if limit is not None and usage["containers"] is not None and usage["containers"] >= limit:
             raise LimitExceeded(

@@ -17,6 +17,7 @@ from ..service.client import RemoteDS01, connect
 from ..service.config import SOCKET_HELP
 from ..settings_traits import SettingsOptions
 from . import container_mode
+from .backend import Backend, HostBackend
 from .events import EventHub
 from .handlers import handlers
 from .operations import Operations
@@ -49,8 +50,8 @@ class DS01App(ExtensionApp, SettingsOptions):
         return Settings.from_config(self, interface="jupyter")
 
     def initialize_settings(self):
-        if container_mode.active():
-            container_mode.setup(self)
+        if container_mode.active():  # the one place the mode matters: which backend answers the handlers
+            self._serve(container_mode.setup(self))
             return
         settings = self.core_settings()
 
@@ -63,14 +64,7 @@ class DS01App(ExtensionApp, SettingsOptions):
         self.kernel_specs = KernelSpecs(self.core, self.user, log=self.log)
         self.events = EventHub(self.core, self.user, log=self.log, on_change=self.kernel_specs.on_event)
         self.operations = Operations(self.events.publish)
-        self.settings.update(
-            ds01_core=self.core,
-            ds01_user=self.user,
-            ds01_events=self.events,
-            ds01_operations=self.operations,
-            ds01_kernel_specs=self.kernel_specs,
-            ds01_version=__version__,
-        )
+        self._serve(HostBackend(self.core, self.user, self.events, self.operations, self.kernel_specs))
         self.kernel_specs.sync_quietly()
         self.events.start()
         if self.scan_interval > 0:
@@ -85,8 +79,14 @@ class DS01App(ExtensionApp, SettingsOptions):
         else:
             self.log.info("ds01: projects in %s, Docker directly", self.core.projects.root(self.user))
 
+    def _serve(self, backend: Backend) -> None:
+        """Hand the handlers their backend; the timers and the shutdown use its core and events."""
+        self.backend, self.core, self.user, self.events = backend, backend.core, backend.user, backend.events
+        self.settings.update(ds01_backend=backend, ds01_core=backend.core, ds01_user=backend.user,
+                             ds01_version=__version__)
+
     def initialize_handlers(self):
-        self.handlers.extend(container_mode.handlers() if container_mode.active() else handlers())
+        self.handlers.extend(handlers())
 
     async def scan(self):
         """Audit running containers; publish a warning event for each new finding at risk."""
@@ -140,8 +140,6 @@ class DS01App(ExtensionApp, SettingsOptions):
                                      "container": d.container, "message": d.reason, "stops_at": d.at})
 
     async def stop_extension(self):
-        if container_mode.active():
-            return
         for timer in (getattr(self, "_reaper", None), getattr(self, "_scanner", None)):
             if timer is not None:
                 timer.stop()

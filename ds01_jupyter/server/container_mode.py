@@ -1,5 +1,6 @@
-"""The server extension inside a project's container (a JupyterHub single-user server).
+"""The server extension's backend inside a project's container (a JupyterHub single-user server).
 
+The handlers are the host's (handlers.py); :class:`InsideBackend` answers them here.
 There is no Docker access in there and no need for it: the server's own
 project is mounted at /workspace, the guard scans the container's filesystem
 from inside (a walk compared with the snapshot taken when the server started,
@@ -7,7 +8,9 @@ which is the image's files since every server starts in a fresh container),
 "rescue" copies the work files found into /workspace/.rescued/ while the
 server keeps running (container_rescue.py), and "stop" asks the hub to stop
 this server, which retires the container through the persistence guard on
-the host.
+the host. What needs the engine or the user's other projects (deploy, build,
+start, terminal, logs, usage, clean, where, images) answers NotAvailableHere
+(409), saying where to do it.
 """
 
 from __future__ import annotations
@@ -21,17 +24,17 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from jupyter_server.auth.decorator import authorized
-from tornado import httpclient, web
-from tornado.iostream import StreamClosedError
+from tornado import httpclient
 
 from ..core import DS01
 from ..core.errors import EngineUnavailable, Forbidden, InvalidRequest, NotFound
 from ..core.findings import Audit, layer_findings, rank, tmpfs_findings
 from ..core.limits import Limits
 from ..core.statefile import write_atomic
+from .backend import Accepted, Backend, NotAvailableHere
 from .container_rescue import known_quota, rescue_inside
-from .handlers import HEARTBEAT, ApiError, CheckpointsHandler, DS01Handler, NotebookCheckHandler, PruneHandler
+from .events import EventHub
+from .operations import Operations
 
 WORKSPACE = Path("/workspace")
 BASELINE = Path("/tmp/.ds01/baseline.json")
@@ -110,17 +113,17 @@ class InsideGuard:
         return audit
 
 
-def setup(app) -> None:
-    """Settings for the handlers inside a container: no engine, the one project at /workspace."""
-    from .. import __version__
+def setup(app) -> InsideBackend:
+    """The backend inside a container: no engine, the one project at /workspace."""
     from ..core import User
 
     settings = app.core_settings().with_(interface="jupyterhub")
     guard = InsideGuard(os.environ["DS01_PROJECT"])
     guard.start()
-    app.core = ContainerCore(settings)
-    app.settings.update(ds01_core=app.core, ds01_user=User.current(), ds01_inside_guard=guard, ds01_version=__version__)
+    core = ContainerCore(settings)
+    backend = InsideBackend(core, User.current(), guard)
     app.log.info("ds01: inside the container of project %s (no Docker access needed)", guard.project)
+    return backend
 
 
 class ContainerCore(DS01):
@@ -128,24 +131,6 @@ class ContainerCore(DS01):
 
     def checkpoints_dir(self, user, project):
         return WORKSPACE / "models"
-
-
-# -- handlers --------------------------------------------------------------------------
-class InsideHandler(DS01Handler):
-    @property
-    def project(self) -> str:
-        return os.environ["DS01_PROJECT"]
-
-    def check_project(self, name: str) -> None:
-        if name != self.project:
-            raise ApiError(NotFound(f"This server runs project {self.project!r} only, not {name!r}."))
-
-
-class VersionHandler(InsideHandler):
-    @web.authenticated
-    @authorized
-    async def get(self):
-        self.send({"version": self.settings["ds01_version"], "api": 1, "mode": "container", "project": self.project})
 
 
 def visible_gpus() -> list[str]:
@@ -166,52 +151,6 @@ def overview(user_name: str, project: str) -> dict:
     }
 
 
-class ProjectsHandler(InsideHandler):
-    @web.authenticated
-    @authorized
-    async def get(self):
-        self.send(overview(self.user.name, self.project))
-
-
-class ProjectHandler(InsideHandler):
-    @web.authenticated
-    @authorized
-    async def get(self, name):
-        self.check_project(name)
-        data = overview(self.user.name, self.project)
-        self.send({**data["projects"][0], "engine": data["engine"], "dockerfile": None})
-
-
-class EventsHandler(InsideHandler):
-    """The sidebar's event stream: the snapshot, then keep-alives (nothing else changes from in here)."""
-
-    @web.authenticated
-    @authorized
-    async def get(self):
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
-        snapshot = {"type": "snapshot", **overview(self.user.name, self.project), "operations": []}
-        try:
-            self.write(f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n")
-            await self.flush()
-            while True:
-                await asyncio.sleep(HEARTBEAT)
-                self.write(": keep-alive\n\n")
-                await self.flush()
-        except StreamClosedError:
-            pass
-
-
-class AuditHandler(InsideHandler):
-    @web.authenticated
-    @authorized
-    async def get(self, name):
-        self.check_project(name)
-        audit = await self.call(self.settings["ds01_inside_guard"].audit)
-        self.send(audit.to_dict(limit=500))
-
-
 def handed_limits() -> dict | None:
     """The user's limits if the hub handed them in (DS01_LIMITS, Limits.to_dict() as JSON); else None."""
     try:
@@ -221,20 +160,111 @@ def handed_limits() -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-class GpusHandler(InsideHandler):
-    """This container's GPUs: NVML's details where it works in here, else the uuids it was given.
+#: Where each thing this server cannot do from inside its container is done instead.
+ELSEWHERE = {
+    "create": "Create projects from the hub's home page (the server's form) or with `ds01 project-init` on the host.",
+    "deploy": "This server is the project's container: the hub deployed it. Start another from the hub's home page.",
+    "build": "Images are built by the hub when it starts a server, or with `ds01 image-build` on the host.",
+    "start": "This server's container is running: it is this server.",
+    "terminal": "Open a terminal in JupyterLab: here it already runs inside the project's container.",
+    "logs": "This server's output is in the hub's log; a program's own output is in results/logs/.",
+    "usage": "Disk use of all your projects is shown on the host (`ds01 usage`); here only /workspace is mounted.",
+    "clean": "Clean up from the host (`ds01 clean`), where the project's folder and its retired containers are.",
+    "where": "Look for files from the host (`ds01 where`); here only /workspace and this container are seen.",
+    "images": "Images are kept by the engine on the host (`ds01 image-list`, `ds01 image-prune`).",
+}
 
-    Holders come from the engine's labels on the host; in here every GPU seen is this project's own.
-    """
 
-    @web.authenticated
-    @authorized
-    async def get(self):
+class InsideBackend(Backend):
+    """The handlers' backend inside a hub server's container: its own project only, no engine (module docstring)."""
+
+    mode = "container"
+
+    def __init__(self, core: ContainerCore, user, guard: InsideGuard):
+        super().__init__(user)
+        self.core, self.guard, self.project_name = core, guard, guard.project
+        self.events = EventHub(core, user)  # never started: nothing changes from in here but the snapshot
+        self.operations = Operations(self.events.publish)
+
+    def version(self) -> dict:
+        return {"mode": "container", "project": self.project_name}
+
+    def check_project(self, name: str) -> None:
+        if name != self.project_name:
+            raise NotFound(f"This server runs project {self.project_name!r} only, not {name!r}.")
+
+    @staticmethod
+    def _elsewhere(what: str):
+        raise NotAvailableHere(f"Not available inside a hub server's container ({what}).", hint=ELSEWHERE[what])
+
+    async def overview(self, user):
+        return overview(user.name, self.project_name)
+
+    async def project(self, user, name):
+        data = overview(user.name, self.project_name)
+        return {**data["projects"][0], "engine": data["engine"], "dockerfile": None}
+
+    async def create_project(self, user, name):
+        self._elsewhere("create")
+
+    async def deploy(self, user, request):
+        self._elsewhere("deploy")
+
+    async def build(self, user, name):
+        self._elsewhere("build")
+
+    async def start(self, user, name):
+        self._elsewhere("start")
+
+    async def terminal(self, user, name):
+        self._elsewhere("terminal")
+
+    async def logs(self, user, name, tail):
+        self._elsewhere("logs")
+
+    async def storage(self, user, larger_than):
+        self._elsewhere("usage")
+
+    async def clean(self, user, name, policy, confirm):
+        self._elsewhere("clean")
+
+    async def where(self, user, name, pattern):
+        self._elsewhere("where")
+
+    async def images(self, user):
+        self._elsewhere("images")
+
+    async def prune_images(self, user, confirm):
+        self._elsewhere("images")
+
+    async def audit(self, user, name):
+        return (await self.run(self.guard.audit)).to_dict(limit=500)
+
+    async def rescue(self, user, name, request):
+        """Copy the work files at risk into /workspace/.rescued/ now, while the server keeps running."""
+
+        def work():
+            return rescue_inside(self.guard.audit(), WORKSPACE, known_quota(handed_limits())).to_dict()
+
+        return await self.run(work)
+
+    async def checkpoints(self, user, name, query):
+        return await self.run(self.core.checkpoints, user, name, query.metric, query.mode)
+
+    async def prune(self, user, name, policy, confirm):
+        return await self.run(self.core.prune_checkpoints, user, name, confirm, **policy.rules())
+
+    async def gpus(self):
+        """This container's GPUs: NVML's details where it works in here, else the uuids it was given.
+
+        Holders come from the engine's labels on the host; in here every GPU seen is this project's own.
+        """
         visible = visible_gpus()
-        holder = {"user": self.user.name, "project": self.project, "container": os.environ.get("DS01_CONTAINER", "")}
+        holder = {"user": self.user.name, "project": self.project_name,
+                  "container": os.environ.get("DS01_CONTAINER", "")}
         inventory = self.core.inventory
         try:
-            devices = await asyncio.get_running_loop().run_in_executor(None, inventory.devices)
+            devices = await self.run(inventory.devices)
         except Exception:  # noqa: BLE001 - NVML inside a container fails in many ways; the uuids still stand
             devices = []
         gpus = [{**d.to_dict(), "holder": holder} for d in devices if not visible or d.uuid in visible]
@@ -243,15 +273,10 @@ class GpusHandler(InsideHandler):
             gpus = [{"uuid": u, "index": str(i), "name": "GPU", "memory_total": 0, "memory_used": 0,
                      "utilization": None, "holder": holder} for i, u in enumerate(visible)]
             notice = "GPU details need NVML inside the container."
-        self.send({"gpus": gpus, "notice": notice})
+        return {"gpus": gpus, "notice": notice}
 
-
-class LimitsHandler(InsideHandler):
-    """The host's answer with the engine down: limits if the hub handed them in, no use (it is known on the host)."""
-
-    @web.authenticated
-    @authorized
-    async def get(self):
+    async def limits(self, user):
+        """The host's answer with the engine down: limits if the hub handed them in, no use (known on the host)."""
         limits = handed_limits()
         readable = None
         if limits is not None:
@@ -262,67 +287,34 @@ class LimitsHandler(InsideHandler):
                 limits = None
         why = "This server runs inside its project's container, where the use of your other containers is not known"
         why += "." if limits is not None else "; your limits are shown on the host (ds01 check-limits)."
-        self.send({"user": self.user.name, "limits": limits, "limits_readable": readable, "containers": None,
-                   "running": None, "gpu_slots": None, "gpus": visible_gpus(), "disk": None,
-                   "engine": {"available": False, "reason": why}})
+        return {"user": user.name, "limits": limits, "limits_readable": readable, "containers": None,
+                "running": None, "gpu_slots": None, "gpus": visible_gpus(), "disk": None,
+                "engine": {"available": False, "reason": why}}
 
-
-class RescueHandler(InsideHandler):
-    """Copy the work files at risk into /workspace/.rescued/ now, while the server keeps running."""
-
-    @web.authenticated
-    @authorized
-    async def post(self, name):
-        self.check_project(name)
-        guard = self.settings["ds01_inside_guard"]
-
-        def work():
-            return rescue_inside(guard.audit(), WORKSPACE, known_quota(handed_limits())).to_dict()
-
-        self.send(await self.call(work))
-
-
-class InsideCheckpointsHandler(CheckpointsHandler, InsideHandler):
-    async def get(self, name):
-        self.check_project(name)
-        await super().get(name)
-
-
-class InsidePruneHandler(PruneHandler, InsideHandler):
-    async def post(self, name):
-        self.check_project(name)
-        await super().post(name)
-
-
-class StopHandler(InsideHandler):
-    """Stop (or retire) this server through the hub, which rescues work files and removes the container."""
-
-    @web.authenticated
-    @authorized
-    async def post(self, name, action=None):
-        self.check_project(name)
+    async def stop(self, user, name, request):
+        """Stop this server through the hub, which rescues work files and removes the container (202)."""
         api = os.environ.get("JUPYTERHUB_API_URL")
         token = os.environ.get("JUPYTERHUB_API_TOKEN")
-        user = os.environ.get("JUPYTERHUB_USER")
-        if not (api and token and user):
-            raise ApiError(InvalidRequest("This server was not started by JupyterHub; stop it where it was started."))
+        hub_user = os.environ.get("JUPYTERHUB_USER")
+        if not (api and token and hub_user):
+            raise InvalidRequest("This server was not started by JupyterHub; stop it where it was started.")
         server = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
         base = api.rstrip("/")
-        url = f"{base}/users/{user}/servers/{server}" if server else f"{base}/users/{user}/server"
+        url = f"{base}/users/{hub_user}/servers/{server}" if server else f"{base}/users/{hub_user}/server"
         headers = {"Authorization": f"token {token}"}
         client = httpclient.AsyncHTTPClient()
         # Ask first whether this server's token may stop it, so a refusal reaches the user.
         try:
             whoami = await client.fetch(f"{base}/user", headers=headers, raise_error=False)
         except OSError as err:
-            raise ApiError(EngineUnavailable(f"The hub cannot be reached: {err}")) from None
+            raise EngineUnavailable(f"The hub cannot be reached: {err}") from None
         scopes = set(json.loads(whoami.body or b"{}").get("scopes", [])) if whoami.code == 200 else set()
-        wanted = {"servers", f"servers!user={user}", f"servers!server={user}/{server}"}
+        wanted = {"servers", f"servers!user={hub_user}", f"servers!server={hub_user}/{server}"}
         if not scopes & wanted:
-            raise ApiError(Forbidden(
+            raise Forbidden(
                 "The hub does not let this server stop itself.",
                 hint="Stop it from the hub's home page, or give the hub's 'server' role the scope servers!server.",
-            ))
+            )
 
         async def delete():
             # The hub removes this very container while answering: the answer never
@@ -332,25 +324,11 @@ class StopHandler(InsideHandler):
             except OSError:
                 pass
 
-        self.send({"project": self.project, "stopping": True,
-                   "message": "The hub is stopping this server; work files outside /workspace are rescued into "
-                   ".rescued/ before its container is removed."}, 202)
         asyncio.get_running_loop().call_later(0.2, lambda: _background.add(asyncio.ensure_future(delete())))
+        return Accepted({"project": self.project_name, "stopping": True,
+                         "message": "The hub is stopping this server; work files outside /workspace are rescued "
+                         "into .rescued/ before its container is removed."})
 
-
-def handlers() -> list[tuple]:
-    name = r"(?P<name>[^/]+)"
-    return [
-        (r"/ds01/version", VersionHandler),
-        (r"/ds01/projects", ProjectsHandler),
-        (rf"/ds01/projects/{name}", ProjectHandler),
-        (r"/ds01/events", EventsHandler),
-        (rf"/ds01/projects/{name}/audit", AuditHandler),
-        (rf"/ds01/projects/{name}/rescue", RescueHandler),
-        (rf"/ds01/projects/{name}/(?P<action>stop|retire)", StopHandler),
-        (rf"/ds01/projects/{name}/checkpoints", InsideCheckpointsHandler),
-        (rf"/ds01/projects/{name}/prune", InsidePruneHandler),
-        (r"/ds01/notebook-check", NotebookCheckHandler),  # needs no engine: the same as on the host
-        (r"/ds01/gpus", GpusHandler),
-        (r"/ds01/limits", LimitsHandler),
-    ]
+    async def retire(self, user, name, request):
+        """Inside, retiring is stopping: the hub retires the container through the guard on the host."""
+        return await self.stop(user, name, request)

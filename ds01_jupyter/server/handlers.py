@@ -1,8 +1,9 @@
-"""REST handlers under /ds01: thin wrappers over the core.
+"""REST handlers under /ds01: thin wrappers over one backend (backend.py), the same in both modes.
 
 Each verb is authenticated and authorized (resource "ds01"). Input is checked before the
-core is called: project names in the URL (``prepare``), JSON bodies (``body``: bounded size
-and depth, an object), and each field a handler reads. Errors become JSON answers in one
+backend is called: project names in the URL (``prepare``), JSON bodies (``body``: bounded size
+and depth, an object), and their fields through the core's request types (core/requests.py,
+the same checks the CLI, ds01d and the spawner make). Errors become JSON answers in one
 place (``write_error``): the core's errors (DS01Error) with their own status, tornado's with
 theirs, in the shape the OpenAPI file declares, so a user's mistake is a 4xx that says what
 to do, and 5xx is left for our own faults.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import shlex
 from functools import partial
 from http.client import responses
 from importlib import resources
@@ -23,10 +23,11 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ..core import requests as R
 from ..core.errors import DS01Error, InvalidRequest, NotFound
-from ..core.frameworks import image_ref
 from ..core.names import check_project_name
 from ..core.notebook_check import check_cells, check_notebook, notebook_in
+from .backend import Accepted
 
 NAME = r"(?P<name>[^/]+)"
 HEARTBEAT = 15.0
@@ -34,8 +35,6 @@ HEARTBEAT = 15.0
 MAX_BODY_BYTES = 4 * 2**20
 #: The deepest nesting of arrays and objects in a body (ours are two levels deep).
 MAX_BODY_DEPTH = 32
-#: The longest string taken from a query or a body field other than code.
-MAX_FIELD_CHARS = 256
 
 
 class ApiError(web.HTTPError):
@@ -100,8 +99,9 @@ class DS01Handler(APIHandler):
     auth_resource = "ds01"
 
     @property
-    def core(self):
-        return self.settings["ds01_core"]
+    def backend(self):
+        """The one interface every handler calls (backend.py): the host's, or the one inside a hub server."""
+        return self.settings["ds01_backend"]
 
     @property
     def user(self):
@@ -113,6 +113,7 @@ class DS01Handler(APIHandler):
         name = self.path_kwargs.get("name")
         if name is not None and self.current_user is not None:
             check_project_name(name)
+            self.backend.check_project(name)
 
     async def call(self, fn, *args, **kwargs):
         """Run a blocking core call off the event loop (its DS01Errors are answered by write_error)."""
@@ -138,16 +139,6 @@ class DS01Handler(APIHandler):
             raise InvalidRequest(f"The request body is nested more than {MAX_BODY_DEPTH} levels deep.")
         return data
 
-    def text_field(self, value, key: str, choices: tuple | None = None) -> str | None:
-        """A short optional string from a body or a query (None when absent); else a 400 naming it."""
-        if value is None:
-            return None
-        if not isinstance(value, str) or len(value) > MAX_FIELD_CHARS or "\x00" in value:
-            raise InvalidRequest(f"'{key}' must be a string of at most {MAX_FIELD_CHARS} characters.")
-        if choices is not None and value not in choices:
-            raise InvalidRequest(f"'{key}' must be one of {', '.join(choices)}.")
-        return value
-
     def log_exception(self, typ, value, tb):
         if isinstance(value, DS01Error):  # an answer, not a fault: no traceback in the log
             self.log.info("ds01: %s %s: %s %s", self.request.method, self.request.path, value.status, value.message)
@@ -162,12 +153,13 @@ class DS01Handler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(payload, default=str))
 
-    def send(self, data, status: int = 200) -> None:
-        self.set_status(status)
+    def send(self, data, status: int | None = None) -> None:
+        """Answer ``data`` as JSON: 202 for an Accepted answer, else 200 unless ``status`` says otherwise."""
+        self.set_status(status or (202 if isinstance(data, Accepted) else 200))
         self.finish(json.dumps(data, default=str))
 
     def sync_kernels(self) -> None:
-        self.settings["ds01_kernel_specs"].sync_quietly()
+        self.backend.sync_kernels()
 
     def project_kernels(self, project: str) -> list:
         """(id, manager) of the kernels this server runs in a project's container."""
@@ -204,7 +196,7 @@ class VersionHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self):
-        self.send({"version": self.settings["ds01_version"], "api": 1})
+        self.send({"version": self.settings["ds01_version"], "api": 1, **self.backend.version()})
 
 
 class OpenAPIHandler(DS01Handler):
@@ -219,29 +211,20 @@ class ProjectsHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self):
-        self.send(await self.call(self.core.overview, self.user))
+        self.send(await self.backend.overview(self.user))
 
     @web.authenticated
     @authorized
     async def post(self):
-        name = check_project_name(self.body().get("name"))
-        project = await self.call(self.core.projects.create, self.user, name)
-        await self.call(self.core.images.dockerfile, self.user, project.name)
-        self.send(project.to_dict(), 201)
+        name = check_project_name(R.check_fields(self.body(), ("name",)).get("name"))
+        self.send(await self.backend.create_project(self.user, name), 201)
 
 
 class ProjectHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        project = await self.call(self.core.projects.get, self.user, name)
-        overview = await self.call(self.core.overview, self.user)
-        detail = next((p for p in overview["projects"] if p["name"] == project.name), None)
-        if detail is None:  # removed between the two looks
-            raise NotFound(f"Project {name!r} is gone.", hint="GET /ds01/projects lists them.")
-        detail["engine"] = overview["engine"]
-        detail["dockerfile"] = str(await self.call(self.core.images.dockerfile, self.user, name, False))
-        self.send(detail)
+        self.send(await self.backend.project(self.user, name))
 
 
 class LongActionHandler(DS01Handler):
@@ -250,28 +233,12 @@ class LongActionHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def post(self, name, action):
-        body = self.body()
-        gpus = _whole_number(body.get("gpus"), "gpus", MAX_GPUS)
-        protected = _flag(body.get("protected"), "protected")
-        framework = self.text_field(body.get("framework"), "framework")
-        if framework is not None:  # a name not configured is a 400 listing those that are, not a failed operation
-            image_ref(self.core.settings, framework)
-        await self.call(self.core.projects.get, self.user, name)  # 404 now, not in the operation
-        user = self.user
         if action == "deploy":
-
-            def work(progress):
-                result = self.core.containers.deploy(user, name, gpus=gpus, progress=progress, protected=protected,
-                                                     framework=framework)
-                return result.to_dict()
-
+            work = await self.backend.deploy(self.user, R.DeployRequest.from_dict(self.body(), project=name))
         else:
-
-            def work(progress):
-                image = self.core.images.build(user, name, progress=progress)
-                return {"tag": self.core.images.tag(user, name), "id": image.id, "size": image.size}
-
-        op = self.settings["ds01_operations"].start(action, name, work)
+            R.check_fields(self.body(), ())
+            work = await self.backend.build(self.user, name)
+        op = self.backend.operations.start(action, name, work)
         if self.get_argument("wait", "0") not in ("1", "true"):
             self.send({"operation": op.to_dict()}, 202)
             return
@@ -283,28 +250,6 @@ class LongActionHandler(DS01Handler):
         self.send(op.result)
 
 
-#: More GPUs than any one host has: a larger request is a mistake, not a limit to look up.
-MAX_GPUS = 1024
-
-
-def _whole_number(value, key: str, most: int) -> int | None:
-    """An optional whole number from 0 to ``most`` taken from a body; else a 400 naming it."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
-        raise InvalidRequest(f"'{key}' must be a whole number from 0 to {most}.")
-    return value
-
-
-def _flag(value, key: str) -> bool:
-    """An optional boolean (absent: false); "false" or 0 would be read as true by bool(), so they are refused."""
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"'{key}' must be true or false.")
-    return value
-
-
 def _status_of(error: dict) -> int:
     from ..core import errors
 
@@ -313,19 +258,18 @@ def _status_of(error: dict) -> int:
 
 
 class ActionHandler(DS01Handler):
-    """Start, or stop: 409 (UnsavedWork, with the processes) while work runs inside, unless "stop_processes": true."""
+    """Start, or stop: 409 (UnsavedWork, with the processes) while work runs inside, unless "stop_processes": true.
+    Inside a hub server, stop asks the hub to stop this server (202)."""
 
     @web.authenticated
     @authorized
     async def post(self, name, action):
         if action == "stop":
-            stop_processes = _flag(self.body().get("stop_processes"), "stop_processes")
-            status, report = await self.ending_kernels(
-                name, lambda: self.call(self.core.containers.stop_with_report, self.user, name, stop_processes))
-            self.send({**status.to_dict(), "processes": report})
+            request = R.StopRequest.from_dict(self.body())
+            self.send(await self.ending_kernels(name, lambda: self.backend.stop(self.user, name, request)))
             return
-        status = await self.call(self.core.containers.start, self.user, name)
-        self.send(status.to_dict())
+        R.check_fields(self.body(), ())
+        self.send(await self.backend.start(self.user, name))
 
 
 class RetireHandler(DS01Handler):
@@ -335,21 +279,8 @@ class RetireHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def post(self, name):
-        body = self.body()
-        mode = self.text_field(body.get("mode"), "mode", ("rescue", "discard"))
-        include_caches = _flag(body.get("include_caches"), "include_caches")
-        stop_processes = _flag(body.get("stop_processes"), "stop_processes")
-        result = await self.ending_kernels(
-            name,
-            lambda: self.call(
-                self.core.guard.retire,
-                self.user,
-                name,
-                mode,
-                include_caches=include_caches,
-                stop_processes=stop_processes,
-            ),
-        )
+        request = R.RetireRequest.from_dict(self.body())
+        result = await self.ending_kernels(name, lambda: self.backend.retire(self.user, name, request))
         self.sync_kernels()
         self.send(result)
 
@@ -358,17 +289,14 @@ class AuditHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        audit = await self.call(self.core.guard.audit, self.user, name)
-        self.send(audit.to_dict(limit=500))
+        self.send(await self.backend.audit(self.user, name))
 
 
 class RescueHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def post(self, name):
-        include_caches = _flag(self.body().get("include_caches"), "include_caches")
-        result = await self.call(self.core.guard.rescue, self.user, name, include_caches=include_caches)
-        self.send(result.to_dict())
+        self.send(await self.backend.rescue(self.user, name, R.RescueRequest.from_dict(self.body())))
 
 
 class TerminalCommandHandler(DS01Handler):
@@ -381,10 +309,7 @@ class TerminalCommandHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        shell = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash || exec sh"]
-        await self.call(self.core.projects.get, self.user, name)  # 404 for an unknown project, as everywhere
-        argv = await self.call(self.core.containers.interactive, self.user, name, shell, True)
-        self.send({"project": name, "command": argv, "line": shlex.join(argv)})
+        self.send(await self.backend.terminal(self.user, name))
 
 
 class NotebookCheckHandler(DS01Handler):
@@ -410,61 +335,31 @@ class LogsHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        tail = self.get_argument("tail", "200")
-        if not (tail.isascii() and tail.isdigit() and len(tail) <= 6 and int(tail) <= 100_000):
-            raise InvalidRequest("'tail' must be a whole number from 0 to 100000.")
-        await self.call(self.core.projects.get, self.user, name)  # 404 for an unknown project, as everywhere
-        lines = await self.call(lambda: list(self.core.containers.logs(self.user, name, tail=int(tail))))
-        self.send({"project": name, "lines": lines})
+        tail = R.whole_number_text(self.get_argument("tail", "200"), "tail", R.MAX_TAIL)
+        self.send(await self.backend.logs(self.user, name, R.LogsQuery(200 if tail is None else tail).tail))
 
 
 class GpusHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self):
-        self.send(await self.call(self.core.gpu_inventory))
+        self.send(await self.backend.gpus())
 
 
 class LimitsHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self):
-        usage = await self.call(self.core.containers.usage, self.user)
-        usage["disk"] = await self.call(self.core.usage, self.user)
-        self.send(usage)
+        self.send(await self.backend.limits(self.user))
 
 
 class CheckpointsHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        metric = self.text_field(self.get_argument("metric", None), "metric")
-        mode = self.text_field(self.get_argument("mode", None), "mode", ("min", "max"))
-        self.send(await self.call(self.core.checkpoints, self.user, name, metric, mode))
-
-
-#: Bounds of a retention policy: beyond them a number is a mistake (and 10**400 days is not a date).
-MAX_KEEP = 1_000_000
-MAX_DAYS = 100_000
-
-
-def retention_policy(handler: DS01Handler, body: dict) -> dict:
-    """keep_last, keep_best, metric, mode and older_than (from older_than_days) of a body, each checked."""
-    policy = {}
-    for key in ("keep_last", "keep_best"):
-        value = _whole_number(body.get(key), key, MAX_KEEP)
-        if value is not None:
-            policy[key] = value
-    days = body.get("older_than_days")
-    if days is not None:
-        if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 <= days <= MAX_DAYS:
-            raise InvalidRequest(f"'older_than_days' must be a number from 0 to {MAX_DAYS}.")
-        policy["older_than"] = days * 86400
-    metric = handler.text_field(body.get("metric"), "metric")
-    if metric is not None:
-        policy["metric"] = metric
-    policy["mode"] = handler.text_field(body.get("mode"), "mode", ("min", "max"))
-    return policy
+        query = R.CheckpointQuery.from_dict({"metric": self.get_argument("metric", None),
+                                             "mode": self.get_argument("mode", None)})
+        self.send(await self.backend.checkpoints(self.user, name, query))
 
 
 class PruneHandler(DS01Handler):
@@ -474,32 +369,24 @@ class PruneHandler(DS01Handler):
     @authorized
     async def post(self, name):
         body = self.body()
-        policy = retention_policy(self, body)
-        confirm = _flag(body.get("confirm"), "confirm")
-        self.send(await self.call(self.core.prune_checkpoints, self.user, name, confirm, **policy))
-
-
-#: Most bytes a --larger-than may name (an exabyte: beyond, a mistake).
-MAX_SIZE = 2**60
+        policy = R.PrunePolicy.from_request(body, also=("confirm",))
+        confirm = R.flag(body.get("confirm"), "confirm")
+        self.send(await self.backend.prune(self.user, name, policy, confirm))
 
 
 class UsageHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self):
-        larger = self.get_argument("larger_than", None)
-        if larger is not None:
-            if not larger.isdigit() or int(larger[:19]) > MAX_SIZE or len(larger) > 19:
-                raise InvalidRequest(f"'larger_than' must be a number of bytes from 0 to {MAX_SIZE}.")
-            larger = int(larger)
-        self.send(await self.call(self.core.usage, self.user, larger))
+        larger = R.whole_number_text(self.get_argument("larger_than", None), "larger_than", R.MAX_SIZE)
+        self.send(await self.backend.storage(self.user, R.StorageQuery(larger).larger_than))
 
 
 class OperationsHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self, op_id=None):
-        ops = self.settings["ds01_operations"]
+        ops = self.backend.operations
         if op_id is None:
             self.send({"operations": [o.to_dict(lines=False) for o in ops.list()]})
             return
@@ -510,21 +397,19 @@ class OperationsHandler(DS01Handler):
 
 
 class EventsHandler(DS01Handler):
-    """Server-sent events: a snapshot first, then changes as they happen."""
+    """Server-sent events: a snapshot first, then changes as they happen (inside a hub server, only keep-alives)."""
 
     @web.authenticated
     @authorized
     async def get(self):
-        hub = self.settings["ds01_events"]
+        hub = self.backend.events
         queue = hub.subscribe()
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
         try:
-            snapshot = await self.call(self.core.overview, self.user)
-            operations = [
-                o.to_dict(lines=False) for o in self.settings["ds01_operations"].list() if o.state == "running"
-            ]
+            snapshot = await self.backend.overview(self.user)
+            operations = [o.to_dict(lines=False) for o in self.backend.operations.list() if o.state == "running"]
             await self._emit({"type": "snapshot", **snapshot, "operations": operations})
             while True:
                 try:
@@ -545,6 +430,7 @@ class EventsHandler(DS01Handler):
 
 
 def handlers() -> list[tuple]:
+    """The one route table, whichever backend answers (each route's answer in a mode is in openapi.yaml)."""
     from . import housekeeping  # its handlers build on this module's
 
     return [

@@ -1,6 +1,6 @@
 """Routes for keeping a workspace tidy: the guide's cleanup, images, and "where are my files?".
 
-Thin over the core (``core/cleanup.py``, ``core/where.py``): a POST without
+Thin over the backend (the host's calls ``core/cleanup.py``, ``core/where.py``): a POST without
 ``"confirm": true`` is always a preview, as ``ds01 clean`` and ``ds01
 image-prune`` are without ``--yes``.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from .handlers import DS01Handler, _flag, retention_policy
+from ..core import requests as R
+from .handlers import DS01Handler
 
 
 class CleanHandler(DS01Handler):
@@ -21,10 +22,10 @@ class CleanHandler(DS01Handler):
     @authorized
     async def post(self, name):
         body = self.body()
-        policy = retention_policy(self, body)
-        policy.pop("mode", None)
-        confirm = _flag(body.get("confirm"), "confirm")
-        self.send(await self.call(self.core.cleanup.clean, self.user, name, confirm, **policy))
+        # "mode" was always accepted here (and ignored: a cleanup keeps by age and count); it still is.
+        policy = R.PrunePolicy.from_request(body, also=("confirm", "mode"), modes=False)
+        confirm = R.flag(body.get("confirm"), "confirm")
+        self.send(await self.backend.clean(self.user, name, policy, confirm))
 
 
 class ImagesHandler(DS01Handler):
@@ -33,7 +34,7 @@ class ImagesHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self):
-        self.send({"images": await self.call(self.core.cleanup.images, self.user)})
+        self.send(await self.backend.images(self.user))
 
 
 class ImagePruneHandler(DS01Handler):
@@ -42,8 +43,7 @@ class ImagePruneHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def post(self):
-        confirm = _flag(self.body().get("confirm"), "confirm")
-        self.send(await self.call(self.core.cleanup.prune_images, self.user, confirm))
+        self.send(await self.backend.prune_images(self.user, R.Confirm.from_dict(self.body()).confirm))
 
 
 class WhereHandler(DS01Handler):
@@ -52,8 +52,8 @@ class WhereHandler(DS01Handler):
     @web.authenticated
     @authorized
     async def get(self, name):
-        pattern = self.text_field(self.get_argument("pattern", ""), "pattern") or ""
-        self.send(await self.call(self.core.where, self.user, name, pattern))
+        query = R.WhereQuery.from_dict({"pattern": self.get_argument("pattern", "")})
+        self.send(await self.backend.where(self.user, name, query.pattern))
 
 
 def handlers(name: str) -> list[tuple]:

@@ -1,0 +1,191 @@
+"""A cluster of Docker hosts under Docker Swarm (issue 20), against a real Swarm of three extra dockerd nodes.
+
+One session-wide cluster (tests/swarm_helpers.py, .ci/swarm); each test makes its own projects and removes its
+containers, and with them their claims.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BASE_IMAGE, REQUIRE_DOCKER
+from swarm_helpers import start_swarm
+
+from ds01_jupyter.core import labels as L
+from ds01_jupyter.core.errors import InvalidRequest
+from ds01_jupyter.core.swarm_claims import config_name
+from ds01_jupyter.core.swarm_engine import UNREACHABLE
+
+pytestmark = pytest.mark.docker
+WORKER = Path(__file__).with_name("swarm_worker.py")
+
+
+@pytest.fixture(scope="session")
+def swarm(engine):
+    yield from start_swarm(REQUIRE_DOCKER, BASE_IMAGE)
+
+
+@pytest.fixture
+def cluster(swarm, make_core, tmp_path):
+    yield swarm
+    swarm.clean(tmp_path)
+
+
+def new_project(core, user, name):
+    core.projects.create(user, name)
+    return name
+
+
+def test_deploy_on_each_node_names_it_and_everything_works_there(cluster, make_core, user, project_name):
+    core = cluster.core(make_core)
+    nodes = core.engine.nodes(check=True)
+    assert [n.name for n in nodes] == ["n1", "n2", "n3"]
+    assert all(n.usable and len(n.gpus) == 2 for n in nodes)
+    for node in ("n1", "n2", "n3"):
+        project = new_project(core, user, project_name())
+        result = core.containers.deploy(user, project, gpus=1, node=node)
+        status = result.container
+        assert status.node == node and status.to_dict()["node"] == node and status.running
+        assert status.gpus[0] in cluster.nodes[node]["gpus"]
+        # A plain container on that node's own engine, with the same name and labels as on one host.
+        assert cluster.docker(node, "inspect", "-f", "{{.State.Status}}", status.name) == "running"
+        code, out = core.containers.exec(user, project, ["sh", "-c", "echo hi > /workspace/x; cat /workspace/x"])
+        assert (code, out.strip()) == (0, b"hi")
+        claim = core.engine.claims.get("gpu", status.gpus[0])
+        assert claim is not None and claim.container == status.name
+        assert core.containers.stop(user, project, force=True).state == "exited"
+        assert core.containers.start(user, project).running
+        listed = {s.project: s.node for s in core.containers.list(user)}
+        assert listed[project] == node
+        core.containers.retire(user, project)
+        assert core.engine.claims.get("gpu", status.gpus[0]) is None
+        assert core.engine.claims.get("name", status.name) is None
+
+
+def test_placement_spreads_gpus_and_a_pin_to_an_unknown_node_is_refused(cluster, make_core, user, project_name):
+    core = cluster.core(make_core)
+    placed = []
+    for _ in range(3):
+        project = new_project(core, user, project_name())
+        placed.append(core.containers.deploy(user, project, gpus=1).container.node)
+    assert sorted(placed) == ["n1", "n2", "n3"]  # least loaded node first
+    project = new_project(core, user, project_name())
+    with pytest.raises(InvalidRequest, match="n1, n2, n3"):
+        core.containers.deploy(user, project, gpus=1, node="nowhere")
+    cpu = core.containers.deploy(user, project, gpus=0).container
+    assert cpu.node in ("n1", "n2", "n3") and not cpu.gpus
+
+
+def test_concurrent_deploys_from_two_processes_never_share_a_gpu_or_a_name(cluster, make_core, user, project_name):
+    core = cluster.core(make_core)
+    projects = [new_project(core, user, project_name()) for _ in range(10)]
+    for project in projects:
+        core.images.build(user, project)
+    # Two "hosts": each process has its own allocation lock folder, so only the Swarm's claims keep them apart.
+    procs = []
+    for side in ("a", "b"):
+        settings = cluster.settings(make_core, lock_dir=str(make_core.tmp_path / f"locks-{side}"))
+        raw = {k: getattr(settings, k) for k in ("lock_dir", "base_image", "gpu_request", "interface", "stop_timeout",
+                                                 "limits_file", "gpu_inventory", "engine", "swarm_manager",
+                                                 "swarm_registry")}
+        who = {"name": user.name, "uid": user.uid, "gid": user.gid, "home": str(user.home)}
+        procs.append(subprocess.Popen([sys.executable, str(WORKER), json.dumps(raw), json.dumps(who), *projects],
+                                      stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).parent.parent)))
+    results = [r for proc in procs for r in json.loads(proc.communicate(timeout=600)[0])]
+    assert len(results) == 20
+    ok = [r for r in results if r["ok"]]
+    errors = {r["error"] for r in results if not r["ok"]}
+    assert errors <= {"GpuUnavailable"}, results
+    created = [r for r in ok if r["created"]]
+    assert len({r["name"] for r in created}) == len(created)  # each name made once
+    gpus = [g for r in created for g in r["gpus"]]
+    assert len(gpus) == len(set(gpus)) == 6  # all six GPUs given, none twice
+    for r in ok:  # the other process's deploy of a name found the one container
+        assert r["id"] == next(c["id"] for c in created if c["name"] == r["name"])
+    listed = core.containers.list(user)
+    held = [g for s in listed for g in s.gpus]
+    assert len(held) == len(set(held)) == 6
+
+
+def test_a_killed_node_shows_node_unreachable_keeps_its_claims_and_comes_back(cluster, make_core, user, project_name):
+    core = cluster.core(make_core)
+    project = new_project(core, user, project_name())
+    status = core.containers.deploy(user, project, gpus=2, node="n3").container
+    assert status.node == "n3" and len(status.gpus) == 2
+    other = new_project(core, user, project_name())
+    cluster.kill("n3")
+    try:
+        down = core.containers.status(user, project)
+        assert down.state == UNREACHABLE and down.summary == UNREACHABLE and down.node == "n3"
+        assert {s.project: s.state for s in core.containers.list(user)}[project] == UNREACHABLE
+        assert core.engine.claims.get("gpu", status.gpus[0]) is not None
+        # The reaper keeps it (never retired), and the rest of the cluster works.
+        assert all(d.action != "retire" for d in core.reaper.run(user) if d.project == project)
+        elsewhere = core.containers.deploy(user, other, gpus=1).container
+        assert elsewhere.node != "n3" and elsewhere.running
+        nodes = {n["name"]: n for n in (n.to_dict() for n in core.engine.nodes(check=True))}
+        assert nodes["n3"]["state"] == UNREACHABLE
+    finally:
+        cluster.start("n3")
+    core.engine.nodes(check=True)
+    again = core.containers.status(user, project)  # found again: its engine stopped it when it came back
+    assert again.state != UNREACHABLE and again.node == "n3" and again.gpus == status.gpus
+    assert core.containers.start(user, project).running  # its GPUs were still claimed for it
+
+
+def test_guard_and_rescue_of_a_container_on_a_worker(cluster, make_core, user, project_name):
+    core = cluster.core(make_core)
+    project = new_project(core, user, project_name())
+    status = core.containers.deploy(user, project, gpus=0, node="n2").container
+    assert status.node == "n2"
+    code, _ = core.containers.exec(user, project, ["sh", "-c", "mkdir -p /tmp/work && echo result > /tmp/work/a.csv"])
+    assert code == 0
+    audit = core.guard.audit(user, project)
+    assert any(f.path.endswith("/tmp/work/a.csv") for f in audit.findings), audit
+    retired = core.guard.retire(user, project, mode="rescue")
+    rescued = [p for p in (user.home / "workspace" / project).rglob("a.csv")]
+    assert rescued and rescued[0].read_text() == "result\n", retired
+    assert cluster.docker("n2", "ps", "-aq", "--filter", f"name={status.name}") == ""
+
+
+def test_a_kernel_on_a_worker_is_reached_at_its_address_there(cluster, make_core, user, project_name):
+    from jupyter_client import BlockingKernelClient
+
+    core = cluster.core(make_core)
+    project = new_project(core, user, project_name())
+    status = core.containers.deploy(user, project, gpus=0, node="n3").container
+    assert status.node == "n3"
+    key = os.urandom(16).hex()
+    ports = [40001, 40002, 40003, 40004, 40005]
+    info, stream = core.kernels.attach(user, project, "k" + key[:8], key, ports)
+    try:
+        assert info["ip"].startswith("10.")  # on n3's own address pool
+        client = BlockingKernelClient()
+        client.load_connection_info({"transport": "tcp", "ip": info["ip"], "key": key.encode(),
+                                     "signature_scheme": "hmac-sha256", **dict(zip(
+                                         ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port"),
+                                         ports))})
+        client.start_channels(hb=False)  # a heartbeat missed on a busy 2-CPU host is not what is tested here
+        client.kernel_info()
+        assert client.get_shell_msg(timeout=60)["msg_type"] == "kernel_info_reply"
+        out = []
+        client.execute_interactive("import os; print(os.environ['DS01_PROJECT'])", timeout=60,
+                                   output_hook=lambda m: out.append(m["content"].get("text", "")))
+        assert "".join(out).strip() == project
+        client.stop_channels()
+    finally:
+        core.kernels.signal(user, project, info["container"], info["pid"], 9)
+        stream.close()
+
+
+def test_claim_names_fit_swarm_and_are_unique():
+    assert config_name("gpu", "GPU-fake-ab-n1-0") == "ds01-claim-gpu-GPU-fake-ab-n1-0"
+    long = config_name("name", "p" * 60 + "._.alice")
+    assert len(long) <= 64 and long != config_name("name", "p" * 60 + "._.bob")
+    assert config_name("gpu", "MIG-GPU-x/1/0") != config_name("gpu", "MIG-GPU-x_1_0")
+    assert L.MANAGED  # the labels module the engine filters by
