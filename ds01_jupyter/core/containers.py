@@ -23,6 +23,7 @@ from .errors import (
     Forbidden,
     GpuUnavailable,
     InvalidName,
+    InvalidRequest,
     LimitExceeded,
     ProjectNotFound,
     StateConflict,
@@ -114,6 +115,8 @@ class ContainerStatus:
     fallback: str = ""
     #: What in its workspace the user cannot write ("." for the folder, "models", "results"; see workspace_access).
     unwritable: list[str] = field(default_factory=list)
+    #: The cluster node it is on ("" on one host; see swarm_engine.py).
+    node: str = ""
 
     @property
     def running(self) -> bool:
@@ -358,6 +361,7 @@ class Containers:
             workspace_state=workspace_state(record),
             fallback=record.labels.get(L.FALLBACK, ""),
             unwritable=unwritable,
+            node=record.node,
         )
 
     @staticmethod
@@ -444,6 +448,9 @@ class Containers:
         command: tuple[str, ...] | None = None,
         env: dict[str, str] | None = None,
         framework: str | None = None,
+        memory_cap: int | None = None,
+        cpus_cap: float | None = None,
+        node: str | None = None,
     ) -> DeployResult:
         """Create and start the project's container; return the running one if there is one.
 
@@ -451,7 +458,10 @@ class Containers:
         a notice; an explicit count that cannot be met is an error. ``command``
         and ``env`` (added to ours, which win) are for front ends that run a
         server as the container's main process, such as the JupyterHub spawner. ``framework`` names the
-        framework image to run on when the project's image is missing (see frameworks.py).
+        framework image to run on when the project's image is missing (see frameworks.py). ``memory_cap`` and
+        ``cpus_cap`` lower the user's limits for this container (a front end's own ceilings), never raise them.
+        ``node`` pins a new container to that node of a cluster (engine "swarm"); by default it goes to the least
+        loaded node with a free GPU.
         """
         # Every front end's request is checked here the same way (a bool, a negative or absurd count, a framework
         # not configured: refused before anything).
@@ -478,7 +488,10 @@ class Containers:
         ssh = ssh_mount.checked(user) if self.settings.mount_ssh else None
         limits = self.limits.for_user(user)
         self.limits.write_user_copy(user, limits)
+        limits = limits.capped(memory_cap, cpus_cap)  # after the copy, which shows the user's own limits
         devices = self.inventory.devices()  # NVML is slow: query before taking the lock
+        if node:
+            devices = self._on_node(devices, node)
         count = self._gpu_count(gpus, devices, notices)
 
         created = False
@@ -498,15 +511,22 @@ class Containers:
                     )
                 held, own_slots, _ = self.gpu_use(user, everyone)
                 self.allocator.check_limits(limits, count, own_slots, devices)
-                chosen = self.allocator.choose(devices, held, count, limits, own_slots) if count else []
                 progress(f"Creating container {container_name(project, user.name)}")
-                try:
-                    spec = self._spec(user, proj, image, limits, chosen, protected, command, env, fallback,
-                                      ((ssh[0], ssh_mount.destination(user)),) if ssh else ())
-                    record = self.engine.create_container(spec)
-                    created = True
-                except AlreadyExists:  # made outside our lock, e.g. by an older tool
-                    record = self.record(user, project)
+                from .swarm_claims import GpuTaken  # a cluster engine's word for "claimed meanwhile elsewhere"
+
+                for _attempt in range(len(devices) + 1):
+                    chosen = self.allocator.choose(devices, held, count, limits, own_slots) if count else []
+                    try:
+                        spec = self._spec(user, proj, image, limits, chosen, protected, command, env, fallback,
+                                          ((ssh[0], ssh_mount.destination(user)),) if ssh else (), node)
+                        record = self.engine.create_container(spec)
+                        created = True
+                    except AlreadyExists:  # made outside our lock, e.g. by an older tool or on another host
+                        record = self.record(user, project)
+                    except GpuTaken as err:  # a cluster: another host's deploy claimed it a moment ago
+                        held = {**held, err.details["uuid"]: None}
+                        continue
+                    break
         if not record.running:
             progress("Starting container")
             try:
@@ -524,7 +544,7 @@ class Containers:
 
     def _spec(
         self, user: User, proj, image, limits: Limits, chosen: builtins.list, protected: bool, command=None,
-        extra_env=None, fallback: str = "", read_only_mounts: tuple = (),
+        extra_env=None, fallback: str = "", read_only_mounts: tuple = (), node: str | None = None,
     ) -> ContainerSpec:
         tag = self.images.tag(user, proj.name)
         workspace = str(proj.path.resolve())
@@ -578,7 +598,17 @@ class Containers:
             network=network_name(user),
             network_labels={**L.owned_by(user)},
             read_only_mounts=read_only_mounts,
+            node=node,
         )
+
+    def _on_node(self, devices: builtins.list, node: str) -> builtins.list:
+        """The devices of one cluster node (a deploy pinned there); refused on one host."""
+        nodes = getattr(self.engine, "node", None)
+        if nodes is None:
+            raise InvalidRequest("A node can be chosen only in a cluster (engine 'swarm'); this host is one engine.",
+                                 setting="engine")
+        name = nodes(node).name  # InvalidRequest naming the nodes when there is no such one
+        return [d for d in devices if d.node == name]
 
     def start(self, user: User, project: str) -> ContainerStatus:
         """Start a stopped container, if its GPUs were not given to someone else meanwhile."""
