@@ -168,14 +168,15 @@ def _kernel_spec(project: str, deployed: bool) -> None:
 
 
 def cmd_deploy(core, user, args):
+    pinned = {"node": args.node} if args.node else {}  # only a cluster knows nodes
     result = core.containers.deploy(user, args.name, gpus=args.gpus, progress=out.progress, protected=args.protected,
-                                    framework=args.framework)
+                                    framework=args.framework, **pinned)
     _kernel_spec(args.name, deployed=True)
     if args.json:
         return out.emit_json(result.to_dict())
     c = result.container
     verb = "Deployed" if result.created else "Ready"
-    print(f"{verb} {c.name} ({c.state}); /workspace is {c.workspace}")
+    print(f"{verb} {c.name} ({c.state}{', on node ' + c.node if c.node else ''}); /workspace is {c.workspace}")
     for notice in result.notices:
         print(f"  {notice}")
     if not args.background and sys.stdin.isatty() and sys.stdout.isatty():
@@ -657,6 +658,20 @@ def cmd_gpus(core, user, args):
     )
 
 
+def cmd_nodes(core, user, args):
+    data = core.nodes()
+    if args.json:
+        return out.emit_json(data)
+    rows = [
+        {"name": n["name"], "state": n["state"], "gpus": str(len(n["gpus"])), "free": str(len(n["free_gpus"])),
+         "containers": str(n["containers"]), "role": "manager" if n["manager"] else "worker"}
+        for n in data["nodes"]
+    ]
+    columns = [("name", "NODE"), ("state", "STATE"), ("role", "ROLE"), ("gpus", "GPUS"), ("free", "FREE"),
+               ("containers", "CONTAINERS")]
+    print(out.table(rows, columns, data.get("notice") or "(no nodes)"))
+
+
 def cmd_reap(core, user, args):
     decisions = core.reaper.run(user, dry_run=args.dry_run)
     if args.json:
@@ -753,6 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPUs to allocate (default: 1 if the host has any, else CPU-only)",
     )
     deploy.add_argument("--background", action="store_true", help="do not open a shell inside after deploying")
+    deploy.add_argument("--node", metavar="NODE", default=None,
+                        help="in a cluster (engine 'swarm'): the node to put a new container on (`ds01 nodes`)")
     deploy.add_argument("--protected", action="store_true", help="exempt from idle and runtime limits (ds01.protected)")
     deploy.add_argument("--framework", metavar="NAME", default=None,
                         help="framework image (configured by the admin; `base` always) to run on when the project's "
@@ -822,6 +839,8 @@ def build_parser() -> argparse.ArgumentParser:
     verb("status", cmd_status, "projects and their containers, or one project's container", name_optional=True)
     verb("check-limits", cmd_check_limits, "your limits and current use", name_arg=False)
     verb("gpus", cmd_gpus, "GPUs of this host, who holds them and what runs on them", name_arg=False)
+    verb("nodes", cmd_nodes, "the cluster's nodes: state, GPUs, free GPUs, containers (engine 'swarm')",
+         name_arg=False)
     reap = verb("reap", cmd_reap, "stop your containers that are idle or past their runtime", name_arg=False)
     reap.add_argument("--dry-run", action="store_true", help="only say what would be stopped")
     return parser

@@ -247,6 +247,12 @@ class DS01:
 
         return overview(self, user)
 
+    def nodes(self) -> dict:
+        """The cluster's nodes with state, GPUs, free GPUs and containers (engine 'swarm'; see swarm_overview)."""
+        from .swarm_overview import nodes
+
+        return nodes(self)
+
     def gpu_inventory(self) -> dict:
         """Every GPU with its holder and its processes' containers (see overview.py)."""
         from .overview import gpu_inventory

@@ -84,7 +84,8 @@ OPS: dict[str, Op] = {
     "images.list": Op(),
     "images.remove": Op((_name(), Param("containers_using", "int", 0))),
     "images.ensure_base_image": Op((_BOOL("rebuild"),), progress=True, for_user=False),
-    "containers.deploy": Op((_name(), _OPT_INT("gpus"), _BOOL("protected"), _OPT_STR("framework")), progress=True),
+    "containers.deploy": Op((_name(), _OPT_INT("gpus"), _BOOL("protected"), _OPT_STR("framework"),
+                             _OPT_STR("node")), progress=True),
     "containers.start": Op((_name(),)),
     "containers.stop_with_report": Op((_name(), _BOOL("stop_processes")), progress=True),
     "containers.list": Op(),
@@ -109,6 +110,7 @@ OPS: dict[str, Op] = {
     "overview": Op(),
     "git_state": Op((_name(),)),
     "gpu_inventory": Op(for_user=False),
+    "nodes": Op(for_user=False),
     "reaper.run": Op((_BOOL("dry_run"),)),
     # ds01d's own: who it takes the caller for and its settings (what `ds01 status` and `base-image` show).
     "service.hello": Op(for_user=False),
