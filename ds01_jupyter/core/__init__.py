@@ -7,7 +7,6 @@ they act for.
 
 from __future__ import annotations
 
-import time
 from functools import cached_property
 
 # Only what DS01 needs at once is imported here; the rest (docker-py, yaml, the engine's and the allocator's
@@ -153,27 +152,10 @@ class DS01:
         return ContainerKernels(self)
 
     def follow_events(self, user: User, since: float | None = None, window: float = 2.0):
-        """The user's container events as they happen (dicts: action, id, name, labels, exit_code, time),
-        from ``since`` (at most ten minutes back), read in windows of ``window`` seconds; after each window a
-        ``{"action": "tick", "time": T}`` says all events up to T were given, so a follower that stops or
-        reconnects misses nothing, and one that went away is noticed. Never ends by itself."""
-        from . import labels as L
-        from .names import container_name
+        """The user's container events as they happen, with a tick after each window (see container_events.py)."""
+        from .container_events import follow
 
-        now = time.time()
-        since = now if since is None else min(max(since, now - 600), now)
-        while True:
-            until = max(time.time(), since) + window
-            for event in self.engine.events(L.owned_by(user), since=since, until=until):
-                # Labels alone count for nothing: another user's image (and so the build containers of a Dockerfile
-                # saying LABEL ds01.user=...) carries any. Only ds01 names a container <project>._.<user>.
-                if event.get("name") != container_name((event.get("labels") or {}).get(L.PROJECT, ""), user.name):
-                    continue
-                if event.get("action") in ("start", "die", "stop", "destroy"):
-                    self.forget_start(event.get("id"))  # its remembered start time is stale now
-                yield event
-            since = until
-            yield {"action": "tick", "time": until}
+        return follow(self, user, since, window)
 
     @cached_property
     def reaper(self) -> Reaper:
