@@ -120,3 +120,17 @@ def test_text_fields_are_short_strings_without_nul():
         with pytest.raises(InvalidRequest, match="'metric' must be a string of at most 256"):
             R.CheckpointQuery(metric=wrong)
     assert R.WhereQuery().pattern == ""
+
+
+def test_a_retire_cannot_both_keep_and_discard_the_caches():
+    with pytest.raises(InvalidRequest, match="choose one"):
+        R.RetireRequest.from_dict({"mode": "discard", "include_caches": True})
+    assert R.RetireRequest("rescue", include_caches=True).include_caches
+
+
+def test_logs_tail_and_where_pattern():
+    assert R.LogsQuery(None).tail is None and R.LogsQuery().tail == 200
+    with pytest.raises(InvalidRequest, match="'tail' must be a whole number from 0 to 100000"):
+        R.LogsQuery(-5)
+    with pytest.raises(InvalidRequest, match="'pattern'"):
+        R.WhereQuery("*" * 300)

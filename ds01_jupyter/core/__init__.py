@@ -219,9 +219,10 @@ class DS01:
 
     def where(self, user: User, project: str, pattern: str) -> dict:
         """Where a project's files matching ``pattern`` are: workspace, container, rescues, retired containers."""
+        from .requests import WhereQuery
         from .where import Finder
 
-        return Finder(self).find(user, project, pattern)
+        return Finder(self).find(user, project, WhereQuery(pattern).pattern)
 
     def overview(self, user: User) -> dict:
         """Every project with its container, image and last measured size (see overview.py)."""

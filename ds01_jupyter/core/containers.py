@@ -33,7 +33,7 @@ from .images import Images
 from .limits import Limits, LimitsSource, format_duration
 from .names import container_name
 from .projects import Projects
-from .requests import DeployRequest
+from .requests import DeployRequest, LogsQuery
 from .settings import Settings
 from .trust import distrust, network_name, own_labels
 from .users import User
@@ -741,6 +741,7 @@ class Containers:
         return status
 
     def logs(self, user: User, project: str, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+        tail = LogsQuery(tail).tail  # a negative or absurd count: the same error from every front end
         record = self.record(user, project)
         return self.engine.logs(record.id, tail=tail, follow=follow)
 

@@ -42,6 +42,7 @@ from .identity import acting_as
 from .limits import format_size
 from .names import check_project_name
 from .processes import Processes, process_findings, refusal
+from .requests import RetireRequest
 from .rescue import COPYABLE, Rescuing, _short, skipped_caches
 from .rescue_writer import RESCUED
 from .statefile import read_json, write_atomic
@@ -356,10 +357,7 @@ class Guard(Rescuing):
         Caches never stop a retire, but the answer lists those dropped with it (``dropped_caches``, with sizes);
         ``include_caches`` copies them into ``.rescued/`` first instead.
         """
-        if mode not in (None, "rescue", "discard"):
-            raise InvalidRequest(f"Retire mode must be 'rescue' or 'discard', not {mode!r}.")
-        if include_caches and mode == "discard":
-            raise InvalidRequest("include_caches keeps the caches and discard drops everything: choose one.")
+        RetireRequest(mode, include_caches, stop_processes)  # checked as every front end's request is
         audit = self.audit(user, project)
         running = [f for f in audit.findings if f.kind == PROCESS]
         stopped = None

@@ -216,6 +216,11 @@ class RetireRequest(Request):
     include_caches: bool = _checked(_flag, default=False)
     stop_processes: bool = _checked(_flag, default=False)
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.include_caches and self.mode == "discard":
+            raise InvalidRequest("include_caches keeps the caches and discard drops everything: choose one.")
+
 
 @dataclass(frozen=True)
 class RescueRequest(Request):
@@ -272,7 +277,9 @@ class PrunePolicy(Request):
 
 @dataclass(frozen=True)
 class LogsQuery(Request):
-    tail: int = _checked(lambda v, k: whole_number(v, k, MAX_TAIL), default=200)
+    """How many lines from the end of a container's output (None: all of them, where a front end allows it)."""
+
+    tail: int | None = _checked(lambda v, k: whole_number(v, k, MAX_TAIL), default=200)
 
 
 @dataclass(frozen=True)
