@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,8 @@ def test_deploy_on_each_node_names_it_and_everything_works_there(cluster, make_c
         assert cluster.docker(node, "inspect", "-f", "{{.State.Status}}", status.name) == "running"
         code, out = core.containers.exec(user, project, ["sh", "-c", "echo hi > /workspace/x; cat /workspace/x"])
         assert (code, out.strip()) == (0, b"hi")
+        argv = core.containers.interactive(user, project, ["bash"], tty=True)  # a terminal: that node's engine
+        assert argv[argv.index("-H") + 1] == cluster.endpoint(node)
         claim = core.engine.claims.get("gpu", status.gpus[0])
         assert claim is not None and claim.container == status.name
         assert core.containers.stop(user, project, force=True).state == "exited"
@@ -70,10 +73,23 @@ def test_deploy_on_each_node_names_it_and_everything_works_there(cluster, make_c
 def test_placement_spreads_gpus_and_a_pin_to_an_unknown_node_is_refused(cluster, make_core, user, project_name):
     core = cluster.core(make_core)
     placed = []
+    since = time.time()
     for _ in range(3):
         project = new_project(core, user, project_name())
         placed.append(core.containers.deploy(user, project, gpus=1).container.node)
     assert sorted(placed) == ["n1", "n2", "n3"]  # least loaded node first
+    nodes = {n["name"]: n for n in core.nodes()["nodes"]}
+    assert all(len(n["free_gpus"]) == 1 and n["containers"] >= 1 and n["state"] == "ready" for n in nodes.values())
+    # Events: the three nodes' streams merged, each event naming its node.
+    started = {}
+    for event in core.follow_events(user, since=since, window=1.0):
+        if event["action"] == "tick" and len(started) == 3 or event["time"] > since + 120:
+            break
+        if event["action"] == "start":
+            started[event["name"]] = event["node"]
+    assert sorted(started.values()) == ["n1", "n2", "n3"]
+    for status in core.containers.list(user):
+        assert "".join(core.containers.logs(user, status.project, tail=5)) == ""  # sleep infinity says nothing
     project = new_project(core, user, project_name())
     with pytest.raises(InvalidRequest, match="n1, n2, n3"):
         core.containers.deploy(user, project, gpus=1, node="nowhere")

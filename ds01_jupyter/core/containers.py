@@ -465,7 +465,7 @@ class Containers:
         """
         # Every front end's request is checked here the same way (a bool, a negative or absurd count, a framework
         # not configured: refused before anything).
-        request = DeployRequest(project, gpus=gpus, protected=protected, framework=framework)
+        request = DeployRequest(project, gpus=gpus, protected=protected, framework=framework, node=node)
         request.check_framework(self.settings)
         proj = self.projects.locate(user, project)
         notices: list[str] = []

@@ -182,6 +182,8 @@ class DeployRequest(Request):
     gpus: int | None = _checked(_gpus, default=None)
     protected: bool = _checked(_flag, default=False)
     framework: str | None = _checked(_text, default=None)
+    #: In a cluster (engine "swarm"): the node a new container goes to (docs/cluster.md).
+    node: str | None = _checked(_text, default=None)
 
     def check_framework(self, settings) -> None:
         """A framework not configured here: refused now (listing those that are), not halfway through a deploy."""

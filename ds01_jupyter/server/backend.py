@@ -169,7 +169,8 @@ class HostBackend(Backend):
 
         def work(progress):
             return core.containers.deploy(user, request.project, gpus=request.gpus, progress=progress,
-                                          protected=request.protected, framework=request.framework).to_dict()
+                                          protected=request.protected, framework=request.framework,
+                                          node=request.node).to_dict()
 
         return work
 
