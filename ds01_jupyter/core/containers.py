@@ -527,6 +527,9 @@ class Containers:
                         held = {**held, err.details["uuid"]: None}
                         continue
                     break
+                else:  # every choice claimed elsewhere meanwhile (choose refuses first once none is free)
+                    raise GpuUnavailable("The GPUs chosen were claimed by other deploys meanwhile.",
+                                         hint="Deploy again.")
         if not record.running:
             progress("Starting container")
             try:

@@ -13,7 +13,8 @@ unknown fields.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, ClassVar
 
 from .errors import InvalidRequest
 from .names import check_project_name
@@ -113,6 +114,8 @@ def _checked(check, **more):
 
 class Request:
     """Base of the request dataclasses: fields checked on creation, ``from_dict`` for the JSON-like forms."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # each subclass is a dataclass (what fields() reads)
 
     def __post_init__(self):
         for f in fields(self):
