@@ -112,6 +112,7 @@ def _checked(check, **more):
     return field(metadata={"check": check}, **more)
 
 
+@dataclass(frozen=True)
 class Request:
     """Base of the request dataclasses: fields checked on creation, ``from_dict`` for the JSON-like forms."""
 
