@@ -227,3 +227,12 @@ def test_errors_keep_their_class_message_hint_and_details():
         assert str(back) == str(err) and back.to_dict() == err.to_dict()
     unknown = P.error_from({"type": "Exception", "message": "m", "status": 418})
     assert type(unknown) is E.DS01Error and unknown.status == 418
+
+
+def test_the_settings_ds01d_answers_come_back_as_settings():
+    """RemoteDS01.settings (a REST deploy naming a framework checks the name against them) decodes."""
+    from ds01_jupyter.core import Settings
+
+    settings = Settings(framework_images={"pytorch": "ds01/pytorch:2"})
+    back = P.decode(P.encode(settings))
+    assert back == settings and "pytorch" in back.frameworks()

@@ -163,7 +163,8 @@ class HostBackend(Backend):
         return project.to_dict()
 
     async def deploy(self, user, request):
-        request.check_framework(self.core.settings)  # a name not configured is a 400, not a failed operation
+        if request.framework is not None:  # a name not configured is a 400, not a failed operation
+            request.check_framework(self.core.settings)  # (through ds01d, settings cost a request: only then)
         await self.run(self.core.projects.get, user, request.project)  # 404 now, not in the operation
         core = self.core
 

@@ -246,6 +246,7 @@ def _result_types() -> dict[str, type]:
     from ..core.projects import InitResult, Project
     from ..core.reaper import ReapDecision
     from ..core.rescue import Rescue
+    from ..core.settings import Settings  # service.settings: a REST deploy naming a framework checks it there
 
     return {
         c.__name__: c
@@ -261,6 +262,7 @@ def _result_types() -> dict[str, type]:
             InitResult,
             ReapDecision,
             Rescue,
+            Settings,
         )
     }
 
