@@ -37,14 +37,6 @@ MAX_BODY_BYTES = 4 * 2**20
 MAX_BODY_DEPTH = 32
 
 
-class ApiError(web.HTTPError):
-    """A core error on its way to the client as JSON (a core error raised as is does the same)."""
-
-    def __init__(self, err: DS01Error):
-        super().__init__(err.status, log_message=err.message)
-        self.payload = err.to_dict()
-
-
 class RequestTooLarge(InvalidRequest):
     """A request body over MAX_BODY_BYTES."""
 
@@ -58,8 +50,6 @@ _HTTP_ERROR_NAMES = {400: "InvalidRequest", 403: "Forbidden", 404: "NotFound", 4
 
 def _error_payload(status: int, exc: BaseException | None) -> tuple[int, dict]:
     """The status and JSON body answered for an exception raised while handling a request."""
-    if isinstance(exc, ApiError):
-        return exc.status_code, exc.payload
     if isinstance(exc, DS01Error):
         return exc.status, exc.to_dict()
     if isinstance(exc, web.HTTPError):
