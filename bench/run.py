@@ -43,6 +43,8 @@ BENCHMARKS = {
     "disk": ("disk", "workspace size of 100k files vs du -s", "6"),
     "idle_network": ("idle_network", "requests per minute of an idle open sidebar vs jupyter-resource-usage", "7"),
     "gpu": ("gpu", "GPU inventory through NVML vs nvidia-smi --query-gpu", "8"),
+    "swarm": ("swarm", "cluster (engine swarm): deploy on a worker vs one host; status of 50 containers on 3 nodes",
+              "issue 20"),
 }
 
 

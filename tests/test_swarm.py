@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 from conftest import BASE_IMAGE, REQUIRE_DOCKER
+from hub_helpers import chp_fixture, singleuser_fixture  # noqa: F401 - fixtures
 from swarm_helpers import start_swarm
 
 from ds01_jupyter.core import labels as L
-from ds01_jupyter.core.errors import InvalidRequest
+from ds01_jupyter.core.errors import DS01Error, InvalidRequest
 from ds01_jupyter.core.swarm_claims import config_name
 from ds01_jupyter.core.swarm_engine import UNREACHABLE
 
@@ -205,3 +206,44 @@ def test_claim_names_fit_swarm_and_are_unique():
     assert len(long) <= 64 and long != config_name("name", "p" * 60 + "._.bob")
     assert config_name("gpu", "MIG-GPU-x/1/0") != config_name("gpu", "MIG-GPU-x_1_0")
     assert L.MANAGED  # the labels module the engine filters by
+
+
+def test_the_hub_spawns_a_named_server_on_a_worker(cluster, make_core, chp, singleuser, engine, tmp_path):
+    from test_hub_e2e import ALICE, UIDS, make_hub
+
+    from ds01_jupyter.core.names import container_name
+
+    for folder in [tmp_path, *tmp_path.parents]:  # each hub user reaches their own home, as on a real host
+        if str(folder) in ("/tmp", "/"):
+            break
+        folder.chmod(folder.stat().st_mode | 0o011)
+    extra = (f'c.DS01Spawner.engine = "swarm"\nc.DS01Spawner.swarm_manager = "{cluster.manager}"\n'
+             f'c.DS01Spawner.swarm_registry = "{cluster.registry}"\n')
+    hub = make_hub(tmp_path, chp, singleuser, extra)
+    drained = [cluster.nodes["n1"]["id"], cluster.nodes["n2"]["id"]]  # only n3, a worker, takes containers
+    for node in drained:
+        cluster.docker("n1", "node", "update", "--availability", "drain", node)
+    hub.start()
+    try:
+        events = hub.spawn(ALICE, "demo", {"gpus": 0})
+        assert events and events[-1].get("ready"), (events, hub.log())
+        assert hub.user_get(ALICE, "demo", "api/status").status_code == 200  # the hub reaches it on n3
+        core = cluster.core(make_core)
+        record = core.engine.get_container(container_name("demo", ALICE))
+        assert record.node == "n3" and record.running and record.labels[L.INTERFACE] == "jupyterhub"
+        code, _ = core.engine.exec(record.id, ["sh", "-c", "echo 1,2 > /tmp/result.csv"],
+                                   user=f"{UIDS[ALICE]}:{UIDS[ALICE]}")
+        assert code == 0
+        hub.delete(ALICE, "demo")  # stop rescues as on one host
+        assert core.engine.get_container(record.id) is None
+        assert list((hub.workspace(ALICE, "demo") / ".rescued").glob("*/tmp/result.csv"))
+    finally:
+        hub.stop()
+        for node in drained:
+            cluster.docker("n1", "node", "update", "--availability", "active", node)
+        cluster.clean(tmp_path)
+        for image in engine.list_images({L.USER: ALICE}):
+            try:
+                engine.remove_image(image.id)
+            except DS01Error:  # still used by a container of a concurrent run
+                pass
