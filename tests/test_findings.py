@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from ds01_jupyter.core.findings import (
@@ -14,6 +16,7 @@ from ds01_jupyter.core.findings import (
     Audit,
     Finding,
     classify,
+    classify_by_rules,
     is_checkpoint,
     layer_findings,
     package_of,
@@ -147,3 +150,32 @@ def test_an_audit_counts_only_work_environment_and_processes_as_at_risk():
     data = audit.to_dict(limit=2)
     assert data["at_risk"] == 3 and data["truncated"] and len(data["findings"]) == 2
     assert Finding("p", PROCESS, 0, "process", extra={"pid": 7, "path": "ignored"}).to_dict()["path"] == "p"
+
+
+def test_classify_by_folder_then_name_agrees_with_the_rules_on_every_path():
+    """classify asks the rules once per folder and then looks at the name: the same kind as the rules on each path."""
+    rng = random.Random(19)
+    parts = ["", "usr", "local", "bin", "sbin", "lib", "lib64", "libexec", "share", "include", "var", "cache", "log",
+             "lock", "run", "apt", "lists", "dpkg", "opt", "conda", "conda-meta", "etc", "apt.conf.d", "alternatives",
+             "ld.so.conf.d", "hostname", "hosts", "resolv.conf", "mtab", "tmp", ".ds01", ".ds01-kernel-1.json",
+             "tmpab.json", "tmp.json", "tmpjson", "ds01-requirements.txt", "dev", "shm", "torch_1", "sem.x", "mp-1",
+             "pym-2", ".local", "jupyter", "runtime", ".ipython", ".jupyter", ".bash_history", ".zsh_history",
+             ".lesshst", ".viminfo", ".wget-hsts", "x.pid", "x.sock", "x.lock", "docker-init", ".dockerenv", ".cache",
+             "__pycache__", "m.pyc", ".npm", ".conda", "pkgs", ".triton", ".nv", "ComputeCache", "site-packages",
+             "dist-packages", "python3.11", "numpy", "data", "result.csv", "model.pt", "root", "home", "a\nb", ".pyc",
+             "bin2", "apt-x", "x.json", "é", "\udcff",
+             # the rules' paths of several names, so that they come whole too
+             ".local/share/jupyter/runtime", ".local/share/jupyter", ".nv/ComputeCache", ".conda/pkgs", "pkgs/cache",
+             "var/lib/apt/lists", "var/lib/apt", "usr/local/bin", "usr/local", "usr/sbin/docker-init", "var/lib/dpkg",
+             "opt/conda", "dev/shm", "sbin/docker-init", "var/cache", "var/run", "var/lock", "var/log", "tmp/.ds01",
+             ".local/bin", ".local/lib", "usr/share", "usr/lib64"]
+    paths = {"/", "/tmp/", "/usr/lib/python3/site-packages/", "/x/site-packages/a/"}
+    for _ in range(30_000):
+        paths.add("/" + "/".join(rng.choice(parts) or "x" for _ in range(rng.randint(1, 6))))
+    for top in ("etc", "tmp", "dev/shm", "usr", "var", "run", "sbin", "usr/sbin", "opt", "bin", "lib", "lib64"):
+        for _ in range(1_000):  # rules that hold only at the top: a top folder and one or two names
+            paths.add(f"/{top}/" + "/".join(rng.choice(parts) for _ in range(rng.randint(1, 2))))
+    for length in range(1, 4):
+        for _ in range(5_000):
+            paths.add("/" + "/".join(rng.choices(parts, k=length)))  # empty parts make "//" and trailing "/"
+    assert {p: classify(p) for p in paths} == {p: classify_by_rules(p) for p in paths}

@@ -11,11 +11,13 @@ Kinds, so users read only what matters:
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import stat
 import time
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 
 from ..checkpoints.scanning import EXTENSIONS as CHECKPOINT_EXTENSIONS
 
@@ -54,13 +56,86 @@ _ENVIRONMENT = re.compile(
 )
 
 
-def classify(path: str) -> str:
-    """The kind of a path found outside /workspace."""
+def classify_by_rules(path: str) -> str:
+    """The kind of a path found outside /workspace, by the rules above (``classify`` gives the same, faster)."""
     if _NOISE.search(path):
         return NOISE
     if _CACHE.search(path):
         return CACHE
     if _SITE.match(path) or _ENVIRONMENT.search(path):
+        return ENVIRONMENT
+    return WORK
+
+
+# What the rules say of a path through its last name alone: their alternatives that can end inside the name (a
+# name holds no "/", so only those ending at the end of the path). Whatever else matches the path matches its
+# folder with a "/" after it, which _folder_kind asks once per folder. A test compares both on many paths.
+_NOISE_NAMES = frozenset({".bash_history", ".python_history", ".sh_history", ".zsh_history", ".lesshst", ".viminfo",
+                          ".wget-hsts"})
+_NOISE_ENDS = ("/.local/share/jupyter/runtime", "/.ipython", "/.jupyter", ".pid", ".sock", ".lock")
+_NOISE_PATHS = frozenset({"/sbin/docker-init", "/usr/sbin/docker-init", "/.dockerenv", "/tmp/ds01-requirements.txt",
+                          "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/mtab"})
+_SHM_NOISE = ("torch_", "sem.", "mp-", "pym-")
+_CACHE_ENDS = ("/.cache", "/__pycache__", ".pyc", "/.npm", "/.conda/pkgs", "/pkgs/cache", "/.triton",
+               "/.nv/ComputeCache")
+_CACHE_PATHS = frozenset({"/var/cache", "/var/lib/apt/lists"})
+_ENVIRONMENT_ENDS = ("/conda-meta", "/.local/bin", "/.local/lib")
+_ENVIRONMENT_PATHS = frozenset(
+    [f"/usr/{local}{d}" for local in ("", "local/")
+     for d in ("bin", "sbin", "lib", "lib64", "libexec", "share", "include")]
+    + ["/var/lib/dpkg", "/opt/conda", "/bin", "/sbin", "/lib", "/lib64"]
+)
+
+
+@functools.lru_cache(maxsize=8192)
+def _folder_kind(folder: str) -> str | None:
+    """The kind every path in ``folder`` (given with its trailing "/") has whatever its name, or None.
+
+    A rule that matches "folder/" matches "folder/name" at the same place: no rule's match ends with "$" after a "/".
+    """
+    if _NOISE.search(folder):
+        return NOISE
+    if _CACHE.search(folder):
+        return CACHE
+    if _ENVIRONMENT.search(folder) or "/site-packages/" in folder or "/dist-packages/" in folder:
+        return ENVIRONMENT  # a site-packages folder: each name in it is a package's (_SITE needs a name after it)
+    return None
+
+
+_NAME_ENDS = _NOISE_ENDS + _CACHE_ENDS + _ENVIRONMENT_ENDS
+_NAME_PATHS = _NOISE_PATHS | _CACHE_PATHS | _ENVIRONMENT_PATHS
+
+
+def classify(path: str) -> str:
+    """The kind of a path found outside /workspace: its folder's kind once per folder, then its name's."""
+    cut = path.rfind("/") + 1
+    folder = _folder_kind(path[:cut])
+    if folder == NOISE:
+        return NOISE
+    # Only these names can change their folder's kind (a rule for names with a dot first, a rule's ending, a rule's
+    # path, names in /tmp, /etc and /dev/shm); with an empty name or a newline the rules are asked themselves.
+    if (path.endswith(_NAME_ENDS) or path in _NAME_PATHS or path[cut:cut + 1] in (".", "") or cut in (5, 9)
+            or "\n" in path):
+        return _classify_name(path, cut, folder)
+    return folder or WORK
+
+
+def _classify_name(path: str, cut: int, folder: str | None) -> str:
+    name = path[cut:]
+    if not name or "\n" in path:  # "$" matches before a last newline too, "." never matches one
+        return classify_by_rules(path)
+    if name in _NOISE_NAMES or path.endswith(_NOISE_ENDS) or path in _NOISE_PATHS:
+        return NOISE
+    if name.startswith(".ds01-kernel-") or (cut == 5 and path.startswith("/tmp/") and name.startswith("tmp")
+                                            and name.endswith(".json")):
+        return NOISE
+    if cut == 9 and path.startswith("/dev/shm/") and name.startswith(_SHM_NOISE):
+        return NOISE
+    if folder == CACHE or path.endswith(_CACHE_ENDS) or path in _CACHE_PATHS:
+        return CACHE
+    if folder == ENVIRONMENT or path.endswith(_ENVIRONMENT_ENDS) or path in _ENVIRONMENT_PATHS:
+        return ENVIRONMENT
+    if cut == 5 and path.startswith("/etc/") and name.startswith(("apt", "alternatives", "ld.so")):
         return ENVIRONMENT
     return WORK
 
@@ -82,7 +157,13 @@ def package_of(path: str) -> tuple[str, str] | None:
     return "pip", name
 
 
-@dataclass
+SPECIAL = "special file (fifo, socket or device): listed, never read"
+_CACHE_ROOT = re.compile(
+    r"^(.*?(?:/\.cache/[^/]+|/__pycache__|/var/cache/[^/]+|/var/lib/apt/lists|/\.npm|/\.conda/pkgs))"
+)
+
+
+@dataclass(slots=True)  # no __dict__ each: an audit may hold 100k of them
 class Finding:
     """One thing that would be lost: a file (work, cache), a package (environment), a link."""
 
@@ -104,30 +185,47 @@ class Finding:
         return {**data, **{k: v for k, v in extra.items() if k not in data}}
 
 
+_ORDER = {WORK: 0, PROCESS: 1, ENVIRONMENT: 2, KERNEL: 3, CACHE: 4, NOISE: 5}
+
+
 def rank(findings: list[Finding]) -> list[Finding]:
-    """Work first, checkpoints first within it, then by size."""
-    order = {WORK: 0, PROCESS: 1, ENVIRONMENT: 2, KERNEL: 3, CACHE: 4, NOISE: 5}
-    return sorted(findings, key=lambda f: (order.get(f.kind, 9), not f.checkpoint, -f.size, f.path))
+    """Work first, checkpoints first within it, then by size (largest first), then by path.
+
+    Sorted by each key in turn, the last first (a sort keeps the order of equals): a key of one attribute each time
+    sorts 100k findings in half the time of one tuple per finding.
+    """
+    ranked = sorted(findings, key=attrgetter("path"))
+    ranked.sort(key=attrgetter("size"), reverse=True)
+    ranked.sort(key=attrgetter("checkpoint"), reverse=True)
+    ranked.sort(key=lambda f: _ORDER.get(f.kind, 9))
+    return ranked
 
 
 def layer_findings(stats: dict) -> tuple[list[Finding], int]:
-    """Findings of a writable layer's files ({path: (size, regular, mode)}) and how many were noise.
+    """Findings of a writable layer's files ({path: (size, regular, mode)} or {path: (size, mode)}) and how many
+    were noise.
 
-    One finding per installed package and per cache folder; work files one by one.
+    One finding per installed package and per cache folder; work files one by one (in no order: rank orders them).
     """
     findings: list[Finding] = []
+    work = findings.append
     noise = 0
-    packages: dict[tuple[str, str], Finding] = {}
-    grouped: dict[tuple[str, str], Finding] = {}
-    for path, (size, regular, mode) in sorted(stats.items()):
+    grouping: list[tuple[str, str, int]] = []
+    for path, value in stats.items():
+        size, mode = value[0], value[-1]  # "regular" is the type's S_IFREG (or a hard link's, in an archive)
         if mode == stat.S_IFDIR:
             continue  # folders show through their files
-        kind = classify(path)
-        if mode == stat.S_IFSOCK:  # sockets are runtime noise
-            kind = NOISE
-        if kind == NOISE:
+        kind = NOISE if mode == stat.S_IFSOCK else classify(path)  # sockets are runtime noise
+        if kind == WORK:
+            work(Finding(path, WORK, size, "writable-layer", path.lower().endswith(CHECKPOINT_EXTENSIONS),
+                         "" if mode == stat.S_IFREG or mode == stat.S_IFLNK else SPECIAL))
+        elif kind == NOISE:
             noise += 1
-            continue
+        else:
+            grouping.append((path, kind, size))
+    packages: dict[tuple[str, str], Finding] = {}
+    grouped: dict[tuple[str, str], Finding] = {}
+    for path, kind, size in sorted(grouping):  # in path order: which file names a package first is always the same
         if kind == ENVIRONMENT:
             owner = package_of(path)
             key = owner or ("files", "/".join(path.split("/")[:4]))
@@ -142,23 +240,13 @@ def layer_findings(stats: dict) -> tuple[list[Finding], int]:
             finding.size += size
             finding.files += 1
             continue
-        if kind == CACHE:
-            root = re.match(
-                r"^(.*?(?:/\.cache/[^/]+|/__pycache__|/var/cache/[^/]+|/var/lib/apt/lists|/\.npm|/\.conda/pkgs))", path
-            )
-            key = (CACHE, root.group(1) if root else posixpath.dirname(path))
-            finding = grouped.get(key)
-            if finding is None:
-                finding = grouped[key] = Finding(path=key[1], kind=CACHE, size=0, source="writable-layer", files=0)
-            finding.size += size
-            finding.files += 1
-            continue
-        special = "" if regular or mode == stat.S_IFLNK else "special file (fifo, socket or device): listed, never read"
-        findings.append(
-            Finding(
-                path=path, kind=WORK, size=size, source="writable-layer", checkpoint=is_checkpoint(path), detail=special
-            )
-        )
+        root = _CACHE_ROOT.match(path)
+        key = (CACHE, root.group(1) if root else posixpath.dirname(path))
+        finding = grouped.get(key)
+        if finding is None:
+            finding = grouped[key] = Finding(path=key[1], kind=CACHE, size=0, source="writable-layer", files=0)
+        finding.size += size
+        finding.files += 1
     # Keep pip packages apart from the package's own files: one finding per package.
     merged: dict[str, Finding] = {}
     for (manager, name), finding in packages.items():
@@ -225,21 +313,26 @@ class Audit:
         return [f for f in self.findings if f.kind in AT_RISK]
 
     def summary(self) -> dict:
-        out = {}
-        for kind in (WORK, PROCESS, ENVIRONMENT, KERNEL, CACHE):
-            items = [f for f in self.findings if f.kind == kind]
-            out[kind] = {"count": sum(f.files for f in items), "items": len(items), "bytes": sum(f.size for f in items)}
+        totals: dict[str, list[int]] = {kind: [0, 0, 0] for kind in (WORK, PROCESS, ENVIRONMENT, KERNEL, CACHE)}
+        for f in self.findings:  # one pass: an audit may hold 100k work files
+            counted = totals.get(f.kind)
+            if counted is not None:
+                counted[0] += f.files
+                counted[1] += 1
+                counted[2] += f.size
+        out: dict = {kind: {"count": c, "items": i, "bytes": b} for kind, (c, i, b) in totals.items()}
         out[NOISE] = {"count": self.noise}
         return out
 
     def to_dict(self, limit: int | None = None) -> dict:
         findings = self.findings if limit is None else self.findings[:limit]
+        summary = self.summary()
         return {
             "project": self.project,
             "container": self.container,
             "state": self.state,
-            "at_risk": len(self.at_risk),
-            "summary": self.summary(),
+            "at_risk": sum(summary[kind]["items"] for kind in AT_RISK),
+            "summary": summary,
             "findings": [f.to_dict() for f in findings],
             "truncated": limit is not None and len(self.findings) > limit,
             "notes": self.notes,

@@ -32,6 +32,7 @@ DEPTH = 256
 PATH_MAX = 4096
 OPAQUE = "trusted.overlay.opaque"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_IFMT = 0o170000  # stat.S_IFMT as a mask: no call per entry
 
 
 class Unreadable(Exception):
@@ -73,8 +74,11 @@ def locate(engine, record) -> tuple[str, tuple[str, ...]]:
     return upper, record.lower_dirs
 
 
-def walk(upper: str, lowers: tuple[str, ...] = ()) -> LayerChanges:
-    """The changes of an upper directory against its image layers (see the module's docstring)."""
+def walk(upper: str, lowers: tuple[str, ...] = (), leave_out: frozenset[str] = frozenset()) -> LayerChanges:
+    """The changes of an upper directory against its image layers (see the module's docstring).
+
+    ``leave_out``: paths listed neither themselves nor with what is below them (a mount point such as /workspace).
+    """
     out = LayerChanges()
     room = PATH_MAX - len(os.fsencode(upper)) - 1  # the engine's walk names each entry by its host path
     try:
@@ -88,7 +92,7 @@ def walk(upper: str, lowers: tuple[str, ...] = ()) -> LayerChanges:
                 layers.append(os.open(lower, _DIR))
             except OSError:
                 continue  # a layer removed meanwhile: the engine would fail, the container is going
-        _walk(top, layers, room, out)
+        _walk(top, layers, room, out, leave_out)
     except OSError as err:
         raise Unreadable(f"walking it failed ({err.strerror or err})") from None
     finally:
@@ -108,75 +112,62 @@ def _lookup(layers: list[int], name: str):
     return None
 
 
-def _walk(top: int, top_layers: list[int], room: int, out: LayerChanges) -> None:
-    changed_dirs: set[str] = set()
-    # Each frame: (its path, its fd, fds of the same folder in the image layers, its entries left to visit).
-    stack = [("", top, top_layers, iter(list(os.scandir(top))))]
-    try:
-        while stack:
-            here, fd, layers, entries = stack[-1]
-            entry = next(entries, None)
-            if entry is None:
-                stack.pop()
-                if len(stack) > 0:  # the top folder and the layers are closed by walk()
-                    for f in [fd, *layers]:
-                        os.close(f)
+def _walk(top: int, top_layers: list[int], room: int, out: LayerChanges, leave_out: frozenset[str]) -> None:
+    """Depth first, each folder's entries listed once; the layers' fds of a folder are closed on the way back.
+
+    Every folder of the upper directory is listed itself (A, or C when an image layer has it), so an addition or
+    deletion inside it needs no entry of its own for the folder.
+    """
+    changes, stats = out.changes, out.stats
+    listed = changes.append
+
+    def folder(fd: int, here: str, layers: list[int], depth: int) -> None:
+        entries = list(os.scandir(fd))
+        if here and layers and _opaque(fd):  # nothing below an opaque folder shows through; each hidden name is gone
+            present = {e.name for e in entries}
+            for name in sorted({n for f in layers for n in os.listdir(f)} - present):
+                listed((f"{here}/{name}", "D"))
+            layers = []
+        prefix = here + "/"
+        for entry in entries:
+            name = entry.name
+            path = prefix + name
+            if leave_out and path in leave_out:
                 continue
-            path = f"{here}/{entry.name}"
             if len(path) * 4 >= room and len(os.fsencode(path)) >= room:  # 4 bytes a character at most
                 raise Unreadable("a path is longer than the engine can name")
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # removed while walking
-            kind_ = stat.S_IFMT(st.st_mode)
-            if kind_ == stat.S_IFCHR and st.st_rdev == 0:
-                out.changes.append((path, "D"))
-                _parent_changed(here, changed_dirs, out)
+            mode = st.st_mode & _IFMT
+            if mode == stat.S_IFCHR and st.st_rdev == 0:
+                listed((path, "D"))
                 continue
-            # A folder only copied up to hold a change is listed as changed too, as the engine lists it.
-            below = _lookup(layers, entry.name) if layers else None
-            kind = "A" if below is None else "C"
-            out.stats[path] = (st.st_size, kind_)
-            if kind_ == stat.S_IFDIR:
-                changed_dirs.add(path)
-            if kind == "A":
-                _parent_changed(here, changed_dirs, out)
-            out.changes.append((path, kind))
-            if kind_ != stat.S_IFDIR:
+            below = _lookup(layers, name) if layers else None
+            stats[path] = (st.st_size, mode)
+            listed((path, "A" if below is None else "C"))
+            if mode != stat.S_IFDIR:
                 continue
-            if len(stack) >= DEPTH:
+            if depth >= DEPTH:
                 raise Unreadable(f"a tree deeper than {DEPTH} folders")
             try:
-                child = os.open(entry.name, _DIR, dir_fd=fd)
+                child = os.open(name, _DIR, dir_fd=fd)
             except OSError as err:
                 if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                     continue  # replaced while walking
                 raise
-            child_layers = _open_in(layers, entry.name) if below is not None else []
-            frame = (path, child, child_layers, iter(()))
-            stack.append(frame)
-            names = list(os.scandir(child))
-            if child_layers and _opaque(child):
-                present = {e.name for e in names}
-                hidden = sorted({n for f in child_layers for n in os.listdir(f)} - present)
-                for name in hidden:
-                    out.changes.append((f"{path}/{name}", "D"))
-                if hidden:
-                    _parent_changed(path, changed_dirs, out)
-                child_layers = []  # nothing below an opaque folder shows through
-            stack[-1] = (path, child, child_layers, iter(names))
-    finally:
-        for _here, fd, layers, _entries in stack[1:]:
-            for f in [fd, *layers]:
-                os.close(f)
+            try:
+                child_layers = _open_in(layers, name) if below is not None else []
+                try:
+                    folder(child, path, child_layers, depth + 1)
+                finally:
+                    for f in child_layers:
+                        os.close(f)
+            finally:
+                os.close(child)
 
-
-def _parent_changed(parent: str, changed_dirs: set[str], out: LayerChanges) -> None:
-    """An addition or deletion changes its folder (listed once, unless it is the root)."""
-    if parent and parent not in changed_dirs:
-        out.changes.append((parent, "C"))
-        changed_dirs.add(parent)
+    folder(top, "", top_layers, 1)
 
 
 def _open_in(layers: list[int], name: str) -> list[int]:
