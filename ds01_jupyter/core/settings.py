@@ -111,7 +111,8 @@ class Settings:
     engine: str = _setting(
         "docker",
         "The container engine ds01 drives, by name (core/engines.py lists them): 'docker', the Docker engine at "
-        "docker_url. engine_class, where a front end has it, overrides this with a ContainerEngine subclass.",
+        "docker_url; 'swarm', a cluster of Docker hosts under Docker Swarm (swarm_manager; docs/cluster.md). "
+        "engine_class, where a front end has it, overrides this with a ContainerEngine subclass.",
     )
     swarm_manager: str | None = _setting(
         None,
