@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import abc
+import copy
 import re
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -179,10 +182,33 @@ class ConfiguredInventory(GpuInventory):
         return out
 
 
+class CachedInventory(GpuInventory):
+    """Another inventory's answer, kept for ``seconds``: NVML takes tens of milliseconds per GPU, and the sidebar,
+    deploys and the reaper may all ask within the same second.
+
+    One query at a time: callers that arrive while it runs wait for its answer instead of asking again. Each
+    caller gets its own copy (attribute() fills in processes' containers on what it is given).
+    """
+
+    def __init__(self, inner: GpuInventory, seconds: float = 1.0):
+        self.inner = inner
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._answer: tuple[float, list[GpuDevice], str] | None = None
+
+    def devices(self) -> list[GpuDevice]:
+        with self._lock:
+            if self._answer is None or time.monotonic() - self._answer[0] >= self.seconds:
+                found = self.inner.devices()
+                self._answer = (time.monotonic(), found, self.inner.notice)
+            _at, found, self.notice = self._answer
+            return copy.deepcopy(found)
+
+
 def inventory_from_setting(value: str) -> GpuInventory:
-    """``"nvml"`` -> NvmlInventory; a file path -> ConfiguredInventory."""
+    """``"nvml"`` -> NvmlInventory (its answer kept for a second); a file path -> ConfiguredInventory."""
     if value in ("", "nvml", None):
-        return NvmlInventory()
+        return CachedInventory(NvmlInventory())
     return ConfiguredInventory(value)
 
 
