@@ -155,6 +155,18 @@ def test_a_killed_node_shows_node_unreachable_keeps_its_claims_and_comes_back(cl
     assert core.containers.start(user, project).running  # its GPUs were still claimed for it
 
 
+def test_claims_of_a_container_removed_behind_ds01s_back_are_cleaned(cluster, make_core, user, project_name):
+    core = cluster.core(make_core)
+    project = new_project(core, user, project_name())
+    first = core.containers.deploy(user, project, gpus=1, node="n1").container
+    cluster.docker("n1", "rm", "-f", first.name)  # not through ds01: its claims stay behind
+    assert core.engine.claims.get("name", first.name) is not None
+    assert core.engine.claims.get("gpu", first.gpus[0]) is not None
+    again = core.containers.deploy(user, project, gpus=2, node="n1").container  # both of n1's GPUs, same name
+    assert again.created_at and again.id != first.id and sorted(again.gpus) == cluster.nodes["n1"]["gpus"]
+    assert core.engine.claims.get("gpu", first.gpus[0]).container == again.name
+
+
 def test_guard_and_rescue_of_a_container_on_a_worker(cluster, make_core, user, project_name):
     core = cluster.core(make_core)
     project = new_project(core, user, project_name())

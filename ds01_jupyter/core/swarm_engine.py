@@ -245,8 +245,9 @@ class SwarmEngine(ContainerEngine):
                     self.claims.drop(claim_id)
             raise
         self._where[record.id] = self._where[record.name] = node.id
-        with contextlib.suppress(DS01Error):
-            self.claims.mark(name_claim, record.id)
+        for claim_id in taken:  # a claim naming a container that is gone is stale at once (see _stale)
+            with contextlib.suppress(DS01Error):
+                self.claims.mark(claim_id, record.id)
         return replace(record, node=node.name)
 
     def _place(self, spec: ContainerSpec) -> Node:
@@ -281,7 +282,8 @@ class SwarmEngine(ContainerEngine):
                 existing = self.claims.get(kind, key)
                 if existing is None:
                     continue  # released meanwhile
-                if self._stale(existing, kind):
+                if (kind == "gpu" and existing.container == container) or self._stale(existing, kind):
+                    # Left by an earlier container of this name: this deploy holds the name claim now.
                     self.claims.drop(existing.id)
                     continue
                 if kind == "gpu":
