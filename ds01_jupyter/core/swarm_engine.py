@@ -329,7 +329,7 @@ class SwarmEngine(ContainerEngine):
         if record is None:
             raise ContainerNotFound(f"{name_or_id}: not found on any node.")
         if record.state == UNREACHABLE:
-            raise self._unreachable(self._node_by_id(self._where.get(record.id, "")))
+            raise self._unreachable(self.node(record.node))
         node = self._locate(record.id)
         for uuid in L.gpu_uuids(record.labels):  # its GPUs are its own again before it runs
             existing = self.claims.get("gpu", uuid)
