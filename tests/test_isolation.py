@@ -153,6 +153,24 @@ def test_users_cannot_reach_each_others_containers_but_the_host_reaches_all(
     assert not [n for n in engine.api.networks(names=[network_name(alice)]) if n["Name"] == network_name(alice)]
 
 
+def test_two_networks_of_one_name_made_at_once_leave_one_and_deploys_work(make_core, unix_users, project_name, engine):
+    """Docker's duplicate-name check is not atomic: two deploys at the same moment can each make the user's
+    network. The next deploy leaves one (the first made) and is never refused with "network is ambiguous"."""
+    core = make_core()
+    alice = unix_users()
+    first, second = project_name(), project_name()
+    for name in (first, second):
+        core.projects.create(alice, name)
+    made = [engine.api.create_network(network_name(alice), driver="bridge", labels=L.owned_by(alice))["Id"]
+            for _ in range(2)]  # what two racing deploys leave behind
+    assert len([n for n in engine.api.networks(names=[network_name(alice)]) if n["Name"] == network_name(alice)]) == 2
+    records = [core.engine.get_container(core.containers.deploy(alice, name).container.id) for name in (first, second)]
+    left = [n for n in engine.api.networks(names=[network_name(alice)]) if n["Name"] == network_name(alice)]
+    assert [n["Id"] for n in left] == [made[0]]  # the first made is kept, the empty second removed
+    net = engine.api.inspect_network(made[0])
+    assert {r.id for r in records} <= set(net["Containers"])
+
+
 # -- 3. labels prove nothing by themselves -------------------------------------------------------
 def _record(**overrides) -> ContainerRecord:
     labels = {L.MANAGED: "true", L.USER: "alice", L.USER_ID: "1001", L.GROUP_ID: "1001", L.PROJECT: "demo",

@@ -247,16 +247,7 @@ class DockerEngine(ContainerEngine):
 
     def _ensure_network(self, name: str, labels: dict[str, str]) -> None:
         """Make the user's bridge network unless it exists; a concurrent maker may win (then theirs is used)."""
-        with self._errors("inspect network", name):
-            found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
-        if found:
-            theirs = found[0].get("Labels") or {}
-            if any(theirs.get(k) != v for k, v in labels.items()):
-                raise EngineError(
-                    f"The network {name} exists but was not made by ds01 for this user (labels {theirs}); "
-                    "containers are not put on it.",
-                    hint=f"An admin removes it (`docker network rm {name}`) once nothing uses it.",
-                )
+        if self._one_network(name, labels):
             return
         try:
             with self._errors("create network", name):
@@ -280,6 +271,29 @@ class DockerEngine(ContainerEngine):
                     '[{"base": "10.200.0.0/16", "size": 24}] (256 networks), and to restart Docker.',
                 ) from None
             raise
+        self._one_network(name, labels)  # Docker's duplicate check is not atomic: two deploys may both make one
+
+    def _one_network(self, name: str, labels: dict[str, str]) -> bool:
+        """Whether the user's network ``name`` exists, left as one: of networks made under the same name at the
+        same moment, all but the first made (by creation time, then ID: every deploy picks the same) are
+        removed while no container is on them, so the name is never ambiguous to a container that uses it."""
+        with self._errors("inspect network", name):
+            found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
+        for network in found:
+            theirs = network.get("Labels") or {}
+            if any(theirs.get(k) != v for k, v in labels.items()):
+                raise EngineError(
+                    f"The network {name} exists but was not made by ds01 for this user (labels {theirs}); "
+                    "containers are not put on it.",
+                    hint=f"An admin removes it (`docker network rm {name}`) once nothing uses it.",
+                )
+        found.sort(key=lambda n: (n.get("Created") or "", n.get("Id") or ""))
+        for extra in found[1:]:
+            quietly = contextlib.suppress(EngineError, StateConflict, ContainerNotFound)
+            with quietly, self._errors("remove network", name):
+                if not self.api.containers(all=True, filters={"network": [extra["Id"]]}):
+                    self.api.remove_network(extra["Id"])
+        return bool(found)
 
     def create_container(self, spec: ContainerSpec):
         api = self.api
@@ -334,6 +348,11 @@ class DockerEngine(ContainerEngine):
                 if attempt == 2 or not spec.network:
                     raise
                 # The user's last other container was removed just now, and its network with it.
+                self._ensure_network(spec.network, spec.network_labels)
+            except EngineError as err:
+                if attempt == 2 or not spec.network or "ambiguous" not in err.message:
+                    raise
+                # A concurrent deploy made a second network of the same name just now: leave one, then retry.
                 self._ensure_network(spec.network, spec.network_labels)
         return self.get_container(created["Id"])
 
