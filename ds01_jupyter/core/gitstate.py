@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 
 from .users import User
 
@@ -77,12 +78,50 @@ def run_git(user: User, cwd: str, args: list[str], timeout: float = GIT_TIMEOUT)
                           group=user.gid if drop else None, extra_groups=[] if drop else None)
 
 
-def state(user: User, path: str) -> GitState:
-    """The project's git state; never raises (a problem is written into the answer)."""
+#: What git's answer depends on besides the working tree: the index, HEAD, the refs (commits, pushes, fetches)
+#: and the config (remotes). Their metadata (never followed, never read) keys the overview's remembered answers.
+_STAMPED = ("index", "HEAD", "packed-refs", "config", "refs/heads", "refs/remotes", "refs/remotes/origin")
+#: The overview reuses a project's git answer this long while those files are unchanged: edits in the working
+#: tree change none of them, so they show within this time (a commit, checkout, push or fetch at once).
+OVERVIEW_SECONDS = 10.0
+_remembered: dict[tuple[int, str], tuple[float, tuple, GitState]] = {}
+
+
+def _stamp(path: str) -> tuple:
+    out: list[tuple[int, int, int] | None] = []
+    for name in _STAMPED:
+        try:
+            st = os.stat(os.path.join(path, ".git", name), follow_symlinks=False)
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def state(user: User, path: str, max_age: float = 0.0) -> GitState:
+    """The project's git state; never raises (a problem is written into the answer).
+
+    ``max_age`` > 0 (the overview, which asks for every project at each refresh): an answer of at most that age is
+    reused while the repository's index, HEAD, refs and config are unchanged (two git calls per project saved).
+    """
     if not shutil.which("git"):
         return GitState(problem="git is not installed")
     if not os.path.isdir(os.path.join(path, ".git")):
         return GitState()
+    if max_age <= 0:
+        return _ask(user, path)
+    key, stamp, now = (user.uid, path), _stamp(path), time.monotonic()
+    kept = _remembered.get(key)
+    if kept is not None and kept[1] == stamp and now - kept[0] < max_age:
+        return replace(kept[2])
+    found = _ask(user, path)
+    if len(_remembered) > 10_000:  # a bound: users with ever new projects
+        _remembered.clear()
+    _remembered[key] = (now, stamp, replace(found))
+    return found
+
+
+def _ask(user: User, path: str) -> GitState:
     try:
         done = run_git(user, path, ["status", "--porcelain=v2", "--branch", "--untracked-files=normal"])
         remotes = run_git(user, path, ["remote"]) if done.returncode == 0 else None

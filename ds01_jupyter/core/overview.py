@@ -47,7 +47,7 @@ def overview(core: DS01, user: User) -> dict:
                 "size": sizes.get(project.name),
                 "warnings": (core.guard.remembered(user, project.name) or {}).get("at_risk", 0) if container else 0,
                 "unwritable": workspace_access.unwritable(user, project.path),
-                "git": gitstate.state(user, str(project.path)).to_dict(),
+                "git": gitstate.state(user, str(project.path), max_age=gitstate.OVERVIEW_SECONDS).to_dict(),
             }
         )
     return {
