@@ -88,9 +88,10 @@ class DS01:
 
         self.settings = settings or Settings.from_env()
         self.engine = engine or engine_for(self.settings)
-        # A cluster engine knows its nodes' GPUs; one host's come from the gpu_inventory setting.
-        own = getattr(self.engine, "inventory", None)
-        self.inventory = inventory or (own() if own else None) or inventory_from_setting(self.settings.gpu_inventory)
+        if inventory is None:  # a cluster engine knows its nodes' GPUs; one host's come from gpu_inventory
+            own = getattr(self.engine, "inventory", None)
+            inventory = own() if own else None
+        self.inventory = inventory or inventory_from_setting(self.settings.gpu_inventory)
         # Start times of running containers (id -> datetime): the engine's list lacks them and one
         # inspect per container made a listing of 50 containers 6 times slower. Dropped when a listing
         # sees the container not running, and by forget_start() on the engine's start/stop events.
