@@ -165,6 +165,10 @@ def test_claims_of_a_container_removed_behind_ds01s_back_are_cleaned(cluster, ma
     again = core.containers.deploy(user, project, gpus=2, node="n1").container  # both of n1's GPUs, same name
     assert again.created_at and again.id != first.id and sorted(again.gpus) == cluster.nodes["n1"]["gpus"]
     assert core.engine.claims.get("gpu", first.gpus[0]).container == again.name
+    cluster.docker("n1", "rm", "-f", again.name)
+    cleaned = core.nodes()["claims_cleaned"]  # ds01 nodes clears what points at nothing
+    assert f"name {again.name}" in cleaned and all(f"gpu {g}" in cleaned for g in again.gpus)
+    assert core.engine.claims.get("name", again.name) is None
 
 
 def test_guard_and_rescue_of_a_container_on_a_worker(cluster, make_core, user, project_name):

@@ -304,25 +304,39 @@ class SwarmEngine(ContainerEngine):
 
     def _stale(self, claim: Claim, kind: str) -> bool:
         """Whether a claim in the way holds nothing: its container is gone (or, for a GPU, no longer has it)."""
+        gone, record = self._holder(claim)
+        if gone or record is None or kind != "gpu":
+            return gone
+        # The core chose this GPU knowing this container: one that ended holds it no more (a crash, or past its
+        # gpu_hold_after_stop); one without it in its labels never did.
+        return claim.key not in L.gpu_uuids(record.labels) or record.state in ("exited", "dead")
+
+    def clean_claims(self) -> list[str]:
+        """Remove the claims whose container is gone (removed behind ds01's back, or a deploy that died before its
+        create); those of a node that does not answer stay. The names of the claims removed."""
+        removed = []
+        for claim in self.claims.list():
+            if self._holder(claim)[0] and self.claims.drop(claim.id):
+                removed.append(f"{claim.kind} {claim.key}")
+        return removed
+
+    def _holder(self, claim: Claim) -> tuple[bool, ContainerRecord | None]:
+        """(whether the claim's container is gone for good, the container when it is there)."""
         node = self._node_by_id(claim.node)
         if node.state == "gone":
-            return True  # its node left the Swarm
+            return True, None  # its node left the Swarm
         if not node.reachable or not node.endpoint:
-            return False  # a node that is down keeps its claims
+            return False, None  # a node that is down keeps its claims
         try:
             record = self._engine(node).get_container(claim.container)
         except EngineUnavailable:
-            return False
+            return False, None
         if record is None:
             # Removed behind ds01's back (its ID was recorded), or a deploy that died before its create.
-            return bool(claim.container_id) or claim.age > GRACE
+            return bool(claim.container_id) or claim.age > GRACE, None
         if claim.container_id and record.id != claim.container_id:
-            return True  # another container of that name since
-        if kind == "gpu":
-            # The core chose this GPU knowing this container: one that ended holds it no more (a crash, or past
-            # its gpu_hold_after_stop); one without it in its labels never did.
-            return claim.key not in L.gpu_uuids(record.labels) or record.state in ("exited", "dead")
-        return False
+            return True, None  # another container of that name since
+        return False, record
 
     def start_container(self, name_or_id, offline=False):
         record = self.get_container(name_or_id)
