@@ -34,9 +34,10 @@ from ds01_jupyter.core import labels as L  # noqa: E402
 
 BENCH_USER = "benchuser"
 BASE_IMAGE = os.environ.get("DS01_BENCH_BASE_IMAGE", "ds01/base:latest")
-#: One image for every bench project (the core allows a shared tag through image_template):
-#: fifty containers then need one build, not fifty.
-IMAGE_TEMPLATE = "ds01-{user}/bench:latest"
+#: One image for every bench project of a run (the core allows a shared tag through image_template): fifty
+#: containers then need one build, not fifty. The run's scratch folder names the tag (see Scratch), so that two
+#: runs at once never move each other's tag (a container of an image its tag no longer names is not trusted).
+IMAGE_TEMPLATE = "ds01-{user}/bench-{run}:latest"
 
 
 # -- numbers ----------------------------------------------------------------------------
@@ -91,6 +92,7 @@ class Scratch:
         me = User.current()
         self.user = User(BENCH_USER, me.uid, me.gid, tmp / "home")
         self.user.home.mkdir(parents=True, exist_ok=True)
+        self.image_template = IMAGE_TEMPLATE.replace("{run}", tmp.name.lower())
         (tmp / "gpus.json").write_text("[]")
         (tmp / "limits.yaml").write_text(f"defaults:\n  max_containers_per_user: {max_containers}\n")
         self.settings = Settings(
@@ -98,7 +100,7 @@ class Scratch:
             gpu_inventory=str(tmp / "gpus.json"),
             limits_file=str(tmp / "limits.yaml"),
             base_image=BASE_IMAGE,
-            image_template=IMAGE_TEMPLATE,
+            image_template=self.image_template,
             interface="bench",
             stop_timeout=1,
         )
@@ -117,7 +119,7 @@ class Scratch:
             "DS01_GPU_INVENTORY": self.settings.gpu_inventory,
             "DS01_LOCK_DIR": self.settings.lock_dir,
             "DS01_BASE_IMAGE": BASE_IMAGE,
-            "DS01_IMAGE_TEMPLATE": IMAGE_TEMPLATE,
+            "DS01_IMAGE_TEMPLATE": self.image_template,
             "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
             "JUPYTER_DATA_DIR": str(self.user.home / ".local/share/jupyter"),
             "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
@@ -154,11 +156,11 @@ def scratch(max_containers: int = 100):
             yield s
         finally:
             s.cleanup()
-            remove_bench_image()
+            remove_bench_image(s)
 
 
-def remove_bench_image() -> None:
-    tag = IMAGE_TEMPLATE.format(user=BENCH_USER)
+def remove_bench_image(s: Scratch) -> None:
+    tag = s.image_template.format(user=BENCH_USER)
     subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
 
 
@@ -223,7 +225,7 @@ class Server:
             f"c.DS01App.gpu_inventory = {s.settings.gpu_inventory!r}\n"
             f"c.DS01App.lock_dir = {s.settings.lock_dir!r}\n"
             f"c.DS01App.base_image = {BASE_IMAGE!r}\n"
-            f"c.DS01App.image_template = {IMAGE_TEMPLATE!r}\n"
+            f"c.DS01App.image_template = {s.image_template!r}\n"
             "c.DS01App.scan_interval = 0\n"
             "c.DS01App.reap_interval = 0\n" + extra_config
         )

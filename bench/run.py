@@ -38,11 +38,14 @@ BENCHMARKS = {
         "1, 3",
     ),
     "ready": ("ready", "deploy until a container kernel answers 1+1 vs JupyterHub + DockerSpawner", "2"),
-    "status": ("status", "GET /ds01/projects with 200 projects, 50 containers vs docker ps -a --filter", "4"),
+    "status": ("status", "GET /ds01/projects with 1,000 projects (200 in git), 200 containers vs docker ps -a --filter",
+               "4"),
     "audit": ("audit", "persistence audit of 1k/10k/100k files vs docker diff", "5"),
     "disk": ("disk", "workspace size of 100k files vs du -s", "6"),
     "idle_network": ("idle_network", "requests per minute of an idle open sidebar vs jupyter-resource-usage", "7"),
     "gpu": ("gpu", "GPU inventory through NVML vs nvidia-smi --query-gpu", "8"),
+    "growth": ("growth", "audit time from 1k to 1M files (and its parts); deploy with 1, 10, 50 containers running",
+               "issue 19 item 7"),
     "swarm": ("swarm", "cluster (engine swarm): deploy on a worker vs one host; status of 50 containers on 3 nodes",
               "issue 20"),
 }
@@ -133,6 +136,10 @@ def _notes(r: dict) -> str:
             f"{r['baseline_marginal_us_per_file']:.1f} us, ours beyond the diff "
             f"{r['marginal_us_per_file'] - r['baseline_marginal_us_per_file']:.1f} us)"
         )
+    if "walk_s" in r:
+        notes.append(f"of which the upper-directory walk {_t(r['walk_s'])} and classifying {_t(r['classify_s'])}")
+    if "running" in r:
+        notes.append(f"{r['running']} of the user's containers running meanwhile")
     if "first_s" in r:
         notes.append(f"first run {_t(r['first_s'])}; {r['files']} files, {r['bytes']} bytes (du: {r['du_bytes']})")
     if "jupyterlab_per_min" in r:

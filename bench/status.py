@@ -1,7 +1,8 @@
-"""Status at scale: GET /ds01/projects with 200 projects and 50 containers, against `docker ps -a --filter`.
+"""Status at scale: GET /ds01/projects with 1,000 projects (every fifth a git repository with a commit) and 200
+containers, against `docker ps -a --filter`.
 
 What the sidebar asks when it opens. The containers are deployed by the core
-(all from one shared bench image, so one build serves fifty); the list is
+(all from one shared bench image, so one build serves them all); the list is
 asked through a real Jupyter server over a kept-alive connection, as a
 browser would.
 """
@@ -15,14 +16,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 from harness import BENCH_USER, not_measured, percentile, result, scratch, server
 
-PROJECTS = 200
-CONTAINERS = 50
+PROJECTS = 1000
+CONTAINERS = 200
+GIT_EVERY = 5  # the overview asks git about each git project at every refresh
 REQUESTS = 100
 
 
 def bench_status(repeat: int) -> list[dict]:
     with scratch(max_containers=CONTAINERS + 10) as s:
-        names = [s.project(f"p{i:03d}") for i in range(PROJECTS)]
+        names = [s.project(f"p{i:04d}") for i in range(PROJECTS)]
+        for name in names[::GIT_EVERY]:
+            path = s.core.projects.get(s.user, name).path
+            (path / "train.py").write_text("print(1)\n")
+            for args in (["init", "-q"], ["add", "train.py"], ["commit", "-q", "-m", "start"]):
+                subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
+                               cwd=path, check=True, capture_output=True)
         s.ensure_image(names[0])
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda n: s.core.containers.deploy(s.user, n, gpus=0), names[:CONTAINERS]))
@@ -44,7 +52,7 @@ def bench_status(repeat: int) -> list[dict]:
             subprocess.run(command, check=True, capture_output=True)
             base.append(time.perf_counter() - start)
     r = result(
-        f"status: {PROJECTS} projects, {CONTAINERS} containers (GET /ds01/projects)",
+        f"status: {PROJECTS} projects ({PROJECTS // GIT_EVERY} in git), {CONTAINERS} containers (GET /ds01/projects)",
         ours, "docker ps -a --filter label=...", base,
         target="median under 50 ms",
         p99_s=percentile(ours, 99),

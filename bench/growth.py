@@ -1,0 +1,102 @@
+"""How the audit grows from 1k to 1M files, and deploy time with 1, 10 and 50 containers already running.
+
+Audit: files are added to one running container step by step (as in audit.py); at each step the
+whole audit, ``docker diff`` and, apart, the audit's parts (the upper-directory walk, the
+classification into findings) are timed, so the notes say where the time goes. The largest step
+is ``DS01_BENCH_GROWTH_MAX`` files (default 300000: on a 2-CPU host 1M files take many minutes to
+write and walk; set 1000000 where there is room).
+
+Deploy: with N of the bench user's containers running, a further deploy through the core is timed
+against ``docker run -d`` of the same image with the same mount at the same N (each then removed).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from audit import _write_files
+from harness import docker, result, scratch, timed
+
+from ds01_jupyter.core import upperdir
+from ds01_jupyter.core.findings import layer_findings
+
+STEPS = (1_000, 10_000, 100_000, 300_000, 1_000_000)
+RUNNING = (1, 10, 50)
+
+
+def _audit_growth(repeat: int) -> list[dict]:
+    largest = int(os.environ.get("DS01_BENCH_GROWTH_MAX", "300000"))
+    out = []
+    with scratch() as s:
+        name = s.project()
+        cid = s.core.containers.deploy(s.user, name, gpus=0).container.id
+        made = 0
+        for count in [c for c in STEPS if c <= largest]:
+            _write_files(s.core, cid, made, count)
+            made = count
+            ours = timed(lambda: s.core.guard.audit(s.user, name), repeat)
+            base = timed(lambda: subprocess.run(["docker", "diff", cid], check=True, capture_output=True), repeat)
+            record = s.core.containers.record(s.user, name)
+            try:
+                where = upperdir.locate(s.core.engine, record)
+            except upperdir.Unreadable as why:  # not root, or not overlay2: only the whole audit is timed
+                walk_s = classify_s = None
+                how = f"engine diff ({why})"
+            else:
+                walks = []
+                for _ in range(repeat):
+                    start = time.perf_counter()
+                    layer = upperdir.walk(*where, leave_out=frozenset({"/workspace"}))
+                    walks.append(time.perf_counter() - start)
+                walk_s = statistics.median(walks)
+                classify_s = statistics.median(timed(lambda stats=layer.stats: layer_findings(stats), repeat))
+                how = "upper directory"
+            r = result(f"audit growth, {count} files", ours, "docker diff (CLI)", base, changes_from=how)
+            r["per_file_us"] = r["ours"]["median_s"] / count * 1e6
+            r["found"] = sum(f.files for f in s.core.guard.audit(s.user, name).findings if f.kind == "work")
+            if walk_s is not None:
+                r["walk_s"], r["classify_s"] = walk_s, classify_s
+            out.append(r)
+            print(f"  audit growth {count}: ours {r['ours']['median_s']:.2f} s, docker diff "
+                  f"{r['baseline']['median_s']:.2f} s, walk {walk_s}, classify {classify_s}",
+                  file=sys.stderr, flush=True)
+    return out
+
+
+def _deploy_growth(repeat: int) -> list[dict]:
+    out = []
+    with scratch(max_containers=max(RUNNING) + 5) as s:
+        name = s.project()
+        s.ensure_image(name)
+        image = s.core.images.current(s.user, name).id
+        workspace = str(s.core.projects.get(s.user, name).path.resolve())
+        others: list[str] = []
+        for running in RUNNING:
+            while len(others) < running:  # the bench user's own containers, as a busy user would have
+                extra = s.project()
+                s.core.containers.deploy(s.user, extra, gpus=0)
+                others.append(extra)
+            ours, base = [], []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                s.core.containers.deploy(s.user, name, gpus=0)
+                ours.append(time.perf_counter() - start)
+                s.core.containers.retire(s.user, name)
+                start = time.perf_counter()
+                cid = docker("run", "-d", "--init", "--label", s.run_label, "-v", f"{workspace}:/workspace",
+                             "-w", "/workspace", image, "sleep", "infinity")
+                base.append(time.perf_counter() - start)
+                docker("rm", "-f", cid)
+            print(f"  deploy with {running} running: {statistics.median(ours):.2f} s, docker run "
+                  f"{statistics.median(base):.2f} s", file=sys.stderr, flush=True)
+            out.append(result(f"deploy with {running} running (core)", ours,
+                              "docker run -d (same image, -v, --init)", base, running=running))
+    return out
+
+
+def run(repeat: int) -> list[dict]:
+    return _audit_growth(repeat) + _deploy_growth(repeat)
