@@ -108,7 +108,7 @@ class Hub:
             try:
                 if self.session.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer on a busy host
                 pass
             time.sleep(0.3)
         raise AssertionError("the hub did not come up:\n" + self.log())
