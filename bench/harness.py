@@ -34,10 +34,10 @@ from ds01_jupyter.core import labels as L  # noqa: E402
 
 BENCH_USER = "benchuser"
 BASE_IMAGE = os.environ.get("DS01_BENCH_BASE_IMAGE", "ds01/base:latest")
-#: One image for every bench project of a run (the core allows a shared tag through image_template): fifty
-#: containers then need one build, not fifty. The run's scratch folder names the tag (see Scratch), so that two
-#: runs at once never move each other's tag (a container of an image its tag no longer names is not trusted).
-IMAGE_TEMPLATE = "ds01-{user}/bench-{run}:latest"
+#: Each bench project's image, under a name of the run's own (its scratch folder, see Scratch): a container is
+#: trusted only on an image built for its own project, and two runs at once must not move each other's tags.
+#: The builds after the first come from the engine's cache (only the labels differ).
+IMAGE_TEMPLATE = "ds01-{user}/bench-{run}-{project}:latest"
 
 
 # -- numbers ----------------------------------------------------------------------------
@@ -160,8 +160,10 @@ def scratch(max_containers: int = 100):
 
 
 def remove_bench_image(s: Scratch) -> None:
-    tag = s.image_template.format(user=BENCH_USER)
-    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+    prefix = s.image_template.split("{project}")[0].format(user=BENCH_USER)
+    listed = docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).split()
+    for tag in [t for t in listed if t.startswith(prefix)]:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
 
 
 def docker(*args: str, check: bool = True) -> str:
