@@ -133,7 +133,7 @@ class Scratch:
         return name
 
     def ensure_image(self, project: str) -> None:
-        """Build the shared bench image once (not timed: deploys are measured with the image present)."""
+        """Build the project's bench image (not timed: deploys are measured with the image present)."""
         if self.core.images.current(self.user, project) is None:
             self.core.images.build(self.user, project)
 

@@ -2,7 +2,7 @@
 containers, against `docker ps -a --filter`.
 
 What the sidebar asks when it opens. The containers are deployed by the core
-(all from one shared bench image, so one build serves them all); the list is
+(each project its own image, the builds after the first from the engine's cache); the list is
 asked through a real Jupyter server over a kept-alive connection, as a
 browser would.
 """
