@@ -20,7 +20,6 @@ from swarm_helpers import start_swarm
 
 from ds01_jupyter.core import labels as L
 from ds01_jupyter.core.errors import DS01Error, InvalidRequest
-from ds01_jupyter.core.swarm_claims import config_name
 from ds01_jupyter.core.swarm_engine import UNREACHABLE
 
 pytestmark = pytest.mark.docker
@@ -188,14 +187,6 @@ def test_a_kernel_on_a_worker_is_reached_at_its_address_there(cluster, make_core
     finally:
         core.kernels.signal(user, project, info["container"], info["pid"], 9)
         stream.close()
-
-
-def test_claim_names_fit_swarm_and_are_unique():
-    assert config_name("gpu", "GPU-fake-ab-n1-0") == "ds01-claim-gpu-GPU-fake-ab-n1-0"
-    long = config_name("name", "p" * 60 + "._.alice")
-    assert len(long) <= 64 and long != config_name("name", "p" * 60 + "._.bob")
-    assert config_name("gpu", "MIG-GPU-x/1/0") != config_name("gpu", "MIG-GPU-x_1_0")
-    assert L.MANAGED  # the labels module the engine filters by
 
 
 def test_the_hub_spawns_a_named_server_on_a_worker(cluster, make_core, chp, singleuser, engine, tmp_path):

@@ -67,7 +67,7 @@ class SwarmEngine(ContainerEngine):
             raise ConfigError("engine is 'swarm' but swarm_manager is not set.",
                               hint="Set swarm_manager (DS01_SWARM_MANAGER) to the Docker endpoint of a Swarm manager, "
                               "e.g. unix:///run/docker.sock or tcp://manager:2376.", setting="swarm_manager")
-        return cls(settings.swarm_manager, settings.docker_url, settings.swarm_gpu_kind, settings.swarm_registry,
+        return cls(settings.swarm_manager, settings.docker_url, settings.swarm_gpu_kind, settings.swarm_registry or "",
                    settings.gpu_request)
 
     def close(self) -> None:
