@@ -493,6 +493,7 @@ def cmd_list(core, user, args):
             "uptime": out.human_duration(s.uptime_seconds),
             "note": "image rebuilt: redeploy to use it" if s.stale_image else
             (f"on the {s.fallback} fallback image" if s.fallback else (s.error or "")),
+            "node": s.node or "-",
         }
         for s in statuses
     ]
@@ -503,6 +504,7 @@ def cmd_list(core, user, args):
                 ("project", "PROJECT"),
                 ("name", "CONTAINER"),
                 ("state", "STATE"),
+                *([("node", "NODE")] if any(st.node for st in statuses) else []),  # a cluster's
                 ("gpus", "GPU"),
                 ("uptime", "UP"),
                 ("note", "NOTE"),
@@ -570,7 +572,7 @@ def _print_status(status, args, verb):
         return out.emit_json(status.to_dict())
     head = f"{verb} {status.name}" if verb else status.name
     print(f"{head}: {_state_line(status)}")
-    for key in ("project", "image", "workspace", "gpus", "started_at", "finished_at", "exit_code", "error"):
+    for key in ("project", "node", "image", "workspace", "gpus", "started_at", "finished_at", "exit_code", "error"):
         value = getattr(status, key)
         if key == "finished_at" and status.running:
             continue
