@@ -19,6 +19,7 @@ from hub_helpers import chp_fixture, singleuser_fixture  # noqa: F401 - fixtures
 from swarm_helpers import start_swarm
 
 from ds01_jupyter.core import labels as L
+from ds01_jupyter.core import workspace_proof
 from ds01_jupyter.core.errors import DS01Error, InvalidRequest
 from ds01_jupyter.core.swarm_engine import UNREACHABLE
 
@@ -151,12 +152,33 @@ def test_guard_and_rescue_of_a_container_on_a_worker(cluster, make_core, user, p
     assert status.node == "n2"
     code, _ = core.containers.exec(user, project, ["sh", "-c", "mkdir -p /tmp/work && echo result > /tmp/work/a.csv"])
     assert code == 0
+    # The /workspace check a root start makes for a container on another machine: through the node's engine.
+    record = core.engine.get_container(status.name)
+    folder = user.home / "workspace" / project
+    assert core.engine.sees_pid_of(record)  # here the nodes share this machine's /proc
+    assert workspace_proof.mismatch(core.engine, user, record, folder) == ""
+    elsewhere = user.home / "workspace" / new_project(core, user, project_name())
+    assert "not the project folder" in workspace_proof.mismatch(core.engine, user, record, elsewhere)
+    assert not [p for p in (*folder.iterdir(), *elsewhere.iterdir()) if p.name.startswith(".ds01-workspace-proof")]
     audit = core.guard.audit(user, project)
     assert any(f.path.endswith("/tmp/work/a.csv") for f in audit.findings), audit
     retired = core.guard.retire(user, project, mode="rescue")
     rescued = [p for p in (user.home / "workspace" / project).rglob("a.csv")]
     assert rescued and rescued[0].read_text() == "result\n", retired
     assert cluster.docker("n2", "ps", "-aq", "--filter", f"name={status.name}") == ""
+
+
+def test_a_root_start_for_a_user_checks_workspace_through_the_engine_where_pids_are_not_ours(
+        cluster, make_core, other_user, project_name):
+    core = cluster.core(make_core)
+    core.engine.sees_pid_of = lambda record: False  # as if the node were another machine (its /proc not ours)
+    project = new_project(core, other_user, project_name())
+    try:
+        status = core.containers.deploy(other_user, project, gpus=0, node="n2").container
+        assert status.running and status.node == "n2"  # started offline, proved, then given its network
+        assert core.engine.get_container(status.name).ip_address
+    finally:
+        core.containers.retire(other_user, project)
 
 
 def test_a_kernel_on_a_worker_is_reached_at_its_address_there(cluster, make_core, user, project_name):

@@ -663,7 +663,13 @@ class Containers:
                                     hint=f"Keep ~/workspace/{project} a real folder while it starts; then deploy "
                                     "again.")
         try:
-            why = _mount_mismatch(record, self.projects.get(user, project).path)
+            folder = self.projects.get(user, project).path
+            if getattr(self.engine, "sees_pid_of", lambda _record: True)(record):
+                why = _mount_mismatch(record, folder)
+            else:  # a cluster node on another machine: its /proc is not ours (see workspace_proof.py)
+                from . import workspace_proof
+
+                why = workspace_proof.mismatch(self.engine, user, record, folder)
             again = self.engine.get_container(container_id) if not why else record
             if again is None or again.pid != record.pid:  # the stat above was of this run's process, not a reused pid
                 why = "it ended while its /workspace was checked"

@@ -311,6 +311,12 @@ class SwarmEngine(ContainerEngine):
         # gpu_hold_after_stop); one without it in its labels never did.
         return claim.key not in L.gpu_uuids(record.labels) or record.state in ("exited", "dead")
 
+    def sees_pid_of(self, record: ContainerRecord) -> bool:
+        """Whether a container's pid is one of this machine's (its node's engine is a local socket), so the core may
+        look at its /proc; on another machine the core checks its /workspace through the engine instead."""
+        node = next((n for n in self.nodes() if n.name == record.node), None)
+        return node is not None and node.endpoint.startswith(("unix://", "/"))
+
     def clean_claims(self) -> list[str]:
         """Remove the claims whose container is gone (removed behind ds01's back, or a deploy that died before its
         create); those of a node that does not answer stay. The names of the claims removed."""
