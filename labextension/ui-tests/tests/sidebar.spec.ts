@@ -5,7 +5,7 @@
  * and the finding, retire with rescue from the dialog, find the rescued file.
  * Screenshots of the panel in each state go to ui-tests/screenshots/.
  */
-import { expect, test } from '@jupyterlab/galata';
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import * as fs from 'fs';
 import * as path from 'path';
 import { findFile, HOME, removeProject, SHOTS, USER } from './helpers';
@@ -14,6 +14,23 @@ const README_SHOT = path.resolve(__dirname, '..', '..', '..', 'docs', 'sidebar.p
 const PROJECT = `ui${Date.now().toString(36)}`;
 
 test.use({ autoGoto: true });
+
+/** Reload and wait for JupyterLab: galata's page.reload() allows it 15 s to start, too little on a busy 2-CPU host.
+ * Only where no galata notebook helper follows (they read in-page state galata's own reload sets up). */
+async function reload(page: IJupyterLabPageFixture): Promise<void> {
+  await Promise.all([
+    page.waitForEvent('domcontentloaded', { timeout: 120_000 }),
+    page.evaluate(() => {
+      setTimeout(() => window.location.reload(), 0);
+    })
+  ]);
+  await page.waitForFunction(() => typeof (window as any).jupyterapp === 'object', null, { timeout: 120_000 });
+  await page.evaluate(async () => {
+    const app = (window as any).jupyterapp;
+    await app.started;
+    await app.restored;
+  });
+}
 
 test.afterAll(() => {
   // Only what this test made: its container (if a failure left it) and its image.
@@ -66,7 +83,7 @@ test('project lifecycle from the sidebar, with a rescued write outside /workspac
   await expect(log).toContainText('ds01-ui-wait-1', { timeout: 120000 });
   await expect(state).toHaveText('building');
   await shot('03-building');
-  await page.reload();
+  await page.reload(); // galata's: the notebook helpers below need the in-page state it sets up
   await page.sidebar.openTab('ds01-sidebar');
   await expect(panel).toBeVisible();
   await expect(state).toHaveText('building');
@@ -176,19 +193,7 @@ test('project lifecycle from the sidebar, with a rescued write outside /workspac
 test('says plainly when the server extension is missing', async ({ page }) => {
   // What a Jupyter server without ds01_jupyter answers for every /ds01 route.
   await page.route('**/ds01/**', route => route.fulfill({ status: 404, body: 'Not Found' }));
-  // Not galata's page.reload(): it gives JupyterLab 15 s to start again, too little on a busy 2-CPU host.
-  await Promise.all([
-    page.waitForEvent('domcontentloaded', { timeout: 120_000 }),
-    page.evaluate(() => {
-      setTimeout(() => window.location.reload(), 0);
-    })
-  ]);
-  await page.waitForFunction(() => typeof (window as any).jupyterapp === 'object', null, { timeout: 120_000 });
-  await page.evaluate(async () => {
-    const app = (window as any).jupyterapp;
-    await app.started;
-    await app.restored;
-  });
+  await reload(page);
   await page.sidebar.openTab('ds01-sidebar');
   const banner = page.locator('#ds01-sidebar [data-test-id="ds01-banner"]');
   await expect(banner).toContainText('ds01 server extension is not running');
