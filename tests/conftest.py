@@ -163,14 +163,17 @@ class CoreFactory:
             stop_timeout=2,
             limits_file=str(self.tmp_path / "no-limits.yaml"),
         )
+        # Tests run as one Unix user on a possibly busy host: other runs' containers must not use up a
+        # built-in container limit of this user (tests of that limit set it in their own file).
+        roomy = "defaults:\n  max_containers_per_user: 100\n"
         if limits is not None:
+            if "max_containers_per_user" not in limits and limits.startswith("defaults:\n"):
+                limits = roomy + limits[len("defaults:\n"):]
             path = self.tmp_path / f"limits-{secrets.token_hex(3)}.yaml"
             path.write_text(limits)
             values["limits_file"] = str(path)
         else:
-            # Tests run as one Unix user on a possibly busy host: other runs' containers must not use up a
-            # built-in container limit of this user (tests of limits write their own file).
-            (self.tmp_path / "no-limits.yaml").write_text("defaults:\n  max_containers_per_user: 100\n")
+            (self.tmp_path / "no-limits.yaml").write_text(roomy)
         if gpus is not None:
             path = self.tmp_path / f"gpus-{secrets.token_hex(3)}.json"
             path.write_text(json.dumps(gpus))
