@@ -2,15 +2,7 @@ import { IDS01Client } from '../../client';
 import { DS01Model } from '../../model';
 import { ApiError } from '../errors';
 import { IAudit, IGpus, ILimits, IOperation, IProject, IWarningEvent } from '../types';
-
-const project = (name: string, extra: Partial<IProject> = {}): IProject => ({
-  name,
-  path: `/home/ada/workspace/${name}`,
-  container: null,
-  image: null,
-  size: null,
-  ...extra
-});
+import { project } from './fixtures/projects';
 
 const gpus: IGpus = {
   gpus: [

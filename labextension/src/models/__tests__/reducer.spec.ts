@@ -1,15 +1,7 @@
 import { applyEvent, INITIAL_STATE, operationOf, withFollowed } from '../reducer';
 import { phaseOf } from '../projectState';
-import { DS01Event, IProject } from '../types';
-
-const project = (name: string, extra: Partial<IProject> = {}): IProject => ({
-  name,
-  path: `/home/ada/workspace/${name}`,
-  container: null,
-  image: null,
-  size: null,
-  ...extra
-});
+import { DS01Event } from '../types';
+import { project } from './fixtures/projects';
 
 const snapshot: DS01Event = {
   type: 'snapshot',
