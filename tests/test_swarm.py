@@ -199,13 +199,15 @@ def test_a_kernel_on_a_worker_is_reached_at_its_address_there(cluster, make_core
                                          ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port"),
                                          ports))})
         client.start_channels(hb=False)  # a heartbeat missed on a busy 2-CPU host is not what is tested here
-        client.kernel_info()
-        assert client.get_shell_msg(timeout=60)["msg_type"] == "kernel_info_reply"
-        out = []
-        client.execute_interactive("import os; print(os.environ['DS01_PROJECT'])", timeout=60,
-                                   output_hook=lambda m: out.append(m["content"].get("text", "")))
-        assert "".join(out).strip() == project
-        client.stop_channels()
+        try:
+            # wait_for_ready also waits until IOPub delivers (a SUB socket's subscription arrives late under load)
+            client.wait_for_ready(timeout=180)
+            out = []
+            client.execute_interactive("import os; print(os.environ['DS01_PROJECT'])", timeout=120,
+                                       output_hook=lambda m: out.append(m["content"].get("text", "")))
+            assert "".join(out).strip() == project
+        finally:
+            client.stop_channels()
     finally:
         core.kernels.signal(user, project, info["container"], info["pid"], 9)
         stream.close()
