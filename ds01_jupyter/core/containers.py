@@ -6,7 +6,7 @@ import builtins
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -123,7 +123,9 @@ class ContainerStatus:
         return self.state == "running"
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        # Flat fields and lists of strings: a copy of each list is enough (asdict's deep copy is ten times slower,
+        # and the overview makes one per container).
+        data = {k: list(v) if isinstance(v, list) else v for k, v in vars(self).items()}
         data["running"] = self.running
         return data
 
@@ -136,6 +138,17 @@ class DeployResult:
 
     def to_dict(self) -> dict:
         return {"container": self.container.to_dict(), "created": self.created, "notices": self.notices}
+
+
+def _images_of(records: builtins.list[ContainerRecord]) -> dict[str, str]:
+    """The filter for the images ``records`` may run: when their labels all name one user, that user's images (a
+    container whose image is not among them is distrusted all the same, see trust.py), else every ds01 image."""
+    owners = {(r.labels.get(L.USER, ""), r.labels.get(L.USER_ID, "")) for r in records}
+    if len(owners) == 1:
+        name, uid = owners.pop()
+        if name and uid.isdigit():
+            return {L.MANAGED: "true", L.USER: name, L.USER_ID: uid}
+    return L.managed()
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -232,19 +245,22 @@ class Containers:
         self.inventory = inventory
 
     # -- finding containers -------------------------------------------------------
-    def vet(self, records: list[ContainerRecord]) -> list[ContainerRecord]:
+    def vet(self, records: list[ContainerRecord], images: list[ImageRecord] | None = None) -> list[ContainerRecord]:
         """The containers ds01 made for the users their labels name, without labels their images set.
 
         The one place that decides which containers are whose: listing, deploy, start, the GPU
         allocator's view, limits, the reaper and the guard all see only what passes. The others
-        are reported in the log for an admin and otherwise ignored.
+        are reported in the log for an admin and otherwise ignored. ``images``: the engine's list of images
+        that may hold theirs, when the caller has it (else listed here: one user's when the records name one).
         """
         if not records:
             return []
-        images = {i.id: i for i in self.engine.list_images(L.managed())}
+        if images is None:
+            images = self.engine.list_images(_images_of(records))
+        by_id = {i.id: i for i in images}
         trusted = []
         for record in records:
-            image = images.get(record.image_id)
+            image = by_id.get(record.image_id)
             why = self._distrust(record, image)
             if why:
                 self._report(record, why)
@@ -383,11 +399,12 @@ class Containers:
                 if found is not None and found.started_at is not None:
                     self.start_times[record.id] = found.started_at
 
-    def list(self, user: User, images: list | None = None) -> list[ContainerStatus]:
+    def list(self, user: User, images: list | None = None, image_records: list | None = None) -> list[ContainerStatus]:
         """The user's containers (ownership from labels and uid), one engine call each for containers and
-        images; pass ``images`` (``Images.list``) when the caller has them already."""
+        images; pass ``images`` (``Images.list``) and the ``image_records`` it was made of when the caller has them."""
         records = [
-            r for r in self.vet(self.engine.list_containers(L.owned_by(user))) if L.is_container_of(r.labels, user)
+            r for r in self.vet(self.engine.list_containers(L.owned_by(user)), image_records)
+            if L.is_container_of(r.labels, user)
         ]
         if images is None and records:
             images = self.images.list(user)

@@ -83,6 +83,8 @@ class DockerEngine(ContainerEngine):
         self._users: dict[str, str] = {}  # container id -> Config.User (immutable after create)
         self._usage_lock = threading.Lock()
         self._usage_cache: tuple[float, dict] | None = None
+        #: Image lists by filter, with the time each was asked (see list_images).
+        self._images_kept: dict[str, tuple[float, list]] = {}
 
     @classmethod
     def from_settings(cls, settings) -> DockerEngine:
@@ -631,10 +633,45 @@ class DockerEngine(ContainerEngine):
         except ImageNotFound:
             return None
 
+    #: Events the engine keeps for late readers; a window holding this many may have lost some.
+    EVENTS_KEPT = 256
+
     def list_images(self, labels):
+        """The images with these labels. The engine's list reads every image on the host (about 400 ms with a few
+        hundred), so a list is kept and given again while the engine's own event log shows no image event since it
+        was asked (one short request); any doubt (a full log, another machine's clock, an error) asks again."""
+        filters = self._filters(labels)
+        key = repr(sorted(filters.items()))
+        kept = self._images_kept.get(key)
+        if kept is not None and self._no_image_event_since(kept[0]):
+            return list(kept[1])
+        asked = time.time()
         with self._errors("list images"):
-            rows = self.api.images(filters=self._filters(labels))
-        return [self._image(row) for row in rows]
+            rows = self.api.images(filters=filters)
+        images = [self._image(row) for row in rows]
+        if self._local():
+            self._images_kept[key] = (asked, images)
+        return list(images)
+
+    def _local(self) -> bool:
+        """Whether the engine is on this machine's clock (a unix socket), so its event times compare with ours."""
+        url = self.base_url or os.environ.get("DOCKER_HOST") or "unix://"
+        return url.startswith(("unix:", "/"))
+
+    def _no_image_event_since(self, since: float) -> bool:
+        try:
+            # The engine reads "seconds.nanoseconds" (nine digits); a float's fraction would be taken as nanoseconds.
+            window = {"since": _engine_time(since - 1), "until": _engine_time(time.time())}
+            with contextlib.closing(self.api.events(decode=True, **window)) as stream:
+                for seen, event in enumerate(stream, 1):
+                    kind = event.get("Type")
+                    if kind == "image" or (kind == "container" and event.get("Action") == "commit"):
+                        return False
+                    if seen >= self.EVENTS_KEPT - 1:
+                        return False
+            return True
+        except Exception:  # noqa: BLE001 - any doubt: ask the engine for the list
+            return False
 
     def remove_image(self, ref):
         with self._errors("remove image", ref):
@@ -687,6 +724,10 @@ class DockerEngine(ContainerEngine):
                     "exit_code": attrs.get("exitCode"),
                     "time": event.get("timeNano", 0) / 1e9 or event.get("time"),
                 }
+
+
+def _engine_time(seconds: float) -> str:
+    return f"{int(seconds)}.{int(seconds % 1 * 1e9):09d}"
 
 
 class _ChunkReader(io.RawIOBase):

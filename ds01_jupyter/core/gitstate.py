@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 from .users import User
 
@@ -65,7 +67,7 @@ class GitState:
         return ", ".join(parts) or "committed and pushed"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "summary": self.summary}
+        return {**vars(self), "summary": self.summary}  # flat fields: no need for asdict's deep copy
 
 
 def run_git(user: User, cwd: str, args: list[str], timeout: float = GIT_TIMEOUT) -> subprocess.CompletedProcess:
@@ -84,7 +86,15 @@ _STAMPED = ("index", "HEAD", "packed-refs", "config", "refs/heads", "refs/remote
 #: The overview reuses a project's git answer this long while those files are unchanged: edits in the working
 #: tree change none of them, so they show within this time (a commit, checkout, push or fetch at once).
 OVERVIEW_SECONDS = 10.0
+#: An unchanged repository's answer older than OVERVIEW_SECONDS but younger than this is shown at once while a
+#: fresh one is asked in the background (for the next overview); an older one is asked before answering, so a
+#: sidebar opened after a quiet hour never shows an hour-old "committed and pushed".
+BACKGROUND_SECONDS = 60.0
+#: Git processes at once: for the overview's first look at many repositories, and for background refreshes.
+PARALLEL = 8
 _remembered: dict[tuple[int, str], tuple[float, tuple, GitState]] = {}
+_refreshing: set[tuple[int, str]] = set()
+_refresh_lock = threading.Lock()
 
 
 def _stamp(path: str) -> tuple:
@@ -101,8 +111,8 @@ def _stamp(path: str) -> tuple:
 def state(user: User, path: str, max_age: float = 0.0) -> GitState:
     """The project's git state; never raises (a problem is written into the answer).
 
-    ``max_age`` > 0 (the overview, which asks for every project at each refresh): an answer of at most that age is
-    reused while the repository's index, HEAD, refs and config are unchanged (two git calls per project saved).
+    ``max_age`` > 0: an answer of at most that age is reused while the repository's index, HEAD, refs and config
+    are unchanged (two git calls saved).
     """
     if not shutil.which("git"):
         return GitState(problem="git is not installed")
@@ -110,15 +120,82 @@ def state(user: User, path: str, max_age: float = 0.0) -> GitState:
         return GitState()
     if max_age <= 0:
         return _ask(user, path)
-    key, stamp, now = (user.uid, path), _stamp(path), time.monotonic()
+    key, stamp = (user.uid, path), _stamp(path)
     kept = _remembered.get(key)
-    if kept is not None and kept[1] == stamp and now - kept[0] < max_age:
+    if kept is not None and kept[1] == stamp and time.monotonic() - kept[0] < max_age:
         return replace(kept[2])
+    return _asked(user, path, stamp)
+
+
+def states(user: User, paths: list[str], max_age: float = OVERVIEW_SECONDS) -> dict[str, GitState]:
+    """Many projects' git states at once, as the overview needs them at each refresh (each one a copy).
+
+    Fresh remembered answers (see ``state``) are reused; an unchanged repository's answer of at most
+    BACKGROUND_SECONDS is reused too and asked again in the background; the rest are asked now, PARALLEL at a
+    time. Two git processes per repository, one after the other, would make the overview of 200 repositories
+    take seconds at every refresh.
+    """
+    if not shutil.which("git"):
+        return {path: GitState(problem="git is not installed") for path in paths}
+    out: dict[str, GitState] = {}
+    now_ask: list[tuple[str, tuple]] = []
+    later: list[tuple[str, tuple]] = []
+    now = time.monotonic()
+    for path in paths:
+        if not os.path.isdir(os.path.join(path, ".git")):
+            out[path] = GitState()
+            continue
+        stamp = _stamp(path)
+        kept = _remembered.get((user.uid, path))
+        if kept is None or kept[1] != stamp or now - kept[0] >= BACKGROUND_SECONDS:
+            now_ask.append((path, stamp))
+            continue
+        out[path] = replace(kept[2])
+        if now - kept[0] >= max_age:
+            later.append((path, stamp))
+    if len(now_ask) == 1:
+        out[now_ask[0][0]] = _asked(user, *now_ask[0])
+    elif now_ask:
+        with ThreadPoolExecutor(min(PARALLEL, len(now_ask)), thread_name_prefix="ds01-git") as pool:
+            for (path, _), found in zip(now_ask, pool.map(lambda item: _asked(user, *item), now_ask)):
+                out[path] = found
+    if later:
+        _refresh_in_background(user, later)
+    return out
+
+
+def _asked(user: User, path: str, stamp: tuple) -> GitState:
+    """Ask git now and remember the answer under the stamp taken before asking (a change meanwhile shows next)."""
     found = _ask(user, path)
     if len(_remembered) > 10_000:  # a bound: users with ever new projects
         _remembered.clear()
-    _remembered[key] = (now, stamp, replace(found))
+    _remembered[(user.uid, path)] = (time.monotonic(), stamp, replace(found))
     return found
+
+
+def _refresh_in_background(user: User, items: list[tuple[str, tuple]]) -> None:
+    """Ask again for ``items`` in daemon threads (never joined at exit, unlike an executor's), each once."""
+    with _refresh_lock:
+        todo = [item for item in items if (user.uid, item[0]) not in _refreshing]
+        _refreshing.update((user.uid, path) for path, _ in todo)
+    if not todo:
+        return
+    queue = list(todo)
+
+    def work() -> None:
+        while True:
+            with _refresh_lock:
+                if not queue:
+                    return
+                path, stamp = queue.pop()
+            try:
+                _asked(user, path, stamp)
+            finally:
+                with _refresh_lock:
+                    _refreshing.discard((user.uid, path))
+
+    for _ in range(min(PARALLEL // 2 or 1, len(todo))):
+        threading.Thread(target=work, name="ds01-git-refresh", daemon=True).start()
 
 
 def _ask(user: User, path: str) -> GitState:

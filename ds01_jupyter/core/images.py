@@ -229,9 +229,10 @@ class Images:
             volumes=[text for _, text in lines] or list(paths),
         )
 
-    def list(self, user: User) -> list[ImageInfo]:
+    def list(self, user: User, records: list | None = None) -> list[ImageInfo]:
+        """The user's project images; ``records``: the engine's list of their images, when the caller has it."""
         out = []
-        for image in self.engine.list_images(L.owned_by(user)):
+        for image in self.engine.list_images(L.owned_by(user)) if records is None else records:
             if not L.is_owned_by(image.labels, user):
                 continue
             project = image.labels.get(L.PROJECT, "")

@@ -27,15 +27,20 @@ def overview(core: DS01, user: User) -> dict:
     engine = {"available": True, "reason": ""}
     containers, images = {}, {}
     try:
-        listed_images = core.images.list(user)
+        from . import labels as L
+
+        records = core.engine.list_images(L.owned_by(user))  # one list for both (a slow call with many images)
+        listed_images = core.images.list(user, records)
         images = {i.project: i for i in listed_images}
-        containers = {c.project: c for c in core.containers.list(user, listed_images)}
+        containers = {c.project: c for c in core.containers.list(user, listed_images, records)}
     except EngineUnavailable as err:
         engine = {"available": False, "reason": str(err)}
     sizes = core.disk.cached(user)
     activity = core.reaper.last_active(user) if containers else {}
+    listed = core.projects.list(user)
+    git = gitstate.states(user, [str(p.path) for p in listed], gitstate.OVERVIEW_SECONDS)
     projects = []
-    for project in core.projects.list(user):
+    for project in listed:
         container = containers.get(project.name)
         image = images.get(project.name)
         projects.append(
@@ -47,7 +52,7 @@ def overview(core: DS01, user: User) -> dict:
                 "size": sizes.get(project.name),
                 "warnings": (core.guard.remembered(user, project.name) or {}).get("at_risk", 0) if container else 0,
                 "unwritable": workspace_access.unwritable(user, project.path),
-                "git": gitstate.state(user, str(project.path), max_age=gitstate.OVERVIEW_SECONDS).to_dict(),
+                "git": git[str(project.path)].to_dict(),
             }
         )
     return {

@@ -22,9 +22,10 @@ CHECKED = ("models", "results")
 def unwritable(user: User, folder: Path) -> list[str]:
     """The project folder and those of CHECKED under it that ``user`` cannot write ("." for the folder itself)."""
     found = []
+    base = str(folder)
     with acting_as(user):
         for name in (".", *CHECKED):
-            path = folder / name
+            path = base if name == "." else os.path.join(base, name)  # strings: the overview asks for every project
             if not os.path.isdir(path):
                 continue  # absent (or another host's folder): nothing to say
             # effective ids: as root acting for the user, the check uses their filesystem identity, not root's.

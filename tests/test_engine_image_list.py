@@ -1,0 +1,37 @@
+"""The engine's image list is kept between calls, and never outlives a change of the images (real engine)."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+
+from conftest import BASE_IMAGE
+
+from ds01_jupyter.core.docker_engine import DockerEngine
+
+
+def test_a_kept_image_list_is_asked_again_after_any_image_change(engine):
+    mark = "t" + secrets.token_hex(5)
+    fresh = DockerEngine()
+    asked = []
+    real = fresh.api.images
+    fresh.api.images = lambda *a, **kw: asked.append(1) or real(*a, **kw)
+    wanted = {"ds01-test.mark": mark}
+    tag = f"ds01-test-{mark}:one"
+    try:
+        assert fresh.list_images(wanted) == []
+        assert fresh.list_images(wanted) == [] and len(asked) == 1  # nothing changed: the kept list, no request
+
+        subprocess.run(["docker", "build", "-q", "-t", tag, "-"], text=True, check=True, capture_output=True,
+                       input=f"FROM {BASE_IMAGE}\nLABEL ds01-test.mark={mark}\n")
+        [built] = fresh.list_images(wanted)
+        assert tag in built.tags and built.labels["ds01-test.mark"] == mark
+
+        subprocess.run(["docker", "tag", tag, f"ds01-test-{mark}:two"], check=True)
+        assert f"ds01-test-{mark}:two" in fresh.list_images(wanted)[0].tags
+
+        subprocess.run(["docker", "rmi", tag, f"ds01-test-{mark}:two"], check=True, capture_output=True)
+        assert fresh.list_images(wanted) == []
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag, f"ds01-test-{mark}:two"], capture_output=True)
+        fresh.close()
