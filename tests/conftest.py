@@ -346,5 +346,15 @@ def other_user(engine):
             engine.remove_image(image.id)
         except DS01Error:
             pass
+    remove_networks(engine, name)
     subprocess.run(["userdel", name], check=False)
     shutil.rmtree(base, ignore_errors=True)
+
+
+def remove_networks(engine, user_name: str) -> None:
+    """The networks ds01 made for a test's own user (kept after its last container: kept_networks)."""
+    for net in engine.api.networks(filters={"label": [f"{L.USER}={user_name}"]}):
+        try:
+            engine.api.remove_network(net["Id"])
+        except Exception:  # noqa: BLE001 - still in use by a container being removed: the engine keeps it
+            pass

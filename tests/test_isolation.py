@@ -146,11 +146,57 @@ def test_users_cannot_reach_each_others_containers_but_the_host_reaches_all(
     _serve(engine, b1, bob)
     assert _fetch_from_host(b1.ip_address, "secret.txt") == b"bob's\n"
 
-    # A user's network lives as long as one of their containers does (Docker's address pools are small).
+    # A user's network lives as long as one of their containers does (Docker's address pools are small), unless
+    # ds01's networks are few (kept_networks): then it is kept for their next deploy.
     core.containers.retire(alice, first)
     assert engine.api.networks(names=[network_name(alice)])
+    core.engine.kept_networks = 0
     core.containers.retire(alice, second)
     assert not [n for n in engine.api.networks(names=[network_name(alice)]) if n["Name"] == network_name(alice)]
+
+
+def _networks_of(engine, user):
+    return [n["Id"] for n in engine.api.networks(names=[network_name(user)]) if n["Name"] == network_name(user)]
+
+
+def test_a_kept_network_serves_the_next_deploy_and_gives_way_when_docker_has_no_range_left(
+        make_core, unix_users, project_name, engine):
+    core = make_core(kept_networks=100_000)
+    alice, bob = unix_users(), unix_users()
+    name = project_name()
+    core.projects.create(alice, name)
+    core.containers.deploy(alice, name)
+    [kept] = _networks_of(engine, alice)
+    core.containers.retire(alice, name)
+    assert _networks_of(engine, alice) == [kept]  # kept after the last container went
+    again = core.containers.deploy(alice, name).container
+    assert _networks_of(engine, alice) == [kept]
+    assert set(engine.api.inspect_network(kept)["Containers"]) == {again.id}  # the next deploy used it
+    core.containers.retire(alice, name)
+
+    # No address range left: the networks ds01 keeps unused give theirs back, and the deploy goes on.
+    real = core.engine.api.create_network
+    refused = []
+
+    def create_network(*args, **kwargs):
+        if not refused:
+            refused.append(args[0])
+            from docker.errors import APIError
+
+            raise APIError("could not find an available, non-overlapping IPv4 address pool among the defaults to "
+                           "assign to the network")
+        return real(*args, **kwargs)
+
+    core.engine.api.create_network = create_network
+    theirs = project_name()
+    core.projects.create(bob, theirs)
+    try:
+        assert core.containers.deploy(bob, theirs).container.running
+    finally:
+        core.engine.api.create_network = real
+    assert refused == [network_name(bob)]
+    assert _networks_of(engine, alice) == []  # alice's unused network was given back
+    assert len(_networks_of(engine, bob)) == 1
 
 
 def test_two_networks_of_one_name_made_at_once_leave_one_and_deploys_work(make_core, unix_users, project_name, engine):

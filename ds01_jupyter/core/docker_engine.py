@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 from .engine import ContainerEngine, ContainerRecord, ContainerSpec, ImageRecord, Progress
 from .errors import (
@@ -74,9 +74,11 @@ def _time(value) -> datetime | None:
 class DockerEngine(ContainerEngine):
     """Talks to dockerd through docker-py's low-level client, connected lazily."""
 
-    def __init__(self, base_url: str | None = None, timeout: int = 120, gpu_request: str = "device_request"):
+    def __init__(self, base_url: str | None = None, timeout: int = 120, gpu_request: str = "device_request",
+                 kept_networks: int = 8):
         self.base_url = base_url
         self.gpu_request = gpu_request
+        self.kept_networks = kept_networks
         self.timeout = timeout
         self._client = None
         self._lock = threading.Lock()
@@ -88,7 +90,7 @@ class DockerEngine(ContainerEngine):
 
     @classmethod
     def from_settings(cls, settings) -> DockerEngine:
-        return cls(settings.docker_url, gpu_request=settings.gpu_request)
+        return cls(settings.docker_url, gpu_request=settings.gpu_request, kept_networks=settings.kept_networks)
 
     # -- connection and errors -------------------------------------------------
     @property
@@ -237,43 +239,68 @@ class DockerEngine(ContainerEngine):
         return mode if mode.startswith("ds01-") else ""
 
     def _drop_network_if_unused(self, name: str) -> None:
-        """Remove a user's network once no container (in any state) is on it: Docker's address pools are
-        small (about 30 networks by default), so only users with containers keep one."""
+        """Remove a user's network once no container (in any state) is on it, unless ds01's networks number at
+        most ``kept_networks`` (then the user's next deploy finds it): Docker's address pools are small (about 30
+        networks by default)."""
         with contextlib.suppress(EngineError, StateConflict, ContainerNotFound), self._errors("remove network", name):
-            found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
-            if not found or (found[0].get("Labels") or {}).get("ds01.managed") != "true":
+            ours = self.api.networks(filters={"label": ["ds01.managed=true"]})
+            found = [n for n in ours if n.get("Name") == name]
+            if not found or len(ours) <= self.kept_networks:
                 return
             if self.api.containers(all=True, filters={"network": [found[0]["Id"]]}):
                 return
             self.api.remove_network(found[0]["Id"])  # refused (and left) if a container joined meanwhile
 
+    def _drop_unused_networks(self) -> int:
+        """Remove every ds01 network no container is on (Docker has no address range left); how many went."""
+        removed = 0
+        try:
+            with self._errors("list networks"):
+                ours = self.api.networks(filters={"label": ["ds01.managed=true"]})
+        except EngineError:
+            return 0
+        for network in ours:
+            with contextlib.suppress(EngineError, StateConflict, ContainerNotFound), self._errors("remove network"):
+                if not self.api.containers(all=True, filters={"network": [network["Id"]]}):
+                    self.api.remove_network(network["Id"])  # refused (and left) if a container joined meanwhile
+                    removed += 1
+        return removed
+
     def _ensure_network(self, name: str, labels: dict[str, str]) -> None:
         """Make the user's bridge network unless it exists; a concurrent maker may win (then theirs is used)."""
         if self._one_network(name, labels):
             return
-        try:
-            with self._errors("create network", name):
-                self.api.create_network(
-                    name,
-                    driver="bridge",
-                    labels=labels,
-                    check_duplicate=True,
-                    # The user's own containers may talk to each other (a database beside a notebook);
-                    # other users' are on other bridges, which Docker isolates from this one.
-                    options={"com.docker.network.bridge.enable_icc": "true"},
-                )
-        except (AlreadyExists, StateConflict):
-            pass  # made meanwhile by another deploy of this user
-        except EngineError as err:
-            if "address pool" in err.message:
-                raise EngineError(
-                    f"Docker has no address range left for the network {name}: {err.message}",
-                    hint="Each user's containers get their own network. Ask the admin to give Docker more "
-                    'address pools in /etc/docker/daemon.json, e.g. "default-address-pools": '
-                    '[{"base": "10.200.0.0/16", "size": 24}] (256 networks), and to restart Docker.',
-                ) from None
-            raise
+        for attempt in (1, 2):
+            try:
+                with self._errors("create network", name):
+                    self.api.create_network(
+                        name,
+                        driver="bridge",
+                        labels=labels,
+                        check_duplicate=True,
+                        # The user's own containers may talk to each other (a database beside a notebook);
+                        # other users' are on other bridges, which Docker isolates from this one.
+                        options={"com.docker.network.bridge.enable_icc": "true"},
+                    )
+                break
+            except (AlreadyExists, StateConflict):
+                break  # made meanwhile by another deploy of this user
+            except EngineError as err:
+                # No address range left: the unused networks ds01 kept (kept_networks) give theirs back first.
+                if "address pool" not in err.message or attempt == 2 or not self._drop_unused_networks():
+                    self._network_error(name, err)
         self._one_network(name, labels)  # Docker's duplicate check is not atomic: two deploys may both make one
+
+    @staticmethod
+    def _network_error(name: str, err: EngineError) -> NoReturn:
+        if "address pool" in err.message:
+            raise EngineError(
+                f"Docker has no address range left for the network {name}: {err.message}",
+                hint="Each user's containers get their own network. Ask the admin to give Docker more "
+                'address pools in /etc/docker/daemon.json, e.g. "default-address-pools": '
+                '[{"base": "10.200.0.0/16", "size": 24}] (256 networks), and to restart Docker.',
+            ) from None
+        raise err
 
     def _one_network(self, name: str, labels: dict[str, str]) -> bool:
         """Whether the user's network ``name`` exists, left as one: of networks made under the same name at the

@@ -29,7 +29,7 @@ from .errors import Forbidden
 ADMIN_DIR = "/etc/ds01-jupyter"
 #: Settings a plain user may not set through DS01_* variables (see the module's docstring).
 ADMIN_SETTINGS = frozenset({"limits_file", "gpu_inventory", "lock_dir", "image_template", "idle_cpu_percent",
-                            "swarm_manager", "swarm_gpu_kind", "swarm_registry"})
+                            "swarm_manager", "swarm_gpu_kind", "swarm_registry", "kept_networks"})
 #: The host-wide folder of the GPU allocation lock: root's on every Debian host (1777, sticky), so no
 #: user can own it, and the same for every user whatever their TMPDIR.
 DEFAULT_LOCK_DIR = "/run/lock"
@@ -136,6 +136,14 @@ class Settings:
         "nvml",
         "'nvml' for the host's GPUs through NVML, or the path of a YAML/JSON GPU list (hosts without NVML, tests). "
         "Ignored where gpu_inventory_class is set. An admin setting.",
+    )
+    kept_networks: int = _setting(
+        8,
+        "Each user's containers share a network of their own. After a user's last container is retired its "
+        "network is kept while ds01's networks number at most this many, so the next deploy need not make it again "
+        "(about 0.1 s) nor the retire remove it (about 0.2 s). Docker's default address pools hold about 30 "
+        "networks: when none is left for a new one, unused ds01 networks are removed first. 0: never keep one. "
+        "An admin setting.",
     )
     gpu_request: str = _setting(
         "device_request",
