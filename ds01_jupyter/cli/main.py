@@ -723,6 +723,135 @@ STOP_PROCESSES_HELP = ("stop the processes running in the container first: SIGTE
                        "stop_grace_seconds (DS01_STOP_GRACE_SECONDS, default 30); without it, running work is refused")
 
 
+class _VerbParser:
+    """A verb's sub-parser, made only when argparse first uses it (the verb was chosen, or its help asked).
+
+    ``ds01 VERB`` then builds one sub-parser of 27, and ``ds01 --help`` none: the top-level listing needs only
+    the verbs' names and help (issue 19: start-up time). Whatever argparse asks of it goes to the real one."""
+
+    _parser: argparse.ArgumentParser | None = None
+
+    def __init__(self, *, func, options=None, name_arg=True, name_optional=False, **kwargs):
+        self._func, self._options, self._kwargs = func, options, kwargs
+        self._name_arg, self._name_optional = name_arg, name_optional
+
+    def _build(self) -> argparse.ArgumentParser:
+        if self._parser is None:
+            p = argparse.ArgumentParser(**self._kwargs)
+            if self._name_arg:
+                p.add_argument("name", metavar="NAME", nargs="?" if self._name_optional else None, help="project name")
+            if self._options:
+                self._options(p)
+            p.set_defaults(func=self._func)
+            self._parser = p
+        return self._parser
+
+    def __getattr__(self, name: str):
+        return getattr(self._build(), name)
+
+
+# The options of the verbs that have any (besides NAME and --json).
+def _image_prune_options(p):
+    p.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
+
+
+def _clean_options(p):
+    p.add_argument("--keep-last", type=int, help="also prune checkpoints, keeping the newest N of each run")
+    p.add_argument("--keep-best", type=int, help="also prune checkpoints, keeping the best N by --metric")
+    p.add_argument("--metric", help="metric for --keep-best")
+    p.add_argument("--older-than-days", type=float, help="only checkpoints older than this")
+    p.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
+
+
+def _base_image_options(p):
+    p.add_argument("--rebuild", action="store_true", help="build it again even if it exists")
+
+
+def _deploy_options(p):
+    p.add_argument(
+        "--gpus",
+        "--gpu",
+        type=_gpu_count,
+        default=None,
+        help="GPUs to allocate (default: 1 if the host has any, else CPU-only)",
+    )
+    p.add_argument("--background", action="store_true", help="do not open a shell inside after deploying")
+    p.add_argument("--node", metavar="NODE", default=None,
+                   help="in a cluster (engine 'swarm'): the node to put a new container on (`ds01 nodes`)")
+    p.add_argument("--protected", action="store_true", help="exempt from idle and runtime limits (ds01.protected)")
+    p.add_argument("--framework", metavar="NAME", default=None,
+                   help="framework image (configured by the admin; `base` always) to run on when the project's "
+                   "image is missing")
+
+
+def _stop_options(p):
+    p.add_argument("--stop-processes", action="store_true", help=STOP_PROCESSES_HELP)
+
+
+def _retire_options(p):
+    choice = p.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--rescue", action="store_true", help="copy files that would be lost into ~/workspace/NAME/.rescued/ first"
+    )
+    choice.add_argument(
+        "--discard", action="store_true", help="retire even though files outside /workspace will be lost"
+    )
+    p.add_argument("--stop-processes", action="store_true", help=STOP_PROCESSES_HELP)
+    p.add_argument("--include-caches", action="store_true",
+                   help="copy caches outside /workspace (pip, Hugging Face, torch...) into .rescued/ too")
+
+
+def _audit_options(p):
+    p.add_argument("--add-requirements", action="store_true",
+                   help="append pip packages installed by hand to the project's requirements.txt")
+
+
+def _rescue_options(p):
+    p.add_argument("--include-caches", action="store_true",
+                   help="copy caches outside /workspace too (by default they are listed, with their sizes)")
+
+
+def _checkpoints_options(p):
+    p.add_argument("--metric", help="metric for 'best' (default: eval_loss, val_loss or loss, else the first found)")
+    p.add_argument("--mode", choices=["min", "max"],
+                   help="lower (min) or higher (max) is better (default: max for accuracy-like names, else min)")
+
+
+def _prune_options(p):
+    p.add_argument("--keep-last", type=int, help="keep the newest N complete checkpoints of each run")
+    p.add_argument("--keep-best", type=int, help="keep the best N of each run by --metric")
+    p.add_argument("--metric", help="metric for --keep-best")
+    p.add_argument("--mode", choices=["min", "max"],
+                   help="lower (min) or higher (max) is better (default: max for accuracy-like names, else min)")
+    p.add_argument("--older-than-days", type=float, help="only delete checkpoints older than this")
+    p.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
+
+
+def _where_options(p):
+    p.add_argument("pattern", metavar="PATTERN", help="a file name or glob ('results.csv', '*.pt', '/tmp/*')")
+
+
+def _usage_options(p):
+    p.add_argument("--larger-than", type=_size_arg, metavar="SIZE", help="list files of at least SIZE (e.g. 1G)")
+
+
+def _check_notebook_options(p):
+    p.add_argument("path", metavar="NOTEBOOK", help="path of the .ipynb file")
+
+
+def _run_options(p):
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default: a shell)")
+
+
+def _logs_options(p):
+    p.add_argument("--tail", type=int, default=200, help="lines from the end (default 200)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new output")
+
+
+def _reap_options(p):
+    p.add_argument("--dry-run", action="store_true", help="only say what would be stopped")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: a subcommand's default must not undo `ds01 --json VERB`.
     common = argparse.ArgumentParser(add_help=False)
@@ -732,119 +861,63 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_environment_help(),
     )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=_VerbParser)
 
-    def verb(name, func, help, aliases=(), name_arg=True, name_optional=False):
-        p = sub.add_parser(name, help=help, description=help, parents=[common], aliases=list(aliases))
-        if name_arg:
-            p.add_argument("name", metavar="NAME", nargs="?" if name_optional else None, help="project name")
-        p.set_defaults(func=func)
-        return p
+    def verb(name, func, help, aliases=(), name_arg=True, name_optional=False, options=None):
+        sub.add_parser(name, help=help, description=help, parents=[common], aliases=list(aliases), func=func,
+                       options=options, name_arg=name_arg, name_optional=name_optional)
 
     verb("project-init", cmd_project_init, "create a project with the recommended layout")
     verb("project-list", cmd_project_list, "list your projects", aliases=["projects"], name_arg=False)
     verb("image-create", cmd_image_create, "build the project's image from ~/dockerfiles/NAME.Dockerfile")
     verb("image-list", cmd_image_list, "list your images with their sizes and state (current, superseded, dangling)",
          name_arg=False)
-    iprune = verb("image-prune", cmd_image_prune, "delete your superseded and dangling images no container uses "
-                  "(shows them unless --yes)", name_arg=False)
-    iprune.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
-    clean = verb("clean", cmd_clean, "the DS01 guide's cleanup of a project: tmp/, *.tmp, __pycache__, "
-                 ".ipynb_checkpoints, and checkpoints by a retention policy (shows the plan unless --yes)")
-    clean.add_argument("--keep-last", type=int, help="also prune checkpoints, keeping the newest N of each run")
-    clean.add_argument("--keep-best", type=int, help="also prune checkpoints, keeping the best N by --metric")
-    clean.add_argument("--metric", help="metric for --keep-best")
-    clean.add_argument("--older-than-days", type=float, help="only checkpoints older than this")
-    clean.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
+    verb("image-prune", cmd_image_prune, "delete your superseded and dangling images no container uses "
+         "(shows them unless --yes)", name_arg=False, options=_image_prune_options)
+    verb("clean", cmd_clean, "the DS01 guide's cleanup of a project: tmp/, *.tmp, __pycache__, "
+         ".ipynb_checkpoints, and checkpoints by a retention policy (shows the plan unless --yes)",
+         options=_clean_options)
     verb("image-delete", cmd_image_delete, "delete the project's image")
-    base = verb(
-        "base-image", cmd_base_image, "make sure the base image exists (built locally if needed)", name_arg=False
-    )
-    base.add_argument("--rebuild", action="store_true", help="build it again even if it exists")
-    deploy = verb("container-deploy", cmd_deploy, "create and start the project's container", aliases=["deploy"])
-    deploy.add_argument(
-        "--gpus",
-        "--gpu",
-        type=_gpu_count,
-        default=None,
-        help="GPUs to allocate (default: 1 if the host has any, else CPU-only)",
-    )
-    deploy.add_argument("--background", action="store_true", help="do not open a shell inside after deploying")
-    deploy.add_argument("--node", metavar="NODE", default=None,
-                        help="in a cluster (engine 'swarm'): the node to put a new container on (`ds01 nodes`)")
-    deploy.add_argument("--protected", action="store_true", help="exempt from idle and runtime limits (ds01.protected)")
-    deploy.add_argument("--framework", metavar="NAME", default=None,
-                        help="framework image (configured by the admin; `base` always) to run on when the project's "
-                        "image is missing")
+    verb("base-image", cmd_base_image, "make sure the base image exists (built locally if needed)", name_arg=False,
+         options=_base_image_options)
+    verb("container-deploy", cmd_deploy, "create and start the project's container", aliases=["deploy"],
+         options=_deploy_options)
     verb("container-start", cmd_start, "start the project's stopped container", aliases=["start"])
-    stop = verb("container-stop", cmd_stop, "stop the project's container (it can be started again)", aliases=["stop"])
-    stop.add_argument("--stop-processes", action="store_true", help=STOP_PROCESSES_HELP)
-    retire = verb(
-        "container-retire",
-        cmd_retire,
-        "stop and remove the project's container; the workspace stays",
-        aliases=["retire"],
-    )
-    choice = retire.add_mutually_exclusive_group()
-    choice.add_argument(
-        "--rescue", action="store_true", help="copy files that would be lost into ~/workspace/NAME/.rescued/ first"
-    )
-    choice.add_argument(
-        "--discard", action="store_true", help="retire even though files outside /workspace will be lost"
-    )
-    retire.add_argument("--stop-processes", action="store_true", help=STOP_PROCESSES_HELP)
-    retire.add_argument("--include-caches", action="store_true",
-                        help="copy caches outside /workspace (pip, Hugging Face, torch...) into .rescued/ too")
-    audit = verb("audit", cmd_audit, "what the container holds outside /workspace (exit 3 when something is at risk)")
-    audit.add_argument("--add-requirements", action="store_true",
-                       help="append pip packages installed by hand to the project's requirements.txt")
-    rescue = verb("rescue", cmd_rescue, "copy what would be lost into ~/workspace/NAME/.rescued/<time>/ now")
-    rescue.add_argument("--include-caches", action="store_true",
-                        help="copy caches outside /workspace too (by default they are listed, with their sizes)")
-    ckpt = verb("checkpoints", cmd_checkpoints,
-                "the project's checkpoints by run: resume point and best marked, incomplete and in-progress flagged")
-    ckpt.add_argument("--metric", help="metric for 'best' (default: eval_loss, val_loss or loss, else the first found)")
-    ckpt.add_argument("--mode", choices=["min", "max"],
-                      help="lower (min) or higher (max) is better (default: max for accuracy-like names, else min)")
-    prune = verb(
+    verb("container-stop", cmd_stop, "stop the project's container (it can be started again)", aliases=["stop"],
+         options=_stop_options)
+    verb("container-retire", cmd_retire, "stop and remove the project's container; the workspace stays",
+         aliases=["retire"], options=_retire_options)
+    verb("audit", cmd_audit, "what the container holds outside /workspace (exit 3 when something is at risk)",
+         options=_audit_options)
+    verb("rescue", cmd_rescue, "copy what would be lost into ~/workspace/NAME/.rescued/<time>/ now",
+         options=_rescue_options)
+    verb("checkpoints", cmd_checkpoints,
+         "the project's checkpoints by run: resume point and best marked, incomplete and in-progress flagged",
+         options=_checkpoints_options)
+    verb(
         "prune",
         cmd_prune,
         "delete old checkpoints by a retention policy (shows the plan, and why, unless --yes); "
         "never a role file (best-model.pt, last.ckpt), a run's resume point, or one changed in the last 5 minutes",
+        options=_prune_options,
     )
-    prune.add_argument("--keep-last", type=int, help="keep the newest N complete checkpoints of each run")
-    prune.add_argument("--keep-best", type=int, help="keep the best N of each run by --metric")
-    prune.add_argument("--metric", help="metric for --keep-best")
-    prune.add_argument("--mode", choices=["min", "max"],
-                       help="lower (min) or higher (max) is better (default: max for accuracy-like names, else min)")
-    prune.add_argument("--older-than-days", type=float, help="only delete checkpoints older than this")
-    prune.add_argument("--yes", action="store_true", help="really delete (default: only show what would go)")
-    where = verb("where", cmd_where, "where are my files? a glob searched in the workspace, past rescues, the "
-                 "container (at risk) and retired containers' records, with how to get each back")
-    where.add_argument("pattern", metavar="PATTERN", help="a file name or glob ('results.csv', '*.pt', '/tmp/*')")
-    usage = verb("usage", cmd_usage, "disk use per project: size, largest files, checkpoints, images (shared layers "
-                 "counted once), against the quota, and the disk's free space", name_arg=False)
-    usage.add_argument("--larger-than", type=_size_arg, metavar="SIZE", help="list files of at least SIZE (e.g. 1G)")
-    nb = verb(
-        "check-notebook",
-        cmd_check_notebook,
-        "find paths outside /workspace in a notebook's code (exit 3 if any)",
-        name_arg=False,
-    )
-    nb.add_argument("path", metavar="NOTEBOOK", help="path of the .ipynb file")
-    run = verb("container-run", cmd_run, "open a shell inside the container, or run one command", aliases=["run"])
-    run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS... (default: a shell)")
+    verb("where", cmd_where, "where are my files? a glob searched in the workspace, past rescues, the "
+         "container (at risk) and retired containers' records, with how to get each back", options=_where_options)
+    verb("usage", cmd_usage, "disk use per project: size, largest files, checkpoints, images (shared layers "
+         "counted once), against the quota, and the disk's free space", name_arg=False, options=_usage_options)
+    verb("check-notebook", cmd_check_notebook, "find paths outside /workspace in a notebook's code (exit 3 if any)",
+         name_arg=False, options=_check_notebook_options)
+    verb("container-run", cmd_run, "open a shell inside the container, or run one command", aliases=["run"],
+         options=_run_options)
     verb("container-list", cmd_list, "list your containers", aliases=["list"], name_arg=False)
-    logs = verb("container-logs", cmd_logs, "show the container's output", aliases=["logs"])
-    logs.add_argument("--tail", type=int, default=200, help="lines from the end (default 200)")
-    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new output")
+    verb("container-logs", cmd_logs, "show the container's output", aliases=["logs"], options=_logs_options)
     verb("status", cmd_status, "projects and their containers, or one project's container", name_optional=True)
     verb("check-limits", cmd_check_limits, "your limits and current use", name_arg=False)
     verb("gpus", cmd_gpus, "GPUs of this host, who holds them and what runs on them", name_arg=False)
     verb("nodes", cmd_nodes, "the cluster's nodes: state, GPUs, free GPUs, containers (engine 'swarm')",
          name_arg=False)
-    reap = verb("reap", cmd_reap, "stop your containers that are idle or past their runtime", name_arg=False)
-    reap.add_argument("--dry-run", action="store_true", help="only say what would be stopped")
+    verb("reap", cmd_reap, "stop your containers that are idle or past their runtime", name_arg=False,
+         options=_reap_options)
     return parser
 
 

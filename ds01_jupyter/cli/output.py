@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 
 def emit_json(data) -> None:
+    import json  # here: `ds01 --help` and the tables need none (issue 19)
+
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
 
