@@ -10,8 +10,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .errors import ConfigError
 
 
@@ -156,6 +154,8 @@ class ConfiguredInventory(GpuInventory):
         self.path = Path(path)
 
     def devices(self) -> list[GpuDevice]:
+        import yaml  # only an admin's GPU list needs it (issue 19: the CLI's start-up)
+
         try:
             entries = yaml.safe_load(self.path.read_text()) or []
         except (OSError, yaml.YAMLError) as err:

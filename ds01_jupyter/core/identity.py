@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 
 from .errors import DS01Error
 
 #: The setgroups system call's number (glibc's wrapper would change every thread).
 SETGROUPS = {"x86_64": 116, "aarch64": 159}
+
+
+def machine() -> str:
+    """``platform.machine()`` without importing platform, which compiles regular expressions (issue 19)."""
+    return os.uname().machine
 
 
 class Identity:
@@ -44,7 +48,7 @@ class Identity:
 
         array = (ctypes.c_uint * max(1, len(groups)))(*groups)
         # The raw system call: glibc's setgroups() would change every thread of the process.
-        if self.libc().syscall(SETGROUPS[platform.machine()], len(groups), array) != 0:
+        if self.libc().syscall(SETGROUPS[machine()], len(groups), array) != 0:
             raise OSError(ctypes.get_errno(), "setgroups failed")
 
     def __enter__(self):
@@ -64,8 +68,8 @@ class Identity:
 
 
 def check_supported() -> None:
-    if platform.machine() not in SETGROUPS:
-        raise DS01Error(f"Acting for another user as root is not supported on {platform.machine()} yet.")
+    if machine() not in SETGROUPS:
+        raise DS01Error(f"Acting for another user as root is not supported on {machine()} yet.")
 
 
 @contextlib.contextmanager

@@ -11,12 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import stat
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-
-import yaml
 
 from .errors import ConfigError
 from .settings import Settings
@@ -232,6 +229,8 @@ class LimitsSource:
         path = self.settings.limits_path()
         if path is None:
             return {}, "built-in defaults"
+        import yaml  # here, not at the top: only reading the file needs it (issue 19: the CLI's start-up)
+
         try:
             mtime = path.stat().st_mtime
             if self._cache and self._cache[0] == mtime:
@@ -289,6 +288,8 @@ class LimitsSource:
 
     def write_user_copy(self, user: User, limits: Limits) -> Path | None:
         """Write ``~/.ds01-limits`` for the user to read; best effort."""
+        import yaml
+
         path = self.settings.expand(self.settings.user_limits_copy, user)
         text = (
             "# Your effective DS01 limits (a copy for reading; editing it changes nothing).\n"
@@ -328,6 +329,8 @@ def write_copy(path: Path, text: str, user: User) -> None:
                 same = stat.S_ISREG(os.fstat(handle.fileno()).st_mode) and handle.read(1 << 16) == text.encode()
             if same:
                 return
+        import secrets
+
         tmp = f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
         try:

@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gitstate
 from .errors import AlreadyExists, Forbidden, InvalidName, ProjectNotFound
 from .identity import acting_as
 from .names import check_project_name
@@ -326,6 +325,8 @@ class Projects:
         finally:
             os.close(fd)
         files = [a for a in added if a in dict(LAYOUT_FILES)]
+        from . import gitstate  # here: git (and its thread pool) only when a project is made (issue 19)
+
         git = gitstate.first_commit(user, str(path), files)
         return InitResult(Project(name, path), created, added, git)
 

@@ -13,8 +13,8 @@ from .. import __version__
 from ..core import DS01, DS01Error, Settings, User
 from ..kernels import provisioner
 from ..kernels.specs import KernelSpecs
+from ..service.address import SOCKET_HELP
 from ..service.client import RemoteDS01, connect
-from ..service.config import SOCKET_HELP
 from ..settings_traits import SettingsOptions
 from . import container_mode
 from .backend import Backend, HostBackend

@@ -12,4 +12,5 @@ socket is there and to Docker directly otherwise, with the same output.
 - :mod:`.sessions`: interactive commands, whose Docker connection is handed to
   the client (``SCM_RIGHTS``) and pumped there (:mod:`.attach`).
 - :mod:`.config`: the admin's settings of the service.
+- :mod:`.address`: where ds01d listens and how a client names another socket (or none).
 """

@@ -19,8 +19,7 @@ import sys
 
 from ..core import DS01, Settings
 from ..core import errors as E
-from . import protocol as P
-from .config import DEFAULT_SOCKET, SOCKET_VARIABLE
+from .address import DEFAULT_SOCKET, SOCKET_VARIABLE
 
 #: Values of DS01_SOCKET meaning "talk to the engine directly".
 DIRECT = ("none", "off", "docker")
@@ -80,12 +79,16 @@ class RemoteDS01:
     """A DS01 whose every call is a request to ds01d (see the module's docstring)."""
 
     def __init__(self, path: str):
+        from . import protocol as P  # here: talking to the engine directly needs no wire format (issue 19)
+
         self.path = path
         self._settings: Settings | None = None
         for name in {op.split(".")[0] for op in P.OPS if "." in op}:  # core.containers, core.guard...
             setattr(self, name, _Part(self, name))
 
     def __getattr__(self, name: str):
+        from . import protocol as P
+
         if name in P.OPS:
             return _method(self, name)
         raise AttributeError(name)
@@ -130,6 +133,8 @@ class _Exchange:
         self.result = None
 
     def __iter__(self):
+        from . import protocol as P
+
         sock = open_connection(self.path)
         try:
             sock.sendall(P.dump({"v": P.VERSION, "op": self.op, "args": self.args}))
@@ -161,6 +166,8 @@ class _Part:
         self._remote, self._name = remote, name
 
     def __getattr__(self, method: str):
+        from . import protocol as P
+
         name = f"{self._name}.{method}"
         if name == "containers.interactive":
             return self._interactive
@@ -207,6 +214,8 @@ def _missing(name: str):
 
 
 def _method(remote: RemoteDS01, name: str):
+    from . import protocol as P
+
     op = P.OPS[name]
     order = [p.name for p in op.params] + list(op.dropped)
 

@@ -13,25 +13,12 @@ import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import yaml
-
 from ..core.errors import ConfigError
 from ..core.settings import ADMIN_DIR, Settings
+from .address import DEFAULT_SOCKET
 
-#: The socket ds01d serves and clients look for; a client's DS01_SOCKET names another, or "none" for Docker directly.
-DEFAULT_SOCKET = "/run/ds01/ds01.sock"
 #: The admin's file read by ``ds01d`` with no arguments (absent: every default).
 DEFAULT_CONFIG = f"{ADMIN_DIR}/ds01d.yaml"
-#: The client's variable choosing the socket ("none": talk to Docker directly, for a user who may).
-SOCKET_VARIABLE = "DS01_SOCKET"
-#: What every front end says of its choice of ds01d (the CLI's DS01_SOCKET, the server extension's ``socket``).
-SOCKET_HELP = (
-    f"ds01d's socket, through which ds01 acts for you without Docker access (a shared server). Empty: "
-    f"${SOCKET_VARIABLE}, else {DEFAULT_SOCKET} when that socket exists, else the Docker engine directly. "
-    "'none' (or 'docker') always uses the engine directly, for a user who may use Docker. A socket named here "
-    "is used, and an error says so when ds01d does not answer there. Through ds01d, its admin's file decides "
-    "where projects live, the limits, GPUs and images: this server's own settings of those are not used."
-)
 
 
 @dataclass(frozen=True)
@@ -89,6 +76,8 @@ def load(path: str | None = None, **overrides) -> tuple[Settings, ServiceConfig]
     values: dict = {}
     source = path or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
     if source:
+        import yaml  # only the admin's file needs it, never a client (issue 19: the CLI's start-up)
+
         admins_only(source, "configuration")
         try:
             values = yaml.safe_load(Path(source).read_text()) or {}

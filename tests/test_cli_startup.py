@@ -1,0 +1,130 @@
+"""What the ds01 command imports to start (issue 19: `ds01 --help` under 100 ms, engine verbs as fast as can be).
+
+Times vary with the host; the modules imported do not. Each check runs the command line in a fresh
+interpreter and asserts that what a command does not need stays unimported: docker-py and its HTTP stack
+until the engine connects, yaml until an admin's file is parsed, the container core until a verb uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+#: Never needed to print help or to parse a command line.
+HEAVY = ("docker", "requests", "urllib3", "yaml", "ds01_jupyter.core.containers", "ds01_jupyter.service.client")
+#: Never needed by a verb until it parses an admin's file or writes a file (or is not needed at all here).
+NOT_FOR_LISTING = ("yaml", "platform", "secrets", "ds01_jupyter.service.config", "ds01_jupyter.core.gitstate")
+
+# The modules are listed before json is imported to write them.
+RUN = """
+import sys
+modules_file, argv = sys.argv[1], sys.argv[2:]
+code = None
+if argv == ["--import-only"]:
+    import ds01_jupyter.cli.main
+else:
+    from ds01_jupyter.cli.main import main
+    try:
+        code = main(argv)
+    except SystemExit as exit:
+        code = exit.code
+modules = sorted(sys.modules)
+import json
+with open(modules_file, "w") as out:
+    json.dump({"code": code, "modules": modules}, out)
+"""
+
+
+def start(tmp_path, argv, **environ):
+    """Run ``ds01 ARGV`` (None: only import the CLI) in a fresh interpreter: its exit code, output and modules."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DS01_")}
+    env.update(HOME=str(tmp_path), **environ)
+    modules_file = tmp_path / "modules.json"
+    proc = subprocess.run([sys.executable, "-c", RUN, str(modules_file), *(argv or ["--import-only"])], env=env,
+                          cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert modules_file.exists(), proc.stderr
+    result = json.loads(modules_file.read_text())
+    return result["code"], proc.stdout + proc.stderr, set(result["modules"])
+
+
+def loaded(modules: set[str], names) -> list[str]:
+    return [name for name in names if name in modules]
+
+
+def test_importing_the_cli_imports_nothing_heavy(tmp_path):
+    code, _, modules = start(tmp_path, None)
+    assert loaded(modules, HEAVY + ("json", "ds01_jupyter.service.protocol")) == []
+
+
+@pytest.mark.parametrize("argv, usage", [(["--help"], "usage: ds01 [-h]"),
+                                         (["container-deploy", "--help"], "usage: ds01 container-deploy [-h]"),
+                                         (["retire", "-h"], "usage: ds01 container-retire [-h]")])
+def test_help_imports_nothing_heavy(tmp_path, argv, usage):
+    code, output, modules = start(tmp_path, argv)
+    assert code == 0, output
+    assert output.startswith(usage)
+    assert loaded(modules, HEAVY) == []
+
+
+def test_the_help_lists_every_verb(capsys):
+    """The sub-parsers are made when a verb is used; the listing still names every verb and alias."""
+    from ds01_jupyter.cli.main import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exit:
+        parser.parse_args(["--help"])
+    assert exit.value.code == 0
+    listing = capsys.readouterr().out
+    for verb in ("project-init", "container-deploy (deploy)", "container-list (list)", "container-retire (retire)",
+                 "status", "check-limits", "gpus", "nodes", "reap"):
+        assert verb in listing
+    assert "DS01_WORKSPACE_ROOT" in listing  # the epilog, from the settings' fields
+
+
+def test_every_verb_parses(capsys):
+    """Each verb's sub-parser, made only when used, builds: its options, NAME, --json and its function."""
+    from ds01_jupyter.cli.main import build_parser
+
+    parser = build_parser()
+    verbs = parser._subparsers._group_actions[0].choices  # argparse lists no verbs publicly
+    assert len(verbs) == 35  # 27 verbs and 8 aliases
+    for verb in verbs:
+        with pytest.raises(SystemExit) as exit:
+            build_parser().parse_args([verb, "--help"])
+        assert exit.value.code == 0
+        assert capsys.readouterr().out.startswith("usage: ds01 ")
+    args = build_parser().parse_args(["--json", "deploy", "p", "--gpus", "2", "--background"])
+    assert (args.verb, args.name, args.gpus, args.background, args.json) == ("deploy", "p", 2, True, True)
+    assert args.func.__name__ == "cmd_deploy"
+    args = build_parser().parse_args(["retire", "p", "--rescue", "--json"])
+    assert (args.rescue, args.discard, args.json, args.func.__name__) == (True, False, True, "cmd_retire")
+
+
+def test_a_usage_mistake_is_the_same(tmp_path):
+    code, output, modules = start(tmp_path, ["container-retire", "p", "--rescue", "--discard"])
+    assert code == 2
+    assert "error: argument --discard: not allowed with argument --rescue" in output
+    code, output, _ = start(tmp_path, ["bogus"])
+    assert code == 2 and "invalid choice: 'bogus' (choose from 'project-init', 'project-list', 'projects'," in output
+    assert loaded(modules, HEAVY) == []
+
+
+def test_a_verb_through_ds01d_needs_no_engine_nor_config(tmp_path):
+    """Through ds01d (here a socket nobody serves) the CLI imports neither docker-py nor the container core."""
+    code, output, modules = start(tmp_path, ["container-list"], DS01_SOCKET=str(tmp_path / "ds01.sock"))
+    assert code == 1 and "ds01d does not answer at" in output
+    assert loaded(modules, HEAVY[:5] + NOT_FOR_LISTING) == []
+
+
+def test_listing_on_the_engine_imports_only_what_it_needs(tmp_path):
+    """Directly on the engine (here one that is not there) container-list imports docker-py, and no more."""
+    code, output, modules = start(tmp_path, ["container-list"], DS01_SOCKET="none",
+                                  DOCKER_HOST=f"unix://{tmp_path}/docker.sock")
+    assert code == 1, output
+    assert "ds01_jupyter.core.containers" in modules  # it got as far as the engine
+    assert loaded(modules, NOT_FOR_LISTING + ("ds01_jupyter.service.protocol",)) == []
