@@ -270,7 +270,7 @@ class Containers:
 
     #: Up to this many distinct images, vet() inspects each (a few ms) instead of listing every ds01 image (the
     #: engine reads all images on the host for a list: about 400 ms with a few hundred).
-    INSPECT_IMAGES = 16
+    INSPECT_IMAGES = 64
 
     def _images_for(self, records: builtins.list[ContainerRecord]) -> builtins.list[ImageRecord]:
         """The ds01 images ``records`` run, as a list of ds01 images would give them."""
@@ -527,7 +527,11 @@ class Containers:
         with self.allocator.locked(progress):
             record = self._owned(user, project)  # a concurrent deploy may have won
             if record is None:
-                everyone = self.vet(self.engine.list_containers(L.managed()))
+                # Only the user's own containers count for their limit, and only GPU holders for the GPUs: the others
+                # are not vetted (an inspect each, for a CLI process that keeps nothing: seconds on a busy host).
+                everyone = self.vet(self.engine.list_containers(
+                    L.managed(), keep=lambda labels: L.is_container_of(labels, user) or bool(
+                        count and L.gpu_uuids(labels))))
                 mine = [c for c in everyone if L.is_container_of(c.labels, user)]
                 if limits.max_containers_per_user is not None and len(mine) >= limits.max_containers_per_user:
                     raise LimitExceeded(
@@ -651,7 +655,8 @@ class Containers:
         uuids = L.gpu_uuids(record.labels)
         with self.allocator.locked():
             if uuids:
-                others = [c for c in self.vet(self.engine.list_containers(L.managed())) if c.id != record.id]
+                gpu_holders = self.engine.list_containers(L.managed(), keep=lambda labels: bool(L.gpu_uuids(labels)))
+                others = [c for c in self.vet(gpu_holders) if c.id != record.id]
                 held = self.allocator.holders(others, self.hold_for)
                 taken = [u for u in uuids if u in held]
                 if taken:

@@ -163,11 +163,13 @@ class DockerEngine(ContainerEngine):
     def _filters(labels: dict[str, str]) -> dict:
         return {"label": [f"{k}={v}" if v != "" else k for k, v in labels.items()]}
 
-    def list_containers(self, labels, all=True):
+    def list_containers(self, labels, all=True, keep=None):
         with self._errors("list containers"):
             rows = self.api.containers(all=all, filters=self._filters(labels))
         out = []
         for row in rows:
+            if keep is not None and not keep(row.get("Labels") or {}):
+                continue  # not asked about: each record costs an inspect (its user) in a process that is new
             exit_code = None
             match = re.match(r"Exited \((-?\d+)\)", row.get("Status", ""))
             if match:

@@ -112,8 +112,11 @@ class ContainerEngine(abc.ABC):
         """Raise EngineUnavailable unless the engine answers."""
 
     @abc.abstractmethod
-    def list_containers(self, labels: dict[str, str], all: bool = True) -> list[ContainerRecord]:
-        """Containers carrying all of ``labels`` (value "" means: label present)."""
+    def list_containers(self, labels: dict[str, str], all: bool = True,
+                        keep: Callable[[dict[str, str]], bool] | None = None) -> list[ContainerRecord]:
+        """Containers carrying all of ``labels`` (value "" means: label present); with ``keep``, only those whose
+        labels it accepts, chosen before anything more is asked of the engine about each (a label can be forged:
+        ``keep`` only narrows what the caller then vets, see Containers.vet)."""
 
     @abc.abstractmethod
     def get_container(self, name_or_id: str) -> ContainerRecord | None: ...

@@ -185,10 +185,10 @@ class SwarmEngine(ContainerEngine):
             return None
 
     # -- containers ---------------------------------------------------------------------------
-    def list_containers(self, labels, all=True):
+    def list_containers(self, labels, all=True, keep=None):
         nodes = [n for n in self.nodes() if n.endpoint]
         asked = [n for n in nodes if n.reachable]
-        results = self._each(asked, lambda n: self._engine(n).list_containers(labels, all=all))
+        results = self._each(asked, lambda n: self._engine(n).list_containers(labels, all=all, keep=keep))
         out: list[ContainerRecord] = []
         for node in asked:
             result = results[node.id]
@@ -202,7 +202,8 @@ class SwarmEngine(ContainerEngine):
                     out.append(replace(record, node=node.name))
         down = {n.id: n for n in nodes if not n.reachable}
         if down and all:
-            out += [r for r in self._unreachable_records(down) if _matches(r.labels, labels)]
+            out += [r for r in self._unreachable_records(down)
+                    if _matches(r.labels, labels) and (keep is None or keep(r.labels))]
         return out
 
     def _unreachable_records(self, down: dict[str, Node]) -> list[ContainerRecord]:
