@@ -125,6 +125,10 @@ class Scratch:
             "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
             "JUPYTER_PLATFORM_DIRS": "1",
             "PYTHONUNBUFFERED": "1",
+            # As installed by pip (which compiles the package): a bytecode cache, here outside the checkout. Some
+            # machines set PYTHONDONTWRITEBYTECODE; then every CLI run would compile the package again (~0.1 s).
+            "PYTHONDONTWRITEBYTECODE": "",
+            "PYTHONPYCACHEPREFIX": str(self.tmp / "pycache"),
         }
 
     def project(self, name: str | None = None) -> str:
