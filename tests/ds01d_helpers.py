@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import remove_networks
 
 import ds01_jupyter
 from ds01_jupyter.core import DS01, User
@@ -168,6 +169,7 @@ def unix_users_fixture(engine):
                 core.engine.remove_image(image.id)
             except DS01Error:
                 pass
+        remove_networks(core.engine, account.name)
         subprocess.run(["userdel", account.name], check=False)
         shutil.rmtree(base, ignore_errors=True)
     core.close()

@@ -241,17 +241,29 @@ class DockerEngine(ContainerEngine):
         return mode if mode.startswith("ds01-") else ""
 
     def _drop_network_if_unused(self, name: str) -> None:
-        """Remove a user's network once no container (in any state) is on it, unless ds01's networks number at
-        most ``kept_networks`` (then the user's next deploy finds it): Docker's address pools are small (about 30
-        networks by default)."""
+        """Once no container (in any state) is on a user's network: keep it for their next deploy, with at most
+        ``kept_networks`` unused ds01 networks in all (the ones unused longest, by creation, go first; this one is
+        kept before any other): Docker's address pools are small (about 30 networks by default)."""
         with contextlib.suppress(EngineError, StateConflict, ContainerNotFound), self._errors("remove network", name):
             ours = self.api.networks(filters={"label": ["ds01.managed=true"]})
-            found = [n for n in ours if n.get("Name") == name]
-            if not found or len(ours) <= self.kept_networks:
+            if not any(n.get("Name") == name for n in ours):
                 return
-            if self.api.containers(all=True, filters={"network": [found[0]["Id"]]}):
-                return
-            self.api.remove_network(found[0]["Id"])  # refused (and left) if a container joined meanwhile
+            used = self._networks_in_use()
+            unused = [n for n in ours if n.get("Name") not in used and n.get("Id") not in used]
+            others = sorted((n for n in unused if n.get("Name") != name), key=lambda n: n.get("Created") or "",
+                            reverse=True)  # ISO times: the newest first
+            for network in ([n for n in unused if n.get("Name") == name] + others)[max(0, self.kept_networks):]:
+                with contextlib.suppress(EngineError, StateConflict, ContainerNotFound), self._errors("remove network"):
+                    self.api.remove_network(network["Id"])  # refused (and left) if a container joined meanwhile
+
+    def _networks_in_use(self) -> set[str]:
+        """Names and IDs of the networks any container (in any state, ds01's or not) is on or will join."""
+        used: set[str] = set()
+        for row in self.api.containers(all=True):
+            used.add((row.get("HostConfig") or {}).get("NetworkMode") or "")
+            for net_name, net in ((row.get("NetworkSettings") or {}).get("Networks") or {}).items():
+                used.update((net_name, (net or {}).get("NetworkID") or ""))
+        return used
 
     def _drop_unused_networks(self) -> int:
         """Remove every ds01 network no container is on (Docker has no address range left); how many went."""

@@ -140,10 +140,10 @@ class Settings:
     kept_networks: int = _setting(
         8,
         "Each user's containers share a network of their own. After a user's last container is retired its "
-        "network is kept while ds01's networks number at most this many, so the next deploy need not make it again "
-        "(about 0.1 s) nor the retire remove it (about 0.2 s). Docker's default address pools hold about 30 "
-        "networks: when none is left for a new one, unused ds01 networks are removed first. 0: never keep one. "
-        "An admin setting.",
+        "network is kept, with at most this many unused ds01 networks on the host (those made longest ago go "
+        "first), so the next deploy need not make it again (about 0.1 s) nor the retire remove it (about 0.2 s). "
+        "Docker's default address pools hold about 30 networks: when none is left for a new one, unused ds01 "
+        "networks are removed first. 0: never keep one. An admin setting.",
     )
     gpu_request: str = _setting(
         "device_request",
