@@ -190,6 +190,8 @@ def _refresh_in_background(user: User, items: list[tuple[str, tuple]]) -> None:
                 path, stamp = queue.pop()
             try:
                 _asked(user, path, stamp)
+            except Exception:  # noqa: BLE001 - a background refresh must never end the thread with a traceback
+                _remembered.pop((user.uid, path), None)  # asked again, in the foreground, next time
             finally:
                 with _refresh_lock:
                     _refreshing.discard((user.uid, path))
