@@ -106,3 +106,10 @@ def test_list_skips_files_and_odd_folders(user, home):
     (home / "workspace" / "Bad Name").mkdir()
     (home / "workspace" / ".cache").mkdir()
     assert [p.name for p in projects.list(user)] == ["a", "b"]
+    # One project looked up as list() would list it (the sidebar's per-project refresh): the same answer.
+    (home / "workspace" / "linked").symlink_to(home / "workspace" / "a")
+    (home / "workspace" / "afile").write_text("x")
+    for name in ("a", "b", "notes.txt", "Bad Name", ".cache", "linked", "afile", "missing", "a/..", "", "../a"):
+        found = projects.listed(user, name)
+        assert (found.name if found else None) == (name if name in ("a", "b") else None), name
+    assert projects.listed(user, "a").path == projects.list(user)[0].path

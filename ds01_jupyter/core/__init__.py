@@ -225,11 +225,11 @@ class DS01:
 
         return Finder(self).find(user, project, WhereQuery(pattern).pattern)
 
-    def overview(self, user: User) -> dict:
-        """Every project with its container, image and last measured size (see overview.py)."""
+    def overview(self, user: User, only: str | None = None) -> dict:
+        """Every project (``only``: that one) with its container, image and last measured size (see overview.py)."""
         from .overview import overview
 
-        return overview(self, user)
+        return overview(self, user, only)
 
     def nodes(self) -> dict:
         """The cluster's nodes with state, GPUs, free GPUs and containers (engine 'swarm'; see swarm_overview)."""

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from . import DS01
 
 
-def overview(core: DS01, user: User) -> dict:
-    """Every project with its container, image and last measured size.
+def overview(core: DS01, user: User, only: str | None = None) -> dict:
+    """Every project with its container, image and last measured size; ``only``: that one project alone (the
+    sidebar asks for one at each container event; none when list() would not list it).
 
     Works while the engine is down: projects are on disk; the answer then
     says the engine is unavailable and why.
@@ -37,7 +38,11 @@ def overview(core: DS01, user: User) -> dict:
         engine = {"available": False, "reason": str(err)}
     sizes = core.disk.cached(user)
     activity = core.reaper.last_active(user) if containers else {}
-    listed = core.projects.list(user)
+    if only is None:
+        listed = core.projects.list(user)
+    else:
+        one = core.projects.listed(user, only)
+        listed = [one] if one is not None else []
     git = gitstate.states(user, [str(p.path) for p in listed], gitstate.OVERVIEW_SECONDS)
     projects = []
     for project in listed:

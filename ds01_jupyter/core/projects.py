@@ -242,15 +242,22 @@ class Projects:
         except OSError as err:
             raise Forbidden(f"Cannot list the workspace root {root}: {err.strerror}.", hint=OWNERSHIP_HINT) from None
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
-                try:
-                    check_project_name(entry.name)
-                    if entry.stat(follow_symlinks=False).st_uid not in owners:
-                        continue  # someone else's folder (e.g. root's): not a project of this user
-                except (InvalidName, OSError):  # a folder we could not manage; not a project
-                    continue
+            if _listed(entry, owners):
                 found.append(Project(entry.name, Path(entry.path)))
         return found
+
+    def listed(self, user: User, name: str) -> Project | None:
+        """The project ``name`` as list() gives it, else None: one entry looked at, not the whole root."""
+        root = self.checked_root(user)
+        if not _plain(name):
+            return None
+        try:
+            with os.scandir(root) as entries:
+                entry = next((e for e in entries if e.name == name), None)
+        except OSError:
+            return None
+        return Project(entry.name, Path(entry.path)) if entry is not None and _listed(entry, self._owners(user)) \
+            else None
 
     def _make_root(self, user: User, root: Path) -> None:
         """Create the missing folders of the workspace root; acting as root for a user, make them theirs."""
@@ -389,3 +396,18 @@ def _write_new_at(dir_fd: int, relative: str, text: str) -> bool:
     finally:
         if folder:
             os.close(parent)
+
+
+def _plain(name: str) -> bool:
+    return bool(name) and "/" not in name and "\0" not in name
+
+
+def _listed(entry: os.DirEntry, owners) -> bool:
+    """Whether list() lists this entry of the workspace root: a valid-named real folder of the user's."""
+    if not entry.is_dir(follow_symlinks=False) or entry.name.startswith("."):
+        return False
+    try:
+        check_project_name(entry.name)
+        return entry.stat(follow_symlinks=False).st_uid in owners  # else someone else's (e.g. root's) folder
+    except (InvalidName, OSError):  # a folder we could not manage; not a project
+        return False

@@ -149,7 +149,7 @@ class HostBackend(Backend):
 
     async def project(self, user, name):
         project = await self.run(self.core.projects.get, user, name)
-        overview = await self.run(self.core.overview, user)
+        overview = await self.run(self.core.overview, user, project.name)
         detail = next((p for p in overview["projects"] if p["name"] == project.name), None)
         if detail is None:  # removed between the two looks
             raise NotFound(f"Project {name!r} is gone.", hint="GET /ds01/projects lists them.")

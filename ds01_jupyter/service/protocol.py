@@ -107,7 +107,7 @@ OPS: dict[str, Op] = {
     "cleanup.images": Op(),
     "where": Op((_name(), Param("pattern", "str", positional=True))),
     "cleanup.prune_images": Op((_BOOL("confirm"),)),
-    "overview": Op(),
+    "overview": Op((Param("only", "str", None, optional=True),)),
     "git_state": Op((_name(),)),
     "gpu_inventory": Op(for_user=False),
     "nodes": Op(for_user=False),
