@@ -23,6 +23,7 @@ import os
 import secrets
 import stat
 import sys
+import threading
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
@@ -170,7 +171,10 @@ def remove_spec(project: str, folder: Path | None = None) -> bool:
     try:
         if _project_of(_read_spec(kfd, name)) != project:
             return False  # not there, a link, or not one of ours: left alone
-        sfd = os.open(name, _DIR, dir_fd=kfd)
+        try:
+            sfd = os.open(name, _DIR, dir_fd=kfd)
+        except FileNotFoundError:
+            return False  # removed meanwhile (another process's sync)
         try:
             for entry in os.listdir(sfd):
                 try:
@@ -183,6 +187,8 @@ def remove_spec(project: str, folder: Path | None = None) -> bool:
             os.close(sfd)
         try:
             os.rmdir(name, dir_fd=kfd)
+        except FileNotFoundError:
+            return False  # removed meanwhile
         except OSError as err:
             raise _refuse(folder / name, err) from None
         return True
@@ -217,6 +223,8 @@ class KernelSpecs:
         self.user = user
         self.log = log or logging.getLogger("ds01_jupyter.kernels")
         self._dir = kernels_dir
+        #: One sync at a time: the events thread and a request's handler may both sync after one deploy.
+        self._syncing = threading.Lock()
 
     @property
     def kernels_dir(self) -> Path:
@@ -228,20 +236,21 @@ class KernelSpecs:
 
     def sync(self) -> set[str]:
         """Make the specs match the projects that have a container; return those projects."""
-        wanted = {c.project for c in self.core.containers.list(self.user)}
-        have = present(self.kernels_dir)
-        for project in wanted:
-            if have.get(project) != spec_for(project):  # missing, or written by another version or interpreter
-                write_spec(project, self.kernels_dir)
-        for project in set(have) - wanted:
-            remove_spec(project, self.kernels_dir)
-        return wanted
+        with self._syncing:
+            wanted = {c.project for c in self.core.containers.list(self.user)}
+            have = present(self.kernels_dir)
+            for project in wanted:
+                if have.get(project) != spec_for(project):  # missing, or written by another version or interpreter
+                    write_spec(project, self.kernels_dir)
+            for project in set(have) - wanted:
+                remove_spec(project, self.kernels_dir)
+            return wanted
 
     def sync_quietly(self) -> None:
         """Sync, but never fail the caller: with the engine down the specs stay as they were."""
         try:
             self.sync()
-        except DS01Error as err:
+        except (DS01Error, OSError) as err:
             self.log.info("ds01: kernel specs not synced: %s", err)
 
     def on_event(self, event: dict) -> None:

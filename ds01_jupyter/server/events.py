@@ -114,7 +114,10 @@ class EventHub:
                     for out in translate(event):
                         self.publish_threadsafe(out)
                         if self.on_change is not None:
-                            self.on_change(out)
+                            try:
+                                self.on_change(out)
+                            except Exception:  # a listener's failure must not end the events of every client
+                                self.log.exception("ds01 events: a listener failed on %s", out)
             except EngineUnavailable as err:
                 self.core.forget_start()  # events may be missed while the engine is away
                 self._set_available(False, err.message)
