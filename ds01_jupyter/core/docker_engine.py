@@ -245,16 +245,20 @@ class DockerEngine(ContainerEngine):
         ``kept_networks`` unused ds01 networks in all (the ones unused longest, by creation, go first; this one is
         kept before any other): Docker's address pools are small (about 30 networks by default)."""
         with contextlib.suppress(EngineError, StateConflict, ContainerNotFound), self._errors("remove network", name):
-            ours = self.api.networks(filters={"label": ["ds01.managed=true"]})
+            ours, unused = self._unused_networks()
             if not any(n.get("Name") == name for n in ours):
                 return
-            used = self._networks_in_use()
-            unused = [n for n in ours if n.get("Name") not in used and n.get("Id") not in used]
             others = sorted((n for n in unused if n.get("Name") != name), key=lambda n: n.get("Created") or "",
                             reverse=True)  # ISO times: the newest first
             for network in ([n for n in unused if n.get("Name") == name] + others)[max(0, self.kept_networks):]:
                 with contextlib.suppress(EngineError, StateConflict, ContainerNotFound), self._errors("remove network"):
                     self.api.remove_network(network["Id"])  # refused (and left) if a container joined meanwhile
+
+    def _unused_networks(self) -> tuple[list[dict], list[dict]]:
+        """(every ds01 network, those no container is on): one list of networks and one of containers."""
+        ours = self.api.networks(filters={"label": ["ds01.managed=true"]})
+        used = self._networks_in_use()
+        return ours, [n for n in ours if n.get("Name") not in used and n.get("Id") not in used]
 
     def _networks_in_use(self) -> set[str]:
         """Names and IDs of the networks any container (in any state, ds01's or not) is on or will join."""
@@ -270,14 +274,13 @@ class DockerEngine(ContainerEngine):
         removed = 0
         try:
             with self._errors("list networks"):
-                ours = self.api.networks(filters={"label": ["ds01.managed=true"]})
+                _, unused = self._unused_networks()
         except EngineError:
             return 0
-        for network in ours:
+        for network in unused:
             with contextlib.suppress(EngineError, StateConflict, ContainerNotFound), self._errors("remove network"):
-                if not self.api.containers(all=True, filters={"network": [network["Id"]]}):
-                    self.api.remove_network(network["Id"])  # refused (and left) if a container joined meanwhile
-                    removed += 1
+                self.api.remove_network(network["Id"])  # refused (and left) if a container joined meanwhile
+                removed += 1
         return removed
 
     def _ensure_network(self, name: str, labels: dict[str, str]) -> None:
