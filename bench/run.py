@@ -118,6 +118,9 @@ def _notes(r: dict) -> str:
     notes = []
     if "p99_s" in r:
         notes.append(f"p99 {_t(r['p99_s'])} (baseline p99 {_t(r['baseline_p99_s'])}) over {r['requests']} requests")
+    if "after_a_change_s" in r:
+        notes.append(f"made again after a change: {_t(r['after_a_change_s'])} (one project's card: "
+                     f"{_t(r['one_card_after_a_change_s'])})")
     if "core_s" in r:
         notes.append(f"the core's deploy alone, in-process: {_t(r['core_s'])}")
     if "cli_startup_s" in r:

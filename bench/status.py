@@ -1,7 +1,8 @@
 """Status at scale: GET /ds01/projects with 1,000 projects (every fifth a git repository with a commit) and 200
 containers, against `docker ps -a --filter`.
 
-What the sidebar asks when it opens. The containers are deployed by the core
+What the sidebar asks when it opens: given again while nothing it shows changed (the overview's memo), and
+measured too after a change, when it is made again. The containers are deployed by the core
 (each project its own image, the builds after the first from the engine's cache); the list is
 asked through a real Jupyter server over a kept-alive connection, as a
 browser would.
@@ -20,6 +21,7 @@ PROJECTS = 1000
 CONTAINERS = 200
 GIT_EVERY = 5  # the overview asks git about each git project at every refresh
 REQUESTS = 100
+CHANGED = 10  # requests each made after a change
 
 
 def bench_status(repeat: int) -> list[dict]:
@@ -45,6 +47,16 @@ def bench_status(repeat: int) -> list[dict]:
                 r = srv.get("/ds01/projects")
                 ours.append(time.perf_counter() - start)
                 r.raise_for_status()
+            # After a change (here a new folder in the workspace root) the kept overview is made again: the whole
+            # list, and one project's card (what the sidebar asks at a container event).
+            root = s.core.projects.root(s.user)
+            cold, card = [], []
+            for _ in range(CHANGED):
+                for path, samples in (("/ds01/projects", cold), (f"/ds01/projects/{names[1]}", card)):
+                    (root / f".changed-{len(samples)}-{path.count('/')}").mkdir()
+                    start = time.perf_counter()
+                    srv.get(path).raise_for_status()
+                    samples.append(time.perf_counter() - start)
         base = []
         command = ["docker", "ps", "-a", "--filter", f"label=ds01.user={BENCH_USER}", "--format", "{{json .}}"]
         for _ in range(REQUESTS):
@@ -58,6 +70,8 @@ def bench_status(repeat: int) -> list[dict]:
         p99_s=percentile(ours, 99),
         baseline_p99_s=percentile(base, 99),
         mean_s=statistics.fmean(ours),
+        after_a_change_s=statistics.median(cold),
+        one_card_after_a_change_s=statistics.median(card),
         requests=REQUESTS,
     )
     return [r]

@@ -44,3 +44,35 @@ def test_a_kept_image_list_is_asked_again_after_any_image_change(engine):
     finally:
         subprocess.run(["docker", "rmi", "-f", tag, f"ds01-test-{mark}:two"], capture_output=True)
         fresh.close()
+
+
+def test_another_owners_images_and_containers_leave_a_kept_answer(engine):
+    """On a busy host other users build and deploy all the time: their events (which carry their own labels) must
+    not make every user's lists be asked again; the owner's own container events must."""
+    mark = "t" + secrets.token_hex(5)
+    fresh = DockerEngine()
+    mine, theirs = {"ds01-test.mark": mark}, {"ds01-test.mark": mark + "x"}
+    tag, container = f"ds01-test-{mark}:theirs", f"ds01-test-{mark}"
+    try:
+        for _ in range(10):  # an unlabelled event on the host (someone's pull or delete) rightly counts: retry
+            time.sleep(1.1)  # the check looks a second before `since`: past the last try's clean-up
+            since = time.time()
+            subprocess.run(["docker", "build", "-q", "-t", tag, "-"], text=True, check=True, capture_output=True,
+                           input=f"FROM {BASE_IMAGE}\nLABEL ds01-test.mark={mark}x\n")
+            subprocess.run(["docker", "create", "--name", container, "--label", f"ds01-test.mark={mark}x", tag,
+                            "true"], check=True, capture_output=True)
+            quiet = fresh.quiet_since(since, mine)
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+            if quiet:
+                break
+        assert quiet, "another owner's image and container made a kept answer be asked again"
+        assert not fresh.quiet_since(since, theirs)
+
+        subprocess.run(["docker", "create", "--name", container, "--label", f"ds01-test.mark={mark}", BASE_IMAGE,
+                        "true"], check=True, capture_output=True)
+        assert not fresh.quiet_since(since, mine)
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+        fresh.close()

@@ -225,6 +225,13 @@ class DS01:
 
         return Finder(self).find(user, project, WhereQuery(pattern).pattern)
 
+    @cached_property
+    def overview_memo(self):
+        """Each user's last overview, given again while still true (see overview.py)."""
+        from .overview import OverviewMemo
+
+        return OverviewMemo()
+
     def overview(self, user: User, only: str | None = None) -> dict:
         """Every project (``only``: that one) with its container, image and last measured size (see overview.py)."""
         from .overview import overview

@@ -687,7 +687,7 @@ class DockerEngine(ContainerEngine):
         filters = self._filters(labels)
         key = repr(sorted(filters.items()))
         kept = self._images_kept.get(key)
-        if kept is not None and self._no_image_event_since(kept[0]):
+        if kept is not None and self._quiet_since(kept[0], labels):
             return list(kept[1])
         asked = time.time()
         with self._errors("list images"):
@@ -702,16 +702,29 @@ class DockerEngine(ContainerEngine):
         url = self.base_url or os.environ.get("DOCKER_HOST") or "unix://"
         return url.startswith(("unix:", "/"))
 
-    def _no_image_event_since(self, since: float) -> bool:
+    def quiet_since(self, since, labels):
+        return self._local() and self._quiet_since(since, labels, containers=True)
+
+    def _quiet_since(self, since: float, labels: dict[str, str], containers: bool = False) -> bool:
+        """No event since ``since`` in the engine's log of an image with ``labels`` or without any (a delete's
+        event carries none), nor of a build's commit, nor with ``containers`` of a container with ``labels`` that
+        changes a list; False on any doubt (a full log, an error). Other users' images and containers churn freely
+        on a busy host: their events carry their own labels."""
         try:
             # The engine reads "seconds.nanoseconds" (nine digits); a float's fraction would be taken as nanoseconds.
             window = {"since": _engine_time(since - 1), "until": _engine_time(time.time())}
-            with contextlib.closing(self.api.events(decode=True, **window)) as stream:
+            filters = {"type": ["image", "container"]}
+            with contextlib.closing(self.api.events(decode=True, filters=filters, **window)) as stream:
                 for seen, event in enumerate(stream, 1):
-                    kind = event.get("Type")
-                    if kind == "image" or (kind == "container" and event.get("Action") == "commit"):
-                        return False
                     if seen >= self.EVENTS_KEPT - 1:
+                        return False
+                    attrs = (event.get("Actor") or {}).get("Attributes") or {}
+                    mine = all(attrs.get(key) == value for key, value in labels.items())
+                    action = (event.get("Action") or "").partition(":")[0]
+                    if event.get("Type") == "image":
+                        if mine or not attrs.keys() - {"name"}:
+                            return False
+                    elif mine and (action == "commit" or (containers and action in _LISTED_ACTIONS)):
                         return False
             return True
         except Exception:  # noqa: BLE001 - any doubt: ask the engine for the list
@@ -768,6 +781,12 @@ class DockerEngine(ContainerEngine):
                     "exit_code": attrs.get("exitCode"),
                     "time": event.get("timeNano", 0) / 1e9 or event.get("time"),
                 }
+
+
+#: Container events that change what a list of containers shows (not exec_*, attach, top, health_status...).
+_LISTED_ACTIONS = frozenset(
+    {"create", "start", "restart", "stop", "die", "kill", "destroy", "rename", "update", "pause", "unpause", "oom"}
+)
 
 
 def _engine_time(seconds: float) -> str:

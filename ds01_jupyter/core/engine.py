@@ -237,6 +237,11 @@ class ContainerEngine(abc.ABC):
         the engine cannot tell (then sizes count shared layers once per image)."""
         return {}
 
+    def quiet_since(self, since: float, labels: dict[str, str]) -> bool:
+        """Whether the engine is sure that no image changed and no container with these labels was made, started,
+        stopped, renamed or removed since ``since`` (a UNIX time); False whenever it cannot tell."""
+        return False
+
     @abc.abstractmethod
     def events(self, labels: dict[str, str], since: float, until: float) -> Iterator[dict]:
         """Container events between two times (the stream ends at ``until``), as dicts

@@ -6,8 +6,10 @@ remembered sizes and findings); they never change anything, and answer with the 
 
 from __future__ import annotations
 
+import os
 import time
 
+from . import labels as L
 from .errors import DS01Error, EngineUnavailable
 from .users import User
 
@@ -16,20 +18,92 @@ if TYPE_CHECKING:
     from . import DS01
 
 
+#: A user's whole overview is given again for up to this long while nothing it is made of is seen to change
+#: (the engine's event log: no image event and none of the user's containers made, started, stopped or removed;
+#: on disk: the workspace root, and the sizes, audits and activity of the state folder). What is inside a
+#: project's folder (git, write access) shows within this time, as git's own answers do.
+MEMO_SECONDS = 10.0
+
+
+class OverviewMemo:
+    """The last overview of each user, with what it was made of: the sidebar asks at every container event and
+    panel open, and an overview of 1,000 projects costs thousands of file looks and two engine lists."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, int], tuple[float, tuple, dict]] = {}
+
+    @staticmethod
+    def stamp(core: DS01, user: User) -> tuple:
+        """What on disk the overview depends on, besides the projects' own folders (metadata only, never read)."""
+        state = core.settings.expand(core.settings.state_dir, user)
+        out: list[tuple | None] = []
+        for path in (core.projects.root(user), state, state / "audits", state / "sizes.json", state / "activity.json"):
+            try:
+                st = os.stat(path, follow_symlinks=False)
+                out.append((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def get(self, core: DS01, user: User) -> dict | None:
+        """The kept overview (a copy, its uptimes and idle times moved on) while still true, else None."""
+        kept = self._kept.get((user.name, user.uid))
+        if kept is None:
+            return None
+        asked, stamp, found = kept
+        age = time.time() - asked
+        if not 0 <= age < MEMO_SECONDS or self.stamp(core, user) != stamp \
+                or not core.engine.quiet_since(asked, L.owned_by(user)):
+            self._kept.pop((user.name, user.uid), None)
+            return None
+        return _aged(found, age)
+
+    def keep(self, user: User, asked: float, stamp: tuple, found: dict) -> None:
+        if found["engine"]["available"]:  # an engine down is asked again at once
+            self._kept[(user.name, user.uid)] = (asked, stamp, _aged(found, 0.0))
+
+
+def _aged(found: dict, age: float) -> dict:
+    """A copy of an overview (its projects and containers, which callers may add to) ``age`` seconds later."""
+    projects = []
+    for project in found["projects"]:
+        project = dict(project)
+        container = project["container"]
+        if container is not None:
+            container = project["container"] = dict(container)
+            for key in ("uptime_seconds", "idle_seconds"):
+                if container.get(key) is not None:
+                    container[key] += age
+        projects.append(project)
+    return {**found, "projects": projects}
+
+
 def overview(core: DS01, user: User, only: str | None = None) -> dict:
     """Every project with its container, image and last measured size; ``only``: that one project alone (the
     sidebar asks for one at each container event; none when list() would not list it).
 
-    Works while the engine is down: projects are on disk; the answer then
-    says the engine is unavailable and why.
+    Works while the engine is down: projects are on disk; the answer then says the engine is unavailable and why.
+    A user's last overview is given again while it is still true (OverviewMemo).
     """
+    kept = core.overview_memo.get(core, user)
+    if kept is not None:
+        if only is not None:
+            kept["projects"] = [p for p in kept["projects"] if p["name"] == only]
+        return kept
+    if only is not None:
+        return _overview(core, user, only)
+    asked, stamp = time.time(), core.overview_memo.stamp(core, user)  # before looking: a change meanwhile shows next
+    found = _overview(core, user)
+    core.overview_memo.keep(user, asked, stamp, found)
+    return found
+
+
+def _overview(core: DS01, user: User, only: str | None = None) -> dict:
     from . import gitstate, workspace_access
 
     engine = {"available": True, "reason": ""}
     containers, images = {}, {}
     try:
-        from . import labels as L
-
         records = core.engine.list_images(L.owned_by(user))  # one list for both (a slow call with many images)
         listed_images = core.images.list(user, records)
         images = {i.project: i for i in listed_images}
@@ -93,7 +167,6 @@ def live_container(core: DS01, container, activity: dict) -> dict:
 
 def gpu_inventory(core: DS01) -> dict:
     """Every GPU with its holder (from labels) and its processes' containers (from cgroups)."""
-    from . import labels as L
     from .gpus import attribute
 
     devices = core.inventory.devices()

@@ -1,0 +1,53 @@
+"""A user's overview is given again while still true, and never outlives a change it shows (real engine).
+
+Two cores stand for two processes (a server showing the overview, a CLI or another server acting): what one
+does, the other's kept overview must show at the next look.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def _by_name(found: dict) -> dict:
+    return {p["name"]: p for p in found["projects"]}
+
+
+def test_a_kept_overview_never_hides_a_change_made_elsewhere(make_core, user, project_name):
+    viewer, actor = make_core(), make_core()
+    name, later = project_name(), project_name()
+    actor.projects.create(user, name)
+    listed = []
+    real = viewer.engine.list_containers
+    viewer.engine.list_containers = lambda *a, **kw: listed.append(1) or real(*a, **kw)
+
+    # Nothing changed: the kept overview, without asking the engine. (Any image event on the host, e.g. another
+    # run's clean-up, rightly makes it look again: so a few tries, a moment apart.)
+    for _ in range(10):
+        assert set(_by_name(viewer.overview(user))) == {name}
+        before = len(listed)
+        again = viewer.overview(user)
+        if len(listed) == before:
+            break
+        time.sleep(1.2)
+    assert len(listed) == before, "an unchanged overview was made again"
+    again["projects"][0]["name"] = "changed-by-a-caller"  # each caller's own copy
+    assert set(_by_name(viewer.overview(user))) == {name}
+
+    actor.projects.create(user, later)  # a new folder in the workspace root
+    assert set(_by_name(viewer.overview(user))) == {name, later}
+
+    actor.containers.deploy(user, name)  # the engine's event log
+    shown = _by_name(viewer.overview(user))[name]["container"]
+    assert shown["running"] and shown["uptime_seconds"] is not None
+    assert viewer.overview(user, only=later)["projects"] == [_by_name(viewer.overview(user))[later]]
+    time.sleep(1.1)
+    assert _by_name(viewer.overview(user))[name]["container"]["uptime_seconds"] >= shown["uptime_seconds"] + 1
+
+    actor.disk.measure(user, later)  # the state folder
+    assert _by_name(viewer.overview(user))[later]["size"]["files"] >= 1
+
+    actor.containers.stop(user, name)
+    assert not _by_name(viewer.overview(user))[name]["container"]["running"]
+    actor.containers.retire(user, name)
+    assert _by_name(viewer.overview(user))[name]["container"] is None
