@@ -143,8 +143,8 @@ def _notes(r: dict) -> str:
         notes.append(f"of which the upper-directory walk {_t(r['walk_s'])} and classifying {_t(r['classify_s'])}")
     if "running" in r:
         notes.append(f"{r['running']} of the user's containers running meanwhile")
-    if "first_s" in r:
-        notes.append(f"first run {_t(r['first_s'])}; {r['files']} files, {r['bytes']} bytes (du: {r['du_bytes']})")
+    if "du_bytes" in r:
+        notes.append(f"{r['files']} files, {r['bytes']} bytes (du: {r['du_bytes']})")
     if "jupyterlab_per_min" in r:
         notes.append(
             f"JupyterLab's own polling {r['jupyterlab_per_min']:.1f}/min; baseline {r['baseline']['how']}; "

@@ -38,76 +38,128 @@ OPEN_FOLDERS = 256
 _SUB = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def tree_size(root: str | os.PathLike, largest: int = 0, over: int | None = None) -> TreeSize:
-    """Sum a tree with os.scandir (no link is followed, hard links count once);
-    ``largest`` > 0 also keeps that many biggest files, ``over`` the files of at least that many bytes.
+@dataclass(slots=True)
+class FolderSums:
+    """What one folder holds directly: its files, and its subfolders' own entries (they are files too, for du)."""
 
-    Each folder is listed through its descriptor, opened relative to its parent's: a file's stat then looks up one
-    name, not its whole path, as du does; the stat of each entry is the one system call per entry.
+    total: int = 0  # allocated bytes
+    apparent: int = 0
+    files: int = 0
+    top: list = field(default_factory=list)  # a heap of the biggest (size, path below the root)
+    over: list = field(default_factory=list)  # (size, path) of the files of at least the asked size
+    linked: list = field(default_factory=list)  # (device, inode, allocated, size, path): files with other links
+    folders: list = field(default_factory=list)  # the subfolders' names
+
+
+def read_folder(fd: int, rel: str, largest: int, over: int | None) -> FolderSums:
+    """Sum one folder listed through its descriptor (a file's stat then looks up one name, as du's does); ``rel``
+    is its path below the root with a "/" after it. Files with several links are only noted: they count once per
+    tree (see sum_folders). Raises OSError when it cannot be listed."""
+    sums = FolderSums()
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_mode & _IFMT == _IFDIR:
+                sums.total += st.st_blocks * 512
+                sums.folders.append(entry.name)
+                continue
+            if st.st_nlink > 1:
+                sums.linked.append((st.st_dev, st.st_ino, st.st_blocks * 512, st.st_size, rel + entry.name))
+                continue
+            sums.files += 1
+            sums.total += st.st_blocks * 512
+            size = st.st_size
+            sums.apparent += size
+            if over is not None and size >= over:
+                sums.over.append((size, rel + entry.name))
+            if largest:
+                _keep(sums.top, largest, size, rel + entry.name)
+    return sums
+
+
+def _keep(heap: list, most: int, size: int, path: str) -> None:
+    """Keep the ``most`` biggest (size, path) in ``heap``."""
+    if len(heap) < most:
+        heapq.heappush(heap, (size, path))
+    elif size >= heap[0][0] and (size, path) > heap[0]:
+        heapq.heapreplace(heap, (size, path))
+
+
+def walk(base: str, largest: int, over: int | None, start: str = "", opened=None):
+    """(path below ``base``, FolderSums) of the folder ``start`` and every folder below it, none through a link.
+
+    Each folder is opened relative to its parent's descriptor without following links (a link swapped in
+    meanwhile is never entered); ``opened(fd, rel)``, when given, is called with each before it is read.
     """
+    # (an open folder, or -1 to open it by path; its path below the root, with a "/" after it)
+    stack: list[tuple[int, str]] = [(-1, start)]
+    try:
+        while stack:
+            fd, rel = stack.pop()
+            if fd < 0:
+                try:
+                    fd = os.open(os.path.join(base, rel), _SUB if rel else os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError:
+                    continue  # vanished or unreadable: measured as empty
+            try:
+                if opened is not None:
+                    opened(fd, rel)
+                try:
+                    sums = read_folder(fd, rel, largest, over)
+                except OSError:
+                    continue
+                for name in sums.folders:
+                    if len(stack) < OPEN_FOLDERS:
+                        try:
+                            stack.append((os.open(name, _SUB, dir_fd=fd), f"{rel}{name}/"))
+                        except OSError:
+                            continue
+                    else:
+                        stack.append((-1, f"{rel}{name}/"))
+            finally:
+                os.close(fd)
+            yield rel, sums
+    finally:
+        for fd, _rel in stack:  # left open by an error, or by a caller that stopped early
+            if fd >= 0:
+                os.close(fd)
+
+
+def sum_folders(folders, largest: int, over: int | None) -> TreeSize:
+    """One tree's size from its folders' sums; a file with several links counts once (at its shallowest path)."""
     total = apparent = files = 0
     top: list[tuple[int, str]] = []
     big: list[tuple[int, str]] = []
-    seen: set[tuple[int, int]] = set()
-    base = os.fspath(root)
-    # (an open folder, or -1 to open it by path; its path below the root, with a "/" after it)
-    stack: list[tuple[int, str]] = [(-1, "")]
-    while stack:
-        fd, rel = stack.pop()
-        if fd < 0:
-            try:
-                fd = os.open(os.path.join(base, rel), _SUB if rel else os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except OSError:
-                continue  # vanished or unreadable: measured as empty
-        try:
-            entries = os.scandir(fd)
-        except OSError:
-            os.close(fd)
-            continue
-        try:
-            with entries:
-                for entry in entries:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if st.st_mode & _IFMT == _IFDIR:
-                        total += st.st_blocks * 512
-                        name = entry.name
-                        if len(stack) < OPEN_FOLDERS:
-                            try:
-                                stack.append((os.open(name, _SUB, dir_fd=fd), f"{rel}{name}/"))
-                            except OSError:
-                                continue
-                        else:
-                            stack.append((-1, f"{rel}{name}/"))
-                        continue
-                    if st.st_nlink > 1:
-                        key = (st.st_dev, st.st_ino)
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                    files += 1
-                    total += st.st_blocks * 512
-                    size = st.st_size
-                    apparent += size
-                    if over is not None and size >= over and len(big) < MAX_OVER:
-                        big.append((size, rel + entry.name))
-                    if largest:
-                        if len(top) < largest:
-                            heapq.heappush(top, (size, rel + entry.name))
-                        elif size >= top[0][0] and (size, rel + entry.name) > top[0]:
-                            heapq.heapreplace(top, (size, rel + entry.name))
-        finally:
-            os.close(fd)
-    for fd, _rel in stack:  # left open by an error above
-        if fd >= 0:
-            os.close(fd)
-    biggest = [[path, size] for size, path in sorted(top, reverse=True)]
-    result = TreeSize(total, apparent, files, time.time(), biggest)
+    linked: dict[tuple[int, int], tuple[int, int, str]] = {}
+    for sums in folders:
+        total, apparent, files = total + sums.total, apparent + sums.apparent, files + sums.files
+        for size, path in sums.top:
+            _keep(top, largest, size, path)
+        big += sums.over
+        for dev, ino, blocks, size, path in sums.linked:
+            kept = linked.get((dev, ino))
+            if kept is None or (path.count("/"), path) < (kept[2].count("/"), kept[2]):
+                linked[(dev, ino)] = (blocks, size, path)
+    for blocks, size, path in linked.values():
+        files, total, apparent = files + 1, total + blocks, apparent + size
+        if over is not None and size >= over:
+            big.append((size, path))
+        if largest:
+            _keep(top, largest, size, path)
+    result = TreeSize(total, apparent, files, time.time(), [[p, s] for s, p in sorted(top, reverse=True)])
     if over is not None:
-        result.over = [[path, size] for size, path in sorted(big, reverse=True)]
+        result.over = [[p, s] for s, p in heapq.nlargest(MAX_OVER, big)]
     return result
+
+
+def tree_size(root: str | os.PathLike, largest: int = 0, over: int | None = None) -> TreeSize:
+    """Sum a tree with os.scandir (no link is followed, hard links count once);
+    ``largest`` > 0 also keeps that many biggest files, ``over`` the (at most MAX_OVER biggest) files of at least
+    that many bytes."""
+    return sum_folders((sums for _rel, sums in walk(os.fspath(root), largest, over)), largest, over)
 
 
 class DiskUsage:
@@ -124,7 +176,13 @@ class DiskUsage:
         return read_json(self._file(user), user) or {}
 
     def measure(self, user: User, project: str, largest: int = 10, over: int | None = None) -> TreeSize:
-        size = tree_size(self.projects.get(user, project).path, largest, over)
+        path = self.projects.get(user, project).path
+        if over is None:  # a repeat reads again only what changed (tree_watch)
+            from .tree_watch import watched
+
+            size = watched.size(path, largest)
+        else:
+            size = tree_size(path, largest, over)
         sizes = self.cached(user)
         sizes[project] = {k: v for k, v in size.to_dict().items() if k != "over"}
         try:
