@@ -76,3 +76,53 @@ def test_another_owners_images_and_containers_leave_a_kept_answer(engine):
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
         fresh.close()
+
+
+def test_a_change_pushed_out_of_the_engines_event_log_is_never_taken_for_quiet(engine):
+    """The engine keeps its last 256 events of every kind together: an image built, then 256 events of other kinds
+    (volumes here; networks come and go with each deploy on a busy host) must not leave the list kept without it."""
+    mark = "t" + secrets.token_hex(5)
+    fresh = DockerEngine()
+    wanted, tag, volumes = {"ds01-test.mark": mark}, f"ds01-test-{mark}:one", []
+    noise = {"ds01-test.mark": mark + "v"}
+    try:
+        since = time.time()
+        assert fresh.list_images(wanted) == []  # kept
+        subprocess.run(["docker", "build", "-q", "-t", tag, "-"], text=True, check=True, capture_output=True,
+                       input=f"FROM {BASE_IMAGE}\nLABEL ds01-test.mark={mark}\n")
+        for i in range(DockerEngine.EVENTS_KEPT // 2 + 2):
+            volumes.append(fresh.api.create_volume(f"ds01-test-{mark}-{i}", labels=noise)["Name"])
+            fresh.api.remove_volume(volumes[-1])
+        assert not fresh.quiet_since(since, wanted)
+        assert [tag] == [t for image in fresh.list_images(wanted) for t in image.tags]
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+        for volume in volumes:
+            subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True)
+        fresh.close()
+
+
+def test_a_tag_taken_by_another_image_leaves_a_kept_list(engine):
+    """`docker tag OTHER NAME` takes NAME from the image that had it, and the engine logs only OTHER's event
+    (with OTHER's labels): a kept list of the first image's owner must not go on showing NAME."""
+    mark = "t" + secrets.token_hex(5)
+    fresh = DockerEngine()
+    wanted, tag, other = {"ds01-test.mark": mark}, f"ds01-test-{mark}:one", f"ds01-test-{mark}:other"
+    first = None
+    try:
+        subprocess.run(["docker", "build", "-q", "-t", tag, "-"], text=True, check=True, capture_output=True,
+                       input=f"FROM {BASE_IMAGE}\nLABEL ds01-test.mark={mark}\n")
+        [first] = fresh.list_images(wanted)
+        assert tag in first.tags
+        subprocess.run(["docker", "build", "-q", "-t", other, "-"], text=True, check=True, capture_output=True,
+                       input=f"FROM {BASE_IMAGE}\nLABEL ds01-test.mark={mark}x\n")
+        time.sleep(1.2)  # the other image's own events are past: only the tag's remains
+        since = time.time()
+        subprocess.run(["docker", "tag", other, tag], check=True, capture_output=True)
+        assert not fresh.quiet_since(since, wanted)
+        assert [i.id for i in fresh.list_images(wanted) if tag in i.tags] == []
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag, other], capture_output=True)
+        if first is not None:
+            subprocess.run(["docker", "rmi", "-f", first.id], capture_output=True)
+        fresh.close()

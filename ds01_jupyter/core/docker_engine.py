@@ -685,7 +685,7 @@ class DockerEngine(ContainerEngine):
         hundred), so a list is kept and given again while the engine's own event log shows no image event since it
         was asked (one short request); any doubt (a full log, another machine's clock, an error) asks again."""
         filters = self._filters(labels)
-        key = repr(sorted(filters.items()))
+        key = _kept_key(filters)
         kept = self._images_kept.get(key)
         if kept is not None and self._quiet_since(kept[0], labels):
             return list(kept[1])
@@ -707,14 +707,18 @@ class DockerEngine(ContainerEngine):
 
     def _quiet_since(self, since: float, labels: dict[str, str], containers: bool = False) -> bool:
         """No event since ``since`` in the engine's log of an image with ``labels`` or without any (a delete's
-        event carries none), nor of a build's commit, nor with ``containers`` of a container with ``labels`` that
-        changes a list; False on any doubt (a full log, an error). Other users' images and containers churn freely
-        on a busy host: their events carry their own labels."""
+        event carries none), nor a tag given to another image that takes a name from the images with ``labels``
+        last listed (only the other image's event is logged), nor of a build's commit, nor with ``containers`` of
+        a container with ``labels`` that changes a list; False on any doubt (a full log, an error). Other users'
+        images and containers churn freely on a busy host: their events carry their own labels."""
+        kept = self._images_kept.get(_kept_key(self._filters(labels)))
+        names = {tag for image in kept[1] for tag in image.tags} if kept else set()
         try:
             # The engine reads "seconds.nanoseconds" (nine digits); a float's fraction would be taken as nanoseconds.
+            # No filter: the engine keeps its last EVENTS_KEPT events of every kind together, so only a count of
+            # them all tells whether the window's events are all still there.
             window = {"since": _engine_time(since - 1), "until": _engine_time(time.time())}
-            filters = {"type": ["image", "container"]}
-            with contextlib.closing(self.api.events(decode=True, filters=filters, **window)) as stream:
+            with contextlib.closing(self.api.events(decode=True, **window)) as stream:
                 for seen, event in enumerate(stream, 1):
                     if seen >= self.EVENTS_KEPT - 1:
                         return False
@@ -722,9 +726,11 @@ class DockerEngine(ContainerEngine):
                     mine = all(attrs.get(key) == value for key, value in labels.items())
                     action = (event.get("Action") or "").partition(":")[0]
                     if event.get("Type") == "image":
-                        if mine or not attrs.keys() - {"name"}:
+                        if mine or not attrs.keys() - {"name"} or attrs.get("name") in names:
                             return False
-                    elif mine and (action == "commit" or (containers and action in _LISTED_ACTIONS)):
+                    elif event.get("Type") == "container" and mine and (
+                        action == "commit" or (containers and action in _LISTED_ACTIONS)
+                    ):
                         return False
             return True
         except Exception:  # noqa: BLE001 - any doubt: ask the engine for the list
@@ -787,6 +793,10 @@ class DockerEngine(ContainerEngine):
 _LISTED_ACTIONS = frozenset(
     {"create", "start", "restart", "stop", "die", "kill", "destroy", "rename", "update", "pause", "unpause", "oom"}
 )
+
+
+def _kept_key(filters: dict) -> str:
+    return repr(sorted(filters.items()))
 
 
 def _engine_time(seconds: float) -> str:
