@@ -101,7 +101,7 @@ def walk(base: str, largest: int, over: int | None, start: str = "", opened=None
             fd, rel = stack.pop()
             if fd < 0:
                 try:
-                    fd = os.open(os.path.join(base, rel), _SUB if rel else os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    fd = open_below(base, rel)
                 except OSError:
                     continue  # vanished or unreadable: measured as empty
             try:
@@ -126,6 +126,21 @@ def walk(base: str, largest: int, over: int | None, start: str = "", opened=None
         for fd, _rel in stack:  # left open by an error, or by a caller that stopped early
             if fd >= 0:
                 os.close(fd)
+
+
+def open_below(base: str, rel: str) -> int:
+    """Open the folder ``rel`` ("a/b/") below ``base`` one name at a time, never through a link (a user who swaps
+    a folder for a link meanwhile must not have another tree measured, and its file names shown)."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in rel.split("/")[:-1]:
+            below = os.open(name, _SUB, dir_fd=fd)
+            os.close(fd)
+            fd = below
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def sum_folders(folders, largest: int, over: int | None) -> TreeSize:

@@ -6,7 +6,8 @@ time; so every folder of a measured tree is watched for writes, attribute change
 moves, and a notice marks its folder to be read again. What the watches cannot see makes the next measurement a
 whole walk: a tree on a filesystem other machines may write (NFS, SMB, FUSE: only local types are watched), no
 watch left (``fs.inotify.max_user_watches``), a lost notice (the queue overflowed), a tree older than
-FULL_SECONDS (writes through a memory map send no notice). Linux only; elsewhere every measurement is a walk.
+FULL_SECONDS (writes through a memory map send no notice, and nor does a file's folder when the file is changed
+through another hard link made since the last measurement). Linux only; elsewhere every measurement is a walk.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 
-from .disk import TreeSize, read_folder, sum_folders, tree_size, walk
+from .disk import TreeSize, open_below, read_folder, sum_folders, tree_size, walk
 
 #: A watched tree is walked whole again after this long, whatever the notices said (memory-mapped writes).
 FULL_SECONDS = 600.0
@@ -218,7 +219,7 @@ class TreeWatch:
                 if old is None:
                     continue  # forgotten with its parent, or unreadable when last read
                 try:
-                    fd = _open_below(tree.base, rel)
+                    fd = open_below(tree.base, rel)
                 except OSError:
                     self._forget(tree, rel)
                     if rel:
@@ -252,7 +253,7 @@ class TreeWatch:
             if not sums.linked:
                 continue
             try:
-                fd = _open_below(tree.base, rel)
+                fd = open_below(tree.base, rel)
             except OSError:
                 tree.dirty.add(rel)
                 continue
@@ -311,20 +312,6 @@ class _NoWatch(Exception):
 def _parent(rel: str) -> str:
     """"a/b/" -> "a/"; "a/" -> ""."""
     return rel[:-1].rpartition("/")[0] + "/" if "/" in rel[:-1] else ""
-
-
-def _open_below(base: str, rel: str) -> int:
-    """Open the folder ``rel`` below ``base`` one name at a time, never through a link."""
-    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for name in rel.split("/")[:-1]:
-            below = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            os.close(fd)
-            fd = below
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
 
 
 #: The process's watched trees (a cache: a restarted process walks each tree once again).
