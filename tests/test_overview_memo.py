@@ -8,9 +8,30 @@ from __future__ import annotations
 
 import time
 
+from conftest import fake_gpus
+
 
 def _by_name(found: dict) -> dict:
     return {p["name"]: p for p in found["projects"]}
+
+
+def _kept(viewer, user) -> dict:
+    """The viewer's overview once it is given again without a new look (any image event on the host, e.g. another
+    run's clean-up, rightly makes it look again: so a few tries, a moment apart)."""
+    listed = []
+    real = viewer.engine.list_containers
+    viewer.engine.list_containers = lambda *a, **kw: listed.append(1) or real(*a, **kw)
+    try:
+        for _ in range(10):
+            viewer.overview(user)
+            before = len(listed)
+            found = viewer.overview(user)
+            if len(listed) == before:
+                return found
+            time.sleep(1.2)
+        raise AssertionError("an unchanged overview was made again")
+    finally:
+        del viewer.engine.list_containers
 
 
 def test_a_kept_overview_never_hides_a_change_made_elsewhere(make_core, user, project_name):
@@ -51,3 +72,35 @@ def test_a_kept_overview_never_hides_a_change_made_elsewhere(make_core, user, pr
     assert not _by_name(viewer.overview(user))[name]["container"]["running"]
     actor.containers.retire(user, name)
     assert _by_name(viewer.overview(user))[name]["container"] is None
+
+
+def test_a_workspace_root_behind_a_link_shows_a_new_project_at_once(make_core, user, project_name, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (user.home / "workspace").symlink_to(elsewhere)
+    viewer, actor = make_core(), make_core()
+    name, later = project_name(), project_name()
+    actor.projects.create(user, name)
+    assert set(_by_name(_kept(viewer, user))) == {name}
+    actor.projects.create(user, later)  # in the folder the link points to
+    assert set(_by_name(viewer.overview(user))) == {name, later}
+
+
+HOLD = 6
+
+
+def test_a_kept_overview_lets_a_stopped_containers_gpus_go_when_its_hold_ends(make_core, user, project_name):
+    """A stopped container holds its GPUs for gpu_hold_after_stop (allocator.holds): a change by time alone,
+    with no event, that the next look must show."""
+    settings = {"limits": f"defaults:\n  gpu_hold_after_stop: {HOLD}s\n", "gpus": fake_gpus(1)}
+    viewer, actor = make_core(**settings), make_core(**settings)
+    name = project_name()
+    actor.projects.create(user, name)
+    actor.containers.deploy(user, name, gpus=1)
+    actor.containers.stop(user, name)
+    stopped = time.time()
+    shown = _by_name(_kept(viewer, user))[name]["container"]
+    if time.time() < stopped + HOLD - 1:  # (a very busy host may take longer to keep it)
+        assert shown["holds_gpu"] and not shown["running"]
+    time.sleep(max(0.0, stopped + HOLD + 0.5 - time.time()))
+    assert not _by_name(viewer.overview(user))[name]["container"]["holds_gpu"]

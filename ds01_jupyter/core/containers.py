@@ -376,7 +376,7 @@ class Containers:
             workspace=record.labels.get(L.WORKSPACE, ""),
             created_at=record.labels.get(L.CREATED_AT) or _iso(record.created),
             started_at=_iso(started),
-            finished_at=_iso(record.finished_at),
+            finished_at=_iso(record.finished_at or ending.finished_at),  # the engine's list lacks it
             uptime_seconds=uptime,
             exit_code=record.exit_code,
             error=record.error,

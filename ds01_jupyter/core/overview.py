@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 
 from . import labels as L
+from .allocator import CREATED_GRACE
 from .errors import DS01Error, EngineUnavailable
 from .users import User
 
@@ -30,16 +32,17 @@ class OverviewMemo:
     panel open, and an overview of 1,000 projects costs thousands of file looks and two engine lists."""
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[str, int], tuple[float, tuple, dict]] = {}
+        self._kept: dict[tuple[str, int], tuple[float, float, tuple, dict]] = {}
 
     @staticmethod
     def stamp(core: DS01, user: User) -> tuple:
-        """What on disk the overview depends on, besides the projects' own folders (metadata only, never read)."""
+        """What on disk the overview depends on, besides the projects' own folders (metadata only, never read):
+        through links, as the projects are listed (a workspace root may be a link to the user's folder)."""
         state = core.settings.expand(core.settings.state_dir, user)
         out: list[tuple | None] = []
         for path in (core.projects.root(user), state, state / "audits", state / "sizes.json", state / "activity.json"):
             try:
-                st = os.stat(path, follow_symlinks=False)
+                st = os.stat(path)
                 out.append((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
             except OSError:
                 out.append(None)
@@ -50,17 +53,42 @@ class OverviewMemo:
         kept = self._kept.get((user.name, user.uid))
         if kept is None:
             return None
-        asked, stamp, found = kept
-        age = time.time() - asked
-        if not 0 <= age < MEMO_SECONDS or self.stamp(core, user) != stamp \
+        asked, until, stamp, found = kept
+        now = time.time()
+        age = now - asked
+        if not asked <= now < until or self.stamp(core, user) != stamp \
                 or not core.engine.quiet_since(asked, L.owned_by(user)):
             self._kept.pop((user.name, user.uid), None)
             return None
         return _aged(found, age)
 
-    def keep(self, user: User, asked: float, stamp: tuple, found: dict) -> None:
+    def keep(self, core: DS01, user: User, asked: float, stamp: tuple, found: dict) -> None:
         if found["engine"]["available"]:  # an engine down is asked again at once
-            self._kept[(user.name, user.uid)] = (asked, stamp, _aged(found, 0.0))
+            until = min(asked + MEMO_SECONDS, _holds_change(core, user, found))
+            self._kept[(user.name, user.uid)] = (asked, until, stamp, _aged(found, 0.0))
+
+
+def _holds_change(core: DS01, user: User, found: dict) -> float:
+    """When a container of the overview may stop holding its GPUs by time alone (allocator.holds, no event): a
+    stopped one gpu_hold_after_stop after it ended, one never started CREATED_GRACE after it was made. The
+    times shown are whole seconds, so this is never later than the allocator's moment."""
+    soonest = float("inf")
+    for project in found["projects"]:
+        container = project["container"]
+        if container is None or not container.get("holds_gpu") or container["running"]:
+            continue
+        hold: float | None
+        if container["state"] == "created":
+            since, hold = container.get("created_at"), CREATED_GRACE
+        else:
+            since, hold = container.get("finished_at"), core.limits.for_user(user).gpu_hold_after_stop
+        if hold is None:
+            continue  # held for ever
+        try:
+            soonest = min(soonest, datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() + hold)
+        except (AttributeError, ValueError):
+            return 0.0  # no time to go by: not kept
+    return soonest
 
 
 def _aged(found: dict, age: float) -> dict:
@@ -94,7 +122,7 @@ def overview(core: DS01, user: User, only: str | None = None) -> dict:
         return _overview(core, user, only)
     asked, stamp = time.time(), core.overview_memo.stamp(core, user)  # before looking: a change meanwhile shows next
     found = _overview(core, user)
-    core.overview_memo.keep(user, asked, stamp, found)
+    core.overview_memo.keep(core, user, asked, stamp, found)
     return found
 
 
