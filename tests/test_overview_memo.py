@@ -104,3 +104,18 @@ def test_a_kept_overview_lets_a_stopped_containers_gpus_go_when_its_hold_ends(ma
         assert shown["holds_gpu"] and not shown["running"]
     time.sleep(max(0.0, stopped + HOLD + 0.5 - time.time()))
     assert not _by_name(viewer.overview(user))[name]["container"]["holds_gpu"]
+
+
+def test_a_stamp_taken_in_the_same_tick_as_a_change_is_not_trusted():
+    """On a coarse filesystem clock a second change within the tick keeps the times: such a look is not kept."""
+    from ds01_jupyter.core.overview import RACY_SECONDS, OverviewMemo
+    from ds01_jupyter.core.users import User
+
+    me, memo, now = User.current(), OverviewMemo(), time.time()
+    found = {"user": me.name, "engine": {"available": True, "reason": ""}, "projects": [], "frameworks": []}
+    just_changed = ((1, int(now * 1e9), int(now * 1e9), 4096), None)
+    memo.keep(None, me, now, just_changed, found)
+    assert memo._kept == {}
+    settled = ((1, int((now - 10 * RACY_SECONDS) * 1e9), int((now - 10 * RACY_SECONDS) * 1e9), 4096), None)
+    memo.keep(None, me, now, settled, found)
+    assert (me.name, me.uid) in memo._kept

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 MEMO_SECONDS = 10.0
 
 
+#: A stamp whose newest time is this close to the look is not trusted (filesystem times move in clock ticks).
+RACY_SECONDS = 0.05
+
+
 class OverviewMemo:
     """The last overview of each user, with what it was made of: the sidebar asks at every container event and
     panel open, and an overview of 1,000 projects costs thousands of file looks and two engine lists."""
@@ -63,7 +67,11 @@ class OverviewMemo:
         return _aged(found, age)
 
     def keep(self, core: DS01, user: User, asked: float, stamp: tuple, found: dict) -> None:
-        if found["engine"]["available"]:  # an engine down is asked again at once
+        """Keep ``found`` unless the engine was down (asked again at once) or the stamp is racy: a folder or file
+        changed within RACY_SECONDS of the look may change again within the same tick of a coarse filesystem
+        clock and keep its times (git's rule for its index)."""
+        changed = max((t for part in stamp if part for t in part[1:3]), default=0) / 1e9
+        if found["engine"]["available"] and changed < asked - RACY_SECONDS:
             until = min(asked + MEMO_SECONDS, _holds_change(core, user, found))
             self._kept[(user.name, user.uid)] = (asked, until, stamp, _aged(found, 0.0))
 
