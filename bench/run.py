@@ -123,6 +123,8 @@ def _notes(r: dict) -> str:
                      f"{_t(r['one_card_after_a_change_s'])})")
     if "core_s" in r:
         notes.append(f"the core's deploy alone, in-process: {_t(r['core_s'])}")
+    if "run_network_s" in r:
+        notes.append(f"docker run -d on a network of its own, as a deploy starts it: {_t(r['run_network_s'])}")
     if "cli_startup_s" in r:
         notes.append(f"the CLI's own start-up (`ds01 --help`): {_t(r['cli_startup_s'])}")
     if "diff_s" in r:
