@@ -100,6 +100,9 @@ class TreeWatch:
             return True
         if self.failed:
             return False
+        if not os.path.isdir("/proc/self/fd"):  # folders are watched through their descriptors there
+            self.failed = True
+            return False
         try:
             self.libc = libc = ctypes.CDLL(None, use_errno=True)
             with open("/proc/sys/fs/inotify/max_user_watches") as limit:
@@ -158,14 +161,14 @@ class TreeWatch:
 
     def _watch(self, tree: _Tree, fd: int, rel: str) -> None:
         """Watch the folder open at ``fd`` (through /proc/self/fd: exactly that folder, whatever its path is now).
-        Raises _NoWatch when the watches are used up."""
+        Raises _NoWatch when it cannot be watched (no watch left, no /proc), unless it cannot be read at all."""
         if self.held >= self.budget and rel not in tree.watches:
             raise _NoWatch()
         wd = self._add(self.fd, f"/proc/self/fd/{fd}".encode(), _MASK)
         if wd < 0:
-            if ctypes.get_errno() in (errno.ENOSPC, errno.ENOMEM):
-                raise _NoWatch()
-            return  # not readable (then not measured either): its parent's notice says when that changes
+            if ctypes.get_errno() == errno.EACCES:
+                return  # not readable (then not measured either): its parent's notice says when that changes
+            raise _NoWatch()  # no watch left, or no /proc: this tree is walked whole each time
         old = tree.watches.get(rel)
         if old is not None and old != wd:
             self._unlist(tree, rel, old)
