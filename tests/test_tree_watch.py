@@ -124,3 +124,94 @@ def test_the_usage_of_a_project_follows_its_files(tmp_path, monkeypatch):
     assert after.apparent_bytes == before.apparent_bytes + 123_456
     assert after.largest[0] == ["data/grown.bin", 123_456]
     assert disk.tree_size(project.path).apparent_bytes == after.apparent_bytes
+
+
+def test_a_folder_found_where_another_was_is_read_whole(tmp_path):
+    """A folder moved or renamed onto a watched path brings subfolders no notice named (theirs stayed silent)."""
+    root, away = tmp_path / "project", tmp_path / "away"
+    (root / "a" / "sub").mkdir(parents=True)
+    (root / "a" / "sub" / "f").write_bytes(b"x" * 100)
+    (root / "x" / "sub").mkdir(parents=True)
+    (root / "x" / "sub" / "g").write_bytes(b"x" * 300)
+    (root / "empty").mkdir()
+    watch = TreeWatch()
+    _same(watch, root)
+    os.rename(root / "a", away)  # moved out, and another "a" with a "sub" made in its place
+    (root / "a" / "sub").mkdir(parents=True)
+    (root / "a" / "sub" / "new").write_bytes(b"n" * 5000)
+    _same(watch, root)
+    (root / "a" / "sub" / "later").write_bytes(b"l" * 7000)  # the new one is watched, the old one no more
+    (away / "sub" / "gone").write_bytes(b"g" * 9000)
+    _same(watch, root)
+    os.rename(root / "x", root / "empty")  # a rename replacing an (empty) folder
+    _same(watch, root)
+    (root / "empty" / "sub" / "h").write_bytes(b"h" * 800)
+    _same(watch, root)
+
+
+def test_a_root_reached_through_a_link_whose_folder_was_replaced(tmp_path):
+    (tmp_path / "one" / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "one" / "a" / "sub" / "f").write_bytes(b"x" * 100)
+    (tmp_path / "link").symlink_to(tmp_path / "one")
+    watch = TreeWatch()
+    _same(watch, tmp_path / "link")
+    os.rename(tmp_path / "one", tmp_path / "old")
+    (tmp_path / "one" / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "one" / "a" / "sub" / "g").write_bytes(b"g" * 8000)
+    _same(watch, tmp_path / "link")
+
+
+def test_a_root_that_could_not_be_read_is_measured_once_it_can(tmp_path, monkeypatch):
+    """No watch (its parent has none) tells when an unreadable root (chmod 000) becomes readable."""
+    root = tmp_path / "project"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "f").write_bytes(b"x" * 100)
+    real, locked = disk.open_below, [True]
+
+    def open_below(base, rel):
+        if rel == "" and locked[0]:
+            raise PermissionError(13, "Permission denied")
+        return real(base, rel)
+
+    monkeypatch.setattr(disk, "open_below", open_below)
+    monkeypatch.setattr(tree_watch, "open_below", open_below)
+    watch = TreeWatch()
+    assert watch.size(root, 5).files == 0  # (as _same measures it)
+    locked[0] = False
+    _same(watch, root)
+    locked[0] = True
+    os.chmod(root, 0o700)  # (as chmod 000 would be) its notice: the root is read again, and cannot be
+    (root / "a" / "g").write_bytes(b"y" * 10)
+    assert watch.size(root, 5).files == 0
+    locked[0] = False
+    _same(watch, root)
+
+
+def test_a_root_whose_name_is_not_utf8(tmp_path):
+    root = tmp_path / os.fsdecode(b"caf\xe9")
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "f").write_bytes(b"x" * 100)
+    watch = TreeWatch()
+    _same(watch, root)
+    (root / "a" / "g").write_bytes(b"y" * 10)
+    _same(watch, root)
+
+
+def test_many_folders_gone_at_once(tmp_path):
+    """Siblings removed one by one and a whole subtree removed: each gone folder is forgotten with what is below
+    it (through the sums, not a scan of every folder per gone one), its watch given back."""
+    root = tmp_path / "project"
+    for i in range(300):
+        (root / "many" / f"d{i}" / "s").mkdir(parents=True)
+    (root / "keep" / "f").parent.mkdir(parents=True)
+    (root / "keep" / "f").write_bytes(b"k" * 10)
+    watch = TreeWatch()
+    _same(watch, root)
+    held = watch.held
+    for i in range(0, 300, 2):
+        shutil.rmtree(root / "many" / f"d{i}")
+    _same(watch, root)
+    assert watch.held == held - 300
+    shutil.rmtree(root / "many")
+    _same(watch, root)
+    assert watch.held == 2 and set(watch.trees[(str(root), 5)].folders) == {"", "keep/"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import heapq
 import os
 import select
 import struct
@@ -47,6 +48,7 @@ class _Tree:
     def __init__(self, base: str, largest: int, identity: tuple):
         self.base, self.largest, self.identity = base, largest, identity
         self.folders: dict = {}
+        self.inodes: dict[str, tuple[int, int]] = {}  # each folder's (device, inode) when it was read
         self.watches: dict[str, int] = {}
         self.dirty: set[str] = set()
         self.whole = True  # walk it all at the next measurement
@@ -92,6 +94,8 @@ class TreeWatch:
                     return tree_size(base, largest)
             else:
                 self._look_at_links(tree)
+            if "" not in tree.folders:
+                tree.whole = True  # the root could not be read: no watch (its parent has none) says when it can
             return sum_folders(tree.folders.values(), largest, None)
 
     # -- the inotify descriptor ---------------------------------------------------------------
@@ -162,6 +166,7 @@ class TreeWatch:
     def _watch(self, tree: _Tree, fd: int, rel: str) -> None:
         """Watch the folder open at ``fd`` (through /proc/self/fd: exactly that folder, whatever its path is now).
         Raises _NoWatch when it cannot be watched (no watch left, no /proc), unless it cannot be read at all."""
+        tree.inodes[rel] = _identity(fd)
         if self.held >= self.budget and rel not in tree.watches:
             raise _NoWatch()
         wd = self._add(self.fd, f"/proc/self/fd/{fd}".encode(), _MASK)
@@ -191,14 +196,14 @@ class TreeWatch:
     def _walk_whole(self, tree: _Tree) -> bool:
         """Walk the tree, watching each folder; False (and the tree let go) when the watches ran out."""
         self._unwatch(tree)
-        tree.folders, tree.dirty = {}, set()
+        tree.folders, tree.inodes, tree.dirty = {}, {}, set()
         tree.whole, tree.walked = False, time.monotonic()
         try:
             self._walk_into(tree, "")
             return True
         except _NoWatch:
             self._unwatch(tree)
-            tree.folders, tree.whole, tree.unwatched = {}, True, True
+            tree.folders, tree.inodes, tree.whole, tree.unwatched = {}, {}, True, True
             return False
 
     def _walk_into(self, tree: _Tree, start: str) -> bool:
@@ -212,11 +217,16 @@ class TreeWatch:
         return linked
 
     def _read_again(self, tree: _Tree) -> bool:
-        """Read the marked folders again (a subfolder new since, or unreadable before, is walked whole; a gone one
-        is forgotten); False when the watches ran out (then the tree is walked whole)."""
+        """Read the marked folders again (a subfolder new since, or unreadable before, is walked whole, and so is
+        another folder found at a path: one moved or renamed there keeps its subfolders, which had no notice; a
+        gone one is forgotten); False when the watches ran out (then the tree is walked whole)."""
+        queue = [(rel.count("/"), rel) for rel in tree.dirty]  # parents first: they tell what is gone
+        heapq.heapify(queue)
         try:
-            while tree.dirty:
-                rel = min(tree.dirty, key=lambda r: r.count("/"))  # parents first: they tell what is gone
+            while queue:
+                rel = heapq.heappop(queue)[1]
+                if rel not in tree.dirty:
+                    continue  # walked meanwhile
                 tree.dirty.discard(rel)
                 old = tree.folders.get(rel)
                 if old is None:
@@ -227,15 +237,23 @@ class TreeWatch:
                     self._forget(tree, rel)
                     if rel:
                         tree.dirty.add(_parent(rel))
+                        heapq.heappush(queue, (rel.count("/") - 1, _parent(rel)))
                     continue
                 try:
-                    self._watch(tree, fd, rel)
-                    sums = read_folder(fd, rel, tree.largest, None)
+                    sums = None
+                    if _identity(fd) == tree.inodes.get(rel):
+                        self._watch(tree, fd, rel)
+                        sums = read_folder(fd, rel, tree.largest, None)
                 except OSError:
                     self._forget(tree, rel)
                     continue
                 finally:
                     os.close(fd)
+                if sums is None:  # another folder now: all of it is new
+                    self._forget(tree, rel)
+                    if self._walk_into(tree, rel):
+                        return False
+                    continue
                 if {link[:2] for link in sums.linked} - {link[:2] for link in old.linked}:
                     return False  # a new hard link: the file's other names' folders had no notice of it
                 tree.folders[rel] = sums
@@ -274,12 +292,17 @@ class TreeWatch:
                 os.close(fd)
 
     def _forget(self, tree: _Tree, rel: str) -> None:
-        """Drop a folder and everything below it from the tree."""
-        for path in [p for p in tree.folders if p.startswith(rel)]:
-            tree.folders.pop(path, None)
+        """Drop a folder and everything below it (each folder's sums name its subfolders) from the tree."""
+        stack = [rel]
+        while stack:
+            path = stack.pop()
+            sums = tree.folders.pop(path, None)
+            tree.inodes.pop(path, None)
             wd = tree.watches.pop(path, None)
             if wd is not None:
                 self._unlist(tree, path, wd)
+            if sums is not None:
+                stack += [f"{path}{name}/" for name in sums.folders]
 
     def _unwatch(self, tree: _Tree) -> None:
         for rel, wd in list(tree.watches.items()):
@@ -303,13 +326,18 @@ class TreeWatch:
     def _local(self, base: str) -> bool:
         """Whether the tree lies on a filesystem only this machine writes (its notices then tell everything)."""
         buf = ctypes.create_string_buffer(512)  # a struct statfs, f_type first
-        if self.libc.statfs(base.encode(), buf) != 0:
+        if self.libc.statfs(os.fsencode(base), buf) != 0:
             return False
         return struct.unpack_from("l", buf, 0)[0] & 0xFFFFFFFF in _LOCAL
 
 
 class _NoWatch(Exception):
     """The watches (this process's share of them) are used up."""
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
 
 
 def _parent(rel: str) -> str:
