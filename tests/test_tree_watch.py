@@ -83,6 +83,7 @@ def test_a_repeat_reads_only_the_folders_that_changed(tmp_path, monkeypatch):
         (root / f"d{i}").mkdir(parents=True)
         for j in range(10):
             (root / f"d{i}" / f"f{j}").write_bytes(b"x" * 100)
+    monkeypatch.setattr(tree_watch, "SETTLE_SECONDS", 0)  # (as if the files were written a minute ago)
     watch = TreeWatch()
     first = watch.size(root)
     read = []
@@ -215,3 +216,29 @@ def test_many_folders_gone_at_once(tmp_path):
     shutil.rmtree(root / "many")
     _same(watch, root)
     assert watch.held == 2 and set(watch.trees[(str(root), 5)].folders) == {"", "keep/"}
+
+
+def test_blocks_a_filesystem_places_after_the_write(tmp_path, monkeypatch):
+    """ext4 adds a fragmented file's extent block at writeback, with no notice: a folder with a file changed in the
+    last SETTLE_SECONDS is read again at each measurement (elsewhere, as on tmpfs, the sizes simply agree)."""
+    root = tmp_path / "project"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    (root / "b" / "old").write_bytes(b"o" * 10)
+    watch = TreeWatch()
+    _same(watch, root)
+    with open(root / "a" / "fragmented", "wb") as out:
+        for i in range(200):
+            out.seek(i * 200_000)
+            out.write(b"x" * 4096)
+        out.flush()
+        _same(watch, root)
+        os.fsync(out.fileno())
+    _same(watch, root)
+    read = []
+    real = tree_watch.read_folder
+    monkeypatch.setattr(tree_watch, "read_folder", lambda fd, rel, *a: read.append(rel) or real(fd, rel, *a))
+    monkeypatch.setattr(tree_watch, "SETTLE_SECONDS", 0)  # a minute later: settled, read no more
+    _same(watch, root)
+    _same(watch, root)
+    assert read == ["a/", "b/"]  # (once: marked at the measurement before)

@@ -49,6 +49,7 @@ class FolderSums:
     over: list = field(default_factory=list)  # (size, path) of the files of at least the asked size
     linked: list = field(default_factory=list)  # (device, inode, allocated, size, path): files with other links
     folders: list = field(default_factory=list)  # the subfolders' names
+    changed: float = 0.0  # the newest change time (st_ctime) of the files it counts
 
 
 def read_folder(fd: int, rel: str, largest: int, over: int | None) -> FolderSums:
@@ -71,6 +72,7 @@ def read_folder(fd: int, rel: str, largest: int, over: int | None) -> FolderSums
                 continue
             sums.files += 1
             sums.total += st.st_blocks * 512
+            sums.changed = max(sums.changed, st.st_ctime)
             size = st.st_size
             sums.apparent += size
             if over is not None and size >= over:

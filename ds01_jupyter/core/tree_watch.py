@@ -3,11 +3,13 @@ the folders where something changed, not every file of the tree (the sidebar's u
 
 A size must never miss a file that grew in place (a log, a checkpoint being written), which changes no folder's
 time; so every folder of a measured tree is watched for writes, attribute changes, creations, deletions and
-moves, and a notice marks its folder to be read again. What the watches cannot see makes the next measurement a
-whole walk: a tree on a filesystem other machines may write (NFS, SMB, FUSE: only local types are watched), no
-watch left (``fs.inotify.max_user_watches``), a lost notice (the queue overflowed), a tree older than
-FULL_SECONDS (writes through a memory map send no notice, and nor does a file's folder when the file is changed
-through another hard link made since the last measurement). Linux only; elsewhere every measurement is a walk.
+moves, and a notice marks its folder to be read again. A folder with a file changed in the last SETTLE_SECONDS is
+read again at each measurement too: its filesystem may not have placed the file's blocks yet, and sends no notice
+when it does. What the watches cannot see makes the next measurement a whole walk: a tree on a filesystem other
+machines may write (NFS, SMB, FUSE: only local types are watched), no watch left (``fs.inotify.max_user_watches``),
+a lost notice (the queue overflowed), a tree older than FULL_SECONDS (writes through a memory map send no notice,
+and nor does a file's folder when the file is changed through another hard link made since the last
+measurement). Linux only; elsewhere every measurement is a walk.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from .disk import TreeSize, open_below, read_folder, sum_folders, tree_size, wal
 
 #: A watched tree is walked whole again after this long, whatever the notices said (memory-mapped writes).
 FULL_SECONDS = 600.0
+#: A file changed this recently may still change its allocated size (st_blocks) with no notice: ext4 adds a
+#: fragmented file's extent block at writeback (within 30 s), Btrfs's commit and ZFS's sync (compression) settle
+#: it; its folder is read again at each measurement until then. (XFS's trimmed preallocation can take until the
+#: next whole walk.)
+SETTLE_SECONDS = 60.0
 #: The share of the user's inotify watches (``fs.inotify.max_user_watches``) this process may hold: the rest is
 #: left to the user's other tools (editors, file watchers). Beyond it the least recently measured trees are let
 #: go, and a tree bigger than it all is walked each time.
@@ -96,6 +103,8 @@ class TreeWatch:
                 self._look_at_links(tree)
             if "" not in tree.folders:
                 tree.whole = True  # the root could not be read: no watch (its parent has none) says when it can
+            settling = time.time() - SETTLE_SECONDS
+            tree.dirty.update(rel for rel, sums in tree.folders.items() if sums.changed > settling)
             return sum_folders(tree.folders.values(), largest, None)
 
     # -- the inotify descriptor ---------------------------------------------------------------
