@@ -242,3 +242,18 @@ def test_blocks_a_filesystem_places_after_the_write(tmp_path, monkeypatch):
     _same(watch, root)
     _same(watch, root)
     assert read == ["a/", "b/"]  # (once: marked at the measurement before)
+
+
+def test_a_folder_that_grew_with_its_entries(tmp_path):
+    """A folder's own blocks count in its parent's sums, and its parent has no notice when they grow (files made
+    in it): reading it again brings them to its parent's sums."""
+    root = tmp_path / "project"
+    (root / "a" / "b").mkdir(parents=True)
+    watch = TreeWatch()
+    _same(watch, root)
+    for i in range(400):  # ext4: the folder grows from 4 KiB to about 70 KiB
+        (root / "a" / "b" / (f"{i}-" + "n" * 100)).touch()
+    _same(watch, root)
+    for i in range(0, 400, 2):
+        (root / "a" / "b" / (f"{i}-" + "n" * 100)).unlink()
+    _same(watch, root)

@@ -48,7 +48,7 @@ class FolderSums:
     top: list = field(default_factory=list)  # a heap of the biggest (size, path below the root)
     over: list = field(default_factory=list)  # (size, path) of the files of at least the asked size
     linked: list = field(default_factory=list)  # (device, inode, allocated, size, path): files with other links
-    folders: list = field(default_factory=list)  # the subfolders' names
+    folders: dict = field(default_factory=dict)  # the subfolders' names -> their own allocated bytes (in total)
     changed: float = 0.0  # the newest change time (st_ctime) of the files it counts
 
 
@@ -65,7 +65,7 @@ def read_folder(fd: int, rel: str, largest: int, over: int | None) -> FolderSums
                 continue
             if st.st_mode & _IFMT == _IFDIR:
                 sums.total += st.st_blocks * 512
-                sums.folders.append(entry.name)
+                sums.folders[entry.name] = st.st_blocks * 512
                 continue
             if st.st_nlink > 1:
                 sums.linked.append((st.st_dev, st.st_ino, st.st_blocks * 512, st.st_size, rel + entry.name))

@@ -172,16 +172,18 @@ class TreeWatch:
                     if mask & (_IN_DELETE_SELF | _IN_MOVE_SELF | _IN_IGNORED) and rel:
                         tree.dirty.add(_parent(rel))  # the folder itself went: its parent lists it no more
 
-    def _watch(self, tree: _Tree, fd: int, rel: str) -> None:
-        """Watch the folder open at ``fd`` (through /proc/self/fd: exactly that folder, whatever its path is now).
-        Raises _NoWatch when it cannot be watched (no watch left, no /proc), unless it cannot be read at all."""
-        tree.inodes[rel] = _identity(fd)
+    def _watch(self, tree: _Tree, fd: int, rel: str) -> os.stat_result:
+        """Watch the folder open at ``fd`` (through /proc/self/fd: exactly that folder, whatever its path is now);
+        its stat, taken once watched (a later change has its notice). Raises _NoWatch when it cannot be watched (no
+        watch left, no /proc), unless it cannot be read at all."""
         if self.held >= self.budget and rel not in tree.watches:
             raise _NoWatch()
         wd = self._add(self.fd, f"/proc/self/fd/{fd}".encode(), _MASK)
+        st = os.fstat(fd)
+        tree.inodes[rel] = (st.st_dev, st.st_ino)
         if wd < 0:
             if ctypes.get_errno() == errno.EACCES:
-                return  # not readable (then not measured either): its parent's notice says when that changes
+                return st  # not readable (then not measured either): its parent's notice says when that changes
             raise _NoWatch()  # no watch left, or no /proc: this tree is walked whole each time
         old = tree.watches.get(rel)
         if old is not None and old != wd:
@@ -192,6 +194,7 @@ class TreeWatch:
             if not holders:
                 self.held += 1
             holders.append((tree, rel))
+        return st
 
     def _unlist(self, tree: _Tree, rel: str, wd: int) -> None:
         holders = self.by_watch.get(wd, [])
@@ -251,7 +254,7 @@ class TreeWatch:
                 try:
                     sums = None
                     if _identity(fd) == tree.inodes.get(rel):
-                        self._watch(tree, fd, rel)
+                        own = self._watch(tree, fd, rel).st_blocks * 512
                         sums = read_folder(fd, rel, tree.largest, None)
                 except OSError:
                     self._forget(tree, rel)
@@ -266,6 +269,10 @@ class TreeWatch:
                 if {link[:2] for link in sums.linked} - {link[:2] for link in old.linked}:
                     return False  # a new hard link: the file's other names' folders had no notice of it
                 tree.folders[rel] = sums
+                parent, name = tree.folders.get(_parent(rel)), rel[:-1].rpartition("/")[2]
+                if rel and parent is not None and parent.folders.get(name, own) != own:
+                    parent.total += own - parent.folders[name]  # it grew (entries added): no notice to its parent
+                    parent.folders[name] = own
                 for name in set(old.folders) - set(sums.folders):
                     self._forget(tree, f"{rel}{name}/")
                 for name in sums.folders:
