@@ -57,28 +57,33 @@ def read_folder(fd: int, rel: str, largest: int, over: int | None) -> FolderSums
     is its path below the root with a "/" after it. Files with several links are only noted: they count once per
     tree (see sum_folders). Raises OSError when it cannot be listed."""
     sums = FolderSums()
-    with os.scandir(fd) as entries:
+    total = apparent = files = 0
+    changed = 0.0
+    top, big, linked, folders = sums.top, sums.over, sums.linked, sums.folders
+    with os.scandir(fd) as entries:  # sums in locals: this loop runs once per file of the tree
         for entry in entries:
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
             if st.st_mode & _IFMT == _IFDIR:
-                sums.total += st.st_blocks * 512
-                sums.folders[entry.name] = st.st_blocks * 512
+                total += st.st_blocks * 512
+                folders[entry.name] = st.st_blocks * 512
                 continue
             if st.st_nlink > 1:
-                sums.linked.append((st.st_dev, st.st_ino, st.st_blocks * 512, st.st_size, rel + entry.name))
+                linked.append((st.st_dev, st.st_ino, st.st_blocks * 512, st.st_size, rel + entry.name))
                 continue
-            sums.files += 1
-            sums.total += st.st_blocks * 512
-            sums.changed = max(sums.changed, st.st_ctime)
+            files += 1
+            total += st.st_blocks * 512
+            if st.st_ctime > changed:
+                changed = st.st_ctime
             size = st.st_size
-            sums.apparent += size
+            apparent += size
             if over is not None and size >= over:
-                sums.over.append((size, rel + entry.name))
-            if largest:
-                _keep(sums.top, largest, size, rel + entry.name)
+                big.append((size, rel + entry.name))
+            if largest and (len(top) < largest or size >= top[0][0]):
+                _keep(top, largest, size, rel + entry.name)
+    sums.total, sums.apparent, sums.files, sums.changed = total, apparent, files, changed
     return sums
 
 
