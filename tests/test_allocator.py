@@ -192,6 +192,29 @@ def test_holding_after_a_stop_a_crash_or_a_deploy_that_died():
     assert allocator.holds(young, hold, NOW) and not allocator.holds(old, hold, NOW)
 
 
+def test_the_moment_a_hold_ends_is_the_one_holds_goes_by():
+    """hold_ends (what the overview keeps an answer until) and holds() are one rule: holds() is true exactly up to
+    the moment hold_ends gives, and None means only an event ends the hold."""
+    allocator = GpuAllocator(StubEngine(), "/x")
+    hold = lambda labels: 900  # noqa: E731
+    finished = NOW - timedelta(minutes=10)
+    record = stopped(0, finished=finished)
+    ends = allocator.hold_ends(record, hold)
+    assert ends == finished + timedelta(seconds=900)
+    assert allocator.holds(record, hold, ends) and not allocator.holds(record, hold, ends + timedelta(seconds=1))
+    made = NOW - timedelta(seconds=10)
+    young = container("created", created=made)
+    assert allocator.hold_ends(young, hold) == made + timedelta(seconds=CREATED_GRACE)
+    labelled = container("created")  # a cluster task's record: no engine time, the deploy's label
+    labelled.labels[L.CREATED_AT] = made.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert allocator.hold_ends(labelled, hold) == made.replace(microsecond=0) + timedelta(seconds=CREATED_GRACE)
+    assert allocator.hold_ends(container("running", uuids=["GPU-0"]), hold) is None
+    assert allocator.hold_ends(stopped(0), lambda labels: None) is None  # held for ever
+    assert allocator.hold_ends(stopped(0), lambda labels: 1e300) is None  # past the calendar's end: for ever
+    crashed = stopped(1)
+    assert allocator.hold_ends(crashed, hold) < NOW and not allocator.holds(crashed, hold, NOW)
+
+
 def test_holders_and_a_users_share_count_only_containers_ds01_made_for_them():
     bob = User("bob", 2002, 2002, "/home/bob")
     mine = container("running", uuids=["GPU-0", "GPU-1"], slots=2, id="a")

@@ -7,6 +7,7 @@ does, the other's kept overview must show at the next look.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from conftest import fake_gpus
 
@@ -102,8 +103,33 @@ def test_a_kept_overview_lets_a_stopped_containers_gpus_go_when_its_hold_ends(ma
     shown = _by_name(_kept(viewer, user))[name]["container"]
     if time.time() < stopped + HOLD - 1:  # (a very busy host may take longer to keep it)
         assert shown["holds_gpu"] and not shown["running"]
+    ends = datetime.fromisoformat(shown["gpu_hold_ends"].replace("Z", "+00:00")).timestamp()
+    assert stopped - 2 <= ends - HOLD <= stopped  # whole seconds below the allocator's moment
     time.sleep(max(0.0, stopped + HOLD + 0.5 - time.time()))
     assert not _by_name(viewer.overview(user))[name]["container"]["holds_gpu"]
+
+
+def test_a_kept_overview_gives_one_project_alone_and_keeps_them_all(make_core, user, project_name):
+    """The sidebar asks for one project at each container event: the kept overview answers with that one only,
+    without a new look, and still holds every project for the next whole list."""
+    viewer = make_core()
+    names = [project_name(), project_name()]
+    for name in names:
+        viewer.projects.create(user, name)
+    _kept(viewer, user)
+    listed = []
+    real = viewer.engine.list_containers
+    viewer.engine.list_containers = lambda *a, **kw: listed.append(1) or real(*a, **kw)
+    try:
+        one = viewer.overview(user, only=names[0])
+        whole = viewer.overview(user)
+    finally:
+        del viewer.engine.list_containers
+    assert [p["name"] for p in one["projects"]] == [names[0]]
+    assert set(names) <= set(_by_name(whole))
+    if not listed:  # (another run's image event on a busy host rightly makes it look again)
+        one["projects"][0]["warnings"] = -1  # a caller's copy: the kept one is untouched
+        assert _by_name(viewer.overview(user))[names[0]]["warnings"] == 0
 
 
 def test_a_stamp_taken_in_the_same_tick_as_a_change_is_not_trusted():

@@ -68,7 +68,7 @@ import stat
 import tarfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from . import labels as L
@@ -399,21 +399,28 @@ class GpuAllocator:
         exit code 0) keeps them for the owner's ``gpu_hold_after_stop`` (``hold_after_stop(labels)`` in
         seconds, None meaning for ever); one that never started past CREATED_GRACE holds nothing.
         """
-        now = now or datetime.now(timezone.utc)
-        if record.state == "created" and _created_long_ago(record, now):
-            return False  # died between create and start: never ran, holds nothing
-        if record.state in ("exited", "dead"):
-            ending = self.ending(record)
-            if ending.crashed:
-                return False
-            hold = hold_after_stop(record.labels)
-            if (
-                hold is not None
-                and ending.finished_at is not None
-                and (now - ending.finished_at).total_seconds() > hold
-            ):
-                return False
-        return True
+        ends = self.hold_ends(record, hold_after_stop)
+        return ends is None or (now or datetime.now(timezone.utc)) <= ends
+
+    def hold_ends(self, record: ContainerRecord, hold_after_stop) -> datetime | None:
+        """The moment ``record`` stops holding its GPUs by time alone (see :meth:`holds`), for those who keep an
+        answer until then: None while only an event can end the hold (it runs, is kept for ever, or has no time to
+        go by); a moment already past when it holds none (a crash)."""
+        if record.state == "created":
+            created = _created(record)
+            return created + timedelta(seconds=CREATED_GRACE) if created is not None else None
+        if record.state not in ("exited", "dead"):
+            return None
+        ending = self.ending(record)
+        if ending.crashed:
+            return datetime.min.replace(tzinfo=timezone.utc)
+        hold = hold_after_stop(record.labels)
+        if hold is None or ending.finished_at is None:
+            return None
+        try:
+            return ending.finished_at + timedelta(seconds=hold)
+        except OverflowError:
+            return None  # a hold past the calendar's end: for ever
 
     def holders(self, containers: list[ContainerRecord], hold_after_stop) -> dict[str, ContainerRecord]:
         """Map GPU UUID -> container holding it (see :meth:`holds`)."""
@@ -503,13 +510,15 @@ class GpuAllocator:
         return chosen
 
 
-def _created_long_ago(record: ContainerRecord, now: datetime) -> bool:
-    """Whether a never-started container is past CREATED_GRACE (a deploy between create and start is not)."""
-    created = record.created
-    if created is None:
-        with contextlib.suppress(ValueError, TypeError):
-            created = datetime.fromisoformat(record.labels.get(L.CREATED_AT, "").replace("Z", "+00:00"))
-    return created is not None and (now - created).total_seconds() > CREATED_GRACE
+def _created(record: ContainerRecord) -> datetime | None:
+    """When a container was made: the engine's time, else the label a deploy wrote (a cluster task's record)."""
+    if record.created is not None:
+        return record.created
+    try:
+        made = datetime.fromisoformat(str(record.labels.get(L.CREATED_AT, "")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return made if made.tzinfo is not None else made.replace(tzinfo=timezone.utc)
 
 
 def _stamp(moment: datetime) -> str:

@@ -106,6 +106,9 @@ class ContainerStatus:
     oom_killed: bool = False
     #: Whether its GPUs are still its own (running, or stopped within gpu_hold_after_stop; a crash frees them).
     holds_gpu: bool = False
+    #: When its GPUs stop being its own by time alone (gpu_hold_after_stop after a stop, or a never-started
+    #: container's grace), to the second below; None while it holds none or only an event can end the hold.
+    gpu_hold_ends: str | None = None
     #: "" while /workspace is the project folder; "missing" when the folder was deleted; "replaced" when it was
     #: made again while the container runs on with the deleted one mounted.
     workspace_state: str = ""
@@ -364,6 +367,8 @@ class Containers:
         unwritable = workspace_access.unwritable(self._owner(record), Path(source)) if source else []
         ending = self.allocator.ending(record)
         gpus = L.gpu_uuids(record.labels)
+        hold_ends = self.allocator.hold_ends(record, self.hold_for) if gpus else None
+        holds_gpu = bool(gpus) and (hold_ends is None or datetime.now(timezone.utc) <= hold_ends)
         return ContainerStatus(
             project=project,
             name=record.name,
@@ -385,7 +390,8 @@ class Containers:
             ending=ending.how,
             summary=ending.describe(record.state),
             oom_killed=ending.oom_killed,
-            holds_gpu=bool(gpus) and self.allocator.holds(record, self.hold_for),
+            holds_gpu=holds_gpu,
+            gpu_hold_ends=_iso(hold_ends) if holds_gpu else None,
             workspace_state=workspace_state(record),
             fallback=record.labels.get(L.FALLBACK, ""),
             unwritable=unwritable,

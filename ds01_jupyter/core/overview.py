@@ -11,7 +11,6 @@ import time
 from datetime import datetime
 
 from . import labels as L
-from .allocator import CREATED_GRACE
 from .errors import DS01Error, EngineUnavailable
 from .users import User
 
@@ -52,8 +51,9 @@ class OverviewMemo:
                 out.append(None)
         return tuple(out)
 
-    def get(self, core: DS01, user: User) -> dict | None:
-        """The kept overview (a copy, its uptimes and idle times moved on) while still true, else None."""
+    def get(self, core: DS01, user: User, only: str | None = None) -> dict | None:
+        """The kept overview (a copy, its uptimes and idle times moved on; ``only``: of that project alone) while
+        still true, else None."""
         kept = self._kept.get((user.name, user.uid))
         if kept is None:
             return None
@@ -64,7 +64,7 @@ class OverviewMemo:
                 or not core.engine.quiet_since(asked, L.owned_by(user)):
             self._kept.pop((user.name, user.uid), None)
             return None
-        return _aged(found, age)
+        return _aged(found, age, only)
 
     def keep(self, core: DS01, user: User, asked: float, stamp: tuple, found: dict) -> None:
         """Keep ``found`` unless the engine was down (asked again at once) or the stamp is racy: a folder or file
@@ -72,37 +72,25 @@ class OverviewMemo:
         clock and keep its times (git's rule for its index)."""
         changed = max((t for part in stamp if part for t in part[1:3]), default=0) / 1e9
         if found["engine"]["available"] and changed < asked - RACY_SECONDS:
-            until = min(asked + MEMO_SECONDS, _holds_change(core, user, found))
+            until = min(asked + MEMO_SECONDS, _holds_change(found))
             self._kept[(user.name, user.uid)] = (asked, until, stamp, _aged(found, 0.0))
 
 
-def _holds_change(core: DS01, user: User, found: dict) -> float:
-    """When a container of the overview may stop holding its GPUs by time alone (allocator.holds, no event): a
-    stopped one gpu_hold_after_stop after it ended, one never started CREATED_GRACE after it was made. The
-    times shown are whole seconds, so this is never later than the allocator's moment."""
-    soonest = float("inf")
-    for project in found["projects"]:
-        container = project["container"]
-        if container is None or not container.get("holds_gpu") or container["running"]:
-            continue
-        hold: float | None
-        if container["state"] == "created":
-            since, hold = container.get("created_at"), CREATED_GRACE
-        else:
-            since, hold = container.get("finished_at"), core.limits.for_user(user).gpu_hold_after_stop
-        if hold is None:
-            continue  # held for ever
-        try:
-            soonest = min(soonest, datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() + hold)
-        except (AttributeError, ValueError):
-            return 0.0  # no time to go by: not kept
-    return soonest
+def _holds_change(found: dict) -> float:
+    """When a container of the overview stops holding its GPUs by time alone (no event tells): the soonest
+    ``gpu_hold_ends`` (whole seconds, never later than the allocator's moment)."""
+    ends = (project["container"].get("gpu_hold_ends") for project in found["projects"] if project["container"])
+    return min((datetime.fromisoformat(e.replace("Z", "+00:00")).timestamp() for e in ends if e),
+               default=float("inf"))
 
 
-def _aged(found: dict, age: float) -> dict:
-    """A copy of an overview (its projects and containers, which callers may add to) ``age`` seconds later."""
+def _aged(found: dict, age: float, only: str | None = None) -> dict:
+    """A copy of an overview (its projects and containers, which callers may add to) ``age`` seconds later;
+    ``only``: of that project alone."""
     projects = []
     for project in found["projects"]:
+        if only is not None and project["name"] != only:
+            continue
         project = dict(project)
         container = project["container"]
         if container is not None:
@@ -121,10 +109,8 @@ def overview(core: DS01, user: User, only: str | None = None) -> dict:
     Works while the engine is down: projects are on disk; the answer then says the engine is unavailable and why.
     A user's last overview is given again while it is still true (OverviewMemo).
     """
-    kept = core.overview_memo.get(core, user)
+    kept = core.overview_memo.get(core, user, only)
     if kept is not None:
-        if only is not None:
-            kept["projects"] = [p for p in kept["projects"] if p["name"] == only]
         return kept
     if only is not None:
         return _overview(core, user, only)

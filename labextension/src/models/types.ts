@@ -15,6 +15,10 @@ export interface IContainer {
   workspace?: string;
   started_at?: string | null;
   finished_at?: string | null;
+  /** Its GPUs are still its own: it runs, or stopped within gpu_hold_after_stop (a crash frees them). */
+  holds_gpu?: boolean;
+  /** When its GPUs stop being its own by time alone (ISO 8601, UTC); null while it holds none or only an event ends the hold. */
+  gpu_hold_ends?: string | null;
   uptime_seconds?: number | null;
   idle_seconds?: number | null;
   exit_code?: number | null;
