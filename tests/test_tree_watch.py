@@ -125,6 +125,25 @@ def test_the_usage_of_a_project_follows_its_files(tmp_path, monkeypatch):
     assert after.apparent_bytes == before.apparent_bytes + 123_456
     assert after.largest[0] == ["data/grown.bin", 123_456]
     assert disk.tree_size(project.path).apparent_bytes == after.apparent_bytes
+    assert (str(project.path), 10) in tree_watch.watched.trees
+
+
+def test_a_one_off_commands_core_sets_up_no_watches(tmp_path):
+    """The CLI's own core (lasting=False) measures each tree once and exits: it walks, and watches nothing."""
+    from ds01_jupyter.core import DS01, Settings
+    from ds01_jupyter.core.users import User
+
+    user = User.current()
+    settings = Settings(workspace_root=str(tmp_path / "ws"), state_dir=str(tmp_path / "state"))
+    core = DS01(settings, lasting=False)
+    project = core.projects.create(user, "once")
+    (project.path / "data" / "a.bin").write_bytes(b"a" * 5000)
+    held = tree_watch.watched.held
+    measured = core.disk.measure(user, "once")
+    assert measured.apparent_bytes == disk.tree_size(project.path).apparent_bytes
+    assert measured.largest[0] == ["data/a.bin", 5000]
+    assert not any(base == str(project.path) for base, _ in tree_watch.watched.trees)
+    assert tree_watch.watched.held == held
 
 
 def test_a_folder_found_where_another_was_is_read_whole(tmp_path):

@@ -43,10 +43,11 @@ connection_line = _lazy("..service.client", "connection_line")
 
 
 def _core() -> DS01:
-    """ds01d's client when its socket is there (users need no Docker access), else the engine directly."""
+    """ds01d's client when its socket is there (users need no Docker access), else the engine directly (a core
+    for this one command)."""
     from ..service.client import connect
 
-    return connect()
+    return connect(direct=lambda: DS01(lasting=False))
 
 
 # -- verbs -----------------------------------------------------------------------

@@ -82,11 +82,15 @@ class DS01:
         settings: Settings | None = None,
         engine: ContainerEngine | None = None,
         inventory: GpuInventory | None = None,
+        lasting: bool = True,
     ):
+        """``lasting``: whether this core answers more than one request (a server, ds01d, the hub); only such a
+        core watches the workspace trees it measures, for its next measurement (see tree_watch.py)."""
         from .engines import engine_for
         from .gpus import inventory_from_setting
 
         self.settings = settings or Settings.from_env()
+        self.lasting = lasting
         self.engine = engine or engine_for(self.settings)
         if inventory is None:  # a cluster engine knows its nodes' GPUs; one host's come from gpu_inventory
             own = getattr(self.engine, "inventory", None)
@@ -174,7 +178,7 @@ class DS01:
     def disk(self) -> DiskUsage:
         from .disk import DiskUsage
 
-        return DiskUsage(self.settings, self.projects)
+        return DiskUsage(self.settings, self.projects, watch=self.lasting)
 
     def checkpoints_dir(self, user: User, project: str):
         """The project's models/ folder, refused when it is a link leading elsewhere (see project_checkpoints.py)."""

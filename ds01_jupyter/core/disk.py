@@ -187,9 +187,10 @@ def tree_size(root: str | os.PathLike, largest: int = 0, over: int | None = None
 class DiskUsage:
     """Per-project workspace sizes; the last measurement is kept in the state folder."""
 
-    def __init__(self, settings: Settings, projects: Projects):
+    def __init__(self, settings: Settings, projects: Projects, watch: bool = True):
         self.settings = settings
         self.projects = projects
+        self.watch = watch  # a one-off command's core measures each tree once: no watch it would never read
 
     def _file(self, user: User) -> Path:
         return self.settings.expand(self.settings.state_dir, user) / "sizes.json"
@@ -199,7 +200,7 @@ class DiskUsage:
 
     def measure(self, user: User, project: str, largest: int = 10, over: int | None = None) -> TreeSize:
         path = self.projects.get(user, project).path
-        if over is None:  # a repeat reads again only what changed (tree_watch)
+        if over is None and self.watch:  # a repeat reads again only what changed (tree_watch)
             from .tree_watch import watched
 
             size = watched.size(path, largest)

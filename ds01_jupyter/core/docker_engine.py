@@ -687,7 +687,7 @@ class DockerEngine(ContainerEngine):
         filters = self._filters(labels)
         key = _kept_key(filters)
         kept = self._images_kept.get(key)
-        if kept is not None and self._quiet_since(kept[0], labels):
+        if kept is not None and self._quiet_since(kept[0], labels, images=kept[1]):
             return list(kept[1])
         asked = time.time()
         with self._errors("list images"):
@@ -705,14 +705,18 @@ class DockerEngine(ContainerEngine):
     def quiet_since(self, since, labels):
         return self._local() and self._quiet_since(since, labels, containers=True)
 
-    def _quiet_since(self, since: float, labels: dict[str, str], containers: bool = False) -> bool:
+    def _quiet_since(self, since: float, labels: dict[str, str], containers: bool = False,
+                     images: list | None = None) -> bool:
         """No event since ``since`` in the engine's log of an image with ``labels`` or without any (a delete's
         event carries none), nor a tag given to another image that takes a name from the images with ``labels``
         last listed (only the other image's event is logged), nor of a build's commit, nor with ``containers`` of
         a container with ``labels`` that changes a list; False on any doubt (a full log, an error). Other users'
-        images and containers churn freely on a busy host: their events carry their own labels."""
-        kept = self._images_kept.get(_kept_key(self._filters(labels)))
-        names = {tag for image in kept[1] for tag in image.tags} if kept else set()
+        images and containers churn freely on a busy host: their events carry their own labels. ``images``: the
+        list with ``labels`` last kept, when the caller has it."""
+        if images is None:
+            kept = self._images_kept.get(_kept_key(self._filters(labels)))
+            images = kept[1] if kept else []
+        names = {tag for image in images for tag in image.tags}
         try:
             # The engine reads "seconds.nanoseconds" (nine digits); a float's fraction would be taken as nanoseconds.
             # No filter: the engine keeps its last EVENTS_KEPT events of every kind together, so only a count of

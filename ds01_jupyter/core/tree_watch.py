@@ -252,9 +252,10 @@ class TreeWatch:
                         heapq.heappush(queue, (rel.count("/") - 1, _parent(rel)))
                     continue
                 try:
-                    sums = None
-                    if _identity(fd) == tree.inodes.get(rel):
-                        own = self._watch(tree, fd, rel).st_blocks * 512
+                    sums, known = None, tree.inodes.get(rel)
+                    st = self._watch(tree, fd, rel)  # watched before it is read; its stat tells which folder it is
+                    if (st.st_dev, st.st_ino) == known:
+                        own = st.st_blocks * 512
                         sums = read_folder(fd, rel, tree.largest, None)
                 except OSError:
                     self._forget(tree, rel)
@@ -327,7 +328,8 @@ class TreeWatch:
 
     def _drop(self, tree: _Tree) -> None:
         self._unwatch(tree)
-        self.trees = {key: t for key, t in self.trees.items() if t is not tree}
+        if self.trees.get((tree.base, tree.largest)) is tree:
+            del self.trees[(tree.base, tree.largest)]
 
     def _bound(self, needed: int) -> None:
         """Let go of the least recently measured trees until ``needed`` more watches fit in the budget."""
@@ -349,11 +351,6 @@ class TreeWatch:
 
 class _NoWatch(Exception):
     """The watches (this process's share of them) are used up."""
-
-
-def _identity(fd: int) -> tuple[int, int]:
-    st = os.fstat(fd)
-    return st.st_dev, st.st_ino
 
 
 def _parent(rel: str) -> str:
