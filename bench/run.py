@@ -37,6 +37,8 @@ BENCHMARKS = {
         "deploy (API, CLI) vs docker run -d; retire with audit and rescue vs docker rm -f",
         "1, 3",
     ),
+    "service": ("service", "deploy and retire from the CLI through ds01d (a user without Docker access) vs "
+                "docker run -d", "3"),
     "ready": ("ready", "deploy until a container kernel answers 1+1 vs JupyterHub + DockerSpawner", "2"),
     "status": ("status", "GET /ds01/projects with 1,000 projects (200 in git), 200 containers vs docker ps -a --filter",
                "4"),
@@ -125,6 +127,9 @@ def _notes(r: dict) -> str:
         notes.append(f"the core's deploy alone, in-process: {_t(r['core_s'])}")
     if "run_network_s" in r:
         notes.append(f"docker run -d on a network of its own, as a deploy starts it: {_t(r['run_network_s'])}")
+    if "connect_s" in r:
+        notes.append(f"of the core's deploy, the network connected after the /workspace check: {_t(r['connect_s'])}"
+                     f", the helpers copied in: {_t(r['helpers_s'])}")
     if "cli_startup_s" in r:
         notes.append(f"the CLI's own start-up (`ds01 --help`): {_t(r['cli_startup_s'])}")
     if "diff_s" in r:
