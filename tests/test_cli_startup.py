@@ -16,6 +16,8 @@ import pytest
 
 #: Never needed to print help or to parse a command line.
 HEAVY = ("docker", "requests", "urllib3", "yaml", "ds01_jupyter.core.containers", "ds01_jupyter.service.client")
+#: Not needed to print help either (the settings' dataclass alone costs 25 ms of a 100 ms budget).
+LISTING_ONLY = ("dataclasses", "pathlib", "ds01_jupyter.core.settings", "ds01_jupyter.core.users")
 #: Never needed by a verb until it parses an admin's file or writes a file (or is not needed at all here).
 NOT_FOR_LISTING = ("yaml", "platform", "secrets", "ds01_jupyter.service.config", "ds01_jupyter.core.gitstate")
 
@@ -68,7 +70,7 @@ def test_help_imports_nothing_heavy(tmp_path, argv, usage):
     code, output, modules = start(tmp_path, argv)
     assert code == 0, output
     assert output.startswith(usage)
-    assert loaded(modules, HEAVY) == []
+    assert loaded(modules, HEAVY + LISTING_ONLY) == []
 
 
 def test_the_help_lists_every_verb(capsys):
@@ -81,9 +83,9 @@ def test_the_help_lists_every_verb(capsys):
     assert exit.value.code == 0
     listing = capsys.readouterr().out
     for verb in ("project-init", "container-deploy (deploy)", "container-list (list)", "container-retire (retire)",
-                 "status", "check-limits", "gpus", "nodes", "reap"):
+                 "status", "check-limits", "gpus", "nodes", "reap", "settings"):
         assert verb in listing
-    assert "DS01_WORKSPACE_ROOT" in listing  # the epilog, from the settings' fields
+    assert "`ds01 settings` lists them" in " ".join(listing.split())  # the epilog: where the variables are listed
 
 
 def test_every_verb_parses(capsys):
@@ -92,7 +94,7 @@ def test_every_verb_parses(capsys):
 
     parser = build_parser()
     verbs = parser._subparsers._group_actions[0].choices  # argparse lists no verbs publicly
-    assert len(verbs) == 35  # 27 verbs and 8 aliases
+    assert len(verbs) == 36  # 28 verbs and 8 aliases
     for verb in verbs:
         with pytest.raises(SystemExit) as exit:
             build_parser().parse_args([verb, "--help"])
@@ -128,3 +130,38 @@ def test_listing_on_the_engine_imports_only_what_it_needs(tmp_path):
     assert code == 1, output
     assert "ds01_jupyter.core.containers" in modules  # it got as far as the engine
     assert loaded(modules, NOT_FOR_LISTING + ("ds01_jupyter.service.protocol",)) == []
+
+
+def test_settings_lists_every_variable_with_its_value_here(tmp_path):
+    """`ds01 settings` needs no engine nor core: each DS01_ variable, who sets it, and the value it has here."""
+    from dataclasses import fields
+
+    from ds01_jupyter.core.settings import ADMIN_SETTINGS, Settings
+
+    code, output, modules = start(tmp_path, ["settings", "--json"], DS01_SOCKET="none", DS01_BASE_IMAGE="mine:1")
+    assert code == 0, output
+    listed = {s["variable"]: s for s in json.loads(output)["settings"]}
+    assert set(listed) == {f"DS01_{f.name.upper()}" for f in fields(Settings) if f.name != "interface"}
+    assert listed["DS01_BASE_IMAGE"]["value"] == "mine:1" and not listed["DS01_BASE_IMAGE"]["admin"]
+    root = listed["DS01_WORKSPACE_ROOT"]
+    assert root["value"] is None and root["default"] == "{home}/workspace"
+    assert {v["name"] for v in listed.values() if v["admin"]} == set(ADMIN_SETTINGS)
+    assert all(v["help"] for v in listed.values())
+    assert loaded(modules, HEAVY[:5]) == []  # no engine, no core: ds01d's socket is only named
+    code, output, _ = start(tmp_path, ["settings"], DS01_SOCKET=str(tmp_path / "ds01.sock"))
+    assert code == 0 and f"ds01d answers at {tmp_path / 'ds01.sock'}: it reads none of these" in output
+
+
+def test_an_admin_setting_a_user_sets_is_shown_refused():
+    """What `ds01 settings` shows a user (not root, not the owner of the admin's folder) who set an admin variable:
+    the value, refused, as every other verb refuses it."""
+    from ds01_jupyter.core.settings import ADMIN_DIR, environment_settings
+
+    nobody = 65534 if not os.path.exists(ADMIN_DIR) or os.stat(ADMIN_DIR).st_uid != 65534 else 65533
+    listed = {s["name"]: s for s in environment_settings({"DS01_LIMITS_FILE": "/tmp/mine.yaml",
+                                                          "DS01_STATE_DIR": "/tmp/state"}, euid=nobody)}
+    assert listed["limits_file"]["refused"] and listed["limits_file"]["value"] == "/tmp/mine.yaml"
+    assert not listed["state_dir"]["refused"] and listed["state_dir"]["value"] == "/tmp/state"
+    assert not listed["lock_dir"]["refused"]  # not set: nothing to refuse
+    root = {s["name"]: s for s in environment_settings({"DS01_LIMITS_FILE": "/x"}, euid=0)}
+    assert not root["limits_file"]["refused"]

@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import fields
 
-# Only the light parts of the core at start-up (issue 19: `ds01 --help` in under 100 ms): ds01_jupyter.core imports
-# the rest, docker-py only when the engine connects, and the helpers below import theirs on first call.
-from ..core import DS01, DS01Error, Settings, User
-from ..core.errors import EngineUnavailable, Forbidden, UnsavedWork
-from ..core.settings import ADMIN_DIR, ADMIN_SETTINGS
+# Nothing of the core but its errors at start-up (issue 19: `ds01 --help` in under 100 ms; the settings' dataclass
+# alone costs 25 ms): a verb imports the core once parsed, the core docker-py only when the engine connects, and
+# the helpers below import theirs on first call.
+from ..core.errors import DS01Error, EngineUnavailable, Forbidden, UnsavedWork
 from . import output as out
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..core import DS01
 
 
 def _lazy(module: str, name: str):
@@ -45,6 +47,7 @@ connection_line = _lazy("..service.client", "connection_line")
 def _core() -> DS01:
     """ds01d's client when its socket is there (users need no Docker access), else the engine directly (a core
     for this one command)."""
+    from ..core import DS01
     from ..service.client import connect
 
     return connect(direct=lambda: DS01(lasting=False))
@@ -675,6 +678,31 @@ def cmd_nodes(core, user, args):
     print(out.table(rows, columns, data.get("notice") or "(no nodes)"))
 
 
+def cmd_settings(core, user, args):
+    """Made without a core: it shows what the environment sets, also when a value there would be refused."""
+    from ..core.settings import ADMIN_DIR, environment_settings
+    from ..service.client import socket_path
+
+    listed = environment_settings()
+    path = socket_path()
+    if args.json:
+        return out.emit_json({"settings": listed, "ds01d": path})
+    rows = [{"variable": s["variable"], "who": "the admin" if s["admin"] else "you",
+             "value": (f"{s['value']} (refused: the admin's)" if s["refused"] else s["value"]) if s["value"]
+             else f"(default) {'' if s['default'] is None else s['default']}"} for s in listed]
+    print(out.table(rows, [("variable", "VARIABLE"), ("who", "WHO SETS IT"), ("value", "VALUE")]))
+    refused = [s["variable"] for s in listed if s["refused"]]
+    if refused and not path:
+        print(f"Refused here: {', '.join(refused)} (the admin's): every other verb stops with an error while "
+              f"{'it is' if len(refused) == 1 else 'they are'} set. Unset {'it' if len(refused) == 1 else 'them'}.")
+    if path:
+        print(f"ds01d answers at {path}: it reads none of these; its admin's file sets them all "
+              "(DS01_SOCKET=none uses the engine directly, for a user who may use Docker).")
+    print(f"The admin's settings are read from the environment only when ds01 runs as root or as the owner of "
+          f"{ADMIN_DIR}; `ds01 settings --json` gives each one's help.")
+    return 1 if refused and not path else 0
+
+
 def cmd_reap(core, user, args):
     decisions = core.reaper.run(user, dry_run=args.dry_run)
     if args.json:
@@ -709,15 +737,12 @@ def _gpu_count(text: str) -> int:
         raise argparse.ArgumentTypeError(err.message) from None
 
 
-def _environment_help() -> str:
-    names = [f.name for f in fields(Settings)]
-    mine = ", ".join(f"DS01_{n.upper()}" for n in names if n not in ADMIN_SETTINGS)
-    admin = ", ".join(f"DS01_{n.upper()}" for n in names if n in ADMIN_SETTINGS)
-    return (
-        f"environment: you may set {mine} (your own folders, which must be yours, and your own engine), "
-        f"and DOCKER_HOST. The admin settings {admin} are refused from the environment unless ds01 runs "
-        f"as root or as the owner of {ADMIN_DIR}: they would lift limits or bypass the GPU allocation lock."
-    )
+ENVIRONMENT_HELP = (
+    "environment: DS01_<SETTING> variables set your own settings (your folders, which must be yours, and your "
+    "engine; DOCKER_HOST too). `ds01 settings` lists them with their values here, and the admin's, which the "
+    "environment may not set (they would lift limits or bypass the GPU allocation lock). Through ds01d none is "
+    "read: its admin's file sets them all."
+)
 
 
 STOP_PROCESSES_HELP = ("stop the processes running in the container first: SIGTERM, then SIGKILL after "
@@ -732,9 +757,9 @@ class _VerbParser:
 
     _parser: argparse.ArgumentParser | None = None
 
-    def __init__(self, *, func, options=None, name_arg=True, name_optional=False, **kwargs):
+    def __init__(self, *, func, options=None, name_arg=True, name_optional=False, uses_core=True, **kwargs):
         self._func, self._options, self._kwargs = func, options, kwargs
-        self._name_arg, self._name_optional = name_arg, name_optional
+        self._name_arg, self._name_optional, self._uses_core = name_arg, name_optional, uses_core
 
     def _build(self) -> argparse.ArgumentParser:
         if self._parser is None:
@@ -743,7 +768,7 @@ class _VerbParser:
                 p.add_argument("name", metavar="NAME", nargs="?" if self._name_optional else None, help="project name")
             if self._options:
                 self._options(p)
-            p.set_defaults(func=self._func)
+            p.set_defaults(func=self._func, uses_core=self._uses_core)
             self._parser = p
         return self._parser
 
@@ -859,14 +884,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts")
     parser = argparse.ArgumentParser(
         prog="ds01", description="Projects, images and GPU containers on a shared DS01 server.",
-        epilog=_environment_help(),
+        epilog=ENVIRONMENT_HELP,
     )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=_VerbParser)
 
-    def verb(name, func, help, aliases=(), name_arg=True, name_optional=False, options=None):
+    def verb(name, func, help, aliases=(), name_arg=True, name_optional=False, options=None, uses_core=True):
         sub.add_parser(name, help=help, description=help, parents=[common], aliases=list(aliases), func=func,
-                       options=options, name_arg=name_arg, name_optional=name_optional)
+                       options=options, name_arg=name_arg, name_optional=name_optional, uses_core=uses_core)
 
     verb("project-init", cmd_project_init, "create a project with the recommended layout")
     verb("project-list", cmd_project_list, "list your projects", aliases=["projects"], name_arg=False)
@@ -919,6 +944,8 @@ def build_parser() -> argparse.ArgumentParser:
          name_arg=False)
     verb("reap", cmd_reap, "stop your containers that are idle or past their runtime", name_arg=False,
          options=_reap_options)
+    verb("settings", cmd_settings, "the DS01_<SETTING> variables: their values here, defaults, and which are the "
+         "admin's", name_arg=False, uses_core=False)
     return parser
 
 
@@ -926,7 +953,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        core = _core()
+        from ..core.users import User
+
+        core = _core() if args.uses_core else None
         result = args.func(core, User.current(), args)
     except DS01Error as err:
         if args.json:

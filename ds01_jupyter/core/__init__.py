@@ -12,8 +12,6 @@ from functools import cached_property
 # Only what DS01 needs at once is imported here; the rest (docker-py, yaml, the engine's and the allocator's
 # modules...) on first use, so `ds01 --help` and a CLI talking to ds01d start fast (issue 19).
 from .errors import DS01Error
-from .settings import Settings
-from .users import User
 
 TYPE_CHECKING = False  # typing itself costs 5 ms at start-up
 if TYPE_CHECKING:  # for the annotations only
@@ -28,6 +26,8 @@ if TYPE_CHECKING:  # for the annotations only
     from .limits import LimitsSource
     from .projects import Projects
     from .reaper import Reaper
+    from .settings import Settings
+    from .users import User
 
 # The names this package exported before it imported lazily: module -> names, each imported on first use.
 _LAZY = {
@@ -44,6 +44,10 @@ _LAZY = {
     ".limits": ("Limits", "LimitsSource"),
     ".projects": ("Project", "Projects"),
     ".reaper": ("Reaper",),
+    # The settings' dataclass and pathlib cost 25 ms: `ds01 --help` imports core.errors, hence this package, and
+    # needs neither.
+    ".settings": ("Settings",),
+    ".users": ("User",),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -88,6 +92,7 @@ class DS01:
         core watches the workspace trees it measures, for its next measurement (see tree_watch.py)."""
         from .engines import engine_for
         from .gpus import inventory_from_setting
+        from .settings import Settings
 
         self.settings = settings or Settings.from_env()
         self.lasting = lasting

@@ -20,7 +20,7 @@ how their own tools behave; a workspace root must still belong to the user
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import Forbidden
@@ -257,6 +257,26 @@ class Settings:
 def setting_help(name: str) -> str:
     """The help text declared with a setting."""
     return next(f.metadata["help"] for f in fields(Settings) if f.name == name)
+
+
+def environment_settings(environ=None, euid: int | None = None) -> list[dict]:
+    """Each setting as the command line reads it from ``DS01_<NAME>`` (``ds01 settings``): its variable, whether it
+    is the admin's, the value ``environ`` gives it (None: its default), whether that value is refused (an admin
+    setting a process of ``euid`` may not set, see :func:`env_may_set_admin_settings`), its default and help."""
+    environ = os.environ if environ is None else environ
+    may_admin = env_may_set_admin_settings(euid)
+    listed = []
+    for f in fields(Settings):
+        if "help" not in f.metadata:
+            continue  # no option: each front end sets it itself (interface)
+        variable, admin = f"DS01_{f.name.upper()}", f.name in ADMIN_SETTINGS
+        value = environ.get(variable) or None
+        default = None if f.default is MISSING else f.default
+        listed.append({"name": f.name, "variable": variable, "admin": admin, "value": value,
+                       "refused": bool(value is not None and admin and not may_admin),
+                       "default": list(default) if isinstance(default, tuple) else default,
+                       "help": f.metadata["help"]})
+    return listed
 
 
 def _pairs(value) -> tuple[tuple[str, str], ...]:
