@@ -48,13 +48,21 @@ class _Service:
         self.base, self.python = base, python
         self.name = "ds01b" + secrets.token_hex(4)
         self.home = base / self.name
+        self.process: subprocess.Popen | None = None
         subprocess.run(["useradd", "-M", "-d", str(self.home), "-s", "/bin/sh", self.name], check=True,
                        capture_output=True)
+        try:
+            self._start()
+        except BaseException:
+            self.close()  # the account (and a ds01d that did not answer) go too
+            raise
+
+    def _start(self) -> None:
         self.user = User.from_name(self.name)
         (self.home / "workspace").mkdir(parents=True)
         for path in (self.home, self.home / "workspace"):
             os.chown(path, self.user.uid, self.user.gid)
-        admin = base / "admin"  # root's, 0755: ds01d refuses settings others could change
+        admin = self.base / "admin"  # root's, 0755: ds01d refuses settings others could change
         admin.mkdir(mode=0o755)
         (admin / "gpus.json").write_text("[]")
         (admin / "limits.yaml").write_text("defaults:\n  max_containers_per_user: 10\n")
@@ -91,7 +99,7 @@ class _Service:
                               group=self.user.gid, extra_groups=[], timeout=600, check=False)
 
     def close(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=90)
@@ -152,6 +160,8 @@ def _core_parts(service: _Service, project: str, repeat: int) -> dict:
             core.guard.retire(service.user, project, "rescue")
     finally:
         core.close()
+    if not spent["connect_own_network"] or not spent["put_tree"]:
+        return {"core_s": statistics.median(spent["core"])}  # a deploy without those steps: nothing to split
     return {"core_s": statistics.median(spent["core"]),
             "connect_s": statistics.median(spent["connect_own_network"]),
             "helpers_s": statistics.median(spent["put_tree"])}

@@ -211,6 +211,9 @@ def test_the_moment_a_hold_ends_is_the_one_holds_goes_by():
     assert allocator.hold_ends(container("running", uuids=["GPU-0"]), hold) is None
     assert allocator.hold_ends(stopped(0), lambda labels: None) is None  # held for ever
     assert allocator.hold_ends(stopped(0), lambda labels: 1e300) is None  # past the calendar's end: for ever
+    # An admin's file read as YAML numbers: -1e300 frees at once, as a negative hold always did; NaN holds.
+    assert not allocator.holds(stopped(0), lambda labels: -1e300, NOW)
+    assert allocator.holds(stopped(0), lambda labels: float("nan"), NOW)
     crashed = stopped(1)
     assert allocator.hold_ends(crashed, hold) < NOW and not allocator.holds(crashed, hold, NOW)
 

@@ -103,8 +103,8 @@ def test_a_kept_overview_lets_a_stopped_containers_gpus_go_when_its_hold_ends(ma
     shown = _by_name(_kept(viewer, user))[name]["container"]
     if time.time() < stopped + HOLD - 1:  # (a very busy host may take longer to keep it)
         assert shown["holds_gpu"] and not shown["running"]
-    ends = datetime.fromisoformat(shown["gpu_hold_ends"].replace("Z", "+00:00")).timestamp()
-    assert stopped - 2 <= ends - HOLD <= stopped  # whole seconds below the allocator's moment
+        ends = datetime.fromisoformat(shown["gpu_hold_ends"].replace("Z", "+00:00")).timestamp()
+        assert stopped - 2 <= ends - HOLD <= stopped  # whole seconds below the allocator's moment
     time.sleep(max(0.0, stopped + HOLD + 0.5 - time.time()))
     assert not _by_name(viewer.overview(user))[name]["container"]["holds_gpu"]
 

@@ -683,16 +683,19 @@ def cmd_settings(core, user, args):
     from ..core.settings import ADMIN_DIR, environment_settings
     from ..service.client import socket_path
 
-    listed = environment_settings()
     path = socket_path()
+    listed = environment_settings()
+    if path:  # ds01d reads none of them: nothing is refused either
+        listed = [{**s, "refused": False} for s in listed]
+    refused = [s["variable"] for s in listed if s["refused"]]
     if args.json:
-        return out.emit_json({"settings": listed, "ds01d": path})
+        out.emit_json({"settings": listed, "ds01d": path})
+        return 1 if refused else 0
     rows = [{"variable": s["variable"], "who": "the admin" if s["admin"] else "you",
              "value": (f"{s['value']} (refused: the admin's)" if s["refused"] else s["value"]) if s["value"]
              else f"(default) {'' if s['default'] is None else s['default']}"} for s in listed]
     print(out.table(rows, [("variable", "VARIABLE"), ("who", "WHO SETS IT"), ("value", "VALUE")]))
-    refused = [s["variable"] for s in listed if s["refused"]]
-    if refused and not path:
+    if refused:
         print(f"Refused here: {', '.join(refused)} (the admin's): every other verb stops with an error while "
               f"{'it is' if len(refused) == 1 else 'they are'} set. Unset {'it' if len(refused) == 1 else 'them'}.")
     if path:
@@ -700,7 +703,7 @@ def cmd_settings(core, user, args):
               "(DS01_SOCKET=none uses the engine directly, for a user who may use Docker).")
     print(f"The admin's settings are read from the environment only when ds01 runs as root or as the owner of "
           f"{ADMIN_DIR}; `ds01 settings --json` gives each one's help.")
-    return 1 if refused and not path else 0
+    return 1 if refused else 0
 
 
 def cmd_reap(core, user, args):

@@ -413,14 +413,14 @@ class GpuAllocator:
             return None
         ending = self.ending(record)
         if ending.crashed:
-            return datetime.min.replace(tzinfo=timezone.utc)
+            return _NEVER
         hold = hold_after_stop(record.labels)
         if hold is None or ending.finished_at is None:
             return None
         try:
             return ending.finished_at + timedelta(seconds=hold)
-        except OverflowError:
-            return None  # a hold past the calendar's end: for ever
+        except (OverflowError, ValueError):  # past the calendar's ends, or not a number (NaN)
+            return _NEVER if hold < 0 else None  # NaN compares false: held, as it always was
 
     def holders(self, containers: list[ContainerRecord], hold_after_stop) -> dict[str, ContainerRecord]:
         """Map GPU UUID -> container holding it (see :meth:`holds`)."""
@@ -508,6 +508,10 @@ class GpuAllocator:
                 hint="Wait for a GPU to be freed, ask for fewer, or deploy with --gpus 0 for CPU-only.",
             )
         return chosen
+
+
+#: A hold that ended before anything: a crashed container holds nothing.
+_NEVER = datetime.min.replace(tzinfo=timezone.utc)
 
 
 def _created(record: ContainerRecord) -> datetime | None:

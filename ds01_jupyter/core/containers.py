@@ -155,7 +155,7 @@ def _images_of(records: builtins.list[ContainerRecord]) -> dict[str, str]:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 def workspace_state(record: ContainerRecord) -> str:
