@@ -100,5 +100,12 @@ def test_own_workspace_works_and_admin_settings_are_refused_from_a_users_environ
         proc = as_user(bob, "check-limits", **{variable: value})
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert f"{variable} is an admin setting" in proc.stderr, proc.stderr
-    help_text = as_user(bob, "--help").stdout
-    assert "DS01_LIMITS_FILE" in help_text and "admin settings" in help_text
+    help_text = " ".join(as_user(bob, "--help").stdout.split())
+    assert "`ds01 settings` lists them" in help_text
+    # `ds01 settings` shows the user what they set and that the admin's one is refused, as the verbs refuse it.
+    shown = as_user(bob, "settings", DS01_LIMITS_FILE=str(generous), DS01_BASE_IMAGE="mine:1")
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr
+    rows = {line.split()[0]: line for line in shown.stdout.splitlines() if line.startswith("DS01_")}
+    assert f"{generous} (refused: the admin's)" in rows["DS01_LIMITS_FILE"]
+    assert "mine:1" in rows["DS01_BASE_IMAGE"] and "refused" not in rows["DS01_BASE_IMAGE"]
+    assert "Refused here: DS01_LIMITS_FILE (the admin's)" in shown.stdout
