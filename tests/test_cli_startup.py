@@ -165,3 +165,29 @@ def test_an_admin_setting_a_user_sets_is_shown_refused():
     assert not listed["lock_dir"]["refused"]  # not set: nothing to refuse
     root = {s["name"]: s for s in environment_settings({"DS01_LIMITS_FILE": "/x"}, euid=0)}
     assert not root["limits_file"]["refused"]
+
+
+def test_a_reply_through_ds01d_is_decoded_without_the_container_core(tmp_path):
+    """A client of ds01d rebuilds a deploy's answer from its own small module: the engine's modules, which cost
+    100 ms to import, stay unimported."""
+    from ds01_jupyter.core.container_status import ContainerStatus, DeployResult
+    from ds01_jupyter.service import protocol
+
+    sent = DeployResult(ContainerStatus("p", "p._.me", "abc", "running", "img", gpus=["GPU-1"]), True, ["note"])
+    reply = tmp_path / "reply.json"
+    reply.write_text(json.dumps(protocol.encode(sent)))
+    code = (
+        "import json, sys\n"
+        "from ds01_jupyter.service import protocol\n"
+        f"got = protocol.decode(json.load(open({str(reply)!r})))\n"
+        "print(json.dumps({'got': got.to_dict(), 'type': type(got).__name__, 'modules': sorted(sys.modules)}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["type"] == "DeployResult" and out["got"] == sent.to_dict()
+    assert loaded(set(out["modules"]), HEAVY + ("ds01_jupyter.core.findings", "ds01_jupyter.core.images")) == []
+    with pytest.raises(Exception, match="unknown type"):
+        protocol.decode({"__t": ["ContainerStatus"], "v": {}})
+    with pytest.raises(Exception, match="unknown type"):
+        protocol.decode({"__t": "ContainerStatus", "v": "not a mapping"})

@@ -238,33 +238,32 @@ def parse_request(line: bytes) -> tuple[str, dict]:
 
 
 # -- values: the core's results, typed, and back ----------------------------------------------
-def _result_types() -> dict[str, type]:
-    from ..core.containers import ContainerStatus, DeployResult
-    from ..core.engine import ContainerRecord, ImageRecord
-    from ..core.findings import Audit, Finding
-    from ..core.images import ImageInfo
-    from ..core.projects import InitResult, Project
-    from ..core.reaper import ReapDecision
-    from ..core.rescue import Rescue
-    from ..core.settings import Settings  # service.settings: a REST deploy naming a framework checks it there
+#: The core's result types a reply may hold, by name, and their modules: each imported when a reply first holds one
+#: (importing them all cost a client of ds01d 100 ms; issue 19). service.settings: a REST deploy naming a framework
+#: checks it there.
+RESULT_TYPES = {
+    "ContainerStatus": "..core.container_status",
+    "DeployResult": "..core.container_status",
+    "ContainerRecord": "..core.engine",
+    "ImageRecord": "..core.engine",
+    "Audit": "..core.findings",
+    "Finding": "..core.findings",
+    "ImageInfo": "..core.images",
+    "Project": "..core.projects",
+    "InitResult": "..core.projects",
+    "ReapDecision": "..core.reaper",
+    "Rescue": "..core.rescue",
+    "Settings": "..core.settings",
+}
 
-    return {
-        c.__name__: c
-        for c in (
-            ContainerStatus,
-            ContainerRecord,
-            DeployResult,
-            ImageRecord,
-            Audit,
-            Finding,
-            ImageInfo,
-            Project,
-            InitResult,
-            ReapDecision,
-            Rescue,
-            Settings,
-        )
-    }
+
+def _result_type(name: str) -> type | None:
+    module = RESULT_TYPES.get(name)
+    if module is None:
+        return None
+    import importlib
+
+    return getattr(importlib.import_module(module, __package__), name)
 
 
 def encode(value):
@@ -290,33 +289,32 @@ def encode(value):
     return str(value)
 
 
-def decode(data, _types: dict | None = None):
-    """The value :func:`encode` made; only the core's own result types are rebuilt."""
-    types = _types if _types is not None else _result_types()
+def decode(data):
+    """The value :func:`encode` made; only the core's own result types (RESULT_TYPES) are rebuilt."""
     if isinstance(data, list):
-        return [decode(v, types) for v in data]
+        return [decode(v) for v in data]
     if not isinstance(data, dict):
         return data
     tag = data.get("__t")
     if tag is None:
-        return {k: decode(v, types) for k, v in data.items()}
+        return {k: decode(v) for k, v in data.items()}
     value = data.get("v")
     if tag == "dict":
-        return {k: decode(v, types) for k, v in value.items()}
+        return {k: decode(v) for k, v in value.items()}
     if tag == "Path":
         return Path(value)
     if tag == "datetime":
         return datetime.fromisoformat(value)
     if tag == "set":
-        return set(decode(value, types))
+        return set(decode(value))
     if tag == "bytes":
         return base64.b64decode(value)
-    cls = types.get(tag)
+    cls = _result_type(tag) if isinstance(tag, str) and isinstance(value, dict) else None
     if cls is None:
         raise E.DS01Error(
             f"ds01d answered a value of unknown type {tag!r}.", hint="Use the ds01 command installed with it."
         )
-    return cls(**{k: decode(v, types) for k, v in value.items()})
+    return cls(**{k: decode(v) for k, v in value.items()})
 
 
 # -- errors --------------------------------------------------------------------------------------
