@@ -246,6 +246,16 @@ class KernelSpecs:
                 remove_spec(project, self.kernels_dir)
             return wanted
 
+    def deployed(self, project: str) -> None:
+        """The spec of ``project``, which a deploy just gave a container, written unless it is there: what a sync
+        would do for it, without listing the engine's containers (the deploy's event makes the whole sync)."""
+        try:
+            with self._syncing:
+                if present(self.kernels_dir).get(project) != spec_for(project):
+                    write_spec(project, self.kernels_dir)
+        except (DS01Error, OSError) as err:
+            self.log.info("ds01: the kernel spec of %s was not written: %s", project, err)
+
     def sync_quietly(self) -> None:
         """Sync, but never fail the caller: with the engine down the specs stay as they were."""
         try:

@@ -59,8 +59,8 @@ class Backend:
     def check_project(self, name: str) -> None:
         """A project name from a URL this backend serves (NotFound for one it never will); called by prepare."""
 
-    def sync_kernels(self) -> None:
-        """Bring the kernel specs up to date after a deploy or a retire."""
+    async def sync_kernels(self, project: str | None = None) -> None:
+        """Bring the kernel specs up to date after a retire, or (``project``) that project's after its deploy."""
 
     # -- projects ------------------------------------------------------------------------
     async def overview(self, user: User) -> dict:
@@ -140,9 +140,14 @@ class HostBackend(Backend):
         super().__init__(user)
         self.core, self.events, self.operations, self.kernel_specs = core, events, operations, kernel_specs
 
-    def sync_kernels(self) -> None:
-        if self.kernel_specs is not None:
-            self.kernel_specs.sync_quietly()
+    async def sync_kernels(self, project=None):
+        # Off the event loop: a sync lists the engine's containers, and may wait for the events thread's own sync.
+        if self.kernel_specs is None:
+            return
+        if project is None:
+            await self.run(self.kernel_specs.sync_quietly)
+        else:
+            await self.run(self.kernel_specs.deployed, project)
 
     async def overview(self, user):
         return await self.run(self.core.overview, user)

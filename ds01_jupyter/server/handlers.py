@@ -148,8 +148,6 @@ class DS01Handler(APIHandler):
         self.set_status(status or (202 if isinstance(data, Accepted) else 200))
         self.finish(json.dumps(data, default=str))
 
-    def sync_kernels(self) -> None:
-        self.backend.sync_kernels()
 
     def project_kernels(self, project: str) -> list:
         """(id, manager) of the kernels this server runs in a project's container."""
@@ -236,7 +234,8 @@ class LongActionHandler(DS01Handler):
         if op.state == "failed":
             self.send({**op.error, "operation": op.id}, _status_of(op.error))
             return
-        self.sync_kernels()
+        if action == "deploy":  # its kernel is there for the notebook the client opens next
+            await self.backend.sync_kernels(name)
         self.send(op.result)
 
 
@@ -271,7 +270,7 @@ class RetireHandler(DS01Handler):
     async def post(self, name):
         request = R.RetireRequest.from_dict(self.body())
         result = await self.ending_kernels(name, lambda: self.backend.retire(self.user, name, request))
-        self.sync_kernels()
+        await self.backend.sync_kernels()
         self.send(result)
 
 
