@@ -45,7 +45,7 @@ def engine(tmp_path_factory):
     with open(basetemp / ALIVE, "w") as alive:
         fcntl.flock(alive, fcntl.LOCK_EX)  # held while this run lives: other runs leave it alone
         for engine in _ready(core):
-            _sweep_interrupted_runs(engine, basetemp.parent)
+            _sweep_interrupted_runs(engine, run_dir(tmp_path_factory))
             yield engine
     core.close()
 
@@ -53,24 +53,40 @@ def engine(tmp_path_factory):
 ALIVE = ".ds01-run-alive"
 
 
-def _sweep_interrupted_runs(engine, pytest_root: Path) -> None:
+def run_dir(tmp_path_factory) -> Path:
+    """This run's folder in pytest's temporary root (pytest-N): with pytest-xdist each worker's own folder
+    (popen-gwX) lies inside it."""
+    basetemp = tmp_path_factory.getbasetemp()
+    return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+
+
+def _sweep_interrupted_runs(engine, this_run: Path) -> None:
     """Remove containers left by an earlier run of these tests that was killed.
 
     They hold names like `demo._.<user>` and count against the user's limits,
     so a killed run would otherwise fail the next one. Only containers whose
-    workspace lies under pytest's own temporary root are considered, and only
-    those of runs whose lock is free (a run still going holds it).
+    workspace lies under pytest's own temporary root are considered, never this
+    run's (its other workers may not hold their lock yet), and only those of runs
+    whose locks are all free (a run still going holds its own, or each worker one).
     """
-    prefix = str(pytest_root) + os.sep
+    root = this_run.parent
+    prefix = str(root) + os.sep
     for record in engine.list_containers(L.managed()):
         workspace = record.labels.get(L.WORKSPACE, "")
-        if workspace.startswith(prefix) and not _run_alive(pytest_root / workspace[len(prefix):].split(os.sep)[0]):
+        if not workspace.startswith(prefix):
+            continue
+        run = root / workspace[len(prefix):].split(os.sep)[0]
+        if run != this_run and not _run_alive(run):
             engine.remove_container(record.id, force=True)
 
 
-def _run_alive(run_dir: Path) -> bool:
+def _run_alive(run: Path) -> bool:
+    return any(_locked(lock) for lock in (run / ALIVE, *run.glob(f"popen-gw*/{ALIVE}")))
+
+
+def _locked(path: Path) -> bool:
     try:
-        with open(run_dir / ALIVE) as lock:
+        with open(path) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return True

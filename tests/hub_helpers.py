@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BASE_IMAGE, REQUIRE_DOCKER
+from conftest import BASE_IMAGE, REQUIRE_DOCKER, run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -60,27 +60,39 @@ def ds01_hub(*argv: str, timeout: float = 600, env=None) -> subprocess.Completed
 def singleuser_fixture(engine, tmp_path_factory):
     """The README's steps for the image: a wheel built from this checkout, the wheels folder filled by
     ``ds01-hub wheels --wheel``, the image built by ``ds01-hub image``. The folder outlives the session
-    (pip and Docker reuse what did not change); a lock keeps two sessions from filling it at once."""
+    (pip and Docker reuse what did not change); a lock keeps two sessions from filling it at once, and the
+    workers of one run (pytest-xdist) fill it once: a second filling would replace the wheel under the first
+    worker's running hub, which then builds its image again mid-test."""
     import jupyterhub
 
     if _made:  # the fixture is imported by several modules: each copy is its own fixture
         return _made
-    shared = tmp_path_factory.getbasetemp().parent
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO)],
-                   check=True, capture_output=True)
-    wheel = next(dist.glob("ds01_jupyter-*.whl"))
+    run = run_dir(tmp_path_factory)
+    shared = run.parent
     wheels = shared / f"ds01-hub-wheels-{jupyterhub.__version__}"
-    config = tmp_path_factory.mktemp("image-config") / "jupyterhub_config.py"
-    config.write_text(f'c.DS01Spawner.base_image = "{BASE_IMAGE}"\n'
-                      f'c.DS01Spawner.singleuser_image = "{SINGLEUSER_IMAGE}"\n'
-                      f'c.DS01Spawner.singleuser_wheels = "{wheels}"\n')
+    this_run = f"{run}:{run.stat().st_ino}"
     with open(shared / "ds01-hub-wheels.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for argv in (["wheels", "-f", str(config), "--wheel", str(wheel)], ["image", "-f", str(config)]):
-            done = ds01_hub(*argv)
-            assert done.returncode == 0, f"ds01-hub {argv[0]}:\n{done.stdout}\n{done.stderr[-3000:]}"
-    _made.update(image=SINGLEUSER_IMAGE, wheels=str(wheels), wheel=str(wheel))
+        marker = shared / "ds01-hub-wheels.run"
+        try:
+            made = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            made = {}
+        if made.get("run") != this_run or not Path(made.get("wheel", "")).is_file():
+            dist = tmp_path_factory.mktemp("dist")
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO)],
+                           check=True, capture_output=True)
+            wheel = next(dist.glob("ds01_jupyter-*.whl"))
+            config = tmp_path_factory.mktemp("image-config") / "jupyterhub_config.py"
+            config.write_text(f'c.DS01Spawner.base_image = "{BASE_IMAGE}"\n'
+                              f'c.DS01Spawner.singleuser_image = "{SINGLEUSER_IMAGE}"\n'
+                              f'c.DS01Spawner.singleuser_wheels = "{wheels}"\n')
+            for argv in (["wheels", "-f", str(config), "--wheel", str(wheel)], ["image", "-f", str(config)]):
+                done = ds01_hub(*argv)
+                assert done.returncode == 0, f"ds01-hub {argv[0]}:\n{done.stdout}\n{done.stderr[-3000:]}"
+            made = {"run": this_run, "wheel": str(wheel)}
+            marker.write_text(json.dumps(made))
+    _made.update(image=SINGLEUSER_IMAGE, wheels=str(wheels), wheel=made["wheel"])
     return _made
 
 

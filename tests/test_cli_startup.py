@@ -187,7 +187,9 @@ def test_a_reply_through_ds01d_is_decoded_without_the_container_core(tmp_path):
     out = json.loads(done.stdout)
     assert out["type"] == "DeployResult" and out["got"] == sent.to_dict()
     assert loaded(set(out["modules"]), HEAVY + ("ds01_jupyter.core.findings", "ds01_jupyter.core.images")) == []
-    with pytest.raises(Exception, match="unknown type"):
+    from ds01_jupyter.core.errors import DS01Error
+
+    with pytest.raises(DS01Error, match="unknown type"):
         protocol.decode({"__t": ["ContainerStatus"], "v": {}})
-    with pytest.raises(Exception, match="unknown type"):
+    with pytest.raises(DS01Error, match="unknown type"):
         protocol.decode({"__t": "ContainerStatus", "v": "not a mapping"})
