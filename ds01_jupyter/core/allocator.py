@@ -399,8 +399,7 @@ class GpuAllocator:
         exit code 0) keeps them for the owner's ``gpu_hold_after_stop`` (``hold_after_stop(labels)`` in
         seconds, None meaning for ever); one that never started past CREATED_GRACE holds nothing.
         """
-        ends = self.hold_ends(record, hold_after_stop)
-        return ends is None or (now or datetime.now(timezone.utc)) <= ends
+        return held(self.hold_ends(record, hold_after_stop), now)
 
     def hold_ends(self, record: ContainerRecord, hold_after_stop) -> datetime | None:
         """The moment ``record`` stops holding its GPUs by time alone (see :meth:`holds`), for those who keep an
@@ -508,6 +507,11 @@ class GpuAllocator:
                 hint="Wait for a GPU to be freed, ask for fewer, or deploy with --gpus 0 for CPU-only.",
             )
         return chosen
+
+
+def held(ends: datetime | None, now: datetime | None = None) -> bool:
+    """Whether a hold ending at ``ends`` (:meth:`GpuAllocator.hold_ends`) still holds ``now``."""
+    return ends is None or (now or datetime.now(timezone.utc)) <= ends
 
 
 #: A hold that ended before anything: a crashed container holds nothing.

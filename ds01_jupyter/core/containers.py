@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import frameworks, ssh_mount, workspace_access
 from . import labels as L
-from .allocator import GpuAllocator
+from .allocator import GpuAllocator, held
 from .container_status import ContainerStatus, DeployResult
 from .engine import ContainerEngine, ContainerRecord, ContainerSpec, ImageRecord, Progress
 from .errors import (
@@ -303,7 +303,7 @@ class Containers:
         ending = self.allocator.ending(record)
         gpus = L.gpu_uuids(record.labels)
         hold_ends = self.allocator.hold_ends(record, self.hold_for) if gpus else None
-        holds_gpu = bool(gpus) and (hold_ends is None or datetime.now(timezone.utc) <= hold_ends)
+        holds_gpu = bool(gpus) and held(hold_ends)
         return ContainerStatus(
             project=project,
             name=record.name,

@@ -240,8 +240,7 @@ class KernelSpecs:
             wanted = {c.project for c in self.core.containers.list(self.user)}
             have = present(self.kernels_dir)
             for project in wanted:
-                if have.get(project) != spec_for(project):  # missing, or written by another version or interpreter
-                    write_spec(project, self.kernels_dir)
+                self._write(project, have)
             for project in set(have) - wanted:
                 remove_spec(project, self.kernels_dir)
             return wanted
@@ -251,10 +250,14 @@ class KernelSpecs:
         would do for it, without listing the engine's containers (the deploy's event makes the whole sync)."""
         try:
             with self._syncing:
-                if present(self.kernels_dir).get(project) != spec_for(project):
-                    write_spec(project, self.kernels_dir)
+                self._write(project, present(self.kernels_dir))
         except (DS01Error, OSError) as err:
             self.log.info("ds01: the kernel spec of %s was not written: %s", project, err)
+
+    def _write(self, project: str, have: dict[str, dict]) -> None:
+        """Write the spec of ``project`` unless ``have`` (the specs there) holds it as it is now."""
+        if have.get(project) != spec_for(project):  # missing, or written by another version or interpreter
+            write_spec(project, self.kernels_dir)
 
     def sync_quietly(self) -> None:
         """Sync, but never fail the caller: with the engine down the specs stay as they were."""

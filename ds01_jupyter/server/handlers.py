@@ -148,7 +148,6 @@ class DS01Handler(APIHandler):
         self.set_status(status or (202 if isinstance(data, Accepted) else 200))
         self.finish(json.dumps(data, default=str))
 
-
     def project_kernels(self, project: str) -> list:
         """(id, manager) of the kernels this server runs in a project's container."""
         manager = self.kernel_manager
