@@ -179,12 +179,15 @@ class CoreFactory:
             stop_timeout=2,
             limits_file=str(self.tmp_path / "no-limits.yaml"),
         )
-        # Tests run as one Unix user on a possibly busy host: other runs' containers must not use up a
-        # built-in container limit of this user (tests of that limit set it in their own file).
-        roomy = "defaults:\n  max_containers_per_user: 100\n"
+        # Tests run as one Unix user on a possibly busy host, and two test files at once (pytest-xdist): other
+        # runs' and files' containers must not use up a built-in container or GPU limit of this user (tests of a
+        # limit set it in their own file, for a user of their own).
+        room = {"max_containers_per_user": 100, "max_mig_instances": 100}
+        roomy = "defaults:\n" + "".join(f"  {name}: {value}\n" for name, value in room.items())
         if limits is not None:
-            if "max_containers_per_user" not in limits and limits.startswith("defaults:\n"):
-                limits = roomy + limits[len("defaults:\n"):]
+            if limits.startswith("defaults:\n"):
+                unset = "".join(f"  {name}: {value}\n" for name, value in room.items() if name not in limits)
+                limits = "defaults:\n" + unset + limits[len("defaults:\n"):]
             path = self.tmp_path / f"limits-{secrets.token_hex(3)}.yaml"
             path.write_text(limits)
             values["limits_file"] = str(path)
