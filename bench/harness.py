@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 from ds01_jupyter.core import DS01, Settings, User  # noqa: E402
 from ds01_jupyter.core import labels as L  # noqa: E402
 
+#: What the installed `ds01` script runs, for ``python -c``.
+DS01_SCRIPT = "from ds01_jupyter.cli.main import entry; entry()"
 BENCH_USER = "benchuser"
 BASE_IMAGE = os.environ.get("DS01_BENCH_BASE_IMAGE", "ds01/base:latest")
 #: Each bench project's image, under a name of the run's own (its scratch folder, see Scratch): a container is

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from harness import cli, docker, not_measured, result, scratch, server
+from harness import DS01_SCRIPT, cli, docker, not_measured, result, scratch, server
 
 
 def bench_lifecycle(repeat: int) -> list[dict]:
@@ -89,7 +89,7 @@ def bench_lifecycle(repeat: int) -> list[dict]:
                 times["core"].append(time.perf_counter() - start)
                 s.core.guard.retire(s.user, name, "rescue")
                 start = time.perf_counter()  # what the installed `ds01` script runs (--help needs no user)
-                subprocess.run([sys.executable, "-c", "from ds01_jupyter.cli.main import entry; entry()", "--help"],
+                subprocess.run([sys.executable, "-c", DS01_SCRIPT, "--help"],
                                env=s.env(), capture_output=True, check=True)
                 times["help"].append(time.perf_counter() - start)
 

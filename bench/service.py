@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import yaml
-from harness import BASE_IMAGE, ROOT, docker, not_measured, result
+from harness import BASE_IMAGE, DS01_SCRIPT, ROOT, docker, not_measured, result
 
 from ds01_jupyter.core import DS01, User
 from ds01_jupyter.core import labels as L
@@ -94,7 +94,7 @@ class _Service:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.home), "LANG": "C.UTF-8",
                "PYTHONPATH": f"{ROOT}:{sysconfig.get_paths()['purelib']}", "DS01_SOCKET": self.socket,
                "PYTHONPYCACHEPREFIX": str(self.home / ".pycache")}
-        return subprocess.run([self.python, "-c", "from ds01_jupyter.cli.main import entry; entry()", *argv],
+        return subprocess.run([self.python, "-c", DS01_SCRIPT, *argv],
                               capture_output=True, text=True, env=env, cwd=str(self.home), user=self.user.uid,
                               group=self.user.gid, extra_groups=[], timeout=600, check=False)
 
