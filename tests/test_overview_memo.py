@@ -7,6 +7,7 @@ does, the other's kept overview must show at the next look.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from datetime import datetime
 
 from conftest import fake_gpus
@@ -16,13 +17,22 @@ def _by_name(found: dict) -> dict:
     return {p["name"]: p for p in found["projects"]}
 
 
-def _kept(viewer, user) -> dict:
-    """The viewer's overview once it is given again without a new look (any image event on the host, e.g. another
-    run's clean-up, rightly makes it look again: so a few tries, a moment apart)."""
-    listed = []
+@contextmanager
+def _looks(viewer):
+    """The viewer's container lists (an overview made anew lists them), counted while inside."""
+    listed: list[int] = []
     real = viewer.engine.list_containers
     viewer.engine.list_containers = lambda *a, **kw: listed.append(1) or real(*a, **kw)
     try:
+        yield listed
+    finally:
+        del viewer.engine.list_containers
+
+
+def _kept(viewer, user) -> dict:
+    """The viewer's overview once it is given again without a new look (any image event on the host, e.g. another
+    run's clean-up, rightly makes it look again: so a few tries, a moment apart)."""
+    with _looks(viewer) as listed:
         for _ in range(10):
             viewer.overview(user)
             before = len(listed)
@@ -30,9 +40,7 @@ def _kept(viewer, user) -> dict:
             if len(listed) == before:
                 return found
             time.sleep(1.2)
-        raise AssertionError("an unchanged overview was made again")
-    finally:
-        del viewer.engine.list_containers
+    raise AssertionError("an unchanged overview was made again")
 
 
 def test_a_kept_overview_never_hides_a_change_made_elsewhere(make_core, user, project_name):
@@ -117,14 +125,9 @@ def test_a_kept_overview_gives_one_project_alone_and_keeps_them_all(make_core, u
     for name in names:
         viewer.projects.create(user, name)
     _kept(viewer, user)
-    listed = []
-    real = viewer.engine.list_containers
-    viewer.engine.list_containers = lambda *a, **kw: listed.append(1) or real(*a, **kw)
-    try:
+    with _looks(viewer) as listed:
         one = viewer.overview(user, only=names[0])
         whole = viewer.overview(user)
-    finally:
-        del viewer.engine.list_containers
     assert [p["name"] for p in one["projects"]] == [names[0]]
     assert set(names) <= set(_by_name(whole))
     if not listed:  # (another run's image event on a busy host rightly makes it look again)
