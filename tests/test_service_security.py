@@ -105,6 +105,41 @@ def test_a_link_swapped_in_during_a_start_never_stays_mounted(unix_users, make_c
     assert code == 0 and b"secret.txt" not in out and b"notebooks" in out
 
 
+def test_a_swapped_ssh_folder_stops_the_container_before_it_gets_a_network(unix_users, make_core, project_name):
+    """With mount_ssh, a user who swaps ~/.ssh for a link to another user's keys while root starts their container
+    gets it stopped, and it never had a network meanwhile: the ~/.ssh check comes before the network, as the
+    /workspace one does. An honest start gets both its network and the helpers (copied at the same time)."""
+    alice, bob = unix_users(), unix_users()
+    theirs = bob.home / ".ssh"
+    theirs.mkdir(mode=0o755)
+    (theirs / "config").write_text("Host only-bobs\n")  # world-readable, behind bob's closed home
+    for path in (theirs, theirs / "config"):
+        os.chown(path, bob.user.uid, bob.user.gid)
+    bob.home.chmod(0o700)
+    mine = alice.home / ".ssh"
+    mine.mkdir(mode=0o700)
+    os.chown(mine, alice.user.uid, alice.user.gid)
+    name = project_name()
+    core = make_core(mount_ssh=True)
+    core.projects.create(alice.user, name)
+    connected = []
+    real_connect = core.engine.connect_own_network
+    core.engine.connect_own_network = lambda cid, labels: (connected.append(cid), real_connect(cid, labels))
+    first = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
+    assert connected == [first.id] and core.engine.get_container(first.id).ip_address
+    code, out = core.engine.exec(first.id, ["python3", "-c", "import ds01_jupyter.checkpoints"],
+                                 user=f"{alice.user.uid}:{alice.user.gid}")
+    assert code == 0, out  # the helpers, copied while the network was connected
+    core.containers.stop(alice.user, name, force=True)
+
+    connected.clear()
+    _swap_at_start(core, mine, theirs)
+    with pytest.raises(Forbidden, match="was stopped.*not the checked ~/.ssh"):
+        core.containers.start(alice.user, name)
+    assert connected == []  # stopped before anything of it could reach the network
+    assert not core.engine.get_container(first.id).running
+
+
 def test_a_build_never_reads_another_users_image(ds01d_factory, unix_users, make_core, project_name):
     """The engine builds as root and reads any image: FROM, COPY --from and an ONBUILD of another user's image, by
     any name form (id, prefix, a variable, a continued line), are refused before the build starts."""

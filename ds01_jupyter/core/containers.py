@@ -5,7 +5,8 @@ from __future__ import annotations
 import builtins
 import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -157,6 +158,28 @@ def _checks_mounts(user: User) -> bool:
     return os.geteuid() == 0 and user.uid != 0
 
 
+def _at_once(steps: builtins.list[Callable[[], object]]) -> None:
+    """Run engine calls side by side (each waits on the engine, not on this process); the first error is raised
+    once all have ended."""
+    errors: builtins.list[BaseException] = []
+
+    def run(step) -> None:
+        try:
+            step()
+        except BaseException as err:  # raised below, in the caller's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(step,), name="ds01-start", daemon=True) for step in steps[1:]]
+    for thread in threads:
+        thread.start()
+    if steps:
+        run(steps[0])
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 _REPORTED: set[str] = set()  # containers already reported as not ds01's, once per process
 
 
@@ -270,7 +293,7 @@ class Containers:
         if record.running and not record.ip_address and _checks_mounts(user):
             # Started offline and not yet checked (a start under way in another request, or one cut off): nothing
             # may reach it before its /workspace is known to be the project folder, so check it now.
-            self.check_mounted_workspace(user, project, record.id)
+            self._settle(user, project, record.id, helpers=False)  # the start under way copies them
             record = self.engine.get_container(record.id) or record
         return own_labels(record, image)
 
@@ -512,9 +535,7 @@ class Containers:
                 if created:  # do not leave a container holding a GPU it cannot use
                     self.engine.remove_container(record.id, force=True)
                 raise
-        self.check_mounted_workspace(user, project, record.id)
-        ssh_mount.check_started(self.engine, user, record.id, remove=created)
-        self.install_helpers(record.id, user)
+        self._settle(user, project, record.id, remove=created)
         if created and chosen:
             notices.append("GPU: " + ", ".join(f"{d.name} ({d.uuid})" for d in chosen))
         return DeployResult(self.status(user, project), created, notices)
@@ -611,12 +632,24 @@ class Containers:
                         hint=f"Retire it and deploy again for another GPU: `container-retire {project}`.",
                     )
             self.engine.start_container(record.id, offline=_checks_mounts(user))
-        self.check_mounted_workspace(user, project, record.id)
-        ssh_mount.check_started(self.engine, user, record.id)
-        self.install_helpers(record.id, user)  # /tmp/.ds01 may have been emptied by the image's own init
+        self._settle(user, project, record.id)  # the helpers again: the image's own init may have emptied /tmp
         return self.status(user, project)
 
-    def check_mounted_workspace(self, user: User, project: str, container_id: str) -> None:
+    def _settle(self, user: User, project: str, container_id: str, remove: bool = False,
+                helpers: bool = True) -> None:
+        """What follows every start. One made by root for a user, offline, has its mounts checked first: /workspace
+        (removed when wrong) and ~/.ssh with mount_ssh (removed when ``remove``, else stopped). Only then, and at
+        once, as each is an engine call of about 0.1 s: its network connected, and the helpers copied in."""
+        offline = self.check_mounted_workspace(user, project, container_id)
+        ssh_mount.check_started(self.engine, user, container_id, remove=remove)
+        steps: builtins.list[Callable[[], object]] = []
+        if offline:
+            steps.append(lambda: self.engine.connect_own_network(container_id, L.owned_by(user)))
+        if helpers:
+            steps.append(lambda: self.install_helpers(container_id, user))
+        _at_once(steps)
+
+    def check_mounted_workspace(self, user: User, project: str, container_id: str) -> bool:
         """After a start made as root for a user: the container's /workspace must be their real project folder.
 
         The engine resolves a bind mount's source again at every start, following links: a user who swaps
@@ -627,11 +660,11 @@ class Containers:
         could otherwise be read after a later, honest start).
 
         Such a start is made offline (``start_container(offline=True)``): the container gets its network only
-        here, once the check passed, so what it read in those milliseconds cannot leave through the network, and
-        every request that finds it running without its network checks it first (``_owned``), so no log, exec,
-        kernel or rescue reaches it before."""
+        once the checks passed (``_settle``: True here says it waits for it), so what it read in those milliseconds
+        cannot leave through the network, and every request that finds it running without its network checks it
+        first (``_owned``), so no log, exec, kernel or rescue reaches it before."""
         if not _checks_mounts(user):
-            return  # acting with our own rights: the engine's user could mount anything anyway
+            return False  # acting with our own rights: the engine's user could mount anything anyway
         record = self.engine.get_container(container_id)
         if record is None:  # removed meanwhile (by a request that found it unchecked, and its mount wrong)
             raise ContainerNotFound(f"The container {container_id[:12]} of {project} was removed while it started.",
@@ -651,8 +684,7 @@ class Containers:
         except (Forbidden, ProjectNotFound) as err:
             why = err.message
         if not why:
-            self.engine.connect_own_network(container_id, L.owned_by(user))
-            return
+            return True
         log.warning("ds01: removing %s of %s: %s", record.name, user.name, why)
         try:
             self.engine.remove_container(record.id, force=True)
