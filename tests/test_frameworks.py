@@ -106,21 +106,21 @@ def jp_server_config(jp_server_config, tiny_framework):
     return jp_server_config
 
 
-async def test_rest_deploy_takes_a_framework_and_refuses_one_not_configured(api, tiny_framework):
-    await api("POST", "projects", body={"name": "fw"}, expect=201)
-    status, err = await api("POST", "projects", "fw", "deploy", body={"framework": "pytorch"})
+async def test_rest_deploy_takes_a_framework_and_refuses_one_not_configured(api, tiny_framework, demo):
+    await api("POST", "projects", body={"name": demo}, expect=201)
+    status, err = await api("POST", "projects", demo, "deploy", body={"framework": "pytorch"})
     assert status == 400 and err["frameworks"] == ["base", "tiny"] and "base, tiny" in err["message"]
-    status, err = await api("POST", "projects", "fw", "deploy", body={"framework": 3})
+    status, err = await api("POST", "projects", demo, "deploy", body={"framework": 3})
     assert status == 400 and "framework" in err["message"]
-    _, result = await api("POST", "projects", "fw", "deploy", params={"wait": "1"}, body={"framework": "tiny"},
+    _, result = await api("POST", "projects", demo, "deploy", params={"wait": "1"}, body={"framework": "tiny"},
                           expect=200)
     assert result["container"]["fallback"] == "tiny" and any("tiny fallback" in n for n in result["notices"])
     _, listing = await api("GET", "projects", expect=200)
     assert listing["frameworks"] == ["base", "tiny"]
-    project = next(p for p in listing["projects"] if p["name"] == "fw")
+    project = next(p for p in listing["projects"] if p["name"] == demo)
     assert project["container"]["fallback"] == "tiny" and project["container"]["uptime_seconds"] is not None
     assert project["unwritable"] == []
-    await api("POST", "projects", "fw", "retire", expect=200)
+    await api("POST", "projects", demo, "retire", expect=200)
 
 
 def test_the_hub_form_offers_the_frameworks_and_refuses_others():

@@ -110,8 +110,15 @@ def adversarial(spec: dict) -> dict:
 # thread during this long test ("SQLite objects created in a thread..."): not ours, and harmless.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_fuzzing_the_api_finds_no_server_error(
-    jp_fetch, jp_http_port, jp_base_url, jp_auth_header, engine, tmp_path, special_files
+    jp_fetch, jp_http_port, jp_base_url, jp_auth_header, engine, tmp_path, special_files, monkeypatch
 ):
+    # POST /images/prune with {"confirm": true} would delete every unused image of this Unix user, and the
+    # server's user is the one running the tests: other test files' builds (one about to be deployed, too) and
+    # other runs' on this host. The fuzzer gets the preview; tests/test_guide.py deletes, for a user of its own.
+    from ds01_jupyter.core.cleanup import Cleanup
+
+    preview = Cleanup.prune_images
+    monkeypatch.setattr(Cleanup, "prune_images", lambda self, user, confirm=False: preview(self, user, False))
     await jp_fetch("ds01", "version")  # the test server listens once a client fixture asked for it
     base = f"http://127.0.0.1:{jp_http_port}{jp_base_url}ds01"
     served = yaml.safe_load((await jp_fetch("ds01", "openapi.yaml")).body)  # the document the server serves
