@@ -166,10 +166,11 @@ class DockerEngine(ContainerEngine):
     def list_containers(self, labels, all=True, keep=None):
         with self._errors("list containers"):
             rows = self.api.containers(all=all, filters=self._filters(labels))
+        if keep is not None:  # not asked about: each record costs an inspect (its user) in a process that is new
+            rows = [row for row in rows if keep(row.get("Labels") or {})]
+        self._learn_users([row["Id"] for row in rows])
         out = []
         for row in rows:
-            if keep is not None and not keep(row.get("Labels") or {}):
-                continue  # not asked about: each record costs an inspect (its user) in a process that is new
             exit_code = None
             match = re.match(r"Exited \((-?\d+)\)", row.get("Status", ""))
             if match:
@@ -190,6 +191,20 @@ class DockerEngine(ContainerEngine):
                 )
             )
         return out
+
+    #: Containers inspected side by side when a list finds several this process has not seen yet (a new CLI
+    #: process, where the user runs many): each inspect waits on the engine, not on this process.
+    INSPECT_AT_ONCE = 8
+
+    def _learn_users(self, container_ids: list[str]) -> None:
+        new = [i for i in container_ids if i not in self._users]
+        if len(new) < 2:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(self.INSPECT_AT_ONCE, len(new)), thread_name_prefix="ds01-inspect") as pool:
+            for _user in pool.map(self._config_user, new):  # an engine error of any is raised here
+                pass
 
     def _config_user(self, container_id: str) -> str:
         """The user a container was created with: not in the engine's list, and never changes, so kept."""
