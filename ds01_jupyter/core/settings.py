@@ -47,8 +47,9 @@ MOUNT_SSH_HELP = (
     "Mount the user's ~/.ssh read-only at /home/<user>/.ssh in their containers, so `git push` over SSH works "
     "inside. Off by default: it puts the user's private keys within reach of everything that runs in the "
     "container (packages installed from requirements.txt, notebooks from elsewhere). Only a real folder owned by "
-    "the user is mounted (never a link); the mounted folder is checked again after each start. The image must "
-    "give the user's uid that home (the default Dockerfile's account does)."
+    "the user is mounted (never a link); the mounted folder is checked again after each start (one by ds01d: "
+    "before the container gets its network). The image must give the user's uid that home (the default "
+    "Dockerfile's account does)."
 )
 
 def _setting(default, help: str):
