@@ -1,13 +1,10 @@
-"""How the audit grows from 1k to 1M files, and deploy time with 1, 10 and 50 containers already running.
+"""How the audit grows from 1k to 1M files (deploy time with containers already running: crowd.py).
 
 Audit: files are added to one running container step by step (as in audit.py); at each step the
 whole audit, ``docker diff`` and, apart, the audit's parts (the upper-directory walk, the
 classification into findings) are timed, so the notes say where the time goes. The largest step
 is ``DS01_BENCH_GROWTH_MAX`` files (default 300000: on a 2-CPU host 1M files take many minutes to
 write and walk; set 1000000 where there is room).
-
-Deploy: with N of the bench user's containers running, a further deploy through the core is timed
-against ``docker run -d`` of the same image with the same mount at the same N (each then removed).
 """
 
 from __future__ import annotations
@@ -19,14 +16,13 @@ import sys
 import time
 
 from audit import _write_files
-from harness import docker, result, scratch, timed
+from harness import result, scratch, timed
 
 from ds01_jupyter.core import upperdir
 from ds01_jupyter.core.errors import DS01Error
 from ds01_jupyter.core.findings import layer_findings
 
 STEPS = (1_000, 10_000, 100_000, 300_000, 1_000_000)
-RUNNING = (1, 10, 50)
 
 
 def _audit_growth(repeat: int) -> list[dict]:
@@ -77,36 +73,5 @@ def _audit_steps(largest: int, repeat: int, out: list[dict]) -> None:
                   file=sys.stderr, flush=True)
 
 
-def _deploy_growth(repeat: int) -> list[dict]:
-    out = []
-    with scratch(max_containers=max(RUNNING) + 5) as s:
-        name = s.project()
-        s.ensure_image(name)
-        image = s.core.images.current(s.user, name).id
-        workspace = str(s.core.projects.get(s.user, name).path.resolve())
-        others: list[str] = []
-        for running in RUNNING:
-            while len(others) < running:  # the bench user's own containers, as a busy user would have
-                extra = s.project()
-                s.core.containers.deploy(s.user, extra, gpus=0)
-                others.append(extra)
-            ours, base = [], []
-            for _ in range(repeat):
-                start = time.perf_counter()
-                s.core.containers.deploy(s.user, name, gpus=0)
-                ours.append(time.perf_counter() - start)
-                s.core.containers.retire(s.user, name)
-                start = time.perf_counter()
-                cid = docker("run", "-d", "--init", "--label", s.run_label, "-v", f"{workspace}:/workspace",
-                             "-w", "/workspace", image, "sleep", "infinity")
-                base.append(time.perf_counter() - start)
-                docker("rm", "-f", cid)
-            print(f"  deploy with {running} running: {statistics.median(ours):.2f} s, docker run "
-                  f"{statistics.median(base):.2f} s", file=sys.stderr, flush=True)
-            out.append(result(f"deploy with {running} running (core)", ours,
-                              "docker run -d (same image, -v, --init)", base, running=running))
-    return out
-
-
 def run(repeat: int) -> list[dict]:
-    return _audit_growth(repeat) + _deploy_growth(repeat)
+    return _audit_growth(repeat)

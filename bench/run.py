@@ -46,8 +46,9 @@ BENCHMARKS = {
     "disk": ("disk", "workspace size of 100k files vs du -s", "6"),
     "idle_network": ("idle_network", "requests per minute of an idle open sidebar vs jupyter-resource-usage", "7"),
     "gpu": ("gpu", "GPU inventory through NVML vs nvidia-smi --query-gpu", "8"),
-    "growth": ("growth", "audit time from 1k to 1M files (and its parts); deploy with 1, 10, 50 containers running",
-               "issue 19 item 7"),
+    "growth": ("growth", "audit time from 1k to 1M files (and its parts)", "issue 19 item 7"),
+    "crowd": ("crowd", "deploy (core and CLI) with 1, 10, 50 of the user's containers running vs docker run -d",
+              "issue 19 item 7"),
     "swarm": ("swarm", "cluster (engine swarm): deploy on a worker vs one host; status of 50 containers on 3 nodes",
               "issue 20"),
 }
