@@ -17,7 +17,7 @@ USERS = ("1000:1000", "1001:1002", "", "0:0", "4242", "nobody", "1000:1000", "77
 def test_each_container_keeps_its_own_user_and_is_inspected_once(engine):
     mark = "t" + secrets.token_hex(5)
     made: dict[str, str] = {}
-    fresh = DockerEngine()
+    fresh, fresh2 = DockerEngine(), DockerEngine()
     try:
         for i, user in enumerate(USERS):  # more than are inspected at once
             cid = subprocess.run(
@@ -43,7 +43,6 @@ def test_each_container_keeps_its_own_user_and_is_inspected_once(engine):
         assert len(asked) == len(made)  # and never again: a container's user never changes
 
         gone = next(iter(made))  # removed between the list and its look: no user, nothing to trust
-        fresh2 = DockerEngine()
         real_list = fresh2.api.containers
 
         def listed_then_removed(*args, **kw):
@@ -54,8 +53,8 @@ def test_each_container_keeps_its_own_user_and_is_inspected_once(engine):
         fresh2.api.containers = listed_then_removed
         left = {r.id: r.config_user for r in fresh2.list_containers({"ds01-test.mark": mark})}
         assert left == {**made, gone: ""}
-        fresh2.close()
     finally:
         for cid in made:
             subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
         fresh.close()
+        fresh2.close()

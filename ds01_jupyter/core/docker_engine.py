@@ -109,7 +109,10 @@ class DockerEngine(ContainerEngine):
             kwargs = docker.utils.kwargs_from_env()
             if self.base_url:
                 kwargs["base_url"] = self.base_url
-            return docker.APIClient(version="auto", timeout=self.timeout, **kwargs)
+            # Connections kept per engine: the inspects a list makes at once, besides the events reader, followed
+            # logs and the server's other requests (beyond it each further one is opened and then dropped).
+            return docker.APIClient(version="auto", timeout=self.timeout, max_pool_size=self.INSPECT_AT_ONCE + 8,
+                                    **kwargs)
         except docker.errors.DockerException as err:
             raise EngineUnavailable(
                 f"Cannot reach the Docker engine at {where}: {_short(err)}.", hint=_DOWN_HINT

@@ -1,0 +1,42 @@
+"""The engine calls after a start run side by side (containers._at_once): each ran, at the same time, and the
+first error is raised only once all have ended."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ds01_jupyter.core.containers import _at_once
+from ds01_jupyter.core.errors import EngineError
+
+
+def test_steps_run_at_the_same_time():
+    meet = threading.Barrier(2, timeout=10)  # one after the other, the first would wait here in vain
+    ran = []
+    _at_once([lambda: ran.append(meet.wait() is not None), lambda: ran.append(meet.wait() is not None)])
+    assert ran == [True, True]
+
+
+def test_the_first_error_is_raised_after_every_step_ended():
+    ended = threading.Event()
+
+    def slow():
+        ended.wait(0.2)
+        ended.set()
+
+    def fails():
+        raise EngineError("connect failed")
+
+    with pytest.raises(EngineError, match="connect failed"):
+        _at_once([fails, slow])
+    assert ended.is_set()  # the other step was waited for, not left running
+    with pytest.raises(ZeroDivisionError):
+        _at_once([lambda: None, lambda: 1 / 0])  # any error, from a thread too
+
+
+def test_no_step_and_one_step():
+    _at_once([])
+    ran = []
+    _at_once([lambda: ran.append(threading.current_thread())])
+    assert ran == [threading.main_thread()]  # one step runs in the caller's thread
