@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from ds01d_helpers import ds01d_factory_fixture, unix_users_fixture  # noqa: F401  (fixtures)
 
-from ds01_jupyter.core import DS01
+from ds01_jupyter.core import DS01, ssh_mount
 from ds01_jupyter.core.errors import DS01Error, Forbidden, InvalidRequest
 from ds01_jupyter.core.names import container_name
 
@@ -105,12 +105,13 @@ def test_a_link_swapped_in_during_a_start_never_stays_mounted(unix_users, make_c
     assert code == 0 and b"secret.txt" not in out and b"notebooks" in out
 
 
-def test_a_swapped_ssh_folder_stops_the_container_before_it_gets_a_network(unix_users, make_core, project_name):
-    """With mount_ssh, a user who swaps ~/.ssh for a link to another user's keys while root starts their container
-    gets it stopped, and it never had a network meanwhile: the ~/.ssh check comes before the network, as the
-    /workspace one does. An honest start gets both its network and the helpers (copied at the same time)."""
+def test_a_start_made_by_root_mounts_a_copy_of_ssh_that_no_swap_can_change(unix_users, make_core, project_name):
+    """With mount_ssh, the engine (root) follows links in a mount's source at each start, and a container's own
+    processes run at once: a user who swaps ~/.ssh for a link to another user's folder as root starts their
+    container could copy what they found into /workspace before any check. So root mounts its own copy of ~/.ssh,
+    made with the user's rights before each start, in a folder only root may change: no swap reaches the engine."""
     alice, bob = unix_users(), unix_users()
-    theirs = bob.home / ".ssh"
+    theirs = bob.home / "workspace" / "open"
     theirs.mkdir(mode=0o755)
     (theirs / "config").write_text("Host only-bobs\n")  # world-readable, behind bob's closed home
     for path in (theirs, theirs / "config"):
@@ -118,26 +119,57 @@ def test_a_swapped_ssh_folder_stops_the_container_before_it_gets_a_network(unix_
     bob.home.chmod(0o700)
     mine = alice.home / ".ssh"
     mine.mkdir(mode=0o700)
-    os.chown(mine, alice.user.uid, alice.user.gid)
+    (mine / "id_test").write_text("ALICE\n")
+    (mine / "id_test").chmod(0o600)
+    (mine / "shadow").symlink_to("/etc/shadow")  # a link inside is never followed
+    (mine / "roots").write_text("root's\n")  # a file she may not read is not copied
+    (mine / "roots").chmod(0o600)
+    os.mkfifo(mine / "fifo")  # special files, folders and what is too big: not copied, and nothing hangs
+    (mine / "config.d").mkdir()
+    (mine / "big").write_bytes(b"x" * (ssh_mount.STAGE_MAX_BYTES + 1))
+    for path in (mine, mine / "id_test", mine / "fifo", mine / "config.d", mine / "big"):
+        os.chown(path, alice.user.uid, alice.user.gid)
+    os.lchown(mine / "shadow", alice.user.uid, alice.user.gid)
     name = project_name()
     core = make_core(mount_ssh=True)
     core.projects.create(alice.user, name)
-    connected = []
-    real_connect = core.engine.connect_own_network
-    core.engine.connect_own_network = lambda cid, labels: (connected.append(cid), real_connect(cid, labels))
     first = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
-    assert connected == [first.id] and core.engine.get_container(first.id).ip_address
-    code, out = core.engine.exec(first.id, ["python3", "-c", "import ds01_jupyter.checkpoints"],
-                                 user=f"{alice.user.uid}:{alice.user.gid}")
-    assert code == 0, out  # the helpers, copied while the network was connected
-    core.containers.stop(alice.user, name, force=True)
+    dest = ssh_mount.destination(alice.user)
+    as_alice = f"{alice.user.uid}:{alice.user.gid}"
 
-    connected.clear()
+    def inside(*command):
+        return core.engine.exec(first.id, list(command), user=as_alice)
+
+    assert inside("cat", f"{dest}/id_test") == (0, b"ALICE\n")
+    code, out = inside("sh", "-c", f"ls -A {dest}; stat -c '%u %a' {dest}/id_test")
+    assert code == 0 and out.split() == [b"id_test", str(alice.user.uid).encode(), b"600"], out
+    copy = os.lstat(ssh_mount.staged_folder(alice.user))
+    assert (copy.st_uid, copy.st_gid, copy.st_mode & 0o777) == (0, alice.user.gid, 0o750)
+    assert inside("python3", "-c", "import ds01_jupyter.checkpoints")[0] == 0  # the helpers, copied meanwhile
+
+    # Swapped while root starts it: the engine mounts root's copy, made from her real folder just before.
+    core.containers.stop(alice.user, name, force=True)
+    (mine / "id_test").write_text("ALICE 2\n")
     _swap_at_start(core, mine, theirs)
-    with pytest.raises(Forbidden, match="was stopped.*not the checked ~/.ssh"):
+    core.containers.start(alice.user, name)
+    assert inside("cat", f"{dest}/id_test") == (0, b"ALICE 2\n")
+    assert inside("cat", f"{dest}/config")[0] != 0  # bob's never shows
+
+    # Swapped before: refused, and the copy keeps only what was hers.
+    core.engine.start_container = type(core.engine).start_container.__get__(core.engine)
+    core.containers.stop(alice.user, name, force=True)
+    mine.rename(alice.home / "old-ssh")
+    (alice.home / ".ssh").symlink_to(theirs)
+    os.lchown(alice.home / ".ssh", alice.user.uid, alice.user.gid)
+    with pytest.raises(Forbidden, match="is a link"):
         core.containers.start(alice.user, name)
-    assert connected == []  # stopped before anything of it could reach the network
     assert not core.engine.get_container(first.id).running
+    assert sorted(os.listdir(ssh_mount.staged_folder(alice.user))) == ["id_test"]
+
+    # Her keys gone: gone from the copy at the next start too.
+    (alice.home / ".ssh").unlink()
+    core.containers.start(alice.user, name)
+    assert inside("ls", "-A", dest) == (0, b"")
 
 
 def test_a_build_never_reads_another_users_image(ds01d_factory, unix_users, make_core, project_name):

@@ -478,7 +478,7 @@ class Containers:
         image, fallback = frameworks.choose_image(self.settings, self.engine, self.images, user, project, framework,
                                                   progress, notices)
         self.images.refuse_volumes(user, project, image)  # before any container exists
-        ssh = ssh_mount.checked(user) if self.settings.mount_ssh else None
+        ssh = ssh_mount.checked(user, staged=_checks_mounts(user)) if self.settings.mount_ssh else None
         limits = self.limits.for_user(user)
         self.limits.write_user_copy(user, limits)
         limits = limits.capped(memory_cap, cpus_cap)  # after the copy, which shows the user's own limits
@@ -614,6 +614,7 @@ class Containers:
         if record.running:
             return self._status(user, record)
         self.check_workspace(record, project)
+        self._restage_ssh(user, record)
         uuids = L.gpu_uuids(record.labels)
         with self.allocator.locked():
             if uuids:
@@ -641,13 +642,28 @@ class Containers:
         (removed when wrong) and ~/.ssh with mount_ssh (removed when ``remove``, else stopped). Only then, and at
         once, as each is an engine call of about 0.1 s: its network connected, and the helpers copied in."""
         offline = self.check_mounted_workspace(user, project, container_id)
-        ssh_mount.check_started(self.engine, user, container_id, remove=remove)
+        ssh_mount.check_started(self.engine, user, container_id, remove=remove, staged=_checks_mounts(user))
         steps: builtins.list[Callable[[], object]] = []
         if offline:
             steps.append(lambda: self.engine.connect_own_network(container_id, L.owned_by(user)))
         if helpers:
             steps.append(lambda: self.install_helpers(container_id, user))
         _at_once(steps)
+
+    def _restage_ssh(self, user: User, record: ContainerRecord) -> None:
+        """Before root starts a user's container that mounts ~/.ssh (mount_ssh): root's copy of it made again (what
+        changed since shows inside); one that mounts another folder (made by an older ds01) is not started."""
+        source = dict(record.mounts).get(ssh_mount.destination(user))
+        if source is None or not _checks_mounts(user):
+            return
+        if source != ssh_mount.staged_folder(user):
+            raise StateConflict(
+                f"{record.name} mounts ~/.ssh from {source}, which its user may swap for a link before a start; "
+                "it is not started.",
+                hint=f"Retire it and deploy again (`container-retire {record.labels.get(L.PROJECT, '')}`): the new "
+                "one mounts a copy of ~/.ssh made at each start.", container=record.name,
+            )
+        ssh_mount.stage(user)
 
     def check_mounted_workspace(self, user: User, project: str, container_id: str) -> bool:
         """After a start made as root for a user: the container's /workspace must be their real project folder.

@@ -47,9 +47,10 @@ MOUNT_SSH_HELP = (
     "Mount the user's ~/.ssh read-only at /home/<user>/.ssh in their containers, so `git push` over SSH works "
     "inside. Off by default: it puts the user's private keys within reach of everything that runs in the "
     "container (packages installed from requirements.txt, notebooks from elsewhere). Only a real folder owned by "
-    "the user is mounted (never a link); the mounted folder is checked again after each start (one by ds01d: "
-    "before the container gets its network). The image must give the user's uid that home (the default "
-    "Dockerfile's account does)."
+    "the user is used (never a link). A start made by root for a user (ds01d, a hub run as root) mounts a copy of "
+    "the files in it the user may read, made again before each start in a folder only root may change "
+    "(/run/ds01/ssh/<uid>): changes show at the next start. The mounted folder is checked again after each start. "
+    "The image must give the user's uid that home (the default Dockerfile's account does)."
 )
 
 def _setting(default, help: str):

@@ -3,10 +3,14 @@
 The user controls their home: ~/.ssh may be a link to another user's keys,
 or be swapped for one between the check and the engine's mount (the engine
 follows links in a mount's source, and resolves it again at every start).
-So the folder is mounted only when it is a real folder owned by the user, and
-after each start the mount the container really got is compared with that
-folder (device and path within its filesystem, from the kernel's mountinfo):
-anything else stops the container.
+So the folder is used only when it is a real folder owned by the user. A start
+root makes for a user (ds01d, a hub run as root) never hands the engine a path
+the user may change: it mounts a copy of the folder (``stage``), made again
+before each start with the user's own rights, in a folder only root may change;
+the container's own processes run at once, before any check could stop them.
+After each start the mount the container really got is compared with the
+folder meant (device and path within its filesystem, from the kernel's
+mountinfo): anything else stops the container.
 """
 
 from __future__ import annotations
@@ -14,8 +18,17 @@ from __future__ import annotations
 import os
 import stat
 
-from .errors import Forbidden
+from .errors import DS01Error, Forbidden
+from .identity import acting_as
 from .users import User
+
+#: Where root keeps the copies of users' ~/.ssh for the containers it starts for them (one folder per uid).
+STAGE_ROOT = "/run/ds01/ssh"
+#: What a copy takes of ~/.ssh: its regular files (no link, no folder), each at most this size, at most this many.
+STAGE_MAX_BYTES = 1 << 20
+STAGE_MAX_FILES = 256
+_NEW = ".ds01-new"  # a file being written into a copy, renamed over the old one when complete
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def destination(user: User) -> str:
@@ -92,28 +105,141 @@ def verify(pid: int, user: User, expected: tuple[str, str] | None) -> str:
     return ""
 
 
-def checked(user: User) -> tuple[str, tuple[str, str] | None] | None:
-    """(source, its identity) of the user's ~/.ssh to mount, or None when they have none."""
+def checked(user: User, staged: bool = False) -> tuple[str, tuple[str, str] | None] | None:
+    """(folder to mount, its identity) for the user's ~/.ssh, or None when they have none: the folder itself, or
+    with ``staged`` (a start root makes for them) its copy, made again now (see stage)."""
+    if staged:
+        folder = stage(user)
+        return (folder, identity(folder, os.lstat(folder))) if folder else None
     found = source(user)
     if found is None:
         return None
     return found[0], identity(*found)
 
 
+def stage(user: User) -> str | None:
+    """Copy what the user may read of their ~/.ssh (its regular files, read with their rights, no link followed)
+    into root's folder for them, replacing the last copy in place (their other containers mount the same folder);
+    its path, or None when they have no ~/.ssh (the copy is then emptied)."""
+    found = source(user)
+    files = _read_as(user, found[0]) if found else {}
+    folder = _stage_folder(user)
+    _write_copy(folder, files, user)
+    return folder if found else None
 
 
-def check_started(engine, user: User, container_id: str, remove: bool = False) -> None:
-    """After a start: a container given the user's ~/.ssh has exactly the folder checked, not what a link swapped
-    in meanwhile (the engine resolves a mount's source at each start); otherwise it is stopped (removed when
-    ``remove``) and the start refused."""
+def staged_folder(user: User) -> str:
+    return os.path.join(STAGE_ROOT, str(user.uid))
+
+
+def _read_as(user: User, path: str) -> dict[str, tuple[int, bytes]]:
+    """name -> (mode, content) of the regular files in ``path``, opened as ``user`` without following links."""
+    files: dict[str, tuple[int, bytes]] = {}
+    with acting_as(user):
+        try:
+            folder = os.open(path, _OPEN_DIR)
+        except OSError as err:
+            raise Forbidden(f"Cannot read {path} ({err.strerror}); ds01 does not mount it (mount_ssh).") from None
+        try:
+            if os.fstat(folder).st_uid != user.uid:  # swapped since it was looked at
+                raise Forbidden(f"{path} changed while it was read; ds01 does not mount it (mount_ssh).")
+            for name in sorted(os.listdir(folder)):
+                if name.endswith(_NEW) or len(files) >= STAGE_MAX_FILES:
+                    continue
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+                except OSError:
+                    continue  # a link, or what the user may not read
+                try:
+                    st = os.fstat(fd)
+                    if stat.S_ISREG(st.st_mode) and st.st_size <= STAGE_MAX_BYTES:
+                        files[name] = (st.st_mode & 0o777, _read_all(fd))
+                except OSError:
+                    continue
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(folder)
+    return files
+
+
+def _read_all(fd: int) -> bytes:
+    chunks, size = [], 0
+    while size <= STAGE_MAX_BYTES:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:STAGE_MAX_BYTES]
+
+
+def _root_folder(path: str, mode: int, gid: int = 0) -> None:
+    """Make ``path`` a folder of root's (group ``gid``) that no one else may change, or refuse what is there."""
+    try:
+        os.mkdir(path, mode)
+        os.chown(path, 0, gid, follow_symlinks=False)
+        os.chmod(path, mode, follow_symlinks=False)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_gid != gid or st.st_mode & 0o022:
+        raise DS01Error(f"{path} is not a folder of root's that only root may change; ~/.ssh is not copied there.",
+                        hint=f"An admin removes {path}; ds01 makes it again.")
+
+
+def _stage_folder(user: User) -> str:
+    if os.geteuid() != 0:
+        raise DS01Error("Only root copies a user's ~/.ssh for the containers it starts for them.")
+    _root_folder(os.path.dirname(STAGE_ROOT), 0o755)
+    _root_folder(STAGE_ROOT, 0o711)  # others may pass, not list
+    folder = staged_folder(user)
+    _root_folder(folder, 0o750, user.gid)  # the user's group reads it in their containers
+    return folder
+
+
+def _write_copy(folder: str, files: dict[str, tuple[int, bytes]], user: User) -> None:
+    """Make ``folder`` hold exactly ``files``, as the user's: each written beside, then renamed over the old one."""
+    fd = os.open(folder, _OPEN_DIR)
+    try:
+        for name in os.listdir(fd):
+            if name not in files:
+                os.unlink(name, dir_fd=fd)
+        for name, (mode, content) in files.items():
+            new = name + _NEW
+            out = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=fd)
+            try:
+                os.fchown(out, user.uid, user.gid)
+                os.fchmod(out, mode)
+                os.write(out, content)
+            finally:
+                os.close(out)
+            os.replace(new, name, src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+
+
+def check_started(engine, user: User, container_id: str, remove: bool = False, staged: bool = False) -> None:
+    """After a start: a container given the user's ~/.ssh has exactly the folder meant (with ``staged``, root's
+    copy of it), not what a link swapped in meanwhile (the engine resolves a mount's source at each start);
+    otherwise it is stopped (removed when ``remove``) and the start refused."""
     record = engine.get_container(container_id)
     if record is None or destination(user) not in dict(record.mounts):
         return
     try:
-        found = checked(user)
-        why = verify(record.pid, user, found[1] if found else None)
+        if staged:
+            folder = staged_folder(user)
+            why = verify(record.pid, user, identity(folder, os.lstat(folder)))
+        else:
+            found = checked(user)
+            why = verify(record.pid, user, found[1] if found else None)
     except Forbidden as err:
         why = err.message
+    except OSError as err:
+        why = f"root's copy of ~/.ssh cannot be looked at ({err.strerror})"
     if not why:
         return
     if remove:
