@@ -129,9 +129,9 @@ def _ok(done: subprocess.CompletedProcess, what: str) -> None:
 
 def _core_parts(service: _Service, project: str, repeat: int) -> dict:
     """Where a deploy for another user goes beyond `docker run`: the core's deploy alone, in this process with
-    ds01d's settings, and its two steps a root-made start needs (see containers.check_mounted_workspace and
-    install_helpers): the start offline, then the network connected once /workspace was checked, and the
-    helpers copied in."""
+    ds01d's settings, and its two steps a root-made start needs (see containers._settle): the start offline, then
+    the network connected once /workspace was checked, with the helpers copied in at the same time (so the two
+    overlap, and do not add up)."""
     from ds01_jupyter.service.config import load
 
     settings, _ = load(str(service.base / "admin" / "ds01d.yaml"))

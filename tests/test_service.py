@@ -229,11 +229,11 @@ def test_two_users_deploy_at_once_and_ds01d_restarts_mid_deploy(ds01d_factory, u
     client.kill()
     client.communicate()
     deadline = time.monotonic() + 60
-    while True:
+    while True:  # running shows as soon as it started; the deploy's record once all of it is done
         listed = json.loads(_ok(bob.ds01(daemon.socket, "container-list", "--json")).stdout)
-        if any(c["project"] == orphan and c["state"] == "running" for c in listed):
+        finished = any(r["op"] == "containers.deploy" and r["args"]["name"] == orphan and r["result"] == "ok"
+                       and r.get("client_gone") for r in daemon.audit())
+        if finished and any(c["project"] == orphan and c["state"] == "running" for c in listed):
             break
-        assert time.monotonic() < deadline, listed
+        assert time.monotonic() < deadline, (listed, daemon.audit()[-3:])
         time.sleep(0.5)
-    assert any(r["op"] == "containers.deploy" and r["args"]["name"] == orphan and r["result"] == "ok"
-               and r.get("client_gone") for r in daemon.audit())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ import pytest
 from ds01d_helpers import ds01d_factory_fixture, unix_users_fixture  # noqa: F401  (fixtures)
 
 from ds01_jupyter.core import DS01, ssh_mount
-from ds01_jupyter.core.errors import DS01Error, Forbidden, InvalidRequest
+from ds01_jupyter.core import labels as L
+from ds01_jupyter.core.errors import DS01Error, Forbidden, InvalidRequest, StateConflict
 from ds01_jupyter.core.names import container_name
 
 
@@ -105,12 +107,35 @@ def test_a_link_swapped_in_during_a_start_never_stays_mounted(unix_users, make_c
     assert code == 0 and b"secret.txt" not in out and b"notebooks" in out
 
 
-def test_a_start_made_by_root_mounts_a_copy_of_ssh_that_no_swap_can_change(unix_users, make_core, project_name):
+def test_only_the_run_checked_gets_its_network(unix_users, make_core, project_name):
+    """A start made by root is offline until its /workspace was checked; the network then goes to that run only:
+    one that ended and was started again meanwhile (by a request of its own, with a link swapped in) stays
+    offline until its own check."""
+    alice = unix_users()
+    name = project_name()
+    core = make_core()
+    core.projects.create(alice.user, name)
+    record = core.engine.get_container(core.containers.deploy(alice.user, name, gpus=0, framework="base").container.id)
+    core.containers.stop(alice.user, name, force=True)
+    core.engine.start_container(record.id, offline=True)
+    started = core.engine.get_container(record.id)
+    assert started.running and not started.ip_address
+    with pytest.raises(StateConflict, match="started again while it was checked"):
+        # the pid of a run before this one
+        core.engine.connect_own_network(record.id, L.owned_by(alice.user), pid=started.pid + 1)
+    assert not core.engine.get_container(record.id).ip_address
+    core.engine.connect_own_network(record.id, L.owned_by(alice.user), pid=started.pid)
+    assert core.engine.get_container(record.id).ip_address
+
+
+def test_a_start_made_by_root_mounts_a_copy_of_ssh_that_no_swap_can_change(unix_users, make_core, project_name,
+                                                                           request):
     """With mount_ssh, the engine (root) follows links in a mount's source at each start, and a container's own
     processes run at once: a user who swaps ~/.ssh for a link to another user's folder as root starts their
     container could copy what they found into /workspace before any check. So root mounts its own copy of ~/.ssh,
     made with the user's rights before each start, in a folder only root may change: no swap reaches the engine."""
     alice, bob = unix_users(), unix_users()
+    request.addfinalizer(lambda: shutil.rmtree(ssh_mount.staged_folder(alice.user), ignore_errors=True))
     theirs = bob.home / "workspace" / "open"
     theirs.mkdir(mode=0o755)
     (theirs / "config").write_text("Host only-bobs\n")  # world-readable, behind bob's closed home
@@ -122,12 +147,14 @@ def test_a_start_made_by_root_mounts_a_copy_of_ssh_that_no_swap_can_change(unix_
     (mine / "id_test").write_text("ALICE\n")
     (mine / "id_test").chmod(0o600)
     (mine / "shadow").symlink_to("/etc/shadow")  # a link inside is never followed
+    (mine / "config").write_text("Host *\n")
+    (mine / "config").chmod(0o644)  # hers alone in the copy: its folder's group may be shared
     (mine / "roots").write_text("root's\n")  # a file she may not read is not copied
     (mine / "roots").chmod(0o600)
     os.mkfifo(mine / "fifo")  # special files, folders and what is too big: not copied, and nothing hangs
     (mine / "config.d").mkdir()
     (mine / "big").write_bytes(b"x" * (ssh_mount.STAGE_MAX_BYTES + 1))
-    for path in (mine, mine / "id_test", mine / "fifo", mine / "config.d", mine / "big"):
+    for path in (mine, mine / "id_test", mine / "config", mine / "fifo", mine / "config.d", mine / "big"):
         os.chown(path, alice.user.uid, alice.user.gid)
     os.lchown(mine / "shadow", alice.user.uid, alice.user.gid)
     name = project_name()
@@ -141,8 +168,9 @@ def test_a_start_made_by_root_mounts_a_copy_of_ssh_that_no_swap_can_change(unix_
         return core.engine.exec(first.id, list(command), user=as_alice)
 
     assert inside("cat", f"{dest}/id_test") == (0, b"ALICE\n")
-    code, out = inside("sh", "-c", f"ls -A {dest}; stat -c '%u %a' {dest}/id_test")
-    assert code == 0 and out.split() == [b"id_test", str(alice.user.uid).encode(), b"600"], out
+    code, out = inside("sh", "-c", f"ls -A {dest}; stat -c '%u %a' {dest}/id_test {dest}/config")
+    uid = str(alice.user.uid).encode()
+    assert code == 0 and out.split() == [b"config", b"id_test", uid, b"600", uid, b"600"], out
     copy = os.lstat(ssh_mount.staged_folder(alice.user))
     assert (copy.st_uid, copy.st_gid, copy.st_mode & 0o777) == (0, alice.user.gid, 0o750)
     assert inside("python3", "-c", "import ds01_jupyter.checkpoints")[0] == 0  # the helpers, copied meanwhile
@@ -153,7 +181,7 @@ def test_a_start_made_by_root_mounts_a_copy_of_ssh_that_no_swap_can_change(unix_
     _swap_at_start(core, mine, theirs)
     core.containers.start(alice.user, name)
     assert inside("cat", f"{dest}/id_test") == (0, b"ALICE 2\n")
-    assert inside("cat", f"{dest}/config")[0] != 0  # bob's never shows
+    assert inside("cat", f"{dest}/config") == (0, b"Host *\n")  # hers: bob's never shows
 
     # Swapped before: refused, and the copy keeps only what was hers.
     core.engine.start_container = type(core.engine).start_container.__get__(core.engine)
@@ -164,7 +192,7 @@ def test_a_start_made_by_root_mounts_a_copy_of_ssh_that_no_swap_can_change(unix_
     with pytest.raises(Forbidden, match="is a link"):
         core.containers.start(alice.user, name)
     assert not core.engine.get_container(first.id).running
-    assert sorted(os.listdir(ssh_mount.staged_folder(alice.user))) == ["id_test"]
+    assert sorted(os.listdir(ssh_mount.staged_folder(alice.user))) == ["config", "id_test"]
 
     # Her keys gone: gone from the copy at the next start too.
     (alice.home / ".ssh").unlink()

@@ -641,11 +641,11 @@ class Containers:
         """What follows every start. One made by root for a user, offline, has its mounts checked first: /workspace
         (removed when wrong) and ~/.ssh with mount_ssh (removed when ``remove``, else stopped). Only then, and at
         once, as each is an engine call of about 0.1 s: its network connected, and the helpers copied in."""
-        offline = self.check_mounted_workspace(user, project, container_id)
+        checked = self.check_mounted_workspace(user, project, container_id)
         ssh_mount.check_started(self.engine, user, container_id, remove=remove, staged=_checks_mounts(user))
         steps: builtins.list[Callable[[], object]] = []
-        if offline:
-            steps.append(lambda: self.engine.connect_own_network(container_id, L.owned_by(user)))
+        if checked:  # only the run checked gets the network
+            steps.append(lambda: self.engine.connect_own_network(container_id, L.owned_by(user), pid=checked))
         if helpers:
             steps.append(lambda: self.install_helpers(container_id, user))
         _at_once(steps)
@@ -665,7 +665,7 @@ class Containers:
             )
         ssh_mount.stage(user)
 
-    def check_mounted_workspace(self, user: User, project: str, container_id: str) -> bool:
+    def check_mounted_workspace(self, user: User, project: str, container_id: str) -> int:
         """After a start made as root for a user: the container's /workspace must be their real project folder.
 
         The engine resolves a bind mount's source again at every start, following links: a user who swaps
@@ -676,11 +676,11 @@ class Containers:
         could otherwise be read after a later, honest start).
 
         Such a start is made offline (``start_container(offline=True)``): the container gets its network only
-        once the checks passed (``_settle``: True here says it waits for it), so what it read in those milliseconds
+        once the checks passed (``_settle``: the pid of the run checked here, 0 for none), so what it read then
         cannot leave through the network, and every request that finds it running without its network checks it
         first (``_owned``), so no log, exec, kernel or rescue reaches it before."""
         if not _checks_mounts(user):
-            return False  # acting with our own rights: the engine's user could mount anything anyway
+            return 0  # acting with our own rights: the engine's user could mount anything anyway
         record = self.engine.get_container(container_id)
         if record is None:  # removed meanwhile (by a request that found it unchecked, and its mount wrong)
             raise ContainerNotFound(f"The container {container_id[:12]} of {project} was removed while it started.",
@@ -700,7 +700,7 @@ class Containers:
         except (Forbidden, ProjectNotFound) as err:
             why = err.message
         if not why:
-            return True
+            return record.pid
         log.warning("ds01: removing %s of %s: %s", record.name, user.name, why)
         try:
             self.engine.remove_container(record.id, force=True)

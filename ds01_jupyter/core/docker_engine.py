@@ -446,9 +446,10 @@ class DockerEngine(ContainerEngine):
             with self._errors("disconnect the network of", name_or_id):
                 self.api.connect_container_to_network(name_or_id, "none")
 
-    def connect_own_network(self, name_or_id, labels):
+    def connect_own_network(self, name_or_id, labels, pid=0):
         with self._errors("inspect container", name_or_id):
             data = self.api.inspect_container(name_or_id)
+        self._same_run(data, pid)
         own = (data.get("HostConfig") or {}).get("NetworkMode") or ""
         networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
         if not own.startswith("ds01-") or own in networks:
@@ -464,6 +465,23 @@ class DockerEngine(ContainerEngine):
             again = self.get_container(name_or_id)
             if again is None or not again.ip_address:  # unless a concurrent connect of this container won
                 raise
+        if pid:  # started again between the look above and the connect: that run was not checked
+            with self._errors("inspect container", name_or_id):
+                data = self.api.inspect_container(name_or_id)
+            try:
+                self._same_run(data, pid)
+            except StateConflict:
+                with self._errors("disconnect the network of", name_or_id):
+                    self.api.disconnect_container_from_network(name_or_id, own, force=True)
+                raise
+
+    @staticmethod
+    def _same_run(data: dict, pid: int) -> None:
+        running = (data.get("State") or {}).get("Pid") or 0
+        if pid and running != pid:
+            raise StateConflict(
+                f"The container {data.get('Name', '').lstrip('/')} ended and was started again while it was checked; "
+                "it stays without a network until that start's own check.", hint="Deploy or start it again.")
 
     def stop_container(self, name_or_id, timeout=10):
         with self._errors("stop container", name_or_id):

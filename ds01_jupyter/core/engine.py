@@ -129,8 +129,10 @@ class ContainerEngine(abc.ABC):
     def start_container(self, name_or_id: str, offline: bool = False) -> None:
         """Start; ``offline``: with no network (only "none" attached), to be connected by connect_own_network."""
 
-    def connect_own_network(self, name_or_id: str, labels: dict[str, str]) -> None:  # noqa: B027 (optional)
-        """Attach a running container to its own network (HostConfig.NetworkMode) in place of "none"."""
+    def connect_own_network(self, name_or_id: str, labels: dict[str, str],  # noqa: B027 (optional)
+                            pid: int = 0) -> None:
+        """Attach a running container to its own network (HostConfig.NetworkMode) in place of "none"; with ``pid``,
+        only the run whose main process that is (one started again since is left offline: StateConflict)."""
 
     @abc.abstractmethod
     def stop_container(self, name_or_id: str, timeout: int = 10) -> None: ...

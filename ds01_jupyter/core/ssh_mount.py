@@ -199,7 +199,8 @@ def _stage_folder(user: User) -> str:
 
 
 def _write_copy(folder: str, files: dict[str, tuple[int, bytes]], user: User) -> None:
-    """Make ``folder`` hold exactly ``files``, as the user's: each written beside, then renamed over the old one."""
+    """Make ``folder`` (root's) hold exactly ``files``, as the user's: each written beside, then renamed over the
+    old one."""
     fd = os.open(folder, _OPEN_DIR)
     try:
         for name in os.listdir(fd):
@@ -211,7 +212,7 @@ def _write_copy(folder: str, files: dict[str, tuple[int, bytes]], user: User) ->
                           dir_fd=fd)
             try:
                 os.fchown(out, user.uid, user.gid)
-                os.fchmod(out, mode)
+                os.fchmod(out, mode & 0o700)  # theirs alone: the folder's group may be shared (only names show)
                 os.write(out, content)
             finally:
                 os.close(out)

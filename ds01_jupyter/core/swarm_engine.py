@@ -362,8 +362,8 @@ class SwarmEngine(ContainerEngine):
             self._claim("gpu", uuid, record.name, node)
         self._on(record.id, "start", lambda e: e.start_container(record.id, offline=offline))
 
-    def connect_own_network(self, name_or_id, labels):
-        self._on(name_or_id, "connect", lambda e: e.connect_own_network(name_or_id, labels))
+    def connect_own_network(self, name_or_id, labels, pid=0):
+        self._on(name_or_id, "connect", lambda e: e.connect_own_network(name_or_id, labels, pid))
 
     def stop_container(self, name_or_id, timeout=10):
         self._on(name_or_id, "stop", lambda e: e.stop_container(name_or_id, timeout=timeout))
