@@ -35,8 +35,9 @@ def _secret_behind_closed_home(person, project: str) -> Path:
 
 def _swap_at_start(core: DS01, folder: Path, target: Path, during=None) -> None:
     """Make the engine's next starts find ``folder`` swapped for a link to ``target`` (the user's own link), as a
-    user racing a start with rename() would; the folder is put back after each start, then ``during(id)`` runs
-    (what the user does while the started container is not yet checked)."""
+    user racing a start with rename() would; the folder is put back after each start. ``during(id)`` runs once
+    the next start returned and before its checks (what the user does while the container is not yet checked:
+    another request of hers, which waits for no lock then)."""
     real_start = core.engine.start_container
 
     def start(container_id, **options):
@@ -49,10 +50,17 @@ def _swap_at_start(core: DS01, folder: Path, target: Path, during=None) -> None:
         finally:
             folder.unlink()
             aside.rename(folder)
-        if during is not None:
-            during(container_id)
 
     core.engine.start_container = start
+    if during is not None:
+        real_settle = core.containers._settle
+
+        def settle(user, project, container_id, *args, **kw):
+            del core.containers._settle  # once: the request's own checks, and those of `during`'s, are the real ones
+            during(container_id)
+            return real_settle(user, project, container_id, *args, **kw)
+
+        core.containers._settle = settle
 
 
 def test_a_link_swapped_in_during_a_start_never_stays_mounted(unix_users, make_core, project_name):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,46 @@ def test_a_link_swapped_in_before_a_start_stops_the_container(make_core, user, h
 def test_mountinfo_paths_are_read_as_the_kernel_writes_them():
     assert ssh_mount._unescape(r"/home/a\040b/.ssh") == "/home/a b/.ssh"
     assert ssh_mount.verify(1, None, None).startswith("the checked ~/.ssh could not be located")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root copies ~/.ssh for the users it starts containers for")
+def test_copies_made_at_once_for_one_user_end_as_one_whole_copy(tmp_path):
+    """Two deploys of one user at once (ds01d's threads) each copy ~/.ssh into the same folder: neither fails,
+    and the folder ends holding exactly the user's files, theirs alone."""
+    import secrets
+    import shutil
+    import threading
+
+    from ds01_jupyter.core.users import User
+
+    uid = 200000 + secrets.randbelow(100000)  # a made-up user, for this test alone
+    someone = User(f"ds01-stage-{uid}", uid, uid, tmp_path / "home")
+    keys = someone.home / ".ssh"
+    keys.mkdir(parents=True)
+    (keys / "id_test").write_text("KEY\n")
+    (keys / "id_test.pub").write_text("PUB\n")
+    for path in (someone.home, keys, keys / "id_test", keys / "id_test.pub"):
+        os.chown(path, uid, uid)
+    errors: list[BaseException] = []
+
+    def copy():
+        try:
+            for _ in range(10):
+                assert ssh_mount.stage(someone) == ssh_mount.staged_folder(someone)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    try:
+        threads = [threading.Thread(target=copy) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        folder = ssh_mount.staged_folder(someone)
+        assert sorted(os.listdir(folder)) == ["id_test", "id_test.pub"]
+        st = os.stat(os.path.join(folder, "id_test.pub"))
+        assert (st.st_uid, st.st_mode & 0o777) == (uid, 0o600)
+        assert Path(folder, "id_test").read_text() == "KEY\n"
+    finally:
+        shutil.rmtree(ssh_mount.staged_folder(someone), ignore_errors=True)

@@ -1,8 +1,10 @@
 """The engine calls after a start run side by side (containers._at_once): each ran, at the same time, and the
-first error is raised only once all have ended."""
+first error is raised only once all have ended; and one start of a container at a time (run_folder.start_lock)."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 
 import pytest
@@ -40,3 +42,28 @@ def test_no_step_and_one_step():
     ran = []
     _at_once([lambda: ran.append(threading.current_thread())])
     assert ran == [threading.main_thread()]  # one step runs in the caller's thread
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's start locks lie in a folder only root may open")
+def test_one_start_of_a_container_at_a_time_in_a_folder_only_root_opens():
+    from ds01_jupyter.core import run_folder
+
+    name = f"t{secrets.token_hex(4)}._.someone"
+    held, waited = threading.Event(), []
+
+    def second():
+        with run_folder.start_lock(name):
+            waited.append(held.is_set())
+
+    with run_folder.start_lock(name):
+        other = threading.Thread(target=second)
+        other.start()
+        other.join(0.3)
+        assert other.is_alive()  # waits for the first
+        held.set()
+    other.join(10)
+    assert waited == [True]
+    with run_folder.start_lock(f"t{secrets.token_hex(4)}._.else"):  # another container's: not held by this one
+        pass
+    st = os.lstat(run_folder.LOCKS)
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o700)

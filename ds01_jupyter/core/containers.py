@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import os
 import threading
@@ -156,6 +157,16 @@ def _checks_mounts(user: User) -> bool:
     """Whether starts for ``user`` are made by root for someone else: then the engine, following links in the
     mount's source as root, could mount what the user may not reach, so the start is checked (and offline)."""
     return os.geteuid() == 0 and user.uid != 0
+
+
+def _alone(user: User, project: str):
+    """Where root starts a user's container (offline, checked, then connected): its start lock, held by one start or
+    one check-and-connect at a time (run_folder.start_lock); acting with our own rights, none is needed."""
+    if not _checks_mounts(user):
+        return contextlib.nullcontext()
+    from .run_folder import start_lock
+
+    return start_lock(container_name(project, user.name))
 
 
 def _at_once(steps: builtins.list[Callable[[], object]]) -> None:
@@ -530,7 +541,8 @@ class Containers:
         if not record.running:
             progress("Starting container")
             try:
-                self.engine.start_container(record.id, offline=_checks_mounts(user))
+                with _alone(user, project):
+                    self.engine.start_container(record.id, offline=_checks_mounts(user))
             except DS01Error:
                 if created:  # do not leave a container holding a GPU it cannot use
                     self.engine.remove_container(record.id, force=True)
@@ -632,7 +644,8 @@ class Containers:
                         f"{holder.labels.get(L.USER, '?')}.",
                         hint=f"Retire it and deploy again for another GPU: `container-retire {project}`.",
                     )
-            self.engine.start_container(record.id, offline=_checks_mounts(user))
+            with _alone(user, project):
+                self.engine.start_container(record.id, offline=_checks_mounts(user))
         self._settle(user, project, record.id)  # the helpers again: the image's own init may have emptied /tmp
         return self.status(user, project)
 
@@ -640,15 +653,17 @@ class Containers:
                 helpers: bool = True) -> None:
         """What follows every start. One made by root for a user, offline, has its mounts checked first: /workspace
         (removed when wrong) and ~/.ssh with mount_ssh (removed when ``remove``, else stopped). Only then, and at
-        once, as each is an engine call of about 0.1 s: its network connected, and the helpers copied in."""
-        checked = self.check_mounted_workspace(user, project, container_id)
-        ssh_mount.check_started(self.engine, user, container_id, remove=remove, staged=_checks_mounts(user))
-        steps: builtins.list[Callable[[], object]] = []
-        if checked:  # only the run checked gets the network
-            steps.append(lambda: self.engine.connect_own_network(container_id, L.owned_by(user), pid=checked))
-        if helpers:
-            steps.append(lambda: self.install_helpers(container_id, user))
-        _at_once(steps)
+        once, as each is an engine call of about 0.1 s: its network connected, and the helpers copied in. No
+        other start of the container comes between the check and the connect (``_alone``)."""
+        with _alone(user, project):
+            checked = self.check_mounted_workspace(user, project, container_id)
+            ssh_mount.check_started(self.engine, user, container_id, remove=remove, staged=_checks_mounts(user))
+            steps: builtins.list[Callable[[], object]] = []
+            if checked:  # only the run checked gets the network
+                steps.append(lambda: self.engine.connect_own_network(container_id, L.owned_by(user), pid=checked))
+            if helpers:
+                steps.append(lambda: self.install_helpers(container_id, user))
+            _at_once(steps)
 
     def _restage_ssh(self, user: User, record: ContainerRecord) -> None:
         """Before root starts a user's container that mounts ~/.ssh (mount_ssh): root's copy of it made again (what

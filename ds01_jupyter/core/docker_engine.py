@@ -478,6 +478,9 @@ class DockerEngine(ContainerEngine):
     @staticmethod
     def _same_run(data: dict, pid: int) -> None:
         running = (data.get("State") or {}).get("Pid") or 0
+        if pid and not running:
+            raise StateConflict(f"The container {data.get('Name', '').lstrip('/')} ended while it was checked.",
+                                hint="Deploy or start it again.")
         if pid and running != pid:
             raise StateConflict(
                 f"The container {data.get('Name', '').lstrip('/')} ended and was started again while it was checked; "

@@ -15,18 +15,24 @@ mountinfo): anything else stops the container.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
 
-from .errors import DS01Error, Forbidden
+from .errors import Forbidden
 from .identity import acting_as
+from .run_folder import RUN_FOLDER, private_folder, root_folder
 from .users import User
 
 #: Where root keeps the copies of users' ~/.ssh for the containers it starts for them (one folder per uid).
-STAGE_ROOT = "/run/ds01/ssh"
-#: What a copy takes of ~/.ssh: its regular files (no link, no folder), each at most this size, at most this many.
-STAGE_MAX_BYTES = 1 << 20
+STAGE_ROOT = f"{RUN_FOLDER}/ssh"
+#: What a copy takes of ~/.ssh: its regular files (no link, no folder), each at most this size, at most this many,
+#: at most this much in all (it lies in /run, memory); the first names of the folder only (a huge one costs nothing).
+STAGE_MAX_BYTES = 256 << 10
 STAGE_MAX_FILES = 256
+STAGE_MAX_TOTAL = 1 << 20
+_MAX_NAME = 200  # longer names are left out (the name written beside must fit too)
 _NEW = ".ds01-new"  # a file being written into a copy, renamed over the old one when complete
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -123,8 +129,11 @@ def stage(user: User) -> str | None:
     its path, or None when they have no ~/.ssh (the copy is then emptied)."""
     found = source(user)
     files = _read_as(user, found[0]) if found else {}
-    folder = _stage_folder(user)
-    _write_copy(folder, files, user)
+    with _stage_root() as root:  # one copy at a time on this host (ds01d's threads, a hub run as root)
+        fcntl.flock(root, fcntl.LOCK_EX)
+        folder = staged_folder(user)
+        root_folder(folder, 0o750, user.gid)  # the user's group lists it in their containers (only there)
+        _write_copy(folder, files, user)
     return folder if found else None
 
 
@@ -143,17 +152,23 @@ def _read_as(user: User, path: str) -> dict[str, tuple[int, bytes]]:
         try:
             if os.fstat(folder).st_uid != user.uid:  # swapped since it was looked at
                 raise Forbidden(f"{path} changed while it was read; ds01 does not mount it (mount_ssh).")
-            for name in sorted(os.listdir(folder)):
-                if name.endswith(_NEW) or len(files) >= STAGE_MAX_FILES:
+            total = 0
+            with os.scandir(folder) as entries:
+                names = sorted(entry.name for entry, _ in zip(entries, range(4 * STAGE_MAX_FILES)))
+            for name in names:
+                if name.endswith(_NEW) or len(os.fsencode(name)) > _MAX_NAME or len(files) >= STAGE_MAX_FILES:
                     continue
                 try:
-                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                                 dir_fd=folder)
                 except OSError:
                     continue  # a link, or what the user may not read
                 try:
                     st = os.fstat(fd)
-                    if stat.S_ISREG(st.st_mode) and st.st_size <= STAGE_MAX_BYTES:
-                        files[name] = (st.st_mode & 0o777, _read_all(fd))
+                    if stat.S_ISREG(st.st_mode) and st.st_size <= min(STAGE_MAX_BYTES, STAGE_MAX_TOTAL - total):
+                        content = _read_all(fd)
+                        files[name] = (st.st_mode & 0o777, content)
+                        total += len(content)
                 except OSError:
                     continue
                 finally:
@@ -174,28 +189,15 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)[:STAGE_MAX_BYTES]
 
 
-def _root_folder(path: str, mode: int, gid: int = 0) -> None:
-    """Make ``path`` a folder of root's (group ``gid``) that no one else may change, or refuse what is there."""
+@contextlib.contextmanager
+def _stage_root():
+    """STAGE_ROOT, made when missing, open (its descriptor is the host-wide lock of the copies)."""
+    private_folder(STAGE_ROOT)  # no user reaches their copy on the host (they could fill /run through it)
+    fd = os.open(STAGE_ROOT, _OPEN_DIR)
     try:
-        os.mkdir(path, mode)
-        os.chown(path, 0, gid, follow_symlinks=False)
-        os.chmod(path, mode, follow_symlinks=False)
-    except FileExistsError:
-        pass
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_gid != gid or st.st_mode & 0o022:
-        raise DS01Error(f"{path} is not a folder of root's that only root may change; ~/.ssh is not copied there.",
-                        hint=f"An admin removes {path}; ds01 makes it again.")
-
-
-def _stage_folder(user: User) -> str:
-    if os.geteuid() != 0:
-        raise DS01Error("Only root copies a user's ~/.ssh for the containers it starts for them.")
-    _root_folder(os.path.dirname(STAGE_ROOT), 0o755)
-    _root_folder(STAGE_ROOT, 0o711)  # others may pass, not list
-    folder = staged_folder(user)
-    _root_folder(folder, 0o750, user.gid)  # the user's group reads it in their containers
-    return folder
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _write_copy(folder: str, files: dict[str, tuple[int, bytes]], user: User) -> None:
@@ -213,7 +215,9 @@ def _write_copy(folder: str, files: dict[str, tuple[int, bytes]], user: User) ->
             try:
                 os.fchown(out, user.uid, user.gid)
                 os.fchmod(out, mode & 0o700)  # theirs alone: the folder's group may be shared (only names show)
-                os.write(out, content)
+                view = memoryview(content)
+                while view:
+                    view = view[os.write(out, view):]
             finally:
                 os.close(out)
             os.replace(new, name, src_dir_fd=fd, dst_dir_fd=fd)
@@ -231,7 +235,9 @@ def check_started(engine, user: User, container_id: str, remove: bool = False, s
     if record is None or destination(user) not in dict(record.mounts):
         return
     try:
-        if staged:
+        if not getattr(engine, "sees_pid_of", lambda _record: True)(record):
+            why = "mount_ssh works only for containers on this machine (a node elsewhere has no copy, nor its /proc)"
+        elif staged:
             folder = staged_folder(user)
             why = verify(record.pid, user, identity(folder, os.lstat(folder)))
         else:
