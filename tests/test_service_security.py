@@ -133,7 +133,11 @@ def test_only_the_run_checked_gets_its_network(unix_users, make_core, project_na
         core.engine.connect_own_network(record.id, L.owned_by(alice.user), pid=started.pid + 1)
     assert not core.engine.get_container(record.id).ip_address
     core.engine.connect_own_network(record.id, L.owned_by(alice.user), pid=started.pid)
-    assert core.engine.get_container(record.id).ip_address
+    address = core.engine.get_container(record.id).ip_address
+    assert address
+    # A second request that found it stopped a moment ago starts it no more: going offline would cut its network.
+    core.containers._start_stopped(alice.user, record.id)
+    assert core.engine.get_container(record.id).ip_address == address
 
 
 def test_a_start_made_by_root_mounts_a_copy_of_ssh_that_no_swap_can_change(unix_users, make_core, project_name,

@@ -67,3 +67,17 @@ def test_one_start_of_a_container_at_a_time_in_a_folder_only_root_opens():
         pass
     st = os.lstat(run_folder.LOCKS)
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o700)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's start locks lie in a folder only root may open")
+def test_a_start_lock_held_too_long_and_an_unusable_folder_give_clear_errors(monkeypatch):
+    from ds01_jupyter.core import run_folder
+    from ds01_jupyter.core.errors import DS01Error, StateConflict
+
+    name = f"t{secrets.token_hex(4)}._.someone"
+    busy = pytest.raises(StateConflict, match=f"Another start of {name} is under way")
+    with run_folder.start_lock(name), busy, run_folder.start_lock(name, timeout=0.2):
+        pass
+    monkeypatch.setattr(run_folder, "LOCKS", f"{run_folder.RUN_FOLDER}/{secrets.token_hex(4)}/starts")
+    with pytest.raises(DS01Error, match="ds01 cannot keep .*No such file"), run_folder.start_lock(name):
+        pass

@@ -159,14 +159,14 @@ def _checks_mounts(user: User) -> bool:
     return os.geteuid() == 0 and user.uid != 0
 
 
-def _alone(user: User, project: str):
+def _alone(user: User, project: str, timeout: float):
     """Where root starts a user's container (offline, checked, then connected): its start lock, held by one start or
     one check-and-connect at a time (run_folder.start_lock); acting with our own rights, none is needed."""
     if not _checks_mounts(user):
         return contextlib.nullcontext()
     from .run_folder import start_lock
 
-    return start_lock(container_name(project, user.name))
+    return start_lock(container_name(project, user.name), timeout)
 
 
 def _at_once(steps: builtins.list[Callable[[], object]]) -> None:
@@ -541,8 +541,8 @@ class Containers:
         if not record.running:
             progress("Starting container")
             try:
-                with _alone(user, project):
-                    self.engine.start_container(record.id, offline=_checks_mounts(user))
+                with _alone(user, project, self.settings.lock_timeout):
+                    self._start_stopped(user, record.id)
             except DS01Error:
                 if created:  # do not leave a container holding a GPU it cannot use
                     self.engine.remove_container(record.id, force=True)
@@ -644,10 +644,20 @@ class Containers:
                         f"{holder.labels.get(L.USER, '?')}.",
                         hint=f"Retire it and deploy again for another GPU: `container-retire {project}`.",
                     )
-            with _alone(user, project):
-                self.engine.start_container(record.id, offline=_checks_mounts(user))
+            with _alone(user, project, self.settings.lock_timeout):
+                self._start_stopped(user, record.id)
         self._settle(user, project, record.id)  # the helpers again: the image's own init may have emptied /tmp
         return self.status(user, project)
+
+    def _start_stopped(self, user: User, container_id: str) -> None:
+        """Start it; where root starts it offline (the start lock held), not when another request did meanwhile:
+        going offline would cut the network of a run that was checked."""
+        offline = _checks_mounts(user)
+        if offline:
+            again = self.engine.get_container(container_id)
+            if again is not None and again.running:
+                return
+        self.engine.start_container(container_id, offline=offline)
 
     def _settle(self, user: User, project: str, container_id: str, remove: bool = False,
                 helpers: bool = True) -> None:
@@ -655,7 +665,7 @@ class Containers:
         (removed when wrong) and ~/.ssh with mount_ssh (removed when ``remove``, else stopped). Only then, and at
         once, as each is an engine call of about 0.1 s: its network connected, and the helpers copied in. No
         other start of the container comes between the check and the connect (``_alone``)."""
-        with _alone(user, project):
+        with _alone(user, project, self.settings.lock_timeout):
             checked = self.check_mounted_workspace(user, project, container_id)
             ssh_mount.check_started(self.engine, user, container_id, remove=remove, staged=_checks_mounts(user))
             steps: builtins.list[Callable[[], object]] = []

@@ -22,7 +22,7 @@ import stat
 
 from .errors import Forbidden
 from .identity import acting_as
-from .run_folder import RUN_FOLDER, private_folder, root_folder
+from .run_folder import RUN_FOLDER, private_folder, root_folder, unusable
 from .users import User
 
 #: Where root keeps the copies of users' ~/.ssh for the containers it starts for them (one folder per uid).
@@ -130,10 +130,13 @@ def stage(user: User) -> str | None:
     found = source(user)
     files = _read_as(user, found[0]) if found else {}
     with _stage_root() as root:  # one copy at a time on this host (ds01d's threads, a hub run as root)
-        fcntl.flock(root, fcntl.LOCK_EX)
         folder = staged_folder(user)
-        root_folder(folder, 0o750, user.gid)  # the user's group lists it in their containers (only there)
-        _write_copy(folder, files, user)
+        try:
+            fcntl.flock(root, fcntl.LOCK_EX)
+            root_folder(folder, 0o750, user.gid)  # the user's group lists it in their containers (only there)
+            _write_copy(folder, files, user)
+        except OSError as err:  # a full /run, no descriptor left
+            raise unusable(folder, err) from None
     return folder if found else None
 
 
@@ -165,8 +168,9 @@ def _read_as(user: User, path: str) -> dict[str, tuple[int, bytes]]:
                     continue  # a link, or what the user may not read
                 try:
                     st = os.fstat(fd)
-                    if stat.S_ISREG(st.st_mode) and st.st_size <= min(STAGE_MAX_BYTES, STAGE_MAX_TOTAL - total):
-                        content = _read_all(fd)
+                    most = min(STAGE_MAX_BYTES, STAGE_MAX_TOTAL - total)
+                    content = _read_all(fd, most) if stat.S_ISREG(st.st_mode) and st.st_size <= most else None
+                    if content is not None:
                         files[name] = (st.st_mode & 0o777, content)
                         total += len(content)
                 except OSError:
@@ -178,22 +182,26 @@ def _read_as(user: User, path: str) -> dict[str, tuple[int, bytes]]:
     return files
 
 
-def _read_all(fd: int) -> bytes:
+def _read_all(fd: int, most: int) -> bytes | None:
+    """The file's content, or None when it holds more than ``most`` bytes (grown since it was looked at)."""
     chunks, size = [], 0
-    while size <= STAGE_MAX_BYTES:
+    while size <= most:
         chunk = os.read(fd, 65536)
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
-    return b"".join(chunks)[:STAGE_MAX_BYTES]
+    return b"".join(chunks) if size <= most else None
 
 
 @contextlib.contextmanager
 def _stage_root():
     """STAGE_ROOT, made when missing, open (its descriptor is the host-wide lock of the copies)."""
     private_folder(STAGE_ROOT)  # no user reaches their copy on the host (they could fill /run through it)
-    fd = os.open(STAGE_ROOT, _OPEN_DIR)
+    try:
+        fd = os.open(STAGE_ROOT, _OPEN_DIR)
+    except OSError as err:
+        raise unusable(STAGE_ROOT, err) from None
     try:
         yield fd
     finally:
@@ -223,8 +231,6 @@ def _write_copy(folder: str, files: dict[str, tuple[int, bytes]], user: User) ->
             os.replace(new, name, src_dir_fd=fd, dst_dir_fd=fd)
     finally:
         os.close(fd)
-
-
 
 
 def check_started(engine, user: User, container_id: str, remove: bool = False, staged: bool = False) -> None:
