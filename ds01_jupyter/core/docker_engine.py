@@ -206,8 +206,7 @@ class DockerEngine(ContainerEngine):
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(min(self.INSPECT_AT_ONCE, len(new)), thread_name_prefix="ds01-inspect") as pool:
-            for _user in pool.map(self._config_user, new):  # an engine error of any is raised here
-                pass
+            list(pool.map(self._config_user, new))  # an engine error of any is raised here
 
     def _config_user(self, container_id: str) -> str:
         """The user a container was created with: not in the engine's list, and never changes, so kept."""
@@ -477,11 +476,14 @@ class DockerEngine(ContainerEngine):
 
     @staticmethod
     def _same_run(data: dict, pid: int) -> None:
+        """StateConflict unless the container still runs the main process ``pid`` (0: any run will do)."""
+        if not pid:
+            return
         running = (data.get("State") or {}).get("Pid") or 0
-        if pid and not running:
+        if not running:
             raise StateConflict(f"The container {data.get('Name', '').lstrip('/')} ended while it was checked.",
                                 hint="Deploy or start it again.")
-        if pid and running != pid:
+        if running != pid:
             raise StateConflict(
                 f"The container {data.get('Name', '').lstrip('/')} ended and was started again while it was checked; "
                 "it stays without a network until that start's own check.", hint="Deploy or start it again.")

@@ -116,7 +116,7 @@ def checked(user: User, staged: bool = False) -> tuple[str, tuple[str, str] | No
     with ``staged`` (a start root makes for them) its copy, made again now (see stage)."""
     if staged:
         folder = stage(user)
-        return (folder, identity(folder, os.lstat(folder))) if folder else None
+        return (folder, _identity_of(folder)) if folder else None
     found = source(user)
     if found is None:
         return None
@@ -142,6 +142,11 @@ def stage(user: User) -> str | None:
 
 def staged_folder(user: User) -> str:
     return os.path.join(STAGE_ROOT, str(user.uid))
+
+
+def _identity_of(folder: str) -> tuple[str, str] | None:
+    """identity() of root's copy for a user (its path holds no link)."""
+    return identity(folder, os.lstat(folder))
 
 
 def _read_as(user: User, path: str) -> dict[str, tuple[int, bytes]]:
@@ -244,8 +249,7 @@ def check_started(engine, user: User, container_id: str, remove: bool = False, s
         if not getattr(engine, "sees_pid_of", lambda _record: True)(record):
             why = "mount_ssh works only for containers on this machine (a node elsewhere has no copy, nor its /proc)"
         elif staged:
-            folder = staged_folder(user)
-            why = verify(record.pid, user, identity(folder, os.lstat(folder)))
+            why = verify(record.pid, user, _identity_of(staged_folder(user)))
         else:
             found = checked(user)
             why = verify(record.pid, user, found[1] if found else None)
