@@ -305,6 +305,38 @@ def test_the_launcher_ends_the_kernel_on_sigterm(deployed, env, engine, tmp_path
     assert_no_kernel_left(engine, container)
 
 
+ENDED_WHILE_STARTING = """
+import os, signal, sys
+from ds01_jupyter.kernels import container_kernel, launch
+
+def ended_now(real):
+    def call(*args, **kwargs):
+        if real is container_kernel.start:
+            os.kill(os.getpid(), signal.SIGTERM)  # the client gives up while the kernel is being started
+            return real(*args, **kwargs)
+        found = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # ... or once the container is found, before the start
+        return found
+    return call
+
+step = getattr(container_kernel, sys.argv[1])
+setattr(container_kernel, sys.argv[1], ended_now(step))
+sys.exit(launch.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("step", ["running_container", "start"])
+def test_a_launcher_ended_while_it_starts_the_kernel_leaves_none_running(deployed, env, engine, tmp_path, user, step):
+    name, project, _ = deployed
+    connection_file, _ = write_connection_file(str(tmp_path / "kernel-by-hand.json"), ip="127.0.0.1")
+    proc = subprocess.run(
+        [sys.executable, "-c", ENDED_WHILE_STARTING, step, "--project", name, "-f", connection_file],
+        env=env, cwd=project, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_no_kernel_left(engine, f"{name}._.{user.name}")
+
+
 def test_argv_of_a_project_without_container_is_a_clear_error(env, home, tmp_path, project_name, engine):
     name = project_name()
     cli(env, "project-init", name)

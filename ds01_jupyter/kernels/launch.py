@@ -60,6 +60,12 @@ class Relay:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     async def run(self) -> int:
+        # Handlers first: a client may end this process while the kernel is being started, and the kernel
+        # must not then run on in the container without anyone to end it.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self._forward, signal.SIGINT)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._end, signum)
         project, record = await self._blocking(container_kernel.running_container, self.core, self.user, self.project)
         self.container_id, self.target = record.id, record.ip_address
         workdir, note = container_kernel.workspace_path(None, project.path)
@@ -72,6 +78,8 @@ class Relay:
                 servers.append(
                     await asyncio.start_server(self._forwarder(port), self.info.get("ip") or "127.0.0.1", port)
                 )
+            if self._stop.is_set():
+                return 0  # ended before the kernel was started: nothing to start, nothing left behind
             self.pid = await self._blocking(
                 container_kernel.start,
                 self.core,
@@ -84,10 +92,6 @@ class Relay:
                 dict(os.environ),
             )
             self._started.set()
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGINT, self._forward, signal.SIGINT)
-            for signum in (signal.SIGTERM, signal.SIGHUP):
-                loop.add_signal_handler(signum, self._end, signum)
             await self._watch()
         finally:
             self._stop.set()
