@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import threading
+import time
 
 from conftest import BASE_IMAGE
 
@@ -58,3 +59,48 @@ def test_each_container_keeps_its_own_user_and_is_inspected_once(engine):
             subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
         fresh.close()
         fresh2.close()
+
+
+def test_images_looked_at_before_are_given_again_until_an_image_event(engine):
+    """A deploy vets the image of every container it counts: an image looked at before is given again without a
+    look while the engine logs no image event, and any image event (a tag, a removal) makes it looked at again."""
+    mark = "t" + secrets.token_hex(5)
+    ids = []
+    for i in range(3):
+        subprocess.run(["docker", "build", "-q", "-t", f"ds01-test-{mark}:{i}", "-"], check=True, capture_output=True,
+                       input=f"FROM {BASE_IMAGE}\nLABEL ds01-test.mark={mark} ds01-test.i={i}\n".encode())
+        ids.append(subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", f"ds01-test-{mark}:{i}"],
+                                  check=True, capture_output=True, text=True).stdout.strip())
+    fresh = DockerEngine()
+    asked: list[str] = []
+    real = fresh.api.inspect_image
+
+    def inspect(ref, *args, **kw):
+        asked.append(ref)
+        return real(ref, *args, **kw)
+
+    fresh.api.inspect_image = inspect
+    try:
+        first = fresh.get_images([*ids, ids[0], "sha256:" + "0" * 64])
+        assert [i.id for i in first] == ids and [i.labels["ds01-test.i"] for i in first] == ["0", "1", "2"]
+        assert sorted(asked) == sorted([*ids, "sha256:" + "0" * 64])  # each once, side by side
+        for _ in range(20):  # another test's build on this host is an image event too: then all are looked at
+            time.sleep(0.6)  # (the window begins a second before the look: past the builds above)
+            asked.clear()
+            fresh.get_images(ids)  # (again, if something happened)
+            asked.clear()
+            again = fresh.get_images(ids)
+            if not asked:
+                break
+        assert asked == [] and [i.id for i in again] == ids
+
+        subprocess.run(["docker", "tag", ids[0], f"ds01-test-{mark}:extra"], check=True, capture_output=True)
+        tagged = fresh.get_images(ids)
+        assert f"ds01-test-{mark}:extra" in tagged[0].tags and sorted(asked) == sorted(ids)
+
+        subprocess.run(["docker", "rmi", f"ds01-test-{mark}:1"], check=True, capture_output=True)
+        assert [i.id for i in fresh.get_images(ids)] == [ids[0], ids[2]]
+    finally:
+        fresh.close()
+        for tag in ("0", "1", "2", "extra"):
+            subprocess.run(["docker", "rmi", f"ds01-test-{mark}:{tag}"], capture_output=True)

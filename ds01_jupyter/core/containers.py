@@ -249,8 +249,7 @@ class Containers:
         wanted = {r.image_id for r in records if r.image_id}
         if len(wanted) > self.INSPECT_IMAGES:
             return self.engine.list_images(_images_of(records))
-        found = [self.engine.get_image(image_id) for image_id in sorted(wanted)]
-        return [i for i in found if i is not None and i.labels.get(L.MANAGED) == "true"]
+        return [i for i in self.engine.get_images(sorted(wanted)) if i.labels.get(L.MANAGED) == "true"]
 
     def _distrust(self, record: ContainerRecord, image: ImageRecord | None) -> str:
         labels = record.labels

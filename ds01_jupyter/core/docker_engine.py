@@ -87,6 +87,9 @@ class DockerEngine(ContainerEngine):
         self._usage_cache: tuple[float, dict] | None = None
         #: Image lists by filter, with the time each was asked (see list_images).
         self._images_kept: dict[str, tuple[float, list]] = {}
+        #: Images looked at by ID, with the time each was asked (see get_images).
+        self._images_seen: dict[str, tuple[float, ImageRecord]] = {}
+        self._seen_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings) -> DockerEngine:
@@ -717,6 +720,44 @@ class DockerEngine(ContainerEngine):
                 return self._image(self.api.inspect_image(ref))
         except ImageNotFound:
             return None
+
+    #: Images kept by get_images at most (the images of the containers on a host: the oldest are let go).
+    IMAGES_SEEN = 1024
+
+    def get_images(self, image_ids):
+        """The images of these IDs that exist. An image's content never changes but its tags may, so those looked
+        at before are given again while the engine's event log shows no image event at all since (one short
+        request instead of a look at each: a deploy vets every container of its user and every GPU holder); the
+        others are looked at side by side."""
+        wanted = list(dict.fromkeys(image_ids))
+        with self._seen_lock:
+            known = {i: self._images_seen[i] for i in wanted if i in self._images_seen}
+        if len(known) > 1 and self._quiet_since(min(asked for asked, _ in known.values()), {},
+                                                images=[image for _, image in known.values()]):
+            kept = {i: image for i, (_, image) in known.items()}
+        else:
+            kept = {}
+        new = [i for i in wanted if i not in kept]
+        asked = time.time()
+        if len(new) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.INSPECT_AT_ONCE, len(new)), thread_name_prefix="ds01-inspect") as pool:
+                looked = list(pool.map(self.get_image, new))  # an engine error of any is raised here
+        else:
+            looked = [self.get_image(i) for i in new]
+        local = self._local()
+        with self._seen_lock:
+            for image_id, image in zip(new, looked):
+                if image is None:
+                    self._images_seen.pop(image_id, None)
+                    continue
+                kept[image_id] = image
+                if local and image.id == image_id:
+                    self._images_seen[image_id] = (asked, image)
+            while len(self._images_seen) > self.IMAGES_SEEN:
+                self._images_seen.pop(min(self._images_seen, key=lambda i: self._images_seen[i][0]))
+        return [kept[i] for i in wanted if i in kept]
 
     #: Events the engine keeps for late readers; a window holding this many may have lost some.
     EVENTS_KEPT = 256

@@ -228,6 +228,11 @@ class ContainerEngine(abc.ABC):
     @abc.abstractmethod
     def get_image(self, ref: str) -> ImageRecord | None: ...
 
+    def get_images(self, image_ids: list[str]) -> list[ImageRecord]:
+        """The images of these IDs that exist (what containers run: a look at each, which an engine may keep)."""
+        found = (self.get_image(image_id) for image_id in image_ids)
+        return [image for image in found if image is not None]
+
     @abc.abstractmethod
     def list_images(self, labels: dict[str, str]) -> list[ImageRecord]: ...
 

@@ -466,6 +466,9 @@ class SwarmEngine(ContainerEngine):
     def get_image(self, ref):
         return self.home.get_image(ref)
 
+    def get_images(self, image_ids):
+        return self.home.get_images(image_ids)
+
     def list_images(self, labels):
         return self.home.list_images(labels)
 
