@@ -112,6 +112,23 @@ def test_a_killed_container_frees_its_gpu_at_once_a_stopped_one_keeps_it(make_co
     assert "released when it crashed (exit 137, SIGKILL)" in info.value.message and "retire" in info.value.hint.lower()
 
 
+@pytest.mark.parametrize("ended", [KeyboardInterrupt, BrokenPipeError])
+def test_a_deploy_ended_while_it_starts_leaves_no_container_holding_a_gpu(make_core, user, project_name, ended):
+    """Ctrl-C in the command line, or a closed pipe for its progress, between the create and the start."""
+    core = make_core(gpus=fake_gpus(1))
+    name = project_name()
+    core.projects.create(user, name)
+
+    def progress(line):
+        if line == "Starting container":
+            raise ended()
+
+    with pytest.raises(ended):
+        core.containers.deploy(user, name, gpus=1, progress=progress)
+    assert core.engine.get_container(f"{name}._.{user.name}") is None
+    assert core.containers.deploy(user, name, gpus=1).container.gpus  # the GPU is free again
+
+
 def test_a_stop_record_the_container_could_forge_or_an_old_one_counts_for_nothing(make_core, user, project_name):
     gpus = fake_gpus(1)
     core = make_core(limits=HOLDING, gpus=gpus)

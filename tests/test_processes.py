@@ -96,7 +96,8 @@ def test_stop_processes_with_rescue_keeps_what_the_trainer_saves_on_sigterm(make
     (tmp_path / "train.py").write_text(TRAINER)
     (core.projects.get(user, name).path / "train.py").write_text(TRAINER)
     background(core, cid, user, "python3 /workspace/train.py")
-    wait_for(lambda: running(core.guard.audit(user, name)))
+    # Its first checkpoint: written once its SIGTERM handler is set (a signal before it would end it unsaved).
+    wait_for(lambda: core.engine.exec(cid, ["test", "-f", "/tmp/ckpt.txt"])[0] == 0)
     with pytest.raises(UnsavedWork):  # files and a process: both named, nothing stopped
         core.guard.retire(user, name)
     assert running(core.guard.audit(user, name))
@@ -115,10 +116,12 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace_and_reported(make_
         core,
         cid,
         user,
-        "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)'",
+        "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "open(\"/tmp/ignoring\", \"w\"); time.sleep(1000)'",
     )
     background(core, cid, user, "sleep 1000")
     wait_for(lambda: len(running(core.guard.audit(user, name))) == 2)
+    wait_for(lambda: core.engine.exec(cid, ["test", "-f", "/tmp/ignoring"])[0] == 0)  # SIGTERM ignored from now
     started = time.monotonic()
     status, report = core.containers.stop_with_report(user, name, stop_processes=True)
     assert time.monotonic() - started >= 2

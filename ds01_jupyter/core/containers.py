@@ -538,13 +538,14 @@ class Containers:
                     raise GpuUnavailable("The GPUs chosen were claimed by other deploys meanwhile.",
                                          hint="Deploy again.")
         if not record.running:
-            progress("Starting container")
             try:
+                progress("Starting container")
                 with _alone(user, project, self.settings.lock_timeout):
                     self._start_stopped(user, record.id)
-            except DS01Error:
+            except BaseException:  # an error, or the caller ended meanwhile (Ctrl-C, a closed pipe for progress)
                 if created:  # do not leave a container holding a GPU it cannot use
-                    self.engine.remove_container(record.id, force=True)
+                    with contextlib.suppress(DS01Error):
+                        self.engine.remove_container(record.id, force=True)
                 raise
         self._settle(user, project, record.id, remove=created)
         if created and chosen:
