@@ -4,8 +4,10 @@ each honoured one reaches the container, each refused one is named in the log an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -209,3 +211,42 @@ def test_mem_limit_cpu_limit_and_post_start_cmd_in_a_real_container(make_core, o
     spawner.post_start_cmd = "sh -c 'exit 3'"  # a failure is said on the spawn page; the server still starts
     asyncio.run(spawner._post_start(other_user, _request(spawner)["post_start"]))
     assert any("post_start_cmd failed (exit 3)" in e["message"] for e in spawner._events), spawner._events
+
+
+def test_a_start_the_hub_gave_up_on_is_retired_by_the_stop_that_follows(make_core, other_user, project_name):
+    """The hub cancels a start at start_timeout (a long first build) and stops the server next; the deploy, in
+    its thread, carries on: the stop waits for it, and retires what it made (no server left holding a GPU)."""
+    settings = make_core.settings()
+    spawner = DS01Spawner(
+        config=Config(), user=_HubUser(), hub=Hub(), user_mapper=lambda n: other_user,
+        limits_file=settings.limits_file, gpu_inventory=settings.gpu_inventory, lock_dir=settings.lock_dir,
+        gpu_request="env", base_image=settings.base_image, cmd=["python3", "-c", "import time; time.sleep(10**6)"],
+    )
+    spawner.api_token = "token"
+    core, name = spawner.core, project_name()
+    spawner.user_options = {"project": name, "gpus": 0}
+    entered, release, made = threading.Event(), threading.Event(), []
+    real = core.containers.deploy
+
+    def deploy(*args, **kwargs):
+        entered.set()
+        release.wait(120)
+        result = real(*args, **kwargs)
+        made.append(result.container.id)
+        return result
+
+    core.containers.deploy = deploy
+
+    async def given_up_then_stopped():
+        start = asyncio.ensure_future(spawner.start())
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait, 300)
+        start.cancel()  # start_timeout
+        with contextlib.suppress(asyncio.CancelledError):
+            await start
+        stop = asyncio.ensure_future(spawner.stop())
+        await asyncio.sleep(0.5)
+        release.set()  # the deploy goes on after the stop began
+        await stop
+
+    asyncio.run(given_up_then_stopped())
+    assert made and core.engine.get_container(made[0]) is None

@@ -155,6 +155,7 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         super().__init__(**kwargs)
         self._events: list[dict] = []
         self._starting = False
+        self._work: asyncio.Future | None = None  # the last blocking call (see _call)
         # Checked here, before start() sets the image: a refused option is named in the log when the hub makes its
         # spawners at start-up, and refuses every spawn (see hub/options.py).
         self.refused_options = refused_settings(self)
@@ -197,10 +198,16 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         return self.name or chosen or self.default_project
 
     async def _call(self, fn, *args, **kwargs):
-        """Run a blocking core call off the event loop; its errors become messages for the user."""
+        """Run a blocking core call off the event loop; its errors become messages for the user.
+
+        A call outlives a caller that gives up on it (the hub cancels a start at start_timeout, and stops it
+        next): it is kept in ``_work``, so that the stop waits for it and then retires what it made."""
         loop = asyncio.get_running_loop()
+        work = asyncio.ensure_future(loop.run_in_executor(None, partial(fn, *args, **kwargs)))
+        work.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved if nobody waits
+        self._work = work
         try:
-            return await loop.run_in_executor(None, partial(fn, *args, **kwargs))
+            return await asyncio.shield(work)
         except DS01Error as err:
             raise SpawnRefused(err) from None
         except PermissionError as err:  # a file in the user's home that is not theirs: said plainly, not a 500
@@ -467,6 +474,10 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
 
     # -- stop: retire through the persistence guard ---------------------------------------
     async def stop(self, now=False):
+        work = self._work
+        if work is not None and not work.done():  # a start given up on still runs: what it makes is retired too
+            self.log.info("ds01 %s: waiting for the start under way before stopping", self.object_name)
+            await asyncio.wait([work])
         if self.project:
             user = self.ds01_user
             await self._call(self._retire, user, self.project)
