@@ -22,7 +22,7 @@ from jupyter_client import KernelManager
 from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpecManager
 
-from ds01_jupyter.core.errors import Forbidden
+from ds01_jupyter.core.errors import Forbidden, StateConflict
 from ds01_jupyter.kernels import container_kernel, specs
 
 BIN = Path(sys.executable).parent
@@ -335,6 +335,63 @@ def test_a_launcher_ended_while_it_starts_the_kernel_leaves_none_running(deploye
     )
     assert proc.returncode == 0, proc.stderr
     assert_no_kernel_left(engine, f"{name}._.{user.name}")
+
+
+INTERRUPTED_CLIENT = """
+import asyncio, os, signal, sys, time
+from jupyter_client import AsyncKernelManager, KernelManager
+from ds01_jupyter.kernels import container_kernel
+
+when, name = sys.argv[1], sys.argv[2]
+real = container_kernel.ContainerKernels.attach
+
+def attach(self, *args, **kwargs):
+    if when == "ctrl-c during the start":
+        os.kill(os.getpid(), signal.SIGINT)
+    if when == "cancelled":
+        time.sleep(3)
+    started = real(self, *args, **kwargs)
+    if when == "ctrl-c as it returns":
+        os.kill(os.getpid(), signal.SIGINT)
+    return started
+
+container_kernel.ContainerKernels.attach = attach
+if when == "cancelled":  # an async client that gives up (a timeout)
+    async def start():
+        try:
+            await asyncio.wait_for(AsyncKernelManager(kernel_name="ds01-" + name).start_kernel(), 1)
+        except asyncio.TimeoutError:
+            sys.exit(3)
+    asyncio.run(start())
+KernelManager(kernel_name="ds01-" + name).start_kernel()
+"""
+
+
+@pytest.mark.parametrize("when", ["ctrl-c during the start", "ctrl-c as it returns", "cancelled"])
+def test_a_client_that_gives_up_while_its_kernel_starts_leaves_none_running(deployed, env, engine, user, when):
+    name, project, _ = deployed
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_CLIENT, when, name], env=env, cwd=project,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (3, -2, 130, 1), proc.stderr
+    assert ("KeyboardInterrupt" in proc.stderr) == when.startswith("ctrl-c"), proc.stderr
+    assert_no_kernel_left(engine, f"{name}._.{user.name}")
+
+
+def test_no_kernel_starts_without_its_pid_file(deployed, make_core, engine, user):
+    """A kernel whose pid cannot be written (a full disk) is not started: nobody could signal or end it."""
+    name, project, _ = deployed
+    core = make_core()
+    container = f"{name}._.{user.name}"
+    pid_file = container_kernel.inner_files("nopid")[1]
+    engine.exec(container, ["mkdir", "-p", pid_file], user=f"{user.uid}:{user.gid}")  # cannot be written
+    info = {"transport": "tcp", "ip": "0.0.0.0", "key": "k", "signature_scheme": "hmac-sha256",
+            **{k: 20000 + i for i, k in enumerate(("shell_port", "iopub_port", "stdin_port", "hb_port",
+                                                    "control_port"))}}
+    with pytest.raises(StateConflict, match="did not start"):
+        container_kernel.start(core, user, container, "nopid", info,
+                               container_kernel.in_container_argv("nopid"), "/workspace")
+    _, processes = engine.exec(container, ["ps", "-eo", "args"])
+    assert b"kernel_launcher.py -f" not in processes, processes
 
 
 def test_argv_of_a_project_without_container_is_a_clear_error(env, home, tmp_path, project_name, engine):

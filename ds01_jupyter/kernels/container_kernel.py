@@ -102,7 +102,8 @@ def _prepare(core: DS01, user: User, container_id: str, kernel_id: str, connecti
     core.engine.put_file(container_id, inner_file, json.dumps(info).encode(), 0o600, user.uid, user.gid)
     passed = {k: v for k, v in (env or {}).items() if k in PASSED_ENV}
     passed["DS01_KERNEL_ID"] = kernel_id
-    return ["sh", "-c", f'echo $$ > {pid_file}; exec "$@"', "sh"], passed
+    # No kernel without its pid file (a full disk): one nobody could signal or end would run on.
+    return ["sh", "-c", f'echo $$ > {pid_file} && exec "$@"', "sh"], passed
 
 
 def _pid(core: DS01, user: User, container_id: str, kernel_id: str) -> int:

@@ -16,6 +16,7 @@ process.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import random
 import signal
 import socket
@@ -100,6 +101,68 @@ class Output(threading.Thread):
         self.stream.close()
 
 
+#: Kernel starts no provisioner took yet (see _Launch), ended when this process exits.
+_PENDING: set[_Launch] = set()
+
+
+class _Launch:
+    """One kernel start, which outlives a client that gives up on it: the start runs on in its thread. A kernel
+    it starts after ``abandon`` is ended there, one started just before is ended by ``abandon``, and one no
+    provisioner took when this process exits (a Ctrl-C escapes a synchronous client's loop: the start is never
+    resumed nor cancelled) is ended then: no kernel runs on in the container with nobody to end it."""
+
+    def __init__(self, core, user: User, project: str, kernel_id: str):
+        self.core, self.user, self.project, self.kernel_id = core, user, project, kernel_id
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._started: tuple | None = None
+
+    def attach(self, *args):
+        with self._lock:
+            _PENDING.add(self)
+        started = self.core.kernels.attach(self.user, self.project, self.kernel_id, *args)
+        with self._lock:
+            if not self._abandoned:
+                self._started = started
+                return started
+        self._end(*started)
+        return started
+
+    def take(self) -> None:
+        """The provisioner holds the kernel now: it ends it."""
+        with self._lock:
+            _PENDING.discard(self)
+            self._started = None
+
+    def abandon(self, wait: bool = False) -> None:
+        with self._lock:
+            _PENDING.discard(self)
+            self._abandoned = True
+            started, self._started = self._started, None
+        if started is None:
+            return
+        if wait:
+            self._end(*started)
+        else:  # off the loop, which may be closing; the process waits for the thread at exit
+            threading.Thread(target=self._end, args=started, name="ds01-kernel-end").start()
+
+    def _end(self, started: dict, stream) -> None:
+        try:
+            self.core.kernels.signal(self.user, self.project, started["container"], int(started["pid"]),
+                                     int(signal.SIGKILL))
+            self.core.kernels.remove_files(self.user, self.project, started["container"], self.kernel_id)
+        except DS01Error:
+            pass  # the container went away: the kernel with it
+        finally:
+            stream.close()
+
+
+@atexit.register
+def _end_pending() -> None:
+    for launch in list(_PENDING):  # after the executor's threads were joined: each start has ended by now
+        launch.abandon(wait=True)
+
+
 class ContainerProvisioner(KernelProvisionerBase):
     """Starts, signals and stops a kernel inside ``<project>._.<user>``."""
 
@@ -151,12 +214,17 @@ class ContainerProvisioner(KernelProvisionerBase):
         key = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]
         ports = [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")]
         env = [f"{k}={v}" for k, v in (kwargs.get("env") or {}).items() if k in PASSED_ENV]
+        launch = _Launch(core, user, self.project, self.kernel_id or "")
         try:
             started, stream = await self._run(
-                core.kernels.attach, user, self.project, self.kernel_id or "", key, ports, self._extra, self.workdir,
-                env, info.get("signature_scheme") or "hmac-sha256")
+                launch.attach, key, ports, self._extra, self.workdir, env,
+                info.get("signature_scheme") or "hmac-sha256")
         except DS01Error as err:  # e.g. stopped since pre_launch: said as a refused start, not a traceback
             raise KernelStartRefused(err.message, err.status) from None
+        except BaseException:  # cancelled, or the client interrupted (Ctrl-C) while the kernel started
+            launch.abandon()
+            raise
+        launch.take()
         self.container_id, self.pid = started["container"], int(started["pid"])
         self._output = Output(stream)
         self._output.start()
