@@ -236,3 +236,54 @@ def test_the_settings_ds01d_answers_come_back_as_settings():
     settings = Settings(framework_images={"pytorch": "ds01/pytorch:2"})
     back = P.decode(P.encode(settings))
     assert back == settings and "pytorch" in back.frameworks()
+
+
+def test_a_request_pending_when_ds01d_stops_is_waited_for_and_refused(tmp_path, make_core, monkeypatch):
+    """A request read but not yet begun when ds01d is told to stop (its caller being looked up): the stop waits
+    for it, and it is refused with a clear error instead of begun by a process about to exit."""
+    import dataclasses
+    import threading
+
+    import yaml
+
+    from ds01_jupyter.service import server as S
+    from ds01_jupyter.service.client import RemoteDS01
+
+    values = {k: v for k, v in dataclasses.asdict(make_core.settings()).items() if v is not None}
+    values.pop("interface", None)
+    config = tmp_path / "ds01d.yaml"
+    config.write_text(yaml.safe_dump({**values, "socket": str(tmp_path / "ds01.sock"),
+                                      "log_dir": str(tmp_path / "log")}))
+    service = S.Service(*S.load(str(config)))
+    service.bind()
+    threading.Thread(target=service.serve, daemon=True).start()
+    looking, release = threading.Event(), threading.Event()
+    real_caller = S.caller
+
+    def slow_caller(uid):  # a slow account lookup (NSS over the network)
+        looking.set()
+        release.wait(30)
+        return real_caller(uid)
+
+    monkeypatch.setattr(S, "caller", slow_caller)
+    answers: list = []
+
+    def ask():
+        try:
+            answers.append(RemoteDS01(str(tmp_path / "ds01.sock")).hello())
+        except E.DS01Error as err:
+            answers.append(err)
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    assert looking.wait(10)
+    stopping = threading.Thread(target=service.stop, args=(20,))
+    stopping.start()
+    stopping.join(0.5)
+    assert stopping.is_alive()  # waits for the request pending
+    release.set()
+    asking.join(10)
+    stopping.join(10)
+    assert not stopping.is_alive()
+    [answer] = answers
+    assert isinstance(answer, E.EngineUnavailable) and "ds01d is stopping" in answer.message, answer

@@ -155,6 +155,10 @@ class Service:
         self._operations: dict[int, int] = {}  # uid -> running operations
         self._slots = threading.BoundedSemaphore(config.max_operations)
         self._stopping = threading.Event()
+        #: Requests admitted and not yet in an operation nor ended (read, caller looked up, arguments checked):
+        #: a stop waits for them as for operations, which they may be about to begin.
+        self._pending = 0
+        self._local = threading.local()
         self.listener: socket.socket | None = None
 
     # -- the socket ------------------------------------------------------------------------------
@@ -205,7 +209,7 @@ class Service:
         deadline = time.monotonic() + (self.config.shutdown_grace if grace is None else grace)
         while time.monotonic() < deadline:
             with self._lock:
-                if not any(self._operations.values()):
+                if not any(self._operations.values()) and not self._pending:
                     break
             time.sleep(0.1)
         try:
@@ -232,6 +236,7 @@ class Service:
                                           hint="Close some (followed logs, shells) and try again.")
             else:
                 self._connections[uid] = mine + 1
+                self._pending += 1
         if refusal is not None:
             Reply(conn, 0.2).send({"error": P.error_data(refusal)})
             conn.close()
@@ -245,6 +250,7 @@ class Service:
         who = {"uid": uid, "pid": pid}
         reply = Reply(conn, self.config.send_timeout)
         op_name, args, outcome, extra = "?", None, "ok", {}
+        self._local.pending = True
         try:
             buffer = bytearray()
             line = read_line(conn, P.MAX_REQUEST, started + self.config.request_timeout, buffer)
@@ -273,6 +279,7 @@ class Service:
             extra = {"error": type(err).__name__, "message": err.message}
             reply.send({"error": P.error_data(err)})
         finally:
+            self._settled()
             with self._lock:
                 self._connections[uid] -= 1
                 if not self._connections[uid]:
@@ -292,10 +299,13 @@ class Service:
         (max_operations, waited for up to queue_timeout): held while the engine works for them. A session's
         start (a kernel's: files copied, its pid awaited) holds one too, its hand-over none."""
         with self._lock:
+            if self._stopping.is_set():
+                raise E.EngineUnavailable("ds01d is stopping; nothing was done.", hint="Try again in a moment.")
             if self._operations.get(user.uid, 0) >= self.config.max_operations_per_user:
                 raise E.LimitExceeded(f"You already have {self.config.max_operations_per_user} ds01 operations "
                                       "running, the limit per user.", hint="Wait for one to finish.")
             self._operations[user.uid] = self._operations.get(user.uid, 0) + 1
+        self._settled()  # counted as an operation from here
         try:
             if not self._slots.acquire(timeout=self.config.queue_timeout):
                 raise E.LimitExceeded("ds01d is busy with other users' operations.", hint="Try again in a moment.")
@@ -307,8 +317,16 @@ class Service:
             with self._lock:
                 self._operations[user.uid] -= 1
 
+    def _settled(self) -> None:
+        """This thread's request is no longer pending: in an operation, a stream, or ended."""
+        if getattr(self._local, "pending", False):
+            self._local.pending = False
+            with self._lock:
+                self._pending -= 1
+
     def _operate(self, reply: Reply, user: User, name: str, op: P.Op, args: dict) -> None:
         if op.stream:  # a followed log may last for hours: it holds a connection (capped per user), not a slot
+            self._settled()  # nor does a stop wait for it
             self._call(reply, user, name, op, args)
             reply.send({"result": None})
             return
