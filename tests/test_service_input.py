@@ -287,3 +287,13 @@ def test_a_request_pending_when_ds01d_stops_is_waited_for_and_refused(tmp_path, 
     assert not stopping.is_alive()
     [answer] = answers
     assert isinstance(answer, E.EngineUnavailable) and "ds01d is stopping" in answer.message, answer
+
+
+def test_ds01d_told_to_stop_as_soon_as_it_answers_stops_cleanly(ds01d_factory):
+    """SIGTERM the moment the socket answers (systemd's stop right after a start): a clean stop, no socket left."""
+    import signal
+
+    daemon = ds01d_factory()
+    daemon.kill(signal.SIGTERM)
+    assert daemon.process.returncode == 0, daemon.log()
+    assert not os.path.exists(daemon.socket)

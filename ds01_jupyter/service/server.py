@@ -394,6 +394,16 @@ def main(argv: list[str] | None = None) -> int:
         print(unit_text(), end="")
         return 0
     logging.basicConfig(level=logging.INFO, format="ds01d: %(levelname)s %(message)s", stream=sys.stderr)
+    service: Service | None = None
+
+    def stop(signum, frame):
+        if service is None:  # told to stop while starting: nothing served yet, nothing to wait for
+            raise SystemExit(0)
+        threading.Thread(target=service.stop, daemon=True).start()
+
+    # Before the socket exists: a stop as soon as it answers (systemd, a test) is a stop, not the default death.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         settings, config = load(args.config, socket=args.socket, log_dir=args.log_dir)
         service = Service(settings, config)
@@ -403,12 +413,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if os.geteuid() != 0:
         log.warning("not running as root: ds01d acts only for its own user")
-
-    def stop(signum, frame):
-        threading.Thread(target=service.stop, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     service.serve()
     service.stop()
     return 0
