@@ -127,8 +127,8 @@ JUPYTERHUB = {
     "pre_spawn_hook": "",
     "progress_ready_hook": "",
     "server_token_scopes": "",
-    "start_timeout": "A start it gives up on (a long first build) is retired by the stop that follows, once the "
-                     "work under way ended: no server is left running unseen.",
+    "start_timeout": "A start it gives up on (a long first build) leaves no server running unseen: what its "
+                     "deploy, still under way, makes is retired.",
 }
 #: The Spawner methods through which JupyterHub applies the JUPYTERHUB options (a test checks none is overridden).
 JUPYTERHUB_METHODS = ("run_pre_spawn_hook", "run_post_stop_hook", "run_auth_state_hook", "start_polling",

@@ -155,7 +155,9 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         super().__init__(**kwargs)
         self._events: list[dict] = []
         self._starting = False
-        self._work: asyncio.Future | None = None  # the last blocking call (see _call)
+        # A start the hub gave up on (see _deploy), under the lock its deploy's thread checks.
+        self._start_lock = threading.Lock()
+        self._given_up = False
         # Checked here, before start() sets the image: a refused option is named in the log when the hub makes its
         # spawners at start-up, and refuses every spawn (see hub/options.py).
         self.refused_options = refused_settings(self)
@@ -198,16 +200,10 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         return self.name or chosen or self.default_project
 
     async def _call(self, fn, *args, **kwargs):
-        """Run a blocking core call off the event loop; its errors become messages for the user.
-
-        A call outlives a caller that gives up on it (the hub cancels a start at start_timeout, and stops it
-        next): it is kept in ``_work``, so that the stop waits for it and then retires what it made."""
+        """Run a blocking core call off the event loop; its errors become messages for the user."""
         loop = asyncio.get_running_loop()
-        work = asyncio.ensure_future(loop.run_in_executor(None, partial(fn, *args, **kwargs)))
-        work.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved if nobody waits
-        self._work = work
         try:
-            return await asyncio.shield(work)
+            return await loop.run_in_executor(None, partial(fn, *args, **kwargs))
         except DS01Error as err:
             raise SpawnRefused(err) from None
         except PermissionError as err:  # a file in the user's home that is not theirs: said plainly, not a 500
@@ -301,6 +297,8 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         with jupyterhub-singleuser as its main process; return the bridge address."""
         self._events = []
         self._starting = True
+        with self._start_lock:
+            self._given_up = False
         try:
             if self.refused_options:
                 raise SpawnRefused(OptionsRefused(self.refused_options))
@@ -314,7 +312,7 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
             request = await self._call(self.container_request, user)
             self._say("Allocating the GPU and creating the container", 60)
             result = await self._call(
-                self.core.containers.deploy, user, self.project, gpus=gpus,
+                self._deploy, user, self.project, gpus=gpus,
                 progress=lambda line: self._say(line, 70), command=request["command"], env=request["env"],
                 framework=self.user_options.get("framework"), memory_cap=request["memory_cap"],
                 cpus_cap=request["cpus_cap"],
@@ -326,8 +324,23 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
                 await self._post_start(user, request["post_start"])
             self._say("Waiting for the server to answer", 80)
             return await self.get_ip_and_port()
+        except asyncio.CancelledError:  # start_timeout, a shutdown: the hub polls, then stops what poll finds
+            with self._start_lock:
+                self._given_up = True
+            raise
         finally:
             self._starting = False
+
+    def _deploy(self, user: User, project: str, **kwargs):
+        """The deploy of a start, in its thread, which outlives a start the hub gave up on meanwhile: what it
+        made then is retired here (the hub's poll found nothing yet, so it never calls stop): no server is left
+        running unseen, holding a GPU."""
+        result = self.core.containers.deploy(user, project, **kwargs)
+        with self._start_lock:
+            if not self._given_up:
+                return result
+        self._retire(user, project, "the hub gave up on this start (start_timeout)")
+        raise SpawnRefused(StateConflict(f"The start of {project} was given up; its container was retired."))
 
     def container_request(self, user: User) -> dict:
         """What the honoured options (hub/options.py HONOURED) make of this server's container: its command and
@@ -474,10 +487,6 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
 
     # -- stop: retire through the persistence guard ---------------------------------------
     async def stop(self, now=False):
-        work = self._work
-        if work is not None and not work.done():  # a start given up on still runs: what it makes is retired too
-            self.log.info("ds01 %s: waiting for the start under way before stopping", self.object_name)
-            await asyncio.wait([work])
         if self.project:
             user = self.ds01_user
             await self._call(self._retire, user, self.project)

@@ -120,7 +120,12 @@ class _Launch:
     def attach(self, *args):
         with self._lock:
             _PENDING.add(self)
-        started = self.core.kernels.attach(self.user, self.project, self.kernel_id, *args)
+        try:
+            started = self.core.kernels.attach(self.user, self.project, self.kernel_id, *args)
+        except BaseException:  # no kernel: nothing to end
+            with self._lock:
+                _PENDING.discard(self)
+            raise
         with self._lock:
             if not self._abandoned:
                 self._started = started

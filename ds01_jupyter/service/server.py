@@ -155,8 +155,8 @@ class Service:
         self._operations: dict[int, int] = {}  # uid -> running operations
         self._slots = threading.BoundedSemaphore(config.max_operations)
         self._stopping = threading.Event()
-        #: Requests admitted and not yet in an operation nor ended (read, caller looked up, arguments checked):
-        #: a stop waits for them as for operations, which they may be about to begin.
+        #: Requests read and not yet in an operation nor ended (caller looked up, arguments checked): a stop
+        #: waits for them as for operations, which they may be about to begin.
         self._pending = 0
         self._local = threading.local()
         self.listener: socket.socket | None = None
@@ -236,26 +236,36 @@ class Service:
                                           hint="Close some (followed logs, shells) and try again.")
             else:
                 self._connections[uid] = mine + 1
-                self._pending += 1
         if refusal is not None:
             Reply(conn, 0.2).send({"error": P.error_data(refusal)})
             conn.close()
             return
         thread = threading.Thread(target=self._handle, args=(conn, pid, uid, gid), daemon=True,
                                   name=f"ds01d-uid{uid}")
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a process limit): refused, and counted no more
+            with self._lock:
+                self._connections[uid] -= 1
+                if not self._connections[uid]:
+                    del self._connections[uid]
+            Reply(conn, 0.2).send({"error": P.error_data(E.LimitExceeded("ds01d is at its limit of threads; "
+                                                                          "try again in a moment."))})
+            conn.close()
 
     def _handle(self, conn: socket.socket, pid: int, uid: int, gid: int) -> None:
         started = time.monotonic()
         who = {"uid": uid, "pid": pid}
         reply = Reply(conn, self.config.send_timeout)
         op_name, args, outcome, extra = "?", None, "ok", {}
-        self._local.pending = True
         try:
             buffer = bytearray()
             line = read_line(conn, P.MAX_REQUEST, started + self.config.request_timeout, buffer)
             if line is None:
                 return
+            with self._lock:  # a request now (a silent connection holds up no stop): it may begin an operation
+                self._pending += 1
+                self._local.pending = True
             op_name, raw = P.parse_request(line)
             op_name = op_name if isinstance(op_name, str) else repr(op_name)[:80]
             user = caller(uid)
