@@ -377,6 +377,35 @@ def test_a_client_that_gives_up_while_its_kernel_starts_leaves_none_running(depl
     assert_no_kernel_left(engine, f"{name}._.{user.name}")
 
 
+KILLED_CLIENT = """
+import os, signal, sys
+from jupyter_client import KernelManager
+
+km = KernelManager(kernel_name="ds01-" + sys.argv[1])
+km.start_kernel()
+client = km.client()
+client.start_channels()
+client.wait_for_ready(timeout=60)
+client.execute("import time\\nwhile True: time.sleep(1)")  # a busy cell
+client.get_iopub_msg(timeout=30)  # busy
+print("busy", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_kernel_of_a_killed_one_shot_client_ends_with_it(deployed, env, engine, user):
+    """nbconvert or a script killed (a job's time limit): its kernel, busy, ends too, as a host kernel would."""
+    name, project, _ = deployed
+    proc = subprocess.run([sys.executable, "-c", KILLED_CLIENT, name], env=env, cwd=project,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9 and "busy" in proc.stdout, proc.stderr
+    container = f"{name}._.{user.name}"
+    deadline = time.time() + 60
+    while b"kernel_launcher.py -f" in engine.exec(container, ["ps", "-eo", "args"])[1] and time.time() < deadline:
+        time.sleep(0.5)
+    assert_no_kernel_left(engine, container)
+
+
 def test_no_kernel_starts_without_its_pid_file(deployed, make_core, engine, user):
     """A kernel whose pid cannot be written (a full disk) is not started: nobody could signal or end it."""
     name, project, _ = deployed

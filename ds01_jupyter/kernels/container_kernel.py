@@ -24,7 +24,9 @@ LAUNCHER = "/tmp/.ds01/kernel_launcher.py"
 
 #: Variables passed from the client to a kernel in a container; the rest of the
 #: host's environment (PATH, HOME...) means nothing there.
-PASSED_ENV = ("JPY_SESSION_NAME", "JPY_PARENT_PID", "PYTHONUNBUFFERED", "LANG", "LC_ALL", "TZ")
+#: Set by a one-shot client's provisioner: the kernel ends with its connection (hook.py, end_with_client).
+TIED = "DS01_KERNEL_TIED"
+PASSED_ENV = ("JPY_SESSION_NAME", "JPY_PARENT_PID", "PYTHONUNBUFFERED", "LANG", "LC_ALL", "TZ", TIED)
 
 
 def inner_files(kernel_id: str) -> tuple[str, str]:
@@ -133,6 +135,7 @@ def start(
     clients reach it on the container's bridge address.
     """
     wrapper, passed = _prepare(core, user, container_id, kernel_id, connection_info, env)
+    passed.pop(TIED, None)  # detached: no connection to end with (its stdin would end at once)
     core.engine.exec(container_id, [*wrapper, *argv], user=f"{user.uid}:{user.gid}", workdir=workdir, env=passed,
                      detach=True)
     return _pid(core, user, container_id, kernel_id)

@@ -16,11 +16,14 @@ counts a cell waiting on I/O as work; nothing else is shared with the host.
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
 
 LOG = "/tmp/.ds01/writes.jsonl"
+#: Set (to "1") for a kernel that ends with its client's connection (see end_with_client).
+TIED = "DS01_KERNEL_TIED"
 IGNORED = ("/workspace/", "/dev/", "/proc/", "/sys/", "/tmp/.ds01/")
 RUNTIME = ("/.ipython/", "/.local/share/jupyter/", "/.cache/", "/__pycache__/", "/.jupyter/", "/.config/matplotlib/")
 # tempfile's own names (mkstemp, NamedTemporaryFile) when opened through the high-level API.
@@ -140,7 +143,33 @@ def track_cells(shell, path=None):
     write_state(False, None, path)
 
 
+def end_with_client():
+    """A kernel started for a one-shot client (nbconvert, a KernelManager script) ends when that client does,
+    as a host kernel would: its stdin is the client's connection, closed when the client ends, even when killed.
+    It gets SIGTERM then, so a trainer's handler still saves."""
+    if os.environ.get(TIED) != "1":
+        return
+    connection = os.dup(0)
+
+    def watch():
+        try:
+            while os.read(connection, 1 << 16):
+                pass
+        except OSError:
+            pass
+        kernel = os.environ.get("DS01_KERNEL_ID")
+        for suffix in (".json", ".pid", ".state.json") if kernel else ():  # what the client would have removed
+            try:
+                os.unlink(f"/tmp/.ds01/kernel-{kernel}{suffix}")
+            except OSError:
+                pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="ds01-client-watch", daemon=True).start()
+
+
 def main():
+    end_with_client()
     sys.addaudithook(audit_hook)
     from ipykernel.kernelapp import IPKernelApp
 

@@ -33,7 +33,7 @@ from ..core import DS01, Settings, User
 from ..core.errors import DS01Error
 from ..service.client import connect
 from . import container_kernel
-from .container_kernel import LAUNCHER, PASSED_ENV, workspace_path  # noqa: F401 - their former home
+from .container_kernel import LAUNCHER, PASSED_ENV, TIED, workspace_path  # noqa: F401 - their former home
 
 _context: dict[str, Any] = {}
 
@@ -51,7 +51,7 @@ class KernelStartRefused(HTTPError):
 
 def configure(core: DS01, user: User) -> None:
     """Let provisioners use the server extension's core (instead of settings from the environment)."""
-    _context.update(core=core, user=user)
+    _context.update(core=core, user=user, server=True)
 
 
 def _core_and_user() -> tuple[DS01, User]:
@@ -218,7 +218,9 @@ class ContainerProvisioner(KernelProvisionerBase):
         info = self.connection_info
         key = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]
         ports = [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")]
-        env = [f"{k}={v}" for k, v in (kwargs.get("env") or {}).items() if k in PASSED_ENV]
+        env = [f"{k}={v}" for k, v in (kwargs.get("env") or {}).items() if k in PASSED_ENV and k != TIED]
+        if not _context.get("server"):  # a one-shot client (nbconvert): its kernel ends with it, even killed
+            env.append(f"{TIED}=1")
         launch = _Launch(core, user, self.project, self.kernel_id or "")
         try:
             started, stream = await self._run(
