@@ -327,8 +327,8 @@ def test_the_kernels_folder_replaces_a_planted_link_and_never_follows_it(theirs)
     core, user, name, cid = theirs
     sh(core, cid, "rm -rf /tmp/.ds01", as_user(user))  # as if the image's init had emptied /tmp (the files are hers)
     sh(core, cid, "ln -s /usr/local/sbin /tmp/.ds01", as_user(user))
-    # /bin/false as the "kernel": only the folder step matters here.
-    container_kernel.start(core, user, cid, "k1", {"key": "x"}, ["/bin/false"], "/workspace")
+    # Only the folder step of a kernel's start matters here.
+    container_kernel._prepare(core, user, cid, "k1", {"key": "x"}, {})
     code, out = core.engine.exec(cid, ["stat", "-c", "%a %U %F", "/usr/local/sbin", "/tmp/.ds01"], user=as_user(user))
     sbin, folder = out.decode().splitlines()
     # A real folder (hers, as everything ds01 writes into her container) replaced the link; sbin is untouched.

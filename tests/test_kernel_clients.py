@@ -309,23 +309,26 @@ ENDED_WHILE_STARTING = """
 import os, signal, sys
 from ds01_jupyter.kernels import container_kernel, launch
 
-def ended_now(real):
-    def call(*args, **kwargs):
-        if real is container_kernel.start:
-            os.kill(os.getpid(), signal.SIGTERM)  # the client gives up while the kernel is being started
-            return real(*args, **kwargs)
-        found = real(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGTERM)  # ... or once the container is found, before the start
-        return found
-    return call
+real_find, real_attach = container_kernel.running_container, container_kernel.ContainerKernels.attach
 
-step = getattr(container_kernel, sys.argv[1])
-setattr(container_kernel, sys.argv[1], ended_now(step))
+def found(*args, **kwargs):
+    record = real_find(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)  # the client gives up once the container is found, before the start
+    return record
+
+def attach(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # ... or while the kernel is being started
+    return real_attach(*args, **kwargs)
+
+if sys.argv[1] == "running_container":
+    container_kernel.running_container = found
+else:
+    container_kernel.ContainerKernels.attach = attach
 sys.exit(launch.main(sys.argv[2:]))
 """
 
 
-@pytest.mark.parametrize("step", ["running_container", "start"])
+@pytest.mark.parametrize("step", ["running_container", "attach"])
 def test_a_launcher_ended_while_it_starts_the_kernel_leaves_none_running(deployed, env, engine, tmp_path, user, step):
     name, project, _ = deployed
     connection_file, _ = write_connection_file(str(tmp_path / "kernel-by-hand.json"), ip="127.0.0.1")
@@ -413,14 +416,29 @@ def test_no_kernel_starts_without_its_pid_file(deployed, make_core, engine, user
     container = f"{name}._.{user.name}"
     pid_file = container_kernel.inner_files("nopid")[1]
     engine.exec(container, ["mkdir", "-p", pid_file], user=f"{user.uid}:{user.gid}")  # cannot be written
-    info = {"transport": "tcp", "ip": "0.0.0.0", "key": "k", "signature_scheme": "hmac-sha256",
-            **{k: 20000 + i for i, k in enumerate(("shell_port", "iopub_port", "stdin_port", "hb_port",
-                                                    "control_port"))}}
     with pytest.raises(StateConflict, match="did not start"):
-        container_kernel.start(core, user, container, "nopid", info,
-                               container_kernel.in_container_argv("nopid"), "/workspace")
+        core.kernels.attach(user, name, "nopid", "k", [20000, 20001, 20002, 20003, 20004])
     _, processes = engine.exec(container, ["ps", "-eo", "args"])
     assert b"kernel_launcher.py -f" not in processes, processes
+
+
+def test_a_killed_launcher_takes_its_kernel_with_it(deployed, env, engine, tmp_path, user):
+    name, project, spec_dir = deployed
+    argv = json.loads((spec_dir / "kernel.json").read_text())["argv"]
+    connection_file, _ = write_connection_file(str(tmp_path / "kernel-by-hand.json"), ip="127.0.0.1")
+    launcher = subprocess.Popen([connection_file if a == "{connection_file}" else a for a in argv], env=env,
+                                cwd=project, stderr=subprocess.PIPE, text=True)
+    container = f"{name}._.{user.name}"
+    deadline = time.time() + 60
+    while b"kernel_launcher.py -f" not in engine.exec(container, ["ps", "-eo", "args"])[1]:
+        assert time.time() < deadline and launcher.poll() is None, launcher.stderr.read()
+        time.sleep(0.5)
+    launcher.kill()
+    launcher.communicate(timeout=30)
+    deadline = time.time() + 60
+    while b"kernel_launcher.py -f" in engine.exec(container, ["ps", "-eo", "args"])[1] and time.time() < deadline:
+        time.sleep(0.5)
+    assert_no_kernel_left(engine, container)
 
 
 def test_argv_of_a_project_without_container_is_a_clear_error(env, home, tmp_path, project_name, engine):

@@ -237,3 +237,47 @@ def test_two_users_deploy_at_once_and_ds01d_restarts_mid_deploy(ds01d_factory, u
             break
         assert time.monotonic() < deadline, (listed, daemon.audit()[-3:])
         time.sleep(0.5)
+
+
+def test_a_client_that_runs_the_kernel_argv_gets_its_kernel_through_ds01d(ds01d_factory, unix_users, engine,
+                                                                           project_name):
+    """The spec's argv launcher (for clients without provisioners) works for a user without Docker access: the
+    kernel starts in her container, answers through the relay, and ends with the launcher."""
+    from jupyter_client import BlockingKernelClient
+    from jupyter_client.connect import write_connection_file
+
+    daemon = ds01d_factory()
+    alice = unix_users()
+    name = project_name()
+    _ok(alice.ds01(daemon.socket, "project-init", name))
+    _ok(alice.ds01(daemon.socket, "container-deploy", name, "--background", "--gpus", "0"))
+    connection_file, _ = write_connection_file(str(alice.home / "kernel.json"), ip="127.0.0.1",
+                                               key=os.urandom(16).hex().encode())
+    os.chown(connection_file, alice.user.uid, alice.user.gid)
+    launcher = subprocess.Popen(
+        [alice.python, "-m", "ds01_jupyter.kernels.launch", "--project", name, "-f", connection_file],
+        env=alice.env(daemon.socket), cwd=str(alice.home / "workspace" / name), stderr=subprocess.PIPE, text=True,
+        user=alice.user.uid, group=alice.user.gid, extra_groups=[],
+    )
+    client = BlockingKernelClient(connection_file=connection_file)
+    client.load_connection_file()
+    client.start_channels(hb=False)  # (a heartbeat missed while the kernel starts would be taken for its death)
+    out: list[str] = []
+    try:
+        client.wait_for_ready(timeout=90)
+        reply = client.execute_interactive(
+            "import os; print(os.getuid(), os.getcwd())", timeout=60,
+            output_hook=lambda msg: out.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else 0)
+        assert reply["content"]["status"] == "ok"
+    except BaseException:
+        launcher.kill()
+        raise AssertionError(launcher.communicate()[1]) from None
+    finally:
+        client.stop_channels()
+    assert "".join(out).split() == [str(alice.user.uid), "/workspace"]
+    launcher.terminate()
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 0, err
+    _, processes = engine.exec(f"{name}._.{alice.name}", ["ps", "-eo", "args"])
+    assert b"kernel_launcher.py -f" not in processes, processes
+    assert "kernels.attach" in {r["op"] for r in daemon.audit() if r.get("uid") == alice.user.uid}

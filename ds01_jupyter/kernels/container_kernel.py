@@ -11,6 +11,10 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import socket
+import struct
+import sys
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -118,29 +122,6 @@ def _pid(core: DS01, user: User, container_id: str, kernel_id: str) -> int:
     raise StateConflict(f"The kernel did not start inside container {container_id[:12]}.")
 
 
-def start(
-    core: DS01,
-    user: User,
-    container_id: str,
-    kernel_id: str,
-    connection_info: dict,
-    argv: list[str],
-    workdir: str,
-    env: dict[str, str] | None = None,
-) -> int:
-    """Start ``argv`` as the user in ``workdir`` inside the container, detached; return the kernel's pid there.
-
-    The connection file is copied in (0600, the user's), never put on a command
-    line; the kernel listens on all of the container's addresses, because
-    clients reach it on the container's bridge address.
-    """
-    wrapper, passed = _prepare(core, user, container_id, kernel_id, connection_info, env)
-    passed.pop(TIED, None)  # detached: no connection to end with (its stdin would end at once)
-    core.engine.exec(container_id, [*wrapper, *argv], user=f"{user.uid}:{user.gid}", workdir=workdir, env=passed,
-                     detach=True)
-    return _pid(core, user, container_id, kernel_id)
-
-
 def alive(core: DS01, user: User, container_id: str, pid: int) -> bool:
     """Whether the kernel process still runs (False when its container is gone or stopped)."""
     record = core.engine.get_container(container_id)
@@ -230,3 +211,44 @@ def _checked(pid: int) -> int:
     if isinstance(pid, bool) or not isinstance(pid, int) or pid < 2:  # never 0, -1 (every process) or init
         raise InvalidRequest(f"{pid} is not a kernel's process id.")
     return pid
+
+
+class Output(threading.Thread):
+    """Drains the kernel's attached connection to this process's stderr (both of its streams: this process's
+    stdout may be a result, e.g. ``nbconvert --stdout``), and notes its end: the kernel's end. A thread, so it
+    drains whichever loop runs."""
+
+    _head = struct.Struct(">BxxxL")  # Docker's frame head without a terminal: stream, 3 zero bytes, length
+
+    def __init__(self, stream: socket.socket):
+        super().__init__(name="ds01-kernel-output", daemon=True)
+        self.stream = stream
+        self.ended = threading.Event()
+
+    def run(self) -> None:
+        buffer = b""
+        try:
+            while data := self.stream.recv(65536):
+                buffer += data
+                while len(buffer) >= self._head.size:
+                    _kind, length = self._head.unpack_from(buffer)
+                    if len(buffer) < self._head.size + length:
+                        break
+                    chunk = buffer[self._head.size:self._head.size + length]
+                    buffer = buffer[self._head.size + length:]
+                    try:
+                        sys.stderr.write(chunk.decode(errors="replace"))
+                        sys.stderr.flush()
+                    except (OSError, ValueError):
+                        pass  # our own output is gone (closed at exit): the kernel's is dropped, not its drain
+        except OSError:
+            pass  # closed by close(): this process let go of the kernel
+        finally:
+            self.ended.set()
+
+    def close(self) -> None:
+        try:
+            self.stream.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.stream.close()

@@ -11,12 +11,11 @@ which starts the same kernel inside ``P``'s container, in the client's folder
 mapped into /workspace, and relays the connection file's five ports from the
 host to the kernel on the container's address. This process stands for the
 kernel: SIGINT interrupts it, SIGTERM/SIGHUP end it, and it exits when the
-kernel does. When the kernel cannot run in the container (not deployed,
-stopped), it exits 1 with a message saying what to do, and no kernel runs on
-the host under the container's name.
-
-Known limit: if this process is killed with SIGKILL, the kernel in the
-container runs on until the container is retired or restarted.
+kernel does; the kernel ends with it even when it is killed (it holds the
+kernel's connection: see hook.py, end_with_client). When the kernel cannot run
+in the container (not deployed, stopped), it exits 1 with a message saying what
+to do, and no kernel runs on the host under the container's name. It works
+through ds01d as directly (the core's kernel calls).
 """
 
 from __future__ import annotations
@@ -32,7 +31,9 @@ from pathlib import Path
 
 from ..core import DS01, Settings, User
 from ..core.errors import DS01Error
+from ..service.client import connect
 from . import container_kernel
+from .container_kernel import PASSED_ENV, TIED, Output
 
 PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 PROG = "python -m ds01_jupyter.kernels.launch"
@@ -55,6 +56,7 @@ class Relay:
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._ending_signal = 0
+        self._output: Output | None = None
 
     async def _blocking(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -80,17 +82,15 @@ class Relay:
                 )
             if self._stop.is_set():
                 return 0  # ended before the kernel was started: nothing to start, nothing left behind
-            self.pid = await self._blocking(
-                container_kernel.start,
-                self.core,
-                self.user,
-                self.container_id,
-                self.kernel_id,
-                self.info,
-                container_kernel.in_container_argv(self.kernel_id, self.extra),
-                workdir,
-                dict(os.environ),
+            env = [f"{k}={v}" for k, v in os.environ.items() if k in PASSED_ENV and k != TIED] + [f"{TIED}=1"]
+            started, stream = await self._blocking(
+                self.core.kernels.attach, self.user, self.project, self.kernel_id, self.info["key"],
+                [self.info[k] for k in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")],
+                self.extra, workdir, env, self.info.get("signature_scheme") or "hmac-sha256",
             )
+            self.container_id, self.target, self.pid = started["container"], started["ip"], int(started["pid"])
+            self._output = Output(stream)
+            self._output.start()
             self._started.set()
             await self._watch()
         finally:
@@ -132,20 +132,21 @@ class Relay:
 
     async def _signal(self, signum: int) -> None:
         try:
-            await self._blocking(container_kernel.signal, self.core, self.user, self.container_id, self.pid, signum)
+            await self._blocking(self.core.kernels.signal, self.user, self.project, self.container_id, self.pid,
+                                 signum)
         except DS01Error as err:
             print(f"ds01: could not signal the kernel: {err}", file=sys.stderr)
 
     async def _alive(self) -> bool:
         try:
-            return await self._blocking(container_kernel.alive, self.core, self.user, self.container_id, self.pid)
+            return await self._blocking(self.core.kernels.alive, self.user, self.project, self.container_id,
+                                        self.pid)
         except DS01Error:
             return False
 
     async def _watch(self) -> None:
-        while not self._stop.is_set():
-            if not await self._alive():
-                return
+        """Until this process is told to end, or the kernel ended (its connection's end)."""
+        while not self._stop.is_set() and not self._output.ended.is_set():
             try:
                 await asyncio.wait_for(self._stop.wait(), self.poll_interval)
             except asyncio.TimeoutError:
@@ -164,9 +165,11 @@ class Relay:
                 if not await self._alive():
                     break
         try:
-            await self._blocking(container_kernel.remove_files, self.core, self.user, self.container_id, self.kernel_id)
+            await self._blocking(self.core.kernels.remove_files, self.user, self.project, self.container_id,
+                                 self.kernel_id)
         except DS01Error:
             pass  # the container went away: its files with it
+        self._output.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if info.get("transport", "tcp") != "tcp" or any(not isinstance(info.get(key), int) for key in PORTS):
         return _fail("the connection file must use TCP with five ports; a kernel in a container cannot use IPC.")
     try:
-        core = DS01(Settings.from_env(interface="jupyter"))
+        core = connect(direct=lambda: DS01(Settings.from_env(interface="jupyter")))
         try:
             return asyncio.run(Relay(core, User.current(), args.project, info, extra).run())
         finally:

@@ -19,9 +19,6 @@ import asyncio
 import atexit
 import random
 import signal
-import socket
-import struct
-import sys
 import threading
 from typing import Any
 
@@ -33,7 +30,7 @@ from ..core import DS01, Settings, User
 from ..core.errors import DS01Error
 from ..service.client import connect
 from . import container_kernel
-from .container_kernel import LAUNCHER, PASSED_ENV, TIED, workspace_path  # noqa: F401 - their former home
+from .container_kernel import LAUNCHER, PASSED_ENV, TIED, Output, workspace_path  # noqa: F401 - their former home
 
 _context: dict[str, Any] = {}
 
@@ -58,47 +55,6 @@ def _core_and_user() -> tuple[DS01, User]:
     if "core" not in _context:  # a client other than the server extension (nbconvert, KernelManager)
         _context.update(core=connect(direct=lambda: DS01(Settings.from_env(interface="jupyter"))), user=User.current())
     return _context["core"], _context["user"]
-
-
-class Output(threading.Thread):
-    """Drains the kernel's attached connection to this process's stderr (both of its streams: this process's
-    stdout may be a result, e.g. ``nbconvert --stdout``), and notes its end: the kernel's end. A thread, so it
-    drains whichever loop runs."""
-
-    _head = struct.Struct(">BxxxL")  # Docker's frame head without a terminal: stream, 3 zero bytes, length
-
-    def __init__(self, stream: socket.socket):
-        super().__init__(name="ds01-kernel-output", daemon=True)
-        self.stream = stream
-        self.ended = threading.Event()
-
-    def run(self) -> None:
-        buffer = b""
-        try:
-            while data := self.stream.recv(65536):
-                buffer += data
-                while len(buffer) >= self._head.size:
-                    _kind, length = self._head.unpack_from(buffer)
-                    if len(buffer) < self._head.size + length:
-                        break
-                    chunk = buffer[self._head.size:self._head.size + length]
-                    buffer = buffer[self._head.size + length:]
-                    try:
-                        sys.stderr.write(chunk.decode(errors="replace"))
-                        sys.stderr.flush()
-                    except (OSError, ValueError):
-                        pass  # our own output is gone (closed at exit): the kernel's is dropped, not its drain
-        except OSError:
-            pass  # closed by close(): this process let go of the kernel
-        finally:
-            self.ended.set()
-
-    def close(self) -> None:
-        try:
-            self.stream.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.stream.close()
 
 
 #: Kernel starts no provisioner took yet (see _Launch), ended when this process exits.
