@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -94,7 +95,8 @@ class Scratch:
         me = User.current()
         self.user = User(BENCH_USER, me.uid, me.gid, tmp / "home")
         self.user.home.mkdir(parents=True, exist_ok=True)
-        self.image_template = IMAGE_TEMPLATE.replace("{run}", tmp.name.lower())
+        # The folder's random part may hold "_" next to "-", which no image reference may: only letters and digits.
+        self.image_template = IMAGE_TEMPLATE.replace("{run}", re.sub(r"[^a-z0-9]", "", tmp.name.lower()))
         (tmp / "gpus.json").write_text("[]")
         (tmp / "limits.yaml").write_text(f"defaults:\n  max_containers_per_user: {max_containers}\n")
         self.settings = Settings(
