@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -283,25 +284,24 @@ def test_a_client_that_ignores_provisioners_still_gets_the_container(deployed, e
     assert_no_kernel_left(engine, f"{name}._.{user.name}")
 
 
-def test_the_launcher_ends_the_kernel_on_sigterm(deployed, env, engine, tmp_path, user):
+@pytest.mark.parametrize("ending", ["SIGTERM", "SIGKILL"])
+def test_the_kernel_ends_with_its_launcher(deployed, env, engine, tmp_path, user, ending):
     name, project, spec_dir = deployed
     argv = json.loads((spec_dir / "kernel.json").read_text())["argv"]
     connection_file, _ = write_connection_file(str(tmp_path / "kernel-by-hand.json"), ip="127.0.0.1")
-    launcher = subprocess.Popen(
-        [connection_file if a == "{connection_file}" else a for a in argv],
-        env=env,
-        cwd=project,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    launcher = subprocess.Popen([connection_file if a == "{connection_file}" else a for a in argv], env=env,
+                                cwd=project, stderr=subprocess.PIPE, text=True)
     container = f"{name}._.{user.name}"
     deadline = time.time() + 60
     while b"kernel_launcher.py -f" not in engine.exec(container, ["ps", "-eo", "args"])[1]:
         assert time.time() < deadline and launcher.poll() is None, launcher.stderr.read()
         time.sleep(0.5)
-    launcher.terminate()
+    launcher.send_signal(getattr(signal, ending))
     _, err = launcher.communicate(timeout=30)
-    assert launcher.returncode == 0, err
+    assert launcher.returncode == (0 if ending == "SIGTERM" else -9), err  # SIGTERM: it ends the kernel itself
+    deadline = time.time() + 60  # SIGKILL: the kernel ends as its connection closes
+    while b"kernel_launcher.py -f" in engine.exec(container, ["ps", "-eo", "args"])[1] and time.time() < deadline:
+        time.sleep(0.5)
     assert_no_kernel_left(engine, container)
 
 
@@ -420,25 +420,6 @@ def test_no_kernel_starts_without_its_pid_file(deployed, make_core, engine, user
         core.kernels.attach(user, name, "nopid", "k", [20000, 20001, 20002, 20003, 20004])
     _, processes = engine.exec(container, ["ps", "-eo", "args"])
     assert b"kernel_launcher.py -f" not in processes, processes
-
-
-def test_a_killed_launcher_takes_its_kernel_with_it(deployed, env, engine, tmp_path, user):
-    name, project, spec_dir = deployed
-    argv = json.loads((spec_dir / "kernel.json").read_text())["argv"]
-    connection_file, _ = write_connection_file(str(tmp_path / "kernel-by-hand.json"), ip="127.0.0.1")
-    launcher = subprocess.Popen([connection_file if a == "{connection_file}" else a for a in argv], env=env,
-                                cwd=project, stderr=subprocess.PIPE, text=True)
-    container = f"{name}._.{user.name}"
-    deadline = time.time() + 60
-    while b"kernel_launcher.py -f" not in engine.exec(container, ["ps", "-eo", "args"])[1]:
-        assert time.time() < deadline and launcher.poll() is None, launcher.stderr.read()
-        time.sleep(0.5)
-    launcher.kill()
-    launcher.communicate(timeout=30)
-    deadline = time.time() + 60
-    while b"kernel_launcher.py -f" in engine.exec(container, ["ps", "-eo", "args"])[1] and time.time() < deadline:
-        time.sleep(0.5)
-    assert_no_kernel_left(engine, container)
 
 
 def test_argv_of_a_project_without_container_is_a_clear_error(env, home, tmp_path, project_name, engine):
