@@ -213,7 +213,8 @@ def test_mem_limit_cpu_limit_and_post_start_cmd_in_a_real_container(make_core, o
     assert any("post_start_cmd failed (exit 3)" in e["message"] for e in spawner._events), spawner._events
 
 
-def test_a_start_the_hub_gave_up_on_leaves_no_server_running(make_core, other_user, project_name):
+@pytest.mark.parametrize("then", ["nothing", "another project's start", "a new start of it"])
+def test_a_start_the_hub_gave_up_on_leaves_no_server_running(make_core, other_user, project_name, then):
     """The hub cancels a start at start_timeout (a long first build), polls, and stops what poll finds running;
     the deploy, in its thread, carries on after: it retires what it made (no server left holding a GPU)."""
     settings = make_core.settings()
@@ -245,7 +246,14 @@ def test_a_start_the_hub_gave_up_on_leaves_no_server_running(make_core, other_us
             await start
         if await spawner.poll() is None:  # JupyterHub's order (User.stop): nothing to stop yet
             await spawner.stop()
+        if then != "nothing":  # a newer start begun meanwhile (its first steps), of this project or another
+            spawner._starting, spawner.project = True, name if then == "a new start of it" else project_name()
         release.set()  # the deploy goes on after the hub is done with the server
 
     asyncio.run(given_up_then_stopped())  # waits for the deploy's thread
-    assert made and core.engine.get_container(made[0]) is None
+    assert made
+    left = core.engine.get_container(made[0])
+    if then == "a new start of it":  # its deploy takes the running container
+        assert left is not None and left.running
+    else:
+        assert left is None

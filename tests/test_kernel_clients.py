@@ -389,18 +389,20 @@ km.start_kernel()
 client = km.client()
 client.start_channels()
 client.wait_for_ready(timeout=60)
-client.execute("import time\\nwhile True: time.sleep(1)")  # a busy cell
+client.execute(sys.argv[2] + "\\nimport time\\nwhile True: time.sleep(1)")  # a busy cell
 client.get_iopub_msg(timeout=30)  # busy
 print("busy", flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_the_kernel_of_a_killed_one_shot_client_ends_with_it(deployed, env, engine, user):
-    """nbconvert or a script killed (a job's time limit): its kernel, busy, ends too, as a host kernel would."""
+@pytest.mark.parametrize("cell", ["", "import signal; signal.signal(signal.SIGTERM, lambda *_: print('saved'))"])
+def test_the_kernel_of_a_killed_one_shot_client_ends_with_it(deployed, env, engine, user, cell):
+    """nbconvert or a script killed (a job's time limit): its kernel, busy, ends too, as a host kernel would; one
+    whose code handles SIGTERM and goes on gets SIGKILL after the stop grace."""
     name, project, _ = deployed
-    proc = subprocess.run([sys.executable, "-c", KILLED_CLIENT, name], env=env, cwd=project,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", KILLED_CLIENT, name, cell], cwd=project, capture_output=True,
+                          env={**env, "DS01_STOP_GRACE_SECONDS": "3"}, text=True, timeout=120)
     assert proc.returncode == -9 and "busy" in proc.stdout, proc.stderr
     container = f"{name}._.{user.name}"
     deadline = time.time() + 60

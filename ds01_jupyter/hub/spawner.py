@@ -155,9 +155,8 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         super().__init__(**kwargs)
         self._events: list[dict] = []
         self._starting = False
-        # A start the hub gave up on (see _deploy), under the lock its deploy's thread checks.
-        self._start_lock = threading.Lock()
-        self._given_up = False
+        # One retire at a time: a start given up on (_deploy) and the hub's stop may both retire the container.
+        self._retire_lock = threading.Lock()
         # Checked here, before start() sets the image: a refused option is named in the log when the hub makes its
         # spawners at start-up, and refuses every spawn (see hub/options.py).
         self.refused_options = refused_settings(self)
@@ -297,8 +296,7 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         with jupyterhub-singleuser as its main process; return the bridge address."""
         self._events = []
         self._starting = True
-        with self._start_lock:
-            self._given_up = False
+        given_up = threading.Event()  # this start's own: a newer start never clears it
         try:
             if self.refused_options:
                 raise SpawnRefused(OptionsRefused(self.refused_options))
@@ -312,7 +310,7 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
             request = await self._call(self.container_request, user)
             self._say("Allocating the GPU and creating the container", 60)
             result = await self._call(
-                self._deploy, user, self.project, gpus=gpus,
+                self._deploy, given_up, user, self.project, gpus=gpus,
                 progress=lambda line: self._say(line, 70), command=request["command"], env=request["env"],
                 framework=self.user_options.get("framework"), memory_cap=request["memory_cap"],
                 cpus_cap=request["cpus_cap"],
@@ -325,20 +323,19 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
             self._say("Waiting for the server to answer", 80)
             return await self.get_ip_and_port()
         except asyncio.CancelledError:  # start_timeout, a shutdown: the hub polls, then stops what poll finds
-            with self._start_lock:
-                self._given_up = True
+            given_up.set()
             raise
         finally:
             self._starting = False
 
-    def _deploy(self, user: User, project: str, **kwargs):
+    def _deploy(self, given_up: threading.Event, user: User, project: str, **kwargs):
         """The deploy of a start, in its thread, which outlives a start the hub gave up on meanwhile: what it
         made then is retired here (the hub's poll found nothing yet, so it never calls stop): no server is left
-        running unseen, holding a GPU."""
+        running unseen, holding a GPU. Unless a newer start of the same project is under way: its deploy takes
+        the running container."""
         result = self.core.containers.deploy(user, project, **kwargs)
-        with self._start_lock:
-            if not self._given_up:
-                return result
+        if not given_up.is_set() or (self._starting and self.project == project):
+            return result
         self._retire(user, project, "the hub gave up on this start (start_timeout)")
         raise SpawnRefused(StateConflict(f"The start of {project} was given up; its container was retired."))
 
@@ -505,7 +502,8 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         """
         said = [reason[0].upper() + reason[1:] + "."] if reason else []
         try:
-            result = self.core.guard.retire(user, project, mode="rescue", stop_processes=True)
+            with self._retire_lock:
+                result = self.core.guard.retire(user, project, mode="rescue", stop_processes=True)
         except ContainerNotFound:
             return
         except (QuotaExceeded, DiskFull) as err:

@@ -28,9 +28,15 @@ LAUNCHER = "/tmp/.ds01/kernel_launcher.py"
 
 #: Variables passed from the client to a kernel in a container; the rest of the
 #: host's environment (PATH, HOME...) means nothing there.
-#: Set by a one-shot client's provisioner: the kernel ends with its connection (hook.py, end_with_client).
+#: Set by a one-shot client: the kernel ends with its connection (hook.py, end_with_client); its value is the
+#: seconds between SIGTERM and SIGKILL then.
 TIED = "DS01_KERNEL_TIED"
 PASSED_ENV = ("JPY_SESSION_NAME", "JPY_PARENT_PID", "PYTHONUNBUFFERED", "LANG", "LC_ALL", "TZ", TIED)
+
+
+def tied(core) -> str:
+    """The variable that ties a kernel to its client's connection, with the stop grace of running work."""
+    return f"{TIED}={max(1.0, float(core.settings.stop_grace_seconds)):g}"
 
 
 def inner_files(kernel_id: str) -> tuple[str, str]:

@@ -22,7 +22,8 @@ import threading
 import time
 
 LOG = "/tmp/.ds01/writes.jsonl"
-#: Set (to "1") for a kernel that ends with its client's connection (see end_with_client).
+#: Set for a kernel that ends with its client's connection (see end_with_client): the seconds it has after SIGTERM
+#: to save and end before SIGKILL.
 TIED = "DS01_KERNEL_TIED"
 IGNORED = ("/workspace/", "/dev/", "/proc/", "/sys/", "/tmp/.ds01/")
 RUNTIME = ("/.ipython/", "/.local/share/jupyter/", "/.cache/", "/__pycache__/", "/.jupyter/", "/.config/matplotlib/")
@@ -146,8 +147,12 @@ def track_cells(shell, path=None):
 def end_with_client():
     """A kernel started for a one-shot client (nbconvert, a KernelManager script) ends when that client does,
     as a host kernel would: its stdin is the client's connection, closed when the client ends, even when killed.
-    It gets SIGTERM then, so a trainer's handler still saves."""
-    if os.environ.get(TIED) != "1":
+    It gets SIGTERM then, so a trainer's handler still saves, and SIGKILL after the grace."""
+    try:
+        grace = min(float(os.environ.get(TIED) or 0), 3600.0)
+    except ValueError:
+        return
+    if not grace > 0:
         return
     connection = os.dup(0)
 
@@ -164,6 +169,8 @@ def end_with_client():
             except OSError:
                 pass
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)  # a handler that saves and goes on (a trainer's) must not keep it running alone
+        os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="ds01-client-watch", daemon=True).start()
 

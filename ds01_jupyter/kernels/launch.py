@@ -82,7 +82,8 @@ class Relay:
                 )
             if self._stop.is_set():
                 return 0  # ended before the kernel was started: nothing to start, nothing left behind
-            env = [f"{k}={v}" for k, v in os.environ.items() if k in PASSED_ENV and k != TIED] + [f"{TIED}=1"]
+            env = [f"{k}={v}" for k, v in os.environ.items() if k in PASSED_ENV and k != TIED]
+            env.append(container_kernel.tied(self.core))
             started, stream = await self._blocking(
                 self.core.kernels.attach, self.user, self.project, self.kernel_id, self.info["key"],
                 [self.info[k] for k in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")],
@@ -144,9 +145,17 @@ class Relay:
         except DS01Error:
             return False
 
+    #: Every this many intervals the kernel's process is looked at too: a process the kernel started may hold
+    #: its output, and so its connection, open after the kernel itself ended.
+    LOOK_EVERY = 10
+
     async def _watch(self) -> None:
-        """Until this process is told to end, or the kernel ended (its connection's end)."""
+        """Until this process is told to end, or the kernel ended (its connection's end, or its process')."""
+        tick = 0
         while not self._stop.is_set() and not self._output.ended.is_set():
+            tick += 1
+            if tick % self.LOOK_EVERY == 0 and not await self._alive():
+                return
             try:
                 await asyncio.wait_for(self._stop.wait(), self.poll_interval)
             except asyncio.TimeoutError:

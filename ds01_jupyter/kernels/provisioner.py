@@ -176,7 +176,7 @@ class ContainerProvisioner(KernelProvisionerBase):
         ports = [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")]
         env = [f"{k}={v}" for k, v in (kwargs.get("env") or {}).items() if k in PASSED_ENV and k != TIED]
         if not _context.get("server"):  # a one-shot client (nbconvert): its kernel ends with it, even killed
-            env.append(f"{TIED}=1")
+            env.append(container_kernel.tied(core))
         launch = _Launch(core, user, self.project, self.kernel_id or "")
         try:
             started, stream = await self._run(

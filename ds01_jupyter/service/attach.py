@@ -37,7 +37,7 @@ class Control:
 
     def line(self) -> dict | None:
         while b"\n" not in self.buffer:
-            data, fds, _flags, _ = socket.recv_fds(self.sock, 65536, 4)
+            data, fds, _flags, _ = socket.recv_fds(self.sock, 65536, 4, socket.MSG_CMSG_CLOEXEC)
             self.fds.extend(fds)
             if not data:
                 return None
