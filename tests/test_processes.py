@@ -305,3 +305,17 @@ def test_a_process_list_that_cannot_be_read_is_at_risk_not_a_crash():
     for listing in ({"groups": [{"pid": "x"}]}, {"groups": "nope"}, {"groups": [None]}, {"groups": [{"pid": 1}]}):
         findings, _ = process_findings(listing)
         assert [(f.path, f.kind) for f in findings] == [(UNREADABLE, PROCESS)], listing
+
+
+def test_a_main_command_that_execs_another_program_is_still_the_main_process(make_core, user, project_name):
+    """A front end's command may be a wrapper that execs (a start script): it is the container's main process,
+    not work, so stopping the work leaves it (the stop would otherwise end the container under its own helper)."""
+    core = make_core(stop_grace_seconds=2)
+    name = project_name()
+    core.projects.create(user, name)
+    cid = core.containers.deploy(user, name, gpus=0, command=("sh", "-c", "exec sleep 100000")).container.id
+    background(core, cid, user, "sleep 1000")
+    [job] = wait_for(lambda: running(core.guard.audit(user, name)))
+    assert job.extra["command"] == "sleep 1000"
+    status, report = core.containers.stop_with_report(user, name, stop_processes=True)
+    assert report["count"] == 1 and report["ended"] == 1 and status.state == "exited"

@@ -295,12 +295,15 @@ def _role(info, main, mine):
 
 
 def _main_pid(table):
-    """The container's main process: pid 1, or the first child of docker-init that runs the command it was given."""
+    """The container's main process: pid 1, or the first child of docker-init that runs the command it was given;
+    else its oldest child (a command that exec'd another program: docker-init runs while its command does, and
+    processes left to it later are younger)."""
     init = table.get(1)
     if init is None or "--" not in init["argv"] or "init" not in os.path.basename(init["argv"][0]):
         return 1
     wanted = init["argv"][init["argv"].index("--") + 1:]
-    children = [i for i in table.values() if i["ppid"] == 1 and i["argv"] == wanted]
+    children = [i for i in table.values() if i["ppid"] == 1]
+    children = [i for i in children if i["argv"] == wanted] or children
     return min(children, key=lambda i: (i["start"], i["pid"]))["pid"] if children else None
 
 
