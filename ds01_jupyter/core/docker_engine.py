@@ -203,13 +203,17 @@ class DockerEngine(ContainerEngine):
     INSPECT_AT_ONCE = 8
 
     def _learn_users(self, container_ids: list[str]) -> None:
-        new = [i for i in container_ids if i not in self._users]
-        if len(new) < 2:
-            return
+        self._side_by_side(self._config_user, [i for i in container_ids if i not in self._users])
+
+    def _side_by_side(self, look, items: list) -> list:
+        """``look`` at each item, INSPECT_AT_ONCE at a time (each waits on the engine, not on this process); the
+        first engine error is raised."""
+        if len(items) < 2:
+            return [look(item) for item in items]
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(min(self.INSPECT_AT_ONCE, len(new)), thread_name_prefix="ds01-inspect") as pool:
-            list(pool.map(self._config_user, new))  # an engine error of any is raised here
+        with ThreadPoolExecutor(min(self.INSPECT_AT_ONCE, len(items)), thread_name_prefix="ds01-inspect") as pool:
+            return list(pool.map(look, items))
 
     def _config_user(self, container_id: str) -> str:
         """The user a container was created with: not in the engine's list, and never changes, so kept."""
@@ -739,13 +743,7 @@ class DockerEngine(ContainerEngine):
             kept = {}
         new = [i for i in wanted if i not in kept]
         asked = time.time()
-        if len(new) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(min(self.INSPECT_AT_ONCE, len(new)), thread_name_prefix="ds01-inspect") as pool:
-                looked = list(pool.map(self.get_image, new))  # an engine error of any is raised here
-        else:
-            looked = [self.get_image(i) for i in new]
+        looked = self._side_by_side(self.get_image, new)
         local = self._local()
         with self._seen_lock:
             for image_id, image in zip(new, looked):

@@ -34,9 +34,18 @@ TIED = "DS01_KERNEL_TIED"
 PASSED_ENV = ("JPY_SESSION_NAME", "JPY_PARENT_PID", "PYTHONUNBUFFERED", "LANG", "LC_ALL", "TZ", TIED)
 
 
-def tied(core) -> str:
-    """The variable that ties a kernel to its client's connection, with the stop grace of running work."""
-    return f"{TIED}={max(1.0, float(core.settings.stop_grace_seconds)):g}"
+#: A kernel's five ports, in the order ``ContainerKernels.attach`` takes them.
+PORTS = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
+
+
+def client_env(variables, tied_to=None) -> list[str]:
+    """The "NAME=value" words of a client's ``variables`` a kernel gets (PASSED_ENV; never the client's own
+    TIED); with ``tied_to`` (the client's core), the kernel ends with the client, after the stop grace of running
+    work (hook.py, end_with_client)."""
+    words = [f"{k}={v}" for k, v in variables.items() if k in PASSED_ENV and k != TIED]
+    if tied_to is not None:
+        words.append(f"{TIED}={max(1.0, float(tied_to.settings.stop_grace_seconds)):g}")
+    return words
 
 
 def inner_files(kernel_id: str) -> tuple[str, str]:
@@ -173,9 +182,8 @@ class ContainerKernels:
         connection carrying its output: drain it, its end is the kernel's). ``ports``: shell, iopub, stdin,
         hb, control."""
         record = self.core.containers.running(user, project)
-        names = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
         info = {"transport": "tcp", "ip": record.ip_address, "key": key, "signature_scheme": signature_scheme,
-                **dict(zip(names, ports))}
+                **dict(zip(PORTS, ports))}
         variables = dict(v.split("=", 1) for v in env if "=" in v)  # "NAME=value" words; PASSED_ENV only
         wrapper, passed = _prepare(self.core, user, record.id, kernel_id, info, variables)
         argv = [*wrapper, *in_container_argv(kernel_id, list(extra))]

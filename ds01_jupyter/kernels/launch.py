@@ -33,9 +33,8 @@ from ..core import DS01, Settings, User
 from ..core.errors import DS01Error
 from ..service.client import connect
 from . import container_kernel
-from .container_kernel import PASSED_ENV, TIED, Output
+from .container_kernel import PORTS, Output
 
-PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 PROG = "python -m ds01_jupyter.kernels.launch"
 
 
@@ -68,8 +67,9 @@ class Relay:
         loop.add_signal_handler(signal.SIGINT, self._forward, signal.SIGINT)
         for signum in (signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(signum, self._end, signum)
-        project, record = await self._blocking(container_kernel.running_container, self.core, self.user, self.project)
-        self.container_id, self.target = record.id, record.ip_address
+        # "Deploy first" before anything listens; the container and its address come with the kernel's start.
+        project, _record = await self._blocking(container_kernel.running_container, self.core, self.user,
+                                                self.project)
         workdir, note = container_kernel.workspace_path(None, project.path)
         if note:
             print(f"ds01: {note}", file=sys.stderr)
@@ -82,12 +82,11 @@ class Relay:
                 )
             if self._stop.is_set():
                 return 0  # ended before the kernel was started: nothing to start, nothing left behind
-            env = [f"{k}={v}" for k, v in os.environ.items() if k in PASSED_ENV and k != TIED]
-            env.append(container_kernel.tied(self.core))
             started, stream = await self._blocking(
                 self.core.kernels.attach, self.user, self.project, self.kernel_id, self.info["key"],
-                [self.info[k] for k in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")],
-                self.extra, workdir, env, self.info.get("signature_scheme") or "hmac-sha256",
+                [self.info[k] for k in PORTS], self.extra, workdir,
+                container_kernel.client_env(os.environ, tied_to=self.core),
+                self.info.get("signature_scheme") or "hmac-sha256",
             )
             self.container_id, self.target, self.pid = started["container"], started["ip"], int(started["pid"])
             self._output = Output(stream)

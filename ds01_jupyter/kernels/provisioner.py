@@ -30,7 +30,7 @@ from ..core import DS01, Settings, User
 from ..core.errors import DS01Error
 from ..service.client import connect
 from . import container_kernel
-from .container_kernel import LAUNCHER, PASSED_ENV, TIED, Output, workspace_path  # noqa: F401 - their former home
+from .container_kernel import LAUNCHER, PASSED_ENV, Output, workspace_path  # noqa: F401 - their former home
 
 _context: dict[str, Any] = {}
 
@@ -173,10 +173,9 @@ class ContainerProvisioner(KernelProvisionerBase):
         core, user = _core_and_user()
         info = self.connection_info
         key = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]
-        ports = [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")]
-        env = [f"{k}={v}" for k, v in (kwargs.get("env") or {}).items() if k in PASSED_ENV and k != TIED]
-        if not _context.get("server"):  # a one-shot client (nbconvert): its kernel ends with it, even killed
-            env.append(container_kernel.tied(core))
+        ports = [info[k] for k in container_kernel.PORTS]
+        # A one-shot client's kernel (nbconvert) ends with it, even killed; the server's does not.
+        env = container_kernel.client_env(kwargs.get("env") or {}, tied_to=None if _context.get("server") else core)
         launch = _Launch(core, user, self.project, self.kernel_id or "")
         try:
             started, stream = await self._run(
