@@ -232,22 +232,23 @@ def test_hugging_face_incomplete_and_in_progress_folders(tmp_path):
 
 def test_runs_are_grouped_and_the_only_complete_checkpoint_of_a_run_is_kept(tmp_path):
     models = tmp_path / "models"
+    x = ".pt" if ck._torch() is not None else ".pkl"  # what save writes (pickle where torch is not installed)
     for run, epochs in (("a", (1, 2, 3)), ("b/deep/er", (1,)), ("", (5,))):
         for epoch in epochs:
             ck.save({"run": run, "epoch": epoch}, epoch=epoch, metrics={"loss": 1 / epoch},
                     directory=models / run if run else models)
-    (models / "b" / "deep" / "er" / "checkpoint-epoch0002.pt").write_bytes(b"")  # a broken later one
-    _age(*[p for p in models.rglob("*.pt")])
+    (models / "b" / "deep" / "er" / f"checkpoint-epoch0002{x}").write_bytes(b"")  # a broken later one
+    _age(*[p for p in models.rglob(f"*{x}")])
     listing = ck.listing(models)
     assert [r.run for r in listing.runs] == ["", "a", "b/deep/er"]
-    assert {r.run: r.latest for r in listing.runs}["b/deep/er"] == "b/deep/er/checkpoint-epoch0001.pt"
+    assert {r.run: r.latest for r in listing.runs}["b/deep/er"] == f"b/deep/er/checkpoint-epoch0001{x}"
     assert ck.load_latest(models, run="a") == {"run": "a", "epoch": 3}
     assert ck.load_latest(models, run="b/deep/er") == {"run": "b/deep/er", "epoch": 1}
     delete, keep = ck.prune_plan(keep_last=1, directory=models)
-    assert sorted(c.relpath for c, _ in delete) == ["a/checkpoint-epoch0001.pt", "a/checkpoint-epoch0002.pt",
-                                                     "b/deep/er/checkpoint-epoch0002.pt"]
+    assert sorted(c.relpath for c, _ in delete) == [f"a/checkpoint-epoch0001{x}", f"a/checkpoint-epoch0002{x}",
+                                                     f"b/deep/er/checkpoint-epoch0002{x}"]
     kept = {c.relpath: why for c, why in keep}
-    assert "resume" in kept["b/deep/er/checkpoint-epoch0001.pt"] and "resume" in kept["checkpoint-epoch0005.pt"]
+    assert "resume" in kept[f"b/deep/er/checkpoint-epoch0001{x}"] and "resume" in kept[f"checkpoint-epoch0005{x}"]
     with pytest.raises(ck.CheckpointError, match="No complete checkpoint"):
         ck.load_latest(models, run="nope")
 

@@ -8,6 +8,7 @@ import random
 import shutil
 
 import pytest
+from test_disk_size import side_by_side
 
 from ds01_jupyter.core import disk, tree_watch
 from ds01_jupyter.core.disk import tree_size
@@ -26,9 +27,13 @@ def _folders(root) -> list[str]:
     return [d for d, _dirs, _files in os.walk(root)]
 
 
-def test_any_change_shows_at_the_next_measurement(tmp_path):
+@pytest.mark.parametrize("helpers", [False, True])
+def test_any_change_shows_at_the_next_measurement(tmp_path, monkeypatch, helpers):
     """A seeded random run of what users and trainers do: write, grow in place, truncate, delete, make, move
-    and remove folders, hard links, links out of the tree."""
+    and remove folders, hard links, links out of the tree (with helpers: each whole walk read side by side, the
+    watches added by the processes that read each folder)."""
+    if helpers:
+        side_by_side(monkeypatch)
     root, outside = tmp_path / "project", tmp_path / "outside"
     outside.mkdir()
     (outside / "big").write_bytes(b"o" * 50_000)
@@ -96,6 +101,36 @@ def test_a_repeat_reads_only_the_folders_that_changed(tmp_path, monkeypatch):
     assert read == ["d7/"]
 
 
+def _watches(watch: TreeWatch) -> int:
+    """The watches the kernel holds on the watcher's inotify descriptor."""
+    with open(f"/proc/self/fdinfo/{watch.fd}") as info:
+        return sum(line.startswith("inotify wd:") for line in info)
+
+
+def test_watches_added_by_helpers_tell_the_changes(tmp_path, monkeypatch):
+    """A tree read side by side: the watches the helpers added are the watcher's, a write in a folder a helper read
+    is seen, only its folder is read again, and the kernel holds exactly the watches counted."""
+    forked = side_by_side(monkeypatch)
+    monkeypatch.setattr(tree_watch, "SETTLE_SECONDS", 0)
+    root = tmp_path / "project"
+    for i in range(12):
+        (root / f"d{i}" / "sub").mkdir(parents=True)
+        (root / f"d{i}" / "sub" / "f").write_bytes(b"x" * 100)
+    watch = TreeWatch()
+    first = watch.size(root)
+    assert forked and first.files == 12
+    assert watch.held == _watches(watch) == 25  # the root, 12 folders and 12 below them
+    read = []
+    real = tree_watch.read_folder
+    monkeypatch.setattr(tree_watch, "read_folder", lambda fd, rel, *a: read.append(rel) or real(fd, rel, *a))
+    for i in range(12):
+        with open(root / f"d{i}" / "sub" / "f", "ab") as out:
+            out.write(b"y" * 1000)
+        assert watch.size(root).apparent_bytes == first.apparent_bytes + (i + 1) * 1000
+        assert read == [f"d{i}/sub/"]
+        read.clear()
+
+
 def test_without_watches_left_every_measurement_walks(tmp_path, monkeypatch):
     root = tmp_path / "project"
     for i in range(10):
@@ -109,6 +144,24 @@ def test_without_watches_left_every_measurement_walks(tmp_path, monkeypatch):
         out.write(b"y" * 1000)
     assert watch.size(root).apparent_bytes == 10 * 100 + 1000
     assert watch.held == 0  # none kept for a tree it could not watch whole
+    assert _watches(watch) == 0
+
+
+def test_without_watches_left_helpers_keep_none_either(tmp_path, monkeypatch):
+    """The watch budget runs out in a tree read side by side: none of the watches the helpers added is left."""
+    side_by_side(monkeypatch)
+    root = tmp_path / "project"
+    for i in range(30):
+        (root / f"d{i}" / "sub").mkdir(parents=True)
+        (root / f"d{i}" / "sub" / "f").write_bytes(b"x" * 100)
+    other = tmp_path / "other"
+    (other / "a").mkdir(parents=True)
+    watch = TreeWatch()
+    assert watch._ready()
+    watch.size(other)
+    monkeypatch.setattr(watch, "budget", watch.held + 10)  # room for a third of the folders
+    assert watch.size(root).files == 30
+    assert watch.held == _watches(watch) == 2  # only the other tree's
 
 
 def test_the_usage_of_a_project_follows_its_files(tmp_path, monkeypatch):

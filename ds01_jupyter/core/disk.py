@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 import os
+import pickle
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from .projects import Projects
 from .settings import Settings
@@ -35,6 +39,14 @@ _IFMT, _IFDIR = 0o170000, 0o040000  # stat.S_IFMT as a mask, stat.S_IFDIR
 
 #: Folders held open at once while summing (one each waiting on the stack); further ones are opened by path later.
 OPEN_FOLDERS = 256
+#: Processes that read one big tree's folders side by side, this one among them (at most one per CPU it may use):
+#: Python takes about twice du's time per file, so two readers match `du -s` and more beat it.
+WALKERS = 4
+#: A tree is read side by side once this many entries were read alone (a small tree is done before helpers would
+#: have started) and this many folders wait (the shares handed out).
+SIDE_BY_SIDE_FROM = 4000
+SIDE_BY_SIDE_FOLDERS = 16
+_MAX_SHARES = 1024  # each a 4-byte number in one pipe, which may hold a page only
 _SUB = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -81,7 +93,8 @@ def read_folder(fd: int, rel: str, largest: int, over: int | None) -> FolderSums
             apparent += size
             if over is not None and size >= over:
                 big.append((size, rel + entry.name))
-            if largest and (len(top) < largest or size >= top[0][0]):
+            if largest and (len(top) < largest or size > top[0][0]
+                            or size == top[0][0] and rel + entry.name > top[0][1]):  # (inline: many of one size)
                 _keep(top, largest, size, rel + entry.name)
     sums.total, sums.apparent, sums.files, sums.changed = total, apparent, files, changed
     return sums
@@ -95,44 +108,211 @@ def _keep(heap: list, most: int, size: int, path: str) -> None:
         heapq.heapreplace(heap, (size, path))
 
 
-def walk(base: str, largest: int, over: int | None, start: str = "", opened=None):
-    """(path below ``base``, FolderSums) of the folder ``start`` and every folder below it, none through a link.
+def walk(base: str, largest: int, over: int | None, start: str = "", look=None, unlook=None, helpers: bool = True,
+         fd: int = -1):
+    """(path below ``base``, FolderSums, what ``look`` said) of the folder ``start`` and every folder below it, none
+    through a link.
 
     Each folder is opened relative to its parent's descriptor without following links (a link swapped in
-    meanwhile is never entered); ``opened(fd, rel)``, when given, is called with each before it is read.
+    meanwhile is never entered); ``look(fd)``, when given, is called with each before it is read, in the process
+    that reads it, and what it returns comes along. A big tree's folders are read by helper processes side by
+    side (``helpers``; see _side_by_side); what they looked at but the caller never took (it stopped early) is
+    given to ``unlook``. ``fd``, when given, is ``start`` open (it is closed).
     """
     # (an open folder, or -1 to open it by path; its path below the root, with a "/" after it)
-    stack: list[tuple[int, str]] = [(-1, start)]
+    stack: list[tuple[int, str]] = [(fd, start)]
+    entries = 0
     try:
         while stack:
-            fd, rel = stack.pop()
-            if fd < 0:
-                try:
-                    fd = open_below(base, rel)
-                except OSError:
-                    continue  # vanished or unreadable: measured as empty
-            try:
-                if opened is not None:
-                    opened(fd, rel)
-                try:
-                    sums = read_folder(fd, rel, largest, over)
-                except OSError:
-                    continue
-                for name in sums.folders:
-                    if len(stack) < OPEN_FOLDERS:
-                        try:
-                            stack.append((os.open(name, _SUB, dir_fd=fd), f"{rel}{name}/"))
-                        except OSError:
+            if helpers and entries >= SIDE_BY_SIDE_FROM and len(stack) >= SIDE_BY_SIDE_FOLDERS:
+                pending, stack = stack, []
+                found = _side_by_side(base, largest, over, pending, look)  # it closes them, unless None
+                if found is None:
+                    stack = pending
+                else:
+                    for done, (rel, sums, seen) in enumerate(found):
+                        if sums is None:
+                            if seen is not None and unlook is not None:
+                                unlook(seen)
                             continue
-                    else:
-                        stack.append((-1, f"{rel}{name}/"))
-            finally:
-                os.close(fd)
-            yield rel, sums
+                        try:
+                            yield rel, sums, seen
+                        except GeneratorExit:
+                            for left in found[done + 1:] if unlook is not None else ():
+                                if left[2] is not None:
+                                    unlook(left[2])
+                            raise
+                    return
+            fd, rel = stack.pop()
+            sums, seen = _read(base, fd, rel, largest, over, look, stack)
+            if sums is None:
+                if seen is not None and unlook is not None:
+                    unlook(seen)
+                continue
+            entries += sums.files + len(sums.folders) + len(sums.linked)
+            yield rel, sums, seen
     finally:
         for fd, _rel in stack:  # left open by an error, or by a caller that stopped early
             if fd >= 0:
                 os.close(fd)
+
+
+def _read(base: str, fd: int, rel: str, largest: int, over: int | None, look, stack: list):
+    """(FolderSums or None when it cannot be read, what look said) of one folder, its subfolders put on
+    ``stack``; ``fd`` (-1: opened here by path) is closed."""
+    if fd < 0:
+        try:
+            fd = open_below(base, rel)
+        except OSError:
+            return None, None  # vanished or unreadable: measured as empty
+    try:
+        seen = look(fd) if look is not None else None
+        try:
+            sums = read_folder(fd, rel, largest, over)
+        except OSError:
+            return None, seen
+        for name in sums.folders:
+            if len(stack) < OPEN_FOLDERS:
+                try:
+                    stack.append((os.open(name, _SUB, dir_fd=fd), f"{rel}{name}/"))
+                except OSError:
+                    continue
+            else:
+                stack.append((-1, f"{rel}{name}/"))
+        return sums, seen
+    finally:
+        os.close(fd)
+
+
+def _side_by_side(base: str, largest: int, over: int | None, stack: list, look) -> list | None:
+    """[(rel, FolderSums or None, what look said)] of every folder on ``stack`` and below, read by this process
+    and forked helpers at once; None (nothing done, nothing closed) where no helper can be had. Every descriptor
+    on ``stack`` is closed otherwise.
+
+    The folders waiting are cut into shares; each reader takes one share at a time from one pipe (a big subtree
+    holds no other up) and reads it through the descriptors it inherited, so no path is looked up again. A
+    helper writes what it found to a memory file and exits; when one fails, everything is read again here alone.
+    """
+    walkers = min(WALKERS, _cpus())
+    if walkers < 2 or not hasattr(os, "fork") or not hasattr(os, "memfd_create"):
+        return None
+    shares = min(len(stack), _MAX_SHARES)
+    try:
+        queue, feed = os.pipe()
+    except OSError:
+        return None
+    try:
+        os.set_blocking(feed, False)  # a pipe may hold a page only: then no helpers rather than a hang
+        numbers = b"".join(k.to_bytes(4, "little") for k in range(shares))
+        filled = os.write(feed, numbers) == len(numbers)
+    except OSError:
+        filled = False
+    os.close(feed)  # (before forking: the last reader then sees the end)
+    if not filled:
+        os.close(queue)
+        return None
+    helpers: list[tuple[int, int]] = []  # (pid, its memory file)
+    found: list | None = None
+    try:
+        for _ in range(walkers - 1):
+            try:
+                out = os.memfd_create("ds01-tree-size", os.MFD_CLOEXEC)
+            except OSError:
+                break
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(out)
+                break  # no process left to this user (a pids limit): fewer readers
+            if pid == 0:
+                _helper(queue, out, base, largest, over, stack, shares, look)
+            helpers.append((pid, out))
+        found = _take(queue, base, largest, over, stack, shares, look)
+    except BaseException:
+        for pid, _out in helpers:
+            os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        failed = _reap(helpers)
+        os.close(queue)
+        try:
+            for _pid, out in helpers if found is not None and not failed else ():
+                found += pickle.loads(_read_all(out))
+        except (OSError, pickle.UnpicklingError, EOFError, MemoryError):
+            failed = True
+        finally:
+            for _pid, out in helpers:
+                os.close(out)
+            for fd, _rel in stack:
+                if fd >= 0:
+                    os.close(fd)
+    if failed:  # what was looked at goes back; each folder is read again here, opened by its path
+        return [(rel, None, seen) for rel, _sums, seen in found or () if seen is not None] + [
+            item for _fd, rel in stack for item in _collect(base, largest, over, rel, -1, look)
+        ]
+    return found
+
+
+def _take(queue: int, base: str, largest: int, over: int | None, stack: list, shares: int, look) -> list:
+    """Read shares of ``stack`` until the queue is empty; each folder through a copy of its descriptor."""
+    found: list = []
+    while len(share := os.read(queue, 4)) == 4:
+        for fd, rel in stack[int.from_bytes(share, "little")::shares]:
+            found += _collect(base, largest, over, rel, os.dup(fd) if fd >= 0 else -1, look)
+    return found
+
+
+def _collect(base: str, largest: int, over: int | None, rel: str, fd: int, look) -> list:
+    """A tree read alone, each folder it could not read as (rel, None, what look said) (to be unlooked)."""
+    found: list = []
+    unread = lambda seen: found.append((rel, None, seen))  # noqa: E731
+    found += walk(base, largest, over, rel, look, unread, helpers=False, fd=fd)
+    return found
+
+
+def _helper(queue, out, base, largest, over, stack, shares, look) -> NoReturn:
+    """A forked helper's life: read shares, write what it found to ``out``, exit (never back to the caller)."""
+    code = 1
+    try:
+        gc.disable()  # no finalizer of the parent's objects may run here (their locks may be held by its threads)
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_DFL)  # not the parent's handlers (a server's "shut down?")
+        data = memoryview(pickle.dumps(_take(queue, base, largest, over, stack, shares, look), 5))
+        while data:
+            data = data[os.write(out, data):]
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _reap(helpers: list) -> bool:
+    """Wait for each helper; whether any failed."""
+    failed = False
+    for pid, _out in helpers:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except ChildProcessError:
+                status = 1  # reaped by someone else (a SIGCHLD handler that waits for all): what it wrote is unsure
+                break
+        failed = failed or os.waitstatus_to_exitcode(status) != 0
+    return failed
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def open_below(base: str, rel: str) -> int:
@@ -181,7 +361,7 @@ def tree_size(root: str | os.PathLike, largest: int = 0, over: int | None = None
     """Sum a tree with os.scandir (no link is followed, hard links count once);
     ``largest`` > 0 also keeps that many biggest files, ``over`` the (at most MAX_OVER biggest) files of at least
     that many bytes."""
-    return sum_folders((sums for _rel, sums in walk(os.fspath(root), largest, over)), largest, over)
+    return sum_folders((sums for _rel, sums, _seen in walk(os.fspath(root), largest, over)), largest, over)
 
 
 class DiskUsage:

@@ -172,19 +172,32 @@ class TreeWatch:
                     if mask & (_IN_DELETE_SELF | _IN_MOVE_SELF | _IN_IGNORED) and rel:
                         tree.dirty.add(_parent(rel))  # the folder itself went: its parent lists it no more
 
-    def _watch(self, tree: _Tree, fd: int, rel: str) -> os.stat_result:
-        """Watch the folder open at ``fd`` (through /proc/self/fd: exactly that folder, whatever its path is now);
-        its stat, taken once watched (a later change has its notice). Raises _NoWatch when it cannot be watched (no
-        watch left, no /proc), unless it cannot be read at all."""
-        if self.held >= self.budget and rel not in tree.watches:
-            raise _NoWatch()
+    def _watch(self, tree: _Tree, fd: int, rel: str) -> tuple[int, int, int]:
+        """Watch the folder open at ``fd``; its (device, inode, allocated bytes), taken once watched (a later
+        change has its notice). Raises _NoWatch when it cannot be watched (no watch left, no /proc), unless it
+        cannot be read at all."""
+        return self._adopt(tree, rel, self._look(fd))
+
+    def _look(self, fd: int) -> tuple[int, int, int, int, int]:
+        """Add a watch on the folder open at ``fd`` (through /proc/self/fd: exactly that folder, whatever its path
+        is now), then stat it: (watch or -1, errno, device, inode, allocated bytes). Safe in a forked helper of
+        disk.walk (the watch is the shared inotify descriptor's; see _adopt), so nothing here is recorded."""
         wd = self._add(self.fd, f"/proc/self/fd/{fd}".encode(), _MASK)
+        err = ctypes.get_errno() if wd < 0 else 0
         st = os.fstat(fd)
-        tree.inodes[rel] = (st.st_dev, st.st_ino)
+        return wd, err, st.st_dev, st.st_ino, st.st_blocks * 512
+
+    def _adopt(self, tree: _Tree, rel: str, seen: tuple[int, int, int, int, int]) -> tuple[int, int, int]:
+        """Record the watch _look added on the folder ``rel`` (in this process or a helper), as _watch says."""
+        wd, err, dev, ino, blocks = seen
+        tree.inodes[rel] = (dev, ino)
         if wd < 0:
-            if ctypes.get_errno() == errno.EACCES:
-                return st  # not readable (then not measured either): its parent's notice says when that changes
+            if err == errno.EACCES:
+                return dev, ino, blocks  # not readable (then not measured either): its parent's notice says when
             raise _NoWatch()  # no watch left, or no /proc: this tree is walked whole each time
+        if self.held >= self.budget and rel not in tree.watches:
+            self._unlook(seen)
+            raise _NoWatch()
         old = tree.watches.get(rel)
         if old is not None and old != wd:
             self._unlist(tree, rel, old)
@@ -194,7 +207,12 @@ class TreeWatch:
             if not holders:
                 self.held += 1
             holders.append((tree, rel))
-        return st
+        return dev, ino, blocks
+
+    def _unlook(self, seen: tuple[int, int, int, int, int]) -> None:
+        """Remove a watch _look added that no tree took (another tree's folder may hold the same one)."""
+        if seen[0] >= 0 and not self.by_watch.get(seen[0]):
+            self._rm(self.fd, seen[0])
 
     def _unlist(self, tree: _Tree, rel: str, wd: int) -> None:
         holders = self.by_watch.get(wd, [])
@@ -222,10 +240,15 @@ class TreeWatch:
         """Read ``start`` and every folder below it, watching each before reading it (a change meanwhile is seen);
         whether any file there has other links."""
         linked = False
-        for rel, sums in walk(tree.base, tree.largest, None, start, lambda fd, rel: self._watch(tree, fd, rel)):
-            tree.folders[rel] = sums
-            tree.dirty.discard(rel)
-            linked = linked or bool(sums.linked)
+        folders = walk(tree.base, tree.largest, None, start, self._look, self._unlook)
+        try:
+            for rel, sums, seen in folders:
+                self._adopt(tree, rel, seen)
+                tree.folders[rel] = sums
+                tree.dirty.discard(rel)
+                linked = linked or bool(sums.linked)
+        finally:
+            folders.close()  # (after _NoWatch: the watches helpers added for folders not taken go too)
         return linked
 
     def _read_again(self, tree: _Tree) -> bool:
@@ -253,9 +276,8 @@ class TreeWatch:
                     continue
                 try:
                     sums, known = None, tree.inodes.get(rel)
-                    st = self._watch(tree, fd, rel)  # watched before it is read; its stat tells which folder it is
-                    if (st.st_dev, st.st_ino) == known:
-                        own = st.st_blocks * 512
+                    dev, ino, own = self._watch(tree, fd, rel)  # watched before it is read; which folder it is
+                    if (dev, ino) == known:
                         sums = read_folder(fd, rel, tree.largest, None)
                 except OSError:
                     self._forget(tree, rel)
