@@ -153,6 +153,9 @@ def _notes(r: dict) -> str:
         notes.append(f"{r['running']} of the user's containers running meanwhile")
     if "du_bytes" in r:
         notes.append(f"{r['files']} files, {r['bytes']} bytes (du: {r['du_bytes']})")
+    if "readers" in r:
+        notes.append(f"read by {r['readers']} processes side by side (one per CPU, at most disk.WALKERS); "
+                     f"by one alone: {_t(r['alone_s'])}")
     if "jupyterlab_per_min" in r:
         notes.append(
             f"JupyterLab's own polling {r['jupyterlab_per_min']:.1f}/min; baseline {r['baseline']['how']}; "

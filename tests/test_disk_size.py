@@ -127,3 +127,17 @@ def test_a_helper_that_fails_has_its_share_read_again(tree, monkeypatch, fds_bef
 def test_a_missing_tree_measures_empty(tmp_path):
     size = tree_size(tmp_path / "gone", largest=3)
     assert (size.bytes, size.files, size.largest) == (0, 0, [])
+
+
+def test_no_process_left_to_fork_reads_the_tree_alone(tree, monkeypatch, fds_before):
+    """fork refused (a pids limit in the user's container): the tree is read here alone, all of it."""
+    side_by_side(monkeypatch)
+
+    def refused():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(disk.os, "fork", refused)
+    total, apparent, files, _sizes = _reference(tree)
+    size = tree_size(tree, largest=5)
+    assert (size.bytes, size.apparent_bytes, size.files) == (total, apparent, files)
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
