@@ -2,7 +2,7 @@
 
 Ours is what the sidebar and `ds01 usage` call: the project's tree summed with
 scandir (links not followed, hard links once) by this process and helpers side by
-side (one per CPU, at most disk.WALKERS; also measured alone), its ten largest
+side (one per CPU, at most side_by_side.WALKERS; also measured alone), its ten largest
 files kept, and the result remembered in the state folder. A repeat reads again only the folders
 that inotify said changed (core/tree_watch.py): here one file grown in place.
 """
@@ -15,7 +15,7 @@ import time
 
 from harness import result, scratch, timed
 
-from ds01_jupyter.core import disk, tree_watch
+from ds01_jupyter.core import side_by_side, tree_watch
 
 FILES = 100_000
 
@@ -44,12 +44,12 @@ def run(repeat: int) -> list[dict]:
             s.core.disk.measure(s.user, name)
 
         ours = timed(first, repeat)
-        walkers = disk.WALKERS
+        walkers = side_by_side.WALKERS
         try:
-            disk.WALKERS = 1  # the same walk by this process alone, for comparison
+            side_by_side.WALKERS = 1  # the same walk by this process alone, for comparison
             alone = timed(first, repeat)
         finally:
-            disk.WALKERS = walkers
+            side_by_side.WALKERS = walkers
         again = timed(grown, repeat)
         base = timed(lambda: subprocess.run(["du", "-s", path], check=True, capture_output=True), repeat)
         size = s.core.disk.measure(s.user, name)
@@ -58,7 +58,7 @@ def run(repeat: int) -> list[dict]:
         result(
             f"workspace size, {FILES // 1000}k files (first measurement)", ours, "du -s", base,
             bytes=size.bytes, du_bytes=du, files=size.files, target="at most 1.0x",
-            readers=min(disk.WALKERS, disk._cpus()), alone_s=statistics.median(alone),
+            readers=side_by_side.readers(), alone_s=statistics.median(alone),
         ),
         result(f"workspace size, {FILES // 1000}k files (repeat, one file grown)", again, "du -s", base),
     ]

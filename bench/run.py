@@ -154,7 +154,7 @@ def _notes(r: dict) -> str:
     if "du_bytes" in r:
         notes.append(f"{r['files']} files, {r['bytes']} bytes (du: {r['du_bytes']})")
     if "readers" in r:
-        notes.append(f"read by {r['readers']} processes side by side (one per CPU, at most disk.WALKERS); "
+        notes.append(f"read by {r['readers']} processes side by side (one per CPU, at most side_by_side.WALKERS); "
                      f"by one alone: {_t(r['alone_s'])}")
     if "jupyterlab_per_min" in r:
         notes.append(

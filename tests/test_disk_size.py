@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ds01_jupyter.core import disk
+from ds01_jupyter.core import disk, side_by_side
 from ds01_jupyter.core.disk import tree_size
 
 
@@ -58,12 +58,12 @@ def tree(tmp_path):
     return root
 
 
-def side_by_side(monkeypatch, walkers: int = 3) -> list[int]:
+def force_side_by_side(monkeypatch, walkers: int = 3) -> list[int]:
     """Read every tree with helper processes, however small (and on a machine of any CPUs); the helpers forked."""
     monkeypatch.setattr(disk, "SIDE_BY_SIDE_FROM", 0)
     monkeypatch.setattr(disk, "SIDE_BY_SIDE_FOLDERS", 2)
-    monkeypatch.setattr(disk, "WALKERS", walkers)
-    monkeypatch.setattr(disk, "_cpus", lambda: walkers)
+    monkeypatch.setattr(side_by_side, "WALKERS", walkers)
+    monkeypatch.setattr(side_by_side, "cpus", lambda: walkers)
     forked, fork = [], os.fork
 
     def counted():
@@ -72,7 +72,7 @@ def side_by_side(monkeypatch, walkers: int = 3) -> list[int]:
             forked.append(pid)
         return pid
 
-    monkeypatch.setattr(disk.os, "fork", counted)
+    monkeypatch.setattr(side_by_side.os, "fork", counted)
     return forked
 
 
@@ -80,7 +80,7 @@ def side_by_side(monkeypatch, walkers: int = 3) -> list[int]:
 def test_tree_size_counts_what_du_counts_once_and_never_follows_links(tree, monkeypatch, open_folders, helpers,
                                                                       fds_before):
     monkeypatch.setattr(disk, "OPEN_FOLDERS", open_folders)  # 3: most folders opened by path later
-    forked = side_by_side(monkeypatch) if helpers else []
+    forked = force_side_by_side(monkeypatch) if helpers else []
     total, apparent, files, sizes = _reference(tree)
     size = tree_size(tree, largest=5, over=2500)
     assert (size.bytes, size.apparent_bytes, size.files) == (total, apparent, files)
@@ -102,26 +102,49 @@ def fds_before():
 def test_a_helper_that_fails_has_its_share_read_again(tree, monkeypatch, fds_before):
     """A helper killed while reading (out of memory, a signal): the tree is read again here, nothing counted twice
     or lost, and what the helpers looked at is given back (a watch on a folder nobody took)."""
-    forked = side_by_side(monkeypatch)
-    parent, looked, given_back = os.getpid(), [], []
+    forked = force_side_by_side(monkeypatch)
+    parent = os.getpid()
 
-    def look(fd):
-        if os.getpid() != parent:
-            os.kill(os.getpid(), 9)
-        looked.append(fd)
-        if len(looked) <= 3:
-            time.sleep(0.2)  # (the helpers take their shares meanwhile)
-        return ("seen", os.fstat(fd).st_ino)
+    class Looker:
+        looked: list = []
+        given_back: list = []
+        losses = 0
 
-    found = list(disk.walk(str(tree), 5, 2500, "", look, given_back.append))
+        def look(self, fd):
+            if os.getpid() != parent:
+                os.kill(os.getpid(), 9)
+            self.looked.append(fd)
+            if len(self.looked) <= 3:
+                time.sleep(0.2)  # (the helpers take their shares meanwhile)
+            return ("seen", os.fstat(fd).st_ino)
+
+        def unlook(self, seen):
+            self.given_back.append(seen)
+
+        def lost(self):
+            Looker.losses += 1
+
+    looker = Looker()
+    found = list(disk.walk(str(tree), 5, 2500, "", looker))
     assert forked and all(seen[0] == "seen" for _rel, _sums, seen in found)
     size = disk.sum_folders((sums for _rel, sums, _seen in found), 5, 2500)
     want = tree_size(tree, largest=5, over=2500)
     assert (size.bytes, size.apparent_bytes, size.files, size.largest, size.over) == (
         want.bytes, want.apparent_bytes, want.files, want.largest, want.over)
     assert sorted(rel for rel, _s, _seen in found) == sorted(set(rel for rel, _s, _seen in found))  # once each
-    assert given_back and len(given_back) == len(looked) - len(found)  # the parent's own share, read before
+    # The parent's own share, read before it knew, is given back; that a helper's looks are lost is said.
+    assert looker.given_back and len(looker.given_back) == len(looker.looked) - len(found) and Looker.losses == 1
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_sums_read_side_by_side_come_one_per_reader(tree, monkeypatch):
+    """tree_size wants the sums only: a huge tree is not held folder by folder, nor pickled so."""
+    force_side_by_side(monkeypatch)
+    each = list(disk.walk(str(tree), 5, 2500))
+    merged = list(disk.walk(str(tree), 5, 2500, merged=True))
+    assert len(merged) < 10 < len(each)
+    for got, want in ((disk.sum_folders((s for _r, s, _x in merged), 5, 2500), tree_size(tree, 5, 2500)),):
+        assert (got.bytes, got.files, got.largest, got.over) == (want.bytes, want.files, want.largest, want.over)
 
 
 def test_a_missing_tree_measures_empty(tmp_path):
@@ -131,13 +154,123 @@ def test_a_missing_tree_measures_empty(tmp_path):
 
 def test_no_process_left_to_fork_reads_the_tree_alone(tree, monkeypatch, fds_before):
     """fork refused (a pids limit in the user's container): the tree is read here alone, all of it."""
-    side_by_side(monkeypatch)
+    force_side_by_side(monkeypatch)
 
     def refused():
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(disk.os, "fork", refused)
+    monkeypatch.setattr(side_by_side.os, "fork", refused)
     total, apparent, files, _sizes = _reference(tree)
     size = tree_size(tree, largest=5)
     assert (size.bytes, size.apparent_bytes, size.files) == (total, apparent, files)
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_an_error_while_waiting_for_helpers_ends_them_and_closes_all(tree, monkeypatch, fds_before):
+    """Ctrl-C (or any error) while the helpers are waited for: none is left running, no descriptor left open."""
+    forked = force_side_by_side(monkeypatch)
+
+    def interrupted(alive):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(side_by_side, "_reap", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tree_size(tree, largest=5)
+    assert forked and not any(os.path.exists(f"/proc/{pid}") for pid in forked)  # ended and reaped
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_helpers_end_with_a_killed_process(tmp_path):
+    """A process killed while its helpers read: they end too, and hold none of its sockets (a server's port)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    root = tmp_path / "tree"
+    for i in range(8):
+        (root / f"d{i}").mkdir(parents=True)
+    pids = tmp_path / "helpers"
+    script = textwrap.dedent(f"""
+        import os, time
+        from ds01_jupyter.core import disk, side_by_side
+        disk.SIDE_BY_SIDE_FROM, disk.SIDE_BY_SIDE_FOLDERS = 0, 2
+        side_by_side.WALKERS, side_by_side.cpus = 3, lambda: 3
+        parent = os.getpid()
+        class Slow:
+            def look(self, fd):
+                if os.getpid() != parent:
+                    with open({str(pids)!r}, "a") as out:
+                        out.write(f"{{os.getpid()}}\\n")
+                    time.sleep(30)
+            def unlook(self, seen): pass
+            def lost(self): pass
+        list(disk.walk({str(root)!r}, 0, None, "", Slow()))
+    """)
+    def running(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not pids.exists():
+            time.sleep(0.05)
+        time.sleep(0.3)  # (a second helper may find a share too, or none left)
+        helpers = [int(p) for p in pids.read_text().split()]
+        assert helpers and all(running(pid) for pid in helpers)  # each asleep in its share
+    finally:
+        proc.kill()
+        proc.wait()
+
+    deadline = time.time() + 10
+    while time.time() < deadline and any(running(pid) for pid in helpers):
+        time.sleep(0.05)
+    assert not any(running(pid) for pid in helpers)
+
+
+def test_a_descriptor_limit_never_makes_a_size_silently_small(tmp_path):
+    """Under a low limit of open files the size is right, or the measurement fails: never a tree counted in part."""
+    import subprocess
+    import sys
+    import textwrap
+
+    root = tmp_path / "tree"
+    for i in range(40):
+        for j in range(10):
+            (root / f"d{i}" / f"e{j}").mkdir(parents=True)
+            (root / f"d{i}" / f"e{j}" / "f").write_bytes(b"x" * 10)
+    for helpers in (False, True):
+        script = textwrap.dedent(f"""
+            import os, resource
+            from ds01_jupyter.core import disk, side_by_side
+            if {helpers}:
+                disk.SIDE_BY_SIDE_FROM, disk.SIDE_BY_SIDE_FOLDERS = 0, 2
+                side_by_side.WALKERS, side_by_side.cpus = 3, lambda: 3
+            resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 25, 1024))
+            try:
+                print(disk.tree_size({str(root)!r}).files)
+            except OSError as err:
+                print("failed", err.errno)
+        """)
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+        assert out.split()[0] in ("400", "failed"), out
+
+
+def test_the_cpus_a_cgroup_allows(tmp_path, monkeypatch):
+    """Helpers beyond the CPUs a container may use (docker --cpus) would only take the user's own CPU time."""
+    (tmp_path / "proc").write_text("0::/user.slice/box\n")
+    (tmp_path / "cg" / "user.slice" / "box").mkdir(parents=True)
+    (tmp_path / "cg" / "user.slice" / "cpu.max").write_text("300000 100000\n")
+    (tmp_path / "cg" / "user.slice" / "box" / "cpu.max").write_text("max 100000\n")
+    monkeypatch.setattr(side_by_side, "_OWN_CGROUP", str(tmp_path / "proc"))
+    monkeypatch.setattr(side_by_side, "_CGROUPS", str(tmp_path / "cg"))
+    monkeypatch.setattr(side_by_side.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert side_by_side.cpus() == 3  # the slice above it allows three
+    (tmp_path / "cg" / "user.slice" / "box" / "cpu.max").write_text("150000 100000\n")
+    assert side_by_side.cpus() == 2
+    (tmp_path / "cg" / "user.slice" / "cpu.max").unlink()
+    (tmp_path / "cg" / "user.slice" / "box" / "cpu.max").write_text("max 100000\n")
+    assert side_by_side.cpus() == 16

@@ -8,7 +8,7 @@ import random
 import shutil
 
 import pytest
-from test_disk_size import side_by_side
+from test_disk_size import force_side_by_side
 
 from ds01_jupyter.core import disk, tree_watch
 from ds01_jupyter.core.disk import tree_size
@@ -33,7 +33,7 @@ def test_any_change_shows_at_the_next_measurement(tmp_path, monkeypatch, helpers
     and remove folders, hard links, links out of the tree (with helpers: each whole walk read side by side, the
     watches added by the processes that read each folder)."""
     if helpers:
-        side_by_side(monkeypatch)
+        force_side_by_side(monkeypatch)
     root, outside = tmp_path / "project", tmp_path / "outside"
     outside.mkdir()
     (outside / "big").write_bytes(b"o" * 50_000)
@@ -110,7 +110,7 @@ def _watches(watch: TreeWatch) -> int:
 def test_watches_added_by_helpers_tell_the_changes(tmp_path, monkeypatch):
     """A tree read side by side: the watches the helpers added are the watcher's, a write in a folder a helper read
     is seen, only its folder is read again, and the kernel holds exactly the watches counted."""
-    forked = side_by_side(monkeypatch)
+    forked = force_side_by_side(monkeypatch)
     monkeypatch.setattr(tree_watch, "SETTLE_SECONDS", 0)
     root = tmp_path / "project"
     for i in range(12):
@@ -148,8 +148,9 @@ def test_without_watches_left_every_measurement_walks(tmp_path, monkeypatch):
 
 
 def test_without_watches_left_helpers_keep_none_either(tmp_path, monkeypatch):
-    """The watch budget runs out in a tree read side by side: none of the watches the helpers added is left."""
-    side_by_side(monkeypatch)
+    """The watch budget runs out in a tree read side by side: the helpers never hold more than it while they read
+    (the user's editors keep theirs), the tree is read once, and none of their watches is left."""
+    force_side_by_side(monkeypatch)
     root = tmp_path / "project"
     for i in range(30):
         (root / f"d{i}" / "sub").mkdir(parents=True)
@@ -159,9 +160,62 @@ def test_without_watches_left_helpers_keep_none_either(tmp_path, monkeypatch):
     watch = TreeWatch()
     assert watch._ready()
     watch.size(other)
-    monkeypatch.setattr(watch, "budget", watch.held + 10)  # room for a third of the folders
+    monkeypatch.setattr(watch, "budget", watch.held + 10)  # room for a sixth of the folders
+    log = tmp_path / "log"  # what every process (helpers too) did, one line each (appends are atomic)
+    look, read = watch._look, disk.read_folder
+
+    def looked(fd):
+        seen = look(fd)
+        with open(log, "a") as out:
+            out.write(f"watches {_watches(watch)}\n")
+        return seen
+
+    def counted(fd, rel, *rest):
+        with open(log, "a") as out:
+            out.write(f"read /{rel}\n")
+        return read(fd, rel, *rest)
+
+    monkeypatch.setattr(watch, "_look", looked)
+    monkeypatch.setattr(disk, "read_folder", counted)
     assert watch.size(root).files == 30
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert max(int(n) for what, n in lines if what == "watches") <= watch.budget
+    assert sorted(n[1:] for what, n in lines if what == "read") == sorted(_folders_below(root))  # each once
     assert watch.held == _watches(watch) == 2  # only the other tree's
+
+
+def _folders_below(root) -> list[str]:
+    return [os.path.relpath(d, root) + "/" if d != str(root) else "" for d in _folders(root)]
+
+
+def test_a_helper_that_fails_leaves_no_watch(tmp_path, monkeypatch):
+    """A helper dies after adding watches (one on a folder since moved out of the tree): the tree is read again,
+    each folder it holds is watched, and the kernel holds no watch no tree counts."""
+    force_side_by_side(monkeypatch)
+    root, gone = tmp_path / "project", tmp_path / "moved-out"
+    gone.mkdir()
+    for i in range(6):
+        (root / f"d{i}").mkdir(parents=True)
+        (root / f"d{i}" / "f").write_bytes(b"x" * 100)
+    watch = TreeWatch()
+    assert watch._ready()
+    parent, look = os.getpid(), watch._look
+
+    def dying(fd):
+        seen = look(fd)
+        if os.getpid() != parent:
+            out = os.open(gone, os.O_RDONLY | os.O_DIRECTORY)
+            look(out)  # as if the folder had moved out before the tree was read again
+            os._exit(3)
+        return seen
+
+    monkeypatch.setattr(watch, "_look", dying)
+    size = watch.size(root)
+    assert size.files == 6 and size.apparent_bytes == 600
+    assert watch.held == _watches(watch) == 7
+    with open(root / "d4" / "f", "ab") as out:
+        out.write(b"y" * 50)
+    assert watch.size(root).apparent_bytes == 650
 
 
 def test_the_usage_of_a_project_follows_its_files(tmp_path, monkeypatch):

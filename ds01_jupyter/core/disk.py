@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import gc
+import errno
 import heapq
 import json
 import os
-import pickle
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, Protocol
 
+from . import side_by_side
 from .projects import Projects
 from .settings import Settings
 from .statefile import read_json, write_atomic
@@ -39,14 +38,10 @@ _IFMT, _IFDIR = 0o170000, 0o040000  # stat.S_IFMT as a mask, stat.S_IFDIR
 
 #: Folders held open at once while summing (one each waiting on the stack); further ones are opened by path later.
 OPEN_FOLDERS = 256
-#: Processes that read one big tree's folders side by side, this one among them (at most one per CPU it may use):
-#: Python takes about twice du's time per file, so two readers match `du -s` and more beat it.
-WALKERS = 4
-#: A tree is read side by side once this many entries were read alone (a small tree is done before helpers would
-#: have started) and this many folders wait (the shares handed out).
+#: A tree is read side by side (core/side_by_side.py) once this many entries were read alone (a small tree is done
+#: before helpers would have started) and this many folders wait (the shares handed out).
 SIDE_BY_SIDE_FROM = 4000
 SIDE_BY_SIDE_FOLDERS = 16
-_MAX_SHARES = 1024  # each a 4-byte number in one pipe, which may hold a page only
 _SUB = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -108,46 +103,50 @@ def _keep(heap: list, most: int, size: int, path: str) -> None:
         heapq.heapreplace(heap, (size, path))
 
 
-def walk(base: str, largest: int, over: int | None, start: str = "", look=None, unlook=None, helpers: bool = True,
-         fd: int = -1):
-    """(path below ``base``, FolderSums, what ``look`` said) of the folder ``start`` and every folder below it, none
-    through a link.
+class Looker(Protocol):
+    """What walk's caller does with each folder before it is read (tree_watch adds its inotify watch)."""
+
+    def look(self, fd: int) -> Any:
+        """Called with the folder open, in the process that reads it (a forked helper, maybe): what it returns
+        comes with the folder's sums, so it must pickle, and record nothing in this process."""
+
+    def unlook(self, seen: Any) -> None:
+        """Undo a look whose folder the caller is not given (unreadable, or the caller stopped early)."""
+
+    def lost(self) -> None:
+        """A helper failed: what it looked at is not known."""
+
+
+def walk(base: str, largest: int, over: int | None, start: str = "", looker: Looker | None = None,
+         helpers: bool = True, fd: int = -1, merged: bool = False, open_folders: int = 0):
+    """(path below ``base``, FolderSums, what ``looker`` saw) of the folder ``start`` and every folder below it,
+    none through a link.
 
     Each folder is opened relative to its parent's descriptor without following links (a link swapped in
-    meanwhile is never entered); ``look(fd)``, when given, is called with each before it is read, in the process
-    that reads it, and what it returns comes along. A big tree's folders are read by helper processes side by
-    side (``helpers``; see _side_by_side); what they looked at but the caller never took (it stopped early) is
-    given to ``unlook``. ``fd``, when given, is ``start`` open (it is closed).
+    meanwhile is never entered). A big tree's folders are read by helper processes side by side (``helpers``,
+    core/side_by_side.py); with ``merged`` (the caller wants the sums only) those come as one FolderSums per
+    reader, path "", so that a huge tree is not held folder by folder. ``fd``, when given, is ``start`` open (it is
+    closed); at most ``open_folders`` (0: OPEN_FOLDERS) are held open at once. Raises OSError when descriptors run
+    out (a size counted without some folders would be wrong, silently).
     """
+    limit = open_folders or OPEN_FOLDERS
     # (an open folder, or -1 to open it by path; its path below the root, with a "/" after it)
     stack: list[tuple[int, str]] = [(fd, start)]
     entries = 0
     try:
         while stack:
             if helpers and entries >= SIDE_BY_SIDE_FROM and len(stack) >= SIDE_BY_SIDE_FOLDERS:
-                pending, stack = stack, []
-                found = _side_by_side(base, largest, over, pending, look)  # it closes them, unless None
-                if found is None:
-                    stack = pending
-                else:
-                    for done, (rel, sums, seen) in enumerate(found):
-                        if sums is None:
-                            if seen is not None and unlook is not None:
-                                unlook(seen)
-                            continue
-                        try:
-                            yield rel, sums, seen
-                        except GeneratorExit:
-                            for left in found[done + 1:] if unlook is not None else ():
-                                if left[2] is not None:
-                                    unlook(left[2])
-                            raise
+                pending, stack = stack, []  # side_by_side.read closes them (also on an error), unless it says None
+                found = _side_by_side(base, largest, over, looker, merged, limit, pending)
+                if found is not None:
+                    yield from _given(found, looker)
                     return
+                stack = pending
             fd, rel = stack.pop()
-            sums, seen = _read(base, fd, rel, largest, over, look, stack)
+            sums, seen = _read(base, fd, rel, largest, over, looker, stack, limit)
             if sums is None:
-                if seen is not None and unlook is not None:
-                    unlook(seen)
+                if seen is not None and looker is not None:
+                    looker.unlook(seen)
                 continue
             entries += sums.files + len(sums.folders) + len(sums.linked)
             yield rel, sums, seen
@@ -157,162 +156,106 @@ def walk(base: str, largest: int, over: int | None, start: str = "", look=None, 
                 os.close(fd)
 
 
-def _read(base: str, fd: int, rel: str, largest: int, over: int | None, look, stack: list):
-    """(FolderSums or None when it cannot be read, what look said) of one folder, its subfolders put on
+def _given(found: list, looker: Looker | None):
+    """Hand what the readers found to walk's caller; what it does not take (it stopped early) is unlooked."""
+    for done, (rel, sums, seen) in enumerate(found):
+        if sums is None:
+            if seen is not None and looker is not None:
+                looker.unlook(seen)
+            continue
+        try:
+            yield rel, sums, seen
+        except GeneratorExit:
+            for _rel, _sums, left in found[done + 1:]:
+                if left is not None and looker is not None:
+                    looker.unlook(left)
+            raise
+
+
+def _side_by_side(base: str, largest: int, over: int | None, looker: Looker | None, merged: bool, limit: int,
+                  stack: list) -> list | None:
+    """What side_by_side.read finds below the folders on ``stack``: half the open folders stay with the stack
+    (the rest are opened by path), half go to each reader's own walk, so none holds more than walk alone would."""
+    keep = max(1, limit // 2)
+    held = [i for i, (fd, _rel) in enumerate(stack) if fd >= 0]
+    waiting = list(stack)
+    for i in held[keep:]:
+        os.close(waiting[i][0])
+        waiting[i] = (-1, waiting[i][1])
+    stack[:] = waiting
+
+    def alone(rel: str, fd: int):
+        unread: list = []
+        seen_by = None if looker is None else _Collect(looker, unread)
+        yield from walk(base, largest, over, rel, seen_by, False, fd, open_folders=max(1, limit - keep))
+        for seen in unread:
+            yield rel, None, seen
+
+    merge = (lambda total, sums: merged_sums(total, sums, largest, over)) if merged else None
+    return side_by_side.read(stack, alone, merge, looker)
+
+
+class _Collect:
+    """A reader's looker: looks as the caller's does; what it would unlook is kept to go back with the sums."""
+
+    def __init__(self, looker: Looker, unread: list):
+        self.look, self.unread = looker.look, unread
+
+    def unlook(self, seen: Any) -> None:
+        self.unread.append(seen)
+
+    def lost(self) -> None:  # (readers do not fork)
+        pass
+
+
+def merged_sums(total: FolderSums | None, sums: FolderSums, largest: int, over: int | None) -> FolderSums:
+    """``sums`` added into ``total`` (a new one for None): what sum_folders needs of them, not their folders."""
+    if total is None:
+        total = FolderSums()
+    total.total, total.apparent, total.files = total.total + sums.total, total.apparent + sums.apparent, \
+        total.files + sums.files
+    total.changed = max(total.changed, sums.changed)
+    for size, path in sums.top:
+        _keep(total.top, largest, size, path)
+    if over is not None and sums.over:
+        total.over += sums.over
+        if len(total.over) > 2 * MAX_OVER:
+            total.over = heapq.nlargest(MAX_OVER, total.over)
+    total.linked += sums.linked  # all of them: a file with several links counts once in the whole tree
+    return total
+
+
+def _read(base: str, fd: int, rel: str, largest: int, over: int | None, looker: Looker | None, stack: list,
+          limit: int):
+    """(FolderSums or None when it cannot be read, what looker saw) of one folder, its subfolders put on
     ``stack``; ``fd`` (-1: opened here by path) is closed."""
     if fd < 0:
         try:
             fd = open_below(base, rel)
-        except OSError:
+        except OSError as err:
+            if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+                raise
             return None, None  # vanished or unreadable: measured as empty
     try:
-        seen = look(fd) if look is not None else None
+        seen = looker.look(fd) if looker is not None else None
         try:
             sums = read_folder(fd, rel, largest, over)
-        except OSError:
+        except OSError as err:
+            if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+                raise
             return None, seen
         for name in sums.folders:
-            if len(stack) < OPEN_FOLDERS:
+            below = -1
+            if len(stack) < limit:
                 try:
-                    stack.append((os.open(name, _SUB, dir_fd=fd), f"{rel}{name}/"))
-                except OSError:
-                    continue
-            else:
-                stack.append((-1, f"{rel}{name}/"))
+                    below = os.open(name, _SUB, dir_fd=fd)
+                except OSError as err:
+                    if err.errno not in (errno.EMFILE, errno.ENFILE):
+                        continue  # gone, or a link now: not entered
+            stack.append((below, f"{rel}{name}/"))  # (-1: opened by path when its turn comes)
         return sums, seen
     finally:
         os.close(fd)
-
-
-def _side_by_side(base: str, largest: int, over: int | None, stack: list, look) -> list | None:
-    """[(rel, FolderSums or None, what look said)] of every folder on ``stack`` and below, read by this process
-    and forked helpers at once; None (nothing done, nothing closed) where no helper can be had. Every descriptor
-    on ``stack`` is closed otherwise.
-
-    The folders waiting are cut into shares; each reader takes one share at a time from one pipe (a big subtree
-    holds no other up) and reads it through the descriptors it inherited, so no path is looked up again. A
-    helper writes what it found to a memory file and exits; when one fails, everything is read again here alone.
-    """
-    walkers = min(WALKERS, _cpus())
-    if walkers < 2 or not hasattr(os, "fork") or not hasattr(os, "memfd_create"):
-        return None
-    shares = min(len(stack), _MAX_SHARES)
-    try:
-        queue, feed = os.pipe()
-    except OSError:
-        return None
-    try:
-        os.set_blocking(feed, False)  # a pipe may hold a page only: then no helpers rather than a hang
-        numbers = b"".join(k.to_bytes(4, "little") for k in range(shares))
-        filled = os.write(feed, numbers) == len(numbers)
-    except OSError:
-        filled = False
-    os.close(feed)  # (before forking: the last reader then sees the end)
-    if not filled:
-        os.close(queue)
-        return None
-    helpers: list[tuple[int, int]] = []  # (pid, its memory file)
-    found: list | None = None
-    try:
-        for _ in range(walkers - 1):
-            try:
-                out = os.memfd_create("ds01-tree-size", os.MFD_CLOEXEC)
-            except OSError:
-                break
-            try:
-                pid = os.fork()
-            except OSError:
-                os.close(out)
-                break  # no process left to this user (a pids limit): fewer readers
-            if pid == 0:
-                _helper(queue, out, base, largest, over, stack, shares, look)
-            helpers.append((pid, out))
-        found = _take(queue, base, largest, over, stack, shares, look)
-    except BaseException:
-        for pid, _out in helpers:
-            os.kill(pid, signal.SIGKILL)
-        raise
-    finally:
-        failed = _reap(helpers)
-        os.close(queue)
-        try:
-            for _pid, out in helpers if found is not None and not failed else ():
-                found += pickle.loads(_read_all(out))
-        except (OSError, pickle.UnpicklingError, EOFError, MemoryError):
-            failed = True
-        finally:
-            for _pid, out in helpers:
-                os.close(out)
-            for fd, _rel in stack:
-                if fd >= 0:
-                    os.close(fd)
-    if failed:  # what was looked at goes back; each folder is read again here, opened by its path
-        return [(rel, None, seen) for rel, _sums, seen in found or () if seen is not None] + [
-            item for _fd, rel in stack for item in _collect(base, largest, over, rel, -1, look)
-        ]
-    return found
-
-
-def _take(queue: int, base: str, largest: int, over: int | None, stack: list, shares: int, look) -> list:
-    """Read shares of ``stack`` until the queue is empty; each folder through a copy of its descriptor."""
-    found: list = []
-    while len(share := os.read(queue, 4)) == 4:
-        for fd, rel in stack[int.from_bytes(share, "little")::shares]:
-            found += _collect(base, largest, over, rel, os.dup(fd) if fd >= 0 else -1, look)
-    return found
-
-
-def _collect(base: str, largest: int, over: int | None, rel: str, fd: int, look) -> list:
-    """A tree read alone, each folder it could not read as (rel, None, what look said) (to be unlooked)."""
-    found: list = []
-    unread = lambda seen: found.append((rel, None, seen))  # noqa: E731
-    found += walk(base, largest, over, rel, look, unread, helpers=False, fd=fd)
-    return found
-
-
-def _helper(queue, out, base, largest, over, stack, shares, look) -> NoReturn:
-    """A forked helper's life: read shares, write what it found to ``out``, exit (never back to the caller)."""
-    code = 1
-    try:
-        gc.disable()  # no finalizer of the parent's objects may run here (their locks may be held by its threads)
-        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(number, signal.SIG_DFL)  # not the parent's handlers (a server's "shut down?")
-        data = memoryview(pickle.dumps(_take(queue, base, largest, over, stack, shares, look), 5))
-        while data:
-            data = data[os.write(out, data):]
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def _reap(helpers: list) -> bool:
-    """Wait for each helper; whether any failed."""
-    failed = False
-    for pid, _out in helpers:
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except ChildProcessError:
-                status = 1  # reaped by someone else (a SIGCHLD handler that waits for all): what it wrote is unsure
-                break
-        failed = failed or os.waitstatus_to_exitcode(status) != 0
-    return failed
-
-
-def _read_all(fd: int) -> bytes:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def open_below(base: str, rel: str) -> int:
@@ -361,7 +304,8 @@ def tree_size(root: str | os.PathLike, largest: int = 0, over: int | None = None
     """Sum a tree with os.scandir (no link is followed, hard links count once);
     ``largest`` > 0 also keeps that many biggest files, ``over`` the (at most MAX_OVER biggest) files of at least
     that many bytes."""
-    return sum_folders((sums for _rel, sums, _seen in walk(os.fspath(root), largest, over)), largest, over)
+    folders = walk(os.fspath(root), largest, over, merged=True)
+    return sum_folders((sums for _rel, sums, _seen in folders), largest, over)
 
 
 class DiskUsage:

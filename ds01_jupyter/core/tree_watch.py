@@ -98,7 +98,8 @@ class TreeWatch:
             if tree.whole or not self._read_again(tree):
                 self._bound(len(tree.folders) - len(tree.watches))
                 if not self._walk_whole(tree):
-                    return tree_size(base, largest)
+                    folders, tree.folders = tree.folders, {}
+                    return sum_folders(folders.values(), largest, None)
             else:
                 self._look_at_links(tree)
             if "" not in tree.folders:
@@ -224,7 +225,8 @@ class TreeWatch:
 
     # -- walking --------------------------------------------------------------------------------
     def _walk_whole(self, tree: _Tree) -> bool:
-        """Walk the tree, watching each folder; False (and the tree let go) when the watches ran out."""
+        """Walk the tree, watching each folder; False (the tree let go, its folders' sums kept for this
+        measurement only) when the watches ran out."""
         self._unwatch(tree)
         tree.folders, tree.inodes, tree.dirty = {}, {}, set()
         tree.whole, tree.walked = False, time.monotonic()
@@ -233,23 +235,47 @@ class TreeWatch:
             return True
         except _NoWatch:
             self._unwatch(tree)
-            tree.folders, tree.inodes, tree.whole, tree.unwatched = {}, {}, True, True
+            tree.inodes, tree.whole, tree.unwatched = {}, True, True
             return False
 
     def _walk_into(self, tree: _Tree, start: str) -> bool:
         """Read ``start`` and every folder below it, watching each before reading it (a change meanwhile is seen);
-        whether any file there has other links."""
-        linked = False
-        folders = walk(tree.base, tree.largest, None, start, self._look, self._unlook)
+        whether any file there has other links. Raises _NoWatch, once all is read (``tree.folders`` holds it),
+        when a folder could not be watched."""
+        linked = unwatched = False
+        watching = _Watching(self, self.budget - self.held)
+        folders = walk(tree.base, tree.largest, None, start, watching, helpers=watching.counted())
         try:
             for rel, sums, seen in folders:
-                self._adopt(tree, rel, seen)
+                if unwatched:
+                    self._unlook(seen)
+                else:
+                    try:
+                        self._adopt(tree, rel, seen)
+                    except _NoWatch:
+                        unwatched = watching.stopped = True  # read on (no second walk), watching no more
                 tree.folders[rel] = sums
                 tree.dirty.discard(rel)
                 linked = linked or bool(sums.linked)
         finally:
-            folders.close()  # (after _NoWatch: the watches helpers added for folders not taken go too)
+            folders.close()
+            watching.close()
+        if watching.helper_lost:
+            self._sweep()
+        if unwatched:
+            raise _NoWatch()
         return linked
+
+    def _sweep(self) -> None:
+        """Remove the watches no tree holds (a helper that failed added them): the kernel lists each in fdinfo."""
+        try:
+            with open(f"/proc/self/fdinfo/{self.fd}") as info:
+                held = [int(line.split()[1][3:], 16) for line in info if line.startswith("inotify wd:")]
+        except (OSError, ValueError, IndexError):
+            return
+        for wd in held:
+            if not self.by_watch.get(wd):
+                self._rm(self.fd, wd)
 
     def _read_again(self, tree: _Tree) -> bool:
         """Read the marked folders again (a subfolder new since, or unreadable before, is walked whole, and so is
@@ -369,6 +395,48 @@ class TreeWatch:
         if self.libc.statfs(os.fsencode(base), buf) != 0:
             return False
         return struct.unpack_from("l", buf, 0)[0] & 0xFFFFFFFF in _LOCAL
+
+
+class _Watching:
+    """The looker of one walk (disk.walk): a watch added on each folder by whichever process reads it, while the
+    watches this process may still hold last. They are counted down in an eventfd, which the walk's helpers
+    share: the budget holds while they read (the user's editors keep their watches), not only once they are done."""
+
+    def __init__(self, watch: TreeWatch, room: int):
+        self.watch = watch
+        self.stopped = False  # the walk's caller watches no more (this process's looks only)
+        self.helper_lost = False
+        self.room = -1
+        if hasattr(os, "eventfd"):
+            self.room = os.eventfd(max(0, room), os.EFD_SEMAPHORE | os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def counted(self) -> bool:
+        """Whether helpers may read the tree too (without an eventfd, their watches could not be counted)."""
+        return self.room >= 0
+
+    def look(self, fd: int) -> tuple[int, int, int, int, int]:
+        if self.stopped or self.room >= 0 and not self._take_one():
+            st = os.fstat(fd)
+            return -1, errno.ENOSPC, st.st_dev, st.st_ino, st.st_blocks * 512
+        return self.watch._look(fd)
+
+    def _take_one(self) -> bool:
+        try:
+            os.eventfd_read(self.room)
+            return True
+        except BlockingIOError:
+            return False
+
+    def unlook(self, seen: tuple[int, int, int, int, int]) -> None:
+        self.watch._unlook(seen)
+
+    def lost(self) -> None:
+        self.helper_lost = True
+
+    def close(self) -> None:
+        if self.room >= 0:
+            os.close(self.room)
+            self.room = -1
 
 
 class _NoWatch(Exception):
