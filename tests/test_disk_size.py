@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 
@@ -274,3 +275,35 @@ def test_the_cpus_a_cgroup_allows(tmp_path, monkeypatch):
     (tmp_path / "cg" / "user.slice" / "cpu.max").unlink()
     (tmp_path / "cg" / "user.slice" / "box" / "cpu.max").write_text("max 100000\n")
     assert side_by_side.cpus() == 16
+
+
+def test_an_interrupt_as_a_helper_starts_loses_nothing(tree, monkeypatch, fds_before):
+    """Ctrl-C arriving while a helper is forked (its handler runs as signals are unblocked): the helper is ended,
+    garbage collection is back on, no signal is left blocked, no descriptor open."""
+    forked = force_side_by_side(monkeypatch)
+    parent, real = os.getpid(), side_by_side.signal.pthread_sigmask
+
+    def interrupted(how, mask):
+        before = real(how, mask)
+        if how == side_by_side.signal.SIG_SETMASK and os.getpid() == parent:
+            raise KeyboardInterrupt
+        return before
+
+    monkeypatch.setattr(side_by_side.signal, "pthread_sigmask", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tree_size(tree, largest=5)
+    monkeypatch.undo()
+    assert forked and not any(os.path.exists(f"/proc/{pid}") for pid in forked)
+    assert gc.isenabled() and side_by_side.signal.pthread_sigmask(side_by_side.signal.SIG_BLOCK, []) == set()
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
+
+
+@pytest.mark.parametrize("cpus", [1, 3])
+def test_no_helper_to_be_had_is_asked_for_once(tree, monkeypatch, cpus):
+    """One CPU (or no pipe): the tree is read alone, without asking again at each folder."""
+    force_side_by_side(monkeypatch, walkers=cpus)
+    asked = []
+    monkeypatch.setattr(side_by_side, "read", lambda *args: asked.append(1))
+    total, apparent, files, _sizes = _reference(tree)
+    size = tree_size(tree)
+    assert (size.bytes, size.files) == (total, files) and len(asked) == (0 if cpus == 1 else 1)

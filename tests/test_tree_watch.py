@@ -210,9 +210,10 @@ def test_a_helper_that_fails_leaves_no_watch(tmp_path, monkeypatch):
         return seen
 
     monkeypatch.setattr(watch, "_look", dying)
+    monkeypatch.setattr(watch, "budget", 8)  # the tree fits, once the dead helper's watches are counted back
     size = watch.size(root)
     assert size.files == 6 and size.apparent_bytes == 600
-    assert watch.held == _watches(watch) == 7
+    assert watch.held == _watches(watch) == 7 and not watch.trees[(str(root), 0)].unwatched
     with open(root / "d4" / "f", "ab") as out:
         out.write(b"y" * 50)
     assert watch.size(root).apparent_bytes == 650
@@ -383,3 +384,29 @@ def test_a_folder_that_grew_with_its_entries(tmp_path):
     for i in range(0, 400, 2):
         (root / "a" / "b" / (f"{i}-" + "n" * 100)).unlink()
     _same(watch, root)
+
+
+@pytest.mark.parametrize("helpers", [False, True])
+def test_a_walk_that_fails_leaves_no_part_of_the_tree(tmp_path, monkeypatch, helpers):
+    """Descriptors run out (or an interrupt) in the middle of a walk: the measurement fails, and the next one is
+    whole and right, with no watch left over from the one that failed."""
+    if helpers:
+        force_side_by_side(monkeypatch)
+    root = tmp_path / "project"
+    for i in range(12):
+        (root / f"d{i}" / "sub").mkdir(parents=True)
+        (root / f"d{i}" / "sub" / "f").write_bytes(b"x" * 100)
+    watch = TreeWatch()
+    read = disk.read_folder
+
+    def exhausted(fd, rel, *rest):
+        if rel == "d5/sub/":  # (a helper that fails so has the tree read again here, where it fails too)
+            raise OSError(24, "Too many open files")
+        return read(fd, rel, *rest)
+
+    monkeypatch.setattr(disk, "read_folder", exhausted)
+    with pytest.raises(OSError):
+        watch.size(root)
+    monkeypatch.setattr(disk, "read_folder", read)
+    _same(watch, root, largest=0)  # (the same tree: the one that failed)
+    assert watch.held == _watches(watch) == 25

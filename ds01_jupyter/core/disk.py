@@ -130,6 +130,7 @@ def walk(base: str, largest: int, over: int | None, start: str = "", looker: Loo
     out (a size counted without some folders would be wrong, silently).
     """
     limit = open_folders or OPEN_FOLDERS
+    helpers = helpers and side_by_side.readers() > 1
     # (an open folder, or -1 to open it by path; its path below the root, with a "/" after it)
     stack: list[tuple[int, str]] = [(fd, start)]
     entries = 0
@@ -141,7 +142,7 @@ def walk(base: str, largest: int, over: int | None, start: str = "", looker: Loo
                 if found is not None:
                     yield from _given(found, looker)
                     return
-                stack = pending
+                stack, helpers = pending, False  # (no helper to be had: not tried again at each folder)
             fd, rel = stack.pop()
             sums, seen = _read(base, fd, rel, largest, over, looker, stack, limit)
             if sums is None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import abc
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Callable
+from typing import IO
 
 Progress = Callable[[str], None]
 

@@ -19,10 +19,10 @@ import re
 import stat
 import tarfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from . import upperdir
 from .containers import Containers

@@ -21,9 +21,9 @@ import io
 import json
 import logging
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from .engine import ContainerEngine, ContainerRecord
 from .errors import DS01Error, EngineError, UnsavedWork

@@ -16,9 +16,10 @@ import os
 import posixpath
 import stat
 import tarfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable
+from typing import IO, TYPE_CHECKING
 
 from .engine import ContainerEngine, ContainerRecord
 from .errors import DiskFull, EngineError, QuotaExceeded

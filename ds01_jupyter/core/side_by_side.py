@@ -104,14 +104,17 @@ def read(stack: list, alone: Alone, merge: Merge | None, looker) -> list | None:
                 out = os.memfd_create("ds01-tree-size", os.MFD_CLOEXEC)
             except OSError:
                 break
-            pid = _fork()
-            if pid == 0:
+
+            def started(pid: int, out: int = out) -> None:
+                helpers.append((pid, out))
+                alive.append(pid)
+
+            def helper(out: int = out) -> NoReturn:
                 _helper(queue, out, stack, shares, alone, merge, prctl, me)
-            if pid < 0:
+
+            if not _start(helper, started):
                 os.close(out)
                 break  # no process left to this user (a pids limit): fewer readers
-            helpers.append((pid, out))
-            alive.append(pid)
         found = _take(queue, stack, shares, alone, merge)
         failed = _reap(alive)
         try:
@@ -171,16 +174,34 @@ def _gather(items, merge: Merge | None, found: list, total):
     return total
 
 
-def _fork() -> int:
-    """fork with no garbage collection and no signal in between (the helper sets its own); -1 when refused."""
+def _start(helper: Callable[[], NoReturn], started: Callable[[int], None]) -> bool:
+    """Fork a process that runs ``helper``, with no garbage collection or signal handler in between (the helper
+    sets its own); ``started`` gets its pid at once (an interrupt later cannot lose it). False when refused."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())  # (changes nothing: a handler that raises here is harmless)
     collecting = gc.isenabled()
     gc.disable()
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
-        pid = os.fork()
-    except OSError:
-        pid = -1
-    if pid == 0:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            pid = os.fork()
+        except OSError:
+            return False
+        if pid == 0:
+            _begin(mask, helper)
+        started(pid)
+        return True
+    finally:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        finally:
+            if collecting:
+                gc.enable()
+
+
+def _begin(mask, helper: Callable[[], NoReturn]) -> NoReturn:
+    """The helper's first steps: nothing here may unwind into the code of the process it was forked from."""
+    try:
+        gc.disable()
         for number in signal.valid_signals():
             try:
                 if callable(signal.getsignal(number)):
@@ -188,10 +209,10 @@ def _fork() -> int:
             except (OSError, ValueError):
                 continue
         signal.set_wakeup_fd(-1)
-    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    if pid != 0 and collecting:
-        gc.enable()
-    return pid
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        helper()
+    finally:
+        os._exit(1)
 
 
 def _helper(queue, out, stack, shares, alone, merge, prctl, parent: int) -> NoReturn:

@@ -95,13 +95,19 @@ class TreeWatch:
             tree.used = now
             if tree.unwatched:
                 return tree_size(base, largest)
-            if tree.whole or not self._read_again(tree):
-                self._bound(len(tree.folders) - len(tree.watches))
-                if not self._walk_whole(tree):
-                    folders, tree.folders = tree.folders, {}
-                    return sum_folders(folders.values(), largest, None)
-            else:
-                self._look_at_links(tree)
+            try:
+                if tree.whole or not self._read_again(tree):
+                    self._bound(len(tree.folders) - len(tree.watches))
+                    if not self._walk_whole(tree):
+                        folders, tree.folders = tree.folders, {}
+                        return sum_folders(folders.values(), largest, None)
+                else:
+                    self._look_at_links(tree)
+            except BaseException:  # (descriptors ran out, an interrupt): what was read in part is not a size
+                self._unwatch(tree)
+                tree.folders, tree.inodes, tree.dirty, tree.whole = {}, {}, set(), True
+                self._sweep()  # and the watches it added that no tree took
+                raise
             if "" not in tree.folders:
                 tree.whole = True  # the root could not be read: no watch (its parent has none) says when it can
             settling = time.time() - SETTLE_SECONDS
@@ -260,8 +266,6 @@ class TreeWatch:
         finally:
             folders.close()
             watching.close()
-        if watching.helper_lost:
-            self._sweep()
         if unwatched:
             raise _NoWatch()
         return linked
@@ -405,7 +409,6 @@ class _Watching:
     def __init__(self, watch: TreeWatch, room: int):
         self.watch = watch
         self.stopped = False  # the walk's caller watches no more (this process's looks only)
-        self.helper_lost = False
         self.room = -1
         if hasattr(os, "eventfd"):
             self.room = os.eventfd(max(0, room), os.EFD_SEMAPHORE | os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -431,7 +434,13 @@ class _Watching:
         self.watch._unlook(seen)
 
     def lost(self) -> None:
-        self.helper_lost = True
+        """A helper failed (all are ended): its watches go, and the room is counted again for the walk alone."""
+        self.watch._sweep()
+        if self.room >= 0:
+            os.close(self.room)
+            self.room = -1
+            self.room = os.eventfd(max(0, self.watch.budget - self.watch.held),
+                                   os.EFD_SEMAPHORE | os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
     def close(self) -> None:
         if self.room >= 0:

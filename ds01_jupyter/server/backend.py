@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from ..core.errors import DS01Error, NotFound
 from ..core.requests import CheckpointQuery, DeployRequest, PrunePolicy, RescueRequest, RetireRequest, StopRequest

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..core import labels as L
 from ..core.errors import DS01Error, EngineUnavailable

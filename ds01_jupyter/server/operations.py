@@ -12,8 +12,8 @@ import asyncio
 import collections
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..core.errors import DS01Error
 

@@ -122,7 +122,7 @@ def read_line(conn: socket.socket, limit: int, deadline: float | None, buffer: b
             conn.settimeout(None)
         try:
             data, ancillary, flags, _ = conn.recvmsg(65536, _ANCILLARY)
-        except socket.timeout:
+        except TimeoutError:
             raise E.InvalidRequest("No complete request arrived in time; ds01d hung up.") from None
         passed = False
         for level, kind, payload in ancillary:
@@ -192,7 +192,7 @@ class Service:
         while not self._stopping.is_set():
             try:
                 conn, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as err:
                 if self._stopping.is_set():
