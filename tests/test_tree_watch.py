@@ -410,3 +410,28 @@ def test_a_walk_that_fails_leaves_no_part_of_the_tree(tmp_path, monkeypatch, hel
     monkeypatch.setattr(disk, "read_folder", read)
     _same(watch, root, largest=0)  # (the same tree: the one that failed)
     assert watch.held == _watches(watch) == 25
+
+
+@pytest.mark.parametrize("watched", [True, False])
+def test_a_project_that_cannot_be_measured_says_so(tmp_path, monkeypatch, watched):
+    """Descriptors run out while a project is measured (the sidebar, ds01 usage, a rescue's quota check): a clear
+    error, not a size missing part of the tree."""
+    from ds01_jupyter.core import DS01, Settings
+    from ds01_jupyter.core.errors import DS01Error
+    from ds01_jupyter.core.users import User
+
+    user = User.current()
+    core = DS01(Settings(workspace_root=str(tmp_path / "ws"), state_dir=str(tmp_path / "state")), lasting=watched)
+    project = core.projects.create(user, "crowded")
+    (project.path / "data" / "deep").mkdir(parents=True)
+    read = disk.read_folder
+
+    def exhausted(fd, rel, *rest):
+        if rel == "data/deep/":
+            raise OSError(24, "Too many open files")
+        return read(fd, rel, *rest)
+
+    monkeypatch.setattr(disk, "read_folder", exhausted)
+    with pytest.raises(DS01Error, match="could not be measured: Too many open files") as err:
+        core.disk.measure(user, "crowded")
+    assert "Nothing was changed" in err.value.hint

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import side_by_side
+from .errors import DS01Error
 from .projects import Projects
 from .settings import Settings
 from .statefile import read_json, write_atomic
@@ -325,12 +326,19 @@ class DiskUsage:
 
     def measure(self, user: User, project: str, largest: int = 10, over: int | None = None) -> TreeSize:
         path = self.projects.get(user, project).path
-        if over is None and self.watch:  # a repeat reads again only what changed (tree_watch)
-            from .tree_watch import watched
+        try:
+            if over is None and self.watch:  # a repeat reads again only what changed (tree_watch)
+                from .tree_watch import watched
 
-            size = watched.size(path, largest)
-        else:
-            size = tree_size(path, largest, over)
+                size = watched.size(path, largest)
+            else:
+                size = tree_size(path, largest, over)
+        except OSError as err:  # (descriptors or memory ran out: a size without part of the tree would mislead)
+            raise DS01Error(
+                f"The workspace of {project} could not be measured: {err.strerror or err}.",
+                hint="Too many files are open in this process, or memory is short: close some (or raise `ulimit -n`) "
+                "and try again. Nothing was changed.",
+            ) from None
         sizes = self.cached(user)
         sizes[project] = {k: v for k, v in size.to_dict().items() if k != "over"}
         try:
