@@ -104,7 +104,7 @@ def test_a_helper_that_fails_has_its_share_read_again(tree, monkeypatch, fds_bef
     """A helper killed while reading (out of memory, a signal): the tree is read again here, nothing counted twice
     or lost, and what the helpers looked at is given back (a watch on a folder nobody took)."""
     forked = force_side_by_side(monkeypatch)
-    parent = os.getpid()
+    parent, died = os.getpid(), tree.parent / "a-helper-died"
 
     class Looker:
         looked: list = []
@@ -113,10 +113,12 @@ def test_a_helper_that_fails_has_its_share_read_again(tree, monkeypatch, fds_bef
 
         def look(self, fd):
             if os.getpid() != parent:
+                died.touch()
                 os.kill(os.getpid(), 9)
             self.looked.append(fd)
-            if len(self.looked) <= 3:
-                time.sleep(0.2)  # (the helpers take their shares meanwhile)
+            deadline = time.monotonic() + 60
+            while len(self.looked) == 2 and not died.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)  # this process's first folder of its share: until a helper has taken another
             return ("seen", os.fstat(fd).st_ino)
 
         def unlook(self, seen):

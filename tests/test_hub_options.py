@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from dockerspawner import DockerSpawner
+from hub_helpers import singleuser_fixture  # noqa: F401 - fixture
 from jupyterhub.objects import Hub
 from jupyterhub.spawner import Spawner
 from traitlets.config import Config
@@ -214,7 +215,7 @@ def test_mem_limit_cpu_limit_and_post_start_cmd_in_a_real_container(make_core, o
 
 
 @pytest.mark.parametrize("then", ["nothing", "another project's start", "a new start of it"])
-def test_a_start_the_hub_gave_up_on_leaves_no_server_running(make_core, other_user, project_name, then):
+def test_a_start_the_hub_gave_up_on_leaves_no_server_running(make_core, other_user, project_name, then, singleuser):
     """The hub cancels a start at start_timeout (a long first build), polls, and stops what poll finds running;
     the deploy, in its thread, carries on after: it retires what it made (no server left holding a GPU)."""
     settings = make_core.settings()
@@ -222,6 +223,7 @@ def test_a_start_the_hub_gave_up_on_leaves_no_server_running(make_core, other_us
         config=Config(), user=_HubUser(), hub=Hub(), user_mapper=lambda n: other_user,
         limits_file=settings.limits_file, gpu_inventory=settings.gpu_inventory, lock_dir=settings.lock_dir,
         gpu_request="env", base_image=settings.base_image, cmd=["python3", "-c", "import time; time.sleep(10**6)"],
+        singleuser_image=singleuser["image"], singleuser_wheels=singleuser["wheels"],  # (its start builds it else)
     )
     spawner.api_token = "token"
     core, name = spawner.core, project_name()
@@ -240,7 +242,11 @@ def test_a_start_the_hub_gave_up_on_leaves_no_server_running(make_core, other_us
 
     async def given_up_then_stopped():
         start = asyncio.ensure_future(spawner.start())
-        await asyncio.get_running_loop().run_in_executor(None, entered.wait, 300)
+        while not entered.is_set():  # (a start that ends before its deploy says why, not a timeout)
+            if start.done():
+                start.result()
+                raise AssertionError("the start ended before it deployed")
+            await asyncio.sleep(0.05)
         start.cancel()  # start_timeout
         with contextlib.suppress(asyncio.CancelledError):
             await start

@@ -39,7 +39,9 @@ c.JupyterHub.ssl_key = "{etc}/tls/privkey.pem"
 c.DS01Spawner.limits_file = "{etc}/resource-limits.yaml"
 c.DS01Spawner.base_image = "{base}"
 c.DS01Spawner.singleuser_wheels = "{wheels}"
-# The test's own: free ports, and an API token to drive the hub.
+# The test's own: free ports, and an API token to drive the hub. The spawn request answers at once, so its
+# progress stream shows every message (one done within the default 10 s would show only "ready").
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
 c.JupyterHub.hub_port = {hub_port}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
 c.JupyterHub.services.append({{"name": "tester", "api_token": "{token}"}})
