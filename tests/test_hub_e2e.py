@@ -169,7 +169,7 @@ def _ready(events) -> bool:
 
 def test_named_server_is_the_project_container(hub, engine):
     events = hub.spawn(ALICE, "demo", {"gpus": 0})
-    assert _ready(events), (events, hub.log())
+    assert _ready(events), f"last events: {events[-3:]}\nhub log (end):\n{hub.log()[-4000:]}"  # (not cut short)
     messages = " | ".join(e.get("message", "") for e in events)
     assert "Building the image of demo" in messages and "Waiting for the server" in messages, messages
 
