@@ -44,6 +44,8 @@ OPEN_FOLDERS = 256
 SIDE_BY_SIDE_FROM = 4000
 SIDE_BY_SIDE_FOLDERS = 16
 _SUB = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Errors that say this process ran out (descriptors, memory), not that a folder is gone or unreadable.
+_RAN_OUT = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
 
 @dataclass(slots=True)
@@ -131,19 +133,23 @@ def walk(base: str, largest: int, over: int | None, start: str = "", looker: Loo
     out (a size counted without some folders would be wrong, silently).
     """
     limit = open_folders or OPEN_FOLDERS
-    helpers = helpers and side_by_side.readers() > 1
     # (an open folder, or -1 to open it by path; its path below the root, with a "/" after it)
     stack: list[tuple[int, str]] = [(fd, start)]
     entries = 0
     try:
         while stack:
             if helpers and entries >= SIDE_BY_SIDE_FROM and len(stack) >= SIDE_BY_SIDE_FOLDERS:
-                pending, stack = stack, []  # side_by_side.read closes them (also on an error), unless it says None
-                found = _side_by_side(base, largest, over, looker, merged, limit, pending)
+                # (asked only of a walk this big: the CPUs allowed are read from the cgroup's files)
+                found = None
+                if side_by_side.readers() > 1:
+                    pending, stack = stack, []  # side_by_side.read closes them (also on an error), unless None
+                    found = _side_by_side(base, largest, over, looker, merged, limit, pending)
+                    if found is None:
+                        stack = pending
                 if found is not None:
                     yield from _given(found, looker)
                     return
-                stack, helpers = pending, False  # (no helper to be had: not tried again at each folder)
+                helpers = False  # (no helper to be had: not asked again at each folder)
             fd, rel = stack.pop()
             sums, seen = _read(base, fd, rel, largest, over, looker, stack, limit)
             if sums is None:
@@ -235,7 +241,7 @@ def _read(base: str, fd: int, rel: str, largest: int, over: int | None, looker: 
         try:
             fd = open_below(base, rel)
         except OSError as err:
-            if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+            if err.errno in _RAN_OUT:
                 raise
             return None, None  # vanished or unreadable: measured as empty
     try:
@@ -243,7 +249,7 @@ def _read(base: str, fd: int, rel: str, largest: int, over: int | None, looker: 
         try:
             sums = read_folder(fd, rel, largest, over)
         except OSError as err:
-            if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+            if err.errno in _RAN_OUT:
                 raise
             return None, seen
         for name in sums.folders:
@@ -252,7 +258,7 @@ def _read(base: str, fd: int, rel: str, largest: int, over: int | None, looker: 
                 try:
                     below = os.open(name, _SUB, dir_fd=fd)
                 except OSError as err:
-                    if err.errno not in (errno.EMFILE, errno.ENFILE):
+                    if err.errno not in _RAN_OUT:
                         continue  # gone, or a link now: not entered
             stack.append((below, f"{rel}{name}/"))  # (-1: opened by path when its turn comes)
         return sums, seen
@@ -277,19 +283,15 @@ def open_below(base: str, rel: str) -> int:
 
 def sum_folders(folders, largest: int, over: int | None) -> TreeSize:
     """One tree's size from its folders' sums; a file with several links counts once (at its shallowest path)."""
-    total = apparent = files = 0
-    top: list[tuple[int, str]] = []
-    big: list[tuple[int, str]] = []
-    linked: dict[tuple[int, int], tuple[int, int, str]] = {}
+    whole = FolderSums()
     for sums in folders:
-        total, apparent, files = total + sums.total, apparent + sums.apparent, files + sums.files
-        for size, path in sums.top:
-            _keep(top, largest, size, path)
-        big += sums.over
-        for dev, ino, blocks, size, path in sums.linked:
-            kept = linked.get((dev, ino))
-            if kept is None or (path.count("/"), path) < (kept[2].count("/"), kept[2]):
-                linked[(dev, ino)] = (blocks, size, path)
+        merged_sums(whole, sums, largest, over)
+    total, apparent, files, top, big = whole.total, whole.apparent, whole.files, whole.top, whole.over
+    linked: dict[tuple[int, int], tuple[int, int, str]] = {}
+    for dev, ino, blocks, size, path in whole.linked:
+        kept = linked.get((dev, ino))
+        if kept is None or (path.count("/"), path) < (kept[2].count("/"), kept[2]):
+            linked[(dev, ino)] = (blocks, size, path)
     for blocks, size, path in linked.values():
         files, total, apparent = files + 1, total + blocks, apparent + size
         if over is not None and size >= over:

@@ -411,7 +411,12 @@ class _Watching:
         self.stopped = False  # the walk's caller watches no more (this process's looks only)
         self.room = -1
         if hasattr(os, "eventfd"):
-            self.room = os.eventfd(max(0, room), os.EFD_SEMAPHORE | os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self.room = self._count(room)
+
+    @staticmethod
+    def _count(room: int) -> int:
+        """An eventfd that ``room`` reads take one from, then refuses (helpers share it through fork)."""
+        return os.eventfd(max(0, room), os.EFD_SEMAPHORE | os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
     def counted(self) -> bool:
         """Whether helpers may read the tree too (without an eventfd, their watches could not be counted)."""
@@ -439,8 +444,7 @@ class _Watching:
         if self.room >= 0:
             os.close(self.room)
             self.room = -1
-            self.room = os.eventfd(max(0, self.watch.budget - self.watch.held),
-                                   os.EFD_SEMAPHORE | os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self.room = self._count(self.watch.budget - self.watch.held)
 
     def close(self) -> None:
         if self.room >= 0:
