@@ -200,11 +200,16 @@ def test_helpers_end_with_a_killed_process(tmp_path):
         side_by_side.WALKERS, side_by_side.cpus = 3, lambda: 3
         parent = os.getpid()
         class Slow:
+            looked = 0
             def look(self, fd):
                 if os.getpid() != parent:
                     with open({str(pids)!r}, "a") as out:
                         out.write(f"{{os.getpid()}}\\n")
                     time.sleep(30)
+                Slow.looked += 1
+                deadline = time.monotonic() + 60
+                while Slow.looked == 2 and not os.path.exists({str(pids)!r}) and time.monotonic() < deadline:
+                    time.sleep(0.01)  # its first folder of a share: until a helper has taken another
             def unlook(self, seen): pass
             def lost(self): pass
         list(disk.walk({str(root)!r}, 0, None, "", Slow()))
