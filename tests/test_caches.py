@@ -90,7 +90,7 @@ def test_a_dockerfile_env_wins(make_core, user, project_name):
     assert env["HF_HOME"] == "/opt/hf" and env["PIP_CACHE_DIR"] == "/workspace/.cache/pip"
     assert "PIP_NO_CACHE_DIR" not in env  # pip's cache is the image's choice then
     assert env["XDG_CACHE_HOME"] == "/workspace/.cache" and env["TORCH_HOME"] == "/workspace/.cache/torch"
-    assert env["PYTHONPATH"].startswith("/tmp/.ds01/lib")
+    assert env["PYTHONPATH"].startswith("/dev/.ds01-lib:/tmp/.ds01/lib")
 
 
 def plant_cache(core, cid):

@@ -10,9 +10,10 @@ import pytest
 
 from ds01_jupyter.core import DS01, Settings
 from ds01_jupyter.core import labels as L
-from ds01_jupyter.core.containers import HELPERS_DIR, WORKSPACE_ENV
+from ds01_jupyter.core.containers import WORKSPACE_ENV
 from ds01_jupyter.core.engine import ContainerSpec, ImageRecord
 from ds01_jupyter.core.gpus import GpuDevice
+from ds01_jupyter.core.helpers import COPY_DIR, MOUNT
 from ds01_jupyter.core.limits import Limits
 from ds01_jupyter.core.projects import Project
 from ds01_jupyter.core.users import User
@@ -99,11 +100,11 @@ def test_environment_ours_over_the_front_ends_and_the_images_own_choices_kept(co
         "alice",
         "my_proj._.alice",
     )
-    assert plain["PYTHONPATH"] == HELPERS_DIR
+    assert plain["PYTHONPATH"] == f"{MOUNT}:{COPY_DIR}"  # mounted read-only where it can be, else copied
     env = spec(containers, tmp_path, img=image("HF_HOME=/models/hf", "PIP_CACHE_DIR=/pip", "PYTHONPATH=/opt/lib"),
                extra_env={"JUPYTERHUB_API_TOKEN": "t", "DS01_PROJECT": "forged", "TORCH_HOME": "/x"}).env
     assert "HF_HOME" not in env and "PIP_NO_CACHE_DIR" not in env  # the image set them (or chose pip's cache)
-    assert env["PYTHONPATH"] == f"{HELPERS_DIR}:/opt/lib"
+    assert env["PYTHONPATH"] == f"{MOUNT}:{COPY_DIR}:/opt/lib"
     assert env["JUPYTERHUB_API_TOKEN"] == "t" and env["TORCH_HOME"] == "/x"  # a front end's env wins over defaults
     assert env["DS01_PROJECT"] == "my_proj"  # never over ours
 

@@ -60,7 +60,8 @@ def test_container_is_confined(make_core, user, project_name, engine):
     host = raw["HostConfig"]
     assert host["Privileged"] is False
     assert "no-new-privileges" in host["SecurityOpt"]
-    assert [m["Destination"] for m in raw["Mounts"]] == ["/workspace"]
+    # The project folder, and the helpers of ds01's own, read-only.
+    assert {(m["Destination"], m["RW"]) for m in raw["Mounts"]} == {("/workspace", True), ("/dev/.ds01-lib", False)}
     assert host["ShmSize"] > 64 * 2**20 and host["Memory"] > 0 and host["PidsLimit"] == 4096
     assert raw["Config"]["WorkingDir"] == "/workspace"
     assert raw["Config"]["User"] == f"{user.uid}:{user.gid}"
@@ -244,6 +245,7 @@ def test_checkpoint_api_works_inside_the_container(make_core, user, project_name
     assert usage["projects"][name]["checkpoint_bytes"] > 0 and usage["projects"][name]["largest"]
     # The helpers in the container are noise to the guard, not work.
     assert core.guard.audit(user, name).at_risk == []
-    # Kernels of any user write their connection files there: world-writable with the sticky bit.
-    code, out = core.containers.exec(user, name, ["stat", "-c", "%a %U", "/tmp/.ds01", "/tmp/.ds01/lib/ds01_jupyter"])
-    assert out.decode().split() == ["1777", "root", "755", "root"]
+    # Mounted read-only from the host, never copied in: nothing of them in the container's own files.
+    code, out = core.containers.exec(user, name, ["sh", "-c", "touch /dev/.ds01-lib/x; stat -c '%a %U' "
+                                                  "/dev/.ds01-lib/ds01_jupyter; test -e /tmp/.ds01/lib; echo $?"])
+    assert "Read-only file system" in out.decode() and out.decode().split()[-3:] == ["755", "root", "1"], out

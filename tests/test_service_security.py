@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from ds01d_helpers import ds01d_factory_fixture, unix_users_fixture  # noqa: F401  (fixtures)
 
-from ds01_jupyter.core import DS01, ssh_mount
+from ds01_jupyter.core import DS01, helpers, ssh_mount
 from ds01_jupyter.core import labels as L
 from ds01_jupyter.core.errors import DS01Error, Forbidden, InvalidRequest, StateConflict
 from ds01_jupyter.core.names import container_name
@@ -476,7 +476,8 @@ def test_kernel_starts_leave_nothing_of_roots_and_nothing_to_others(ds01d_factor
     record = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
     # What her image could say (RUN rm -rf /tmp && ln -s /workspace /tmp), without a build.
     core.engine.api.put_archive(record.id, "/", _tar_link("tmp", "/workspace"))
-    assert core.containers.install_helpers(record.id, alice.user)  # as every start does
+    # The helpers as a start copies them where the engine cannot mount them (a cluster node): as hers too.
+    core.engine.put_tree(record.id, "/tmp", helpers.entries(), alice.user.uid, alice.user.gid)
     answers = _as_user(alice, daemon.socket, """
 import json, os, socket, subprocess, sys, time
 args = {"name": sys.argv[2], "kernel_id": "k1", "key": "very-secret-key", "ports": [40001, 40002, 40003, 40004, 40005]}

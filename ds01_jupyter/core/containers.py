@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 
-from . import frameworks, ssh_mount, workspace_access
+from . import frameworks, helpers, ssh_mount, workspace_access
 from . import labels as L
 from .allocator import GpuAllocator, held
 from .container_status import ContainerStatus, DeployResult
@@ -21,6 +21,7 @@ from .errors import (
     AlreadyExists,
     ContainerNotFound,
     DS01Error,
+    EngineError,
     EngineUnavailable,
     Forbidden,
     GpuUnavailable,
@@ -41,11 +42,6 @@ from .trust import distrust, network_name, own_labels
 from .users import User
 
 log = logging.getLogger("ds01_jupyter.containers")
-
-HELPERS_DIR = "/tmp/.ds01/lib"
-#: Pure-Python parts of this package that code inside containers may import.
-#: The pure-Python helpers copied into every container: the package's __init__ and these subpackages.
-HELPERS = ("checkpoints",)
 
 #: Where caches, trackers and the project's folders are, set in every container unless its image sets
 #: the variable itself (a Dockerfile's ENV wins). Caches under /workspace/.cache survive a retire and
@@ -497,6 +493,7 @@ class Containers:
             devices = self._on_node(devices, node)
         count = self._gpu_count(gpus, devices, notices)
 
+        mounts = (((ssh[0], ssh_mount.destination(user)),) if ssh else ()) + self._helpers_mount()
         created = False
         with self.allocator.locked(progress):
             record = self._owned(user, project)  # a concurrent deploy may have won
@@ -525,8 +522,8 @@ class Containers:
                     chosen = self.allocator.choose(devices, held, count, limits, own_slots) if count else []
                     try:
                         spec = self._spec(user, proj, image, limits, chosen, protected, command, env, fallback,
-                                          ((ssh[0], ssh_mount.destination(user)),) if ssh else (), node)
-                        record = self.engine.create_container(spec)
+                                          mounts, node)
+                        record = self._create(spec)
                         created = True
                     except AlreadyExists:  # made outside our lock, e.g. by an older tool or on another host
                         record = self.record(user, project)
@@ -592,9 +589,10 @@ class Containers:
                 # Explicit even without GPUs: CUDA images default to "all", which a
                 # host whose default runtime is nvidia would honour.
                 "NVIDIA_VISIBLE_DEVICES": ",".join(d.uuid for d in chosen) or "void",
-                # `from ds01_jupyter import checkpoints` works inside (see install_helpers).
+                # `from ds01_jupyter import checkpoints` works inside (see helpers.py).
                 "PYTHONPATH": ":".join(
-                    [HELPERS_DIR] + [e.split("=", 1)[1] for e in image.env if e.startswith("PYTHONPATH=") and e[11:]]
+                    [*helpers.PYTHONPATH]
+                    + [e.split("=", 1)[1] for e in image.env if e.startswith("PYTHONPATH=") and e[11:]]
                 ),
             },
             hostname=proj.name.replace("_", "-"),
@@ -610,6 +608,25 @@ class Containers:
             read_only_mounts=read_only_mounts,
             node=node,
         )
+
+    def _helpers_mount(self) -> tuple[tuple[str, str], ...]:
+        """The helpers' host folder, mounted where the engine runs on this machine (else copied in: _settle)."""
+        folder = helpers.host_folder() if self.engine.local else None
+        return ((str(folder), helpers.MOUNT),) if folder is not None else ()
+
+    def _create(self, spec: ContainerSpec) -> ContainerRecord:
+        """Create it; without the helpers' mount where the engine cannot see their host folder (a Docker confined
+        to some paths, such as snap's): they are copied in after the start then, as into a cluster node's."""
+        try:
+            return self.engine.create_container(spec)
+        except EngineError as err:
+            source = dict((target, host) for host, target in spec.read_only_mounts).get(helpers.MOUNT)
+            if source is None or source not in err.message:
+                raise
+            log.warning("ds01: the engine cannot mount %s (%s); the helpers are copied into %s instead.", source,
+                        err.message, spec.name)
+        mounts = tuple(m for m in spec.read_only_mounts if m[1] != helpers.MOUNT)
+        return self.engine.create_container(dataclasses.replace(spec, read_only_mounts=mounts))
 
     def _on_node(self, devices: builtins.list, node: str) -> builtins.list:
         """The devices of one cluster node (a deploy pinned there); refused on one host."""
@@ -627,6 +644,7 @@ class Containers:
             return self._status(user, record)
         self.check_workspace(record, project)
         self._restage_ssh(user, record)
+        self._check_helpers(user, record)
         uuids = L.gpu_uuids(record.labels)
         with self.allocator.locked():
             if uuids:
@@ -690,6 +708,21 @@ class Containers:
             )
         ssh_mount.stage(user)
 
+    def _check_helpers(self, user: User, record: ContainerRecord) -> None:
+        """Before a start of a container that mounts the helpers: their host folder made again if it was removed
+        (the engine follows its link at each start). Root starts a user's container only where it is root's own:
+        one made by the user's own ds01 mounts a link in their cache, which they may point at any host folder."""
+        source = dict(record.mounts).get(helpers.MOUNT)
+        if source is None:
+            return
+        ours = helpers.host_folder() if self.engine.local else None
+        if _checks_mounts(user) and (ours is None or source != str(ours)):
+            raise StateConflict(
+                f"{record.name} mounts its helpers from {source}, a folder its user may change; it is not started.",
+                hint=f"Retire it and deploy again (`container-retire {record.labels.get(L.PROJECT, '')}`): the new "
+                "one mounts root's own copy.", container=record.name,
+            )
+
     def check_mounted_workspace(self, user: User, project: str, container_id: str) -> int:
         """After a start made as root for a user: the container's /workspace must be their real project folder.
 
@@ -738,23 +771,14 @@ class Containers:
         )
 
     def install_helpers(self, container_id: str, user: User) -> bool:
-        """Copy the pure-Python helpers (checkpoints) into the container, on its PYTHONPATH (one engine call),
-        as ``user``'s files: the engine writes them as root through any link the user's image put in the path
+        """Copy the helpers (helpers.py) into a container that does not mount them, on its PYTHONPATH (one engine
+        call), as ``user``'s files: the engine writes them as root through any link the user's image put in the path
         (inside the container's root: at worst into their /workspace), so they must be files they could write."""
-        package = HELPERS_DIR.removeprefix("/tmp/") + "/ds01_jupyter"
-        parts = package.split("/")
-        entries: builtins.list[tuple[str, bytes | None, int]] = [
-            ("/".join(parts[: i + 1]), None, 0o1777 if i == 0 else 0o755) for i in range(len(parts))
-        ]
-        root = resources.files("ds01_jupyter")
-        entries.append((f"{package}/__init__.py", root.joinpath("__init__.py").read_bytes(), 0o644))
-        for sub in HELPERS:
-            entries.append((f"{package}/{sub}", None, 0o755))
-            for item in sorted(root.joinpath(sub).iterdir(), key=lambda i: i.name):
-                if item.name.endswith(".py"):
-                    entries.append((f"{package}/{sub}/{item.name}", item.read_bytes(), 0o644))
+        record = self.engine.get_container(container_id)
+        if record is not None and helpers.MOUNT in dict(record.mounts):
+            return True
         try:
-            self.engine.put_tree(container_id, "/tmp", entries, user.uid, user.gid)
+            self.engine.put_tree(container_id, "/tmp", helpers.entries(), user.uid, user.gid)
         except DS01Error:
             return False  # the container works without them; only the helpers are missing
         return True

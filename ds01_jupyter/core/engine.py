@@ -102,6 +102,11 @@ class ContainerEngine(abc.ABC):
     def close(self) -> None:  # noqa: B027 (optional: an engine without connections has nothing to do)
         """Release connections to the engine."""
 
+    @property
+    def local(self) -> bool:
+        """Whether the engine runs on this machine, so that a host path given to it is ours (a bind mount's)."""
+        return False
+
     def inventory(self):
         """The GPUs this engine places containers on (a cluster's, from its nodes), as a GpuInventory; None: the
         host's, from the gpu_inventory setting."""

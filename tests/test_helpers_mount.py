@@ -1,0 +1,81 @@
+"""The helpers in real containers: mounted read-only where the engine can, copied in where it cannot."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ds01_jupyter.core import helpers
+from ds01_jupyter.core.errors import StateConflict
+
+IMPORT = ["python3", "-c", "import ds01_jupyter.checkpoints as c, sys; print(c.__file__)"]
+
+
+def _imported_from(core, user, name) -> str:
+    code, out = core.containers.exec(user, name, IMPORT)
+    assert code == 0, out
+    return out.decode().strip()
+
+
+@pytest.fixture
+def own_base(tmp_path, monkeypatch):
+    """A helpers folder of this test's own: removing it touches no other test's containers."""
+    base = tmp_path / "helpers-base"
+    monkeypatch.setattr(helpers, "base_folder", lambda: base)
+    monkeypatch.setattr(helpers, "_made", {})
+    return base
+
+
+def test_mounted_read_only_and_made_again_for_a_start_after_it_was_removed(make_core, user, project_name, own_base):
+    core = make_core()
+    name = project_name()
+    core.projects.create(user, name)
+    record = core.containers.deploy(user, name, gpus=0).container
+    mounts = dict(core.engine.get_container(record.id).mounts)
+    assert mounts[helpers.MOUNT] == str(own_base / "helpers")
+    assert _imported_from(core, user, name).startswith(f"{helpers.MOUNT}/ds01_jupyter/checkpoints/")
+    assert not any(path.startswith(("/tmp/.ds01", "/dev")) for path, _ in core.engine.diff(record.id))
+    core.containers.stop(user, name)
+    shutil.rmtree(own_base)  # an admin's clean-up while it was stopped: the engine would find no source
+    assert core.containers.start(user, name).running
+    assert _imported_from(core, user, name).startswith(helpers.MOUNT)
+
+
+def test_an_engine_that_cannot_see_the_folder_gets_them_copied_at_each_start(make_core, user, project_name,
+                                                                           monkeypatch):
+    missing = Path(f"/nonexistent-ds01-{secrets.token_hex(4)}")  # as a Docker confined to some paths (snap) sees it
+    monkeypatch.setattr(helpers, "host_folder", lambda base=None: missing)
+    core = make_core()
+    name = project_name()
+    core.projects.create(user, name)
+    record = core.containers.deploy(user, name, gpus=0).container
+    assert helpers.MOUNT not in dict(core.engine.get_container(record.id).mounts)
+    assert _imported_from(core, user, name).startswith(f"{helpers.COPY_DIR}/ds01_jupyter/")
+    core.containers.stop(user, name)
+    assert core.containers.start(user, name).running
+    assert _imported_from(core, user, name).startswith(helpers.COPY_DIR)
+
+
+def test_root_starts_no_users_container_whose_helpers_she_could_change(make_core, other_user, project_name,
+                                                                     monkeypatch):
+    """One made by her own ds01 (as herself) mounts a link in her cache, which she may point at any host folder
+    before root (ds01d, a hub) starts it again: refused, and kept."""
+    hers = other_user.home / ".cache" / "ds01-jupyter"
+    made = helpers.host_folder(hers)  # as root here; then given to her, as her own ds01 would have made it
+    assert made is not None
+    for path in [hers.parent, hers, *hers.rglob("*")]:
+        shutil.chown(path, other_user.uid, other_user.gid)
+    monkeypatch.setattr(helpers, "host_folder", lambda base=None: made)
+    core = make_core()
+    name = project_name()
+    core.projects.create(other_user, name)
+    record = core.containers.deploy(other_user, name, gpus=0).container
+    core.containers.stop(other_user, name)
+    monkeypatch.undo()
+    with pytest.raises(StateConflict) as info:
+        core.containers.start(other_user, name)
+    assert "a folder its user may change" in info.value.message and "container-retire" in info.value.hint
+    assert core.engine.get_container(record.id).state == "exited"  # nothing of hers removed
