@@ -24,6 +24,17 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 BASE_IMAGE = os.environ.get("DS01_TEST_BASE_IMAGE", "ds01/base:latest")
 REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("DS01_REQUIRE_DOCKER") == "1"
+#: The helpers' host folder of this test process (and the CLIs and kernels it starts): never the host's own, whose
+#: link a test checkout of another version would move under the containers of a real install.
+_OWN_HELPERS_DIR = "DS01_HELPERS_DIR" not in os.environ
+HELPERS_DIR = os.environ.setdefault("DS01_HELPERS_DIR", tempfile.mkdtemp(prefix="ds01-test-helpers-"))
+
+
+def pytest_sessionfinish(session):
+    if _OWN_HELPERS_DIR:
+        import shutil
+
+        shutil.rmtree(HELPERS_DIR, ignore_errors=True)
 
 #: Fixtures that start something heavy: the Docker engine (every fixture that makes containers, Unix users or
 #: cores builds on `engine`) and a Jupyter server (pytest-jupyter's). A test using any of them, directly or through
@@ -178,6 +189,7 @@ class CoreFactory:
             interface="test",
             stop_timeout=2,
             limits_file=str(self.tmp_path / "no-limits.yaml"),
+            helpers_dir=HELPERS_DIR,
         )
         # Tests run as one Unix user on a possibly busy host, and two test files at once (pytest-xdist): other
         # runs' and files' containers must not use up a built-in container or GPU limit of this user (tests of a

@@ -6,6 +6,7 @@ import logging
 import os
 import stat
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,23 +34,28 @@ def test_the_folder_holds_the_helpers_readable_by_everyone_behind_a_link(base):
     assert helpers.host_folder(base) == link and sorted(os.listdir(base)) == ["helpers", os.readlink(link)]
 
 
-def test_new_helpers_get_a_new_folder_and_the_old_one_goes_once_unused_for_a_while(base, monkeypatch):
+def test_new_helpers_get_a_new_folder_and_old_ones_are_kept(base, monkeypatch):
     first = os.readlink(helpers.host_folder(base))
     changed = [*helpers.files(), ("ds01_jupyter/checkpoints/extra.py", b"X = 1\n", 0o644)]
     monkeypatch.setattr(helpers, "files", lambda: changed)
-    monkeypatch.setattr(helpers, "_made", {})
     second = os.readlink(helpers.host_folder(base))
     assert second != first and (base / second / "ds01_jupyter/checkpoints/extra.py").read_bytes() == b"X = 1\n"
-    # A running container keeps the folder it mounted; one started just before the change may still be mounting it.
-    assert (base / first / "ds01_jupyter").is_dir()
-    old = time.time() - helpers.KEEP_OLD_S - 60
+    # A running container keeps the folder it mounted, however old: versions are never removed.
+    old = time.time() - helpers.KEEP_UNFINISHED_S - 60
     os.utime(base / first, (old, old))
     os.mkdir(base / ".new-crashed")  # a maker killed half-way
     os.utime(base / ".new-crashed", (old, old))
+    os.mkdir(base / ".new-running")  # one at work now
     monkeypatch.setattr(helpers, "files", lambda: [*changed, ("ds01_jupyter/checkpoints/more.py", b"", 0o644)])
-    monkeypatch.setattr(helpers, "_made", {})
     third = os.readlink(helpers.host_folder(base))
-    assert sorted(os.listdir(base)) == sorted(["helpers", second, third])
+    assert sorted(os.listdir(base)) == sorted(["helpers", first, second, third, ".new-running"])
+
+
+def test_the_process_sets_the_link_back_when_another_version_moved_it(base, monkeypatch):
+    mine = os.readlink(helpers.host_folder(base))
+    (base / "helpers").unlink()
+    (base / "helpers").symlink_to("helpers-of-another-install")  # a second install of another version on the host
+    assert os.readlink(helpers.host_folder(base)) == mine
 
 
 def test_a_removed_folder_is_made_again(base):
@@ -98,3 +104,35 @@ def test_copies_into_a_container_make_the_sticky_folder_then_the_helpers():
     assert made[0] == (".ds01", None, 0o1777) and made[1] == (".ds01/lib", None, 0o755)
     assert {path.removeprefix(".ds01/lib/") for path, _, _ in made[2:]} == {p for p, _, _ in helpers.files()}
     assert helpers.COPY_DIR == "/tmp/.ds01/lib" and helpers.PYTHONPATH == (helpers.MOUNT, helpers.COPY_DIR)
+
+
+def test_an_image_with_the_whole_package_gets_no_helpers():
+    assert helpers.wanted(("PATH=/usr/bin",)) and helpers.wanted(())
+    assert not helpers.wanted(("PATH=/usr/bin", "DS01_MODE=container"))  # ds01's single-user image
+
+
+def test_the_folder_is_roots_for_root_else_the_users_and_the_setting_moves_it(monkeypatch, tmp_path):
+    assert helpers.base_folder(str(tmp_path)) == tmp_path
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert helpers.base_folder() == Path("/var/lib/ds01-jupyter")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert helpers.base_folder() == tmp_path / "state" / "ds01-jupyter"
+
+
+def test_an_images_layers_are_read_for_the_mount_point_without_following_links(tmp_path):
+    from ds01_jupyter.core.upperdir import layers_hold
+
+    top, middle, bottom = (tmp_path / n for n in ("top", "middle", "bottom"))
+    for layer in (top, middle, bottom):
+        layer.mkdir()
+    (bottom / "dev").mkdir()
+    (middle / "dev").symlink_to(tmp_path / "elsewhere")  # a layer's link leads nowhere here: never followed
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / ".ds01-lib").mkdir()
+    layers = (str(top), str(middle), str(bottom))
+    assert layers_hold(layers, "dev/.ds01-lib") is False
+    (bottom / "dev" / ".ds01-lib").symlink_to("/workspace/planted")
+    assert layers_hold(layers, "dev/.ds01-lib") is True
+    assert layers_hold((), "dev/.ds01-lib") is None  # another storage driver: not known
+    assert layers_hold((str(tmp_path / "gone"),), "dev/.ds01-lib") is None

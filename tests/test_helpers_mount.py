@@ -23,14 +23,12 @@ def _imported_from(core, user, name) -> str:
 @pytest.fixture
 def own_base(tmp_path, monkeypatch):
     """A helpers folder of this test's own: removing it touches no other test's containers."""
-    base = tmp_path / "helpers-base"
-    monkeypatch.setattr(helpers, "base_folder", lambda: base)
     monkeypatch.setattr(helpers, "_made", {})
-    return base
+    return tmp_path / "helpers-base"
 
 
 def test_mounted_read_only_and_made_again_for_a_start_after_it_was_removed(make_core, user, project_name, own_base):
-    core = make_core()
+    core = make_core(helpers_dir=str(own_base))
     name = project_name()
     core.projects.create(user, name)
     record = core.containers.deploy(user, name, gpus=0).container
@@ -47,7 +45,7 @@ def test_mounted_read_only_and_made_again_for_a_start_after_it_was_removed(make_
 def test_an_engine_that_cannot_see_the_folder_gets_them_copied_at_each_start(make_core, user, project_name,
                                                                            monkeypatch):
     missing = Path(f"/nonexistent-ds01-{secrets.token_hex(4)}")  # as a Docker confined to some paths (snap) sees it
-    monkeypatch.setattr(helpers, "host_folder", lambda base=None: missing)
+    monkeypatch.setattr(helpers, "host_folder", lambda base: missing)
     core = make_core()
     name = project_name()
     core.projects.create(user, name)
@@ -68,7 +66,7 @@ def test_root_starts_no_users_container_whose_helpers_she_could_change(make_core
     assert made is not None
     for path in [hers.parent, hers, *hers.rglob("*")]:
         shutil.chown(path, other_user.uid, other_user.gid)
-    monkeypatch.setattr(helpers, "host_folder", lambda base=None: made)
+    monkeypatch.setattr(helpers, "host_folder", lambda base: made)
     core = make_core()
     name = project_name()
     core.projects.create(other_user, name)
@@ -79,3 +77,53 @@ def test_root_starts_no_users_container_whose_helpers_she_could_change(make_core
         core.containers.start(other_user, name)
     assert "a folder its user may change" in info.value.message and "container-retire" in info.value.hint
     assert core.engine.get_container(record.id).state == "exited"  # nothing of hers removed
+
+
+def test_root_copies_them_for_an_image_that_holds_something_at_their_mount_point(make_core, other_user, project_name):
+    """Her image puts a link at /dev/.ds01-lib (an ADD of a tar can): an archive call on her stopped container (a
+    rescue) would mount the folder there in the image's own /dev, the engine making the link's target as root in
+    her project. Root reads her image's layers first and copies the helpers instead."""
+    core = make_core()
+    name = project_name()
+    project = core.projects.create(other_user, name)
+    built = core.images.build(other_user, name)
+    api = core.engine.api
+    scratch = api.create_container(built.id, ["true"], labels={"ds01-test.scratch": name})["Id"]
+    try:
+        api.put_archive(scratch, "/dev", _tar_link(".ds01-lib", "/workspace/planted"))
+        repository, tag = core.images.tag(other_user, name).rsplit(":", 1)
+        api.commit(scratch, repository=repository, tag=tag)
+    finally:
+        api.remove_container(scratch, force=True)
+    record = core.containers.deploy(other_user, name, gpus=0).container
+    assert helpers.MOUNT not in dict(core.engine.get_container(record.id).mounts)
+    assert _imported_from(core, other_user, name).startswith(f"{helpers.COPY_DIR}/ds01_jupyter/")
+    core.containers.stop(other_user, name)
+    assert core.engine.read_archive(record.id, "/tmp/.ds01/lib").read(1)  # as a rescue reads a stopped one
+    assert not (project.path / "planted").exists()
+
+
+def test_an_image_with_the_whole_package_gets_neither_mount_nor_copy(make_core, user, project_name):
+    """ds01's single-user image (DS01_MODE=container) runs the package's own server: helpers first on its
+    PYTHONPATH would hide the rest of the package."""
+    core = make_core()
+    name = project_name()
+    core.projects.create(user, name)
+    dockerfile = core.images.dockerfile(user, name)
+    dockerfile.write_text(dockerfile.read_text() + "\nENV DS01_MODE=container\n")
+    record = core.containers.deploy(user, name, gpus=0).container
+    assert helpers.MOUNT not in dict(core.engine.get_container(record.id).mounts)
+    code, out = core.containers.exec(user, name, ["sh", "-c", 'echo "[$PYTHONPATH]"; test -e /tmp/.ds01/lib; echo $?'])
+    assert out.decode().split() == ["[]", "1"], out
+
+
+def _tar_link(name: str, target: str) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.SYMTYPE, target
+        tar.addfile(info)
+    return buffer.getvalue()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import frameworks, helpers, ssh_mount, workspace_access
+from . import frameworks, helpers, ssh_mount, upperdir, workspace_access
 from . import labels as L
 from .allocator import GpuAllocator, held
 from .container_status import ContainerStatus, DeployResult
@@ -153,6 +153,13 @@ def _checks_mounts(user: User) -> bool:
     """Whether starts for ``user`` are made by root for someone else: then the engine, following links in the
     mount's source as root, could mount what the user may not reach, so the start is checked (and offline)."""
     return os.geteuid() == 0 and user.uid != 0
+
+
+def _pythonpath(image: ImageRecord) -> dict[str, str]:
+    """The helpers' folders before the image's own PYTHONPATH; none for an image that has the whole package."""
+    own = [e.split("=", 1)[1] for e in image.env if e.startswith("PYTHONPATH=") and e[11:]]
+    paths = [*(helpers.PYTHONPATH if helpers.wanted(image.env) else ()), *own]
+    return {"PYTHONPATH": ":".join(paths)} if paths else {}
 
 
 def _alone(user: User, project: str, timeout: float):
@@ -493,7 +500,7 @@ class Containers:
             devices = self._on_node(devices, node)
         count = self._gpu_count(gpus, devices, notices)
 
-        mounts = (((ssh[0], ssh_mount.destination(user)),) if ssh else ()) + self._helpers_mount()
+        mounts = (((ssh[0], ssh_mount.destination(user)),) if ssh else ()) + self._helpers_mount(user, image)
         created = False
         with self.allocator.locked(progress):
             record = self._owned(user, project)  # a concurrent deploy may have won
@@ -590,10 +597,7 @@ class Containers:
                 # host whose default runtime is nvidia would honour.
                 "NVIDIA_VISIBLE_DEVICES": ",".join(d.uuid for d in chosen) or "void",
                 # `from ds01_jupyter import checkpoints` works inside (see helpers.py).
-                "PYTHONPATH": ":".join(
-                    [*helpers.PYTHONPATH]
-                    + [e.split("=", 1)[1] for e in image.env if e.startswith("PYTHONPATH=") and e[11:]]
-                ),
+                **_pythonpath(image),
             },
             hostname=proj.name.replace("_", "-"),
             memory=limits.memory,
@@ -609,10 +613,20 @@ class Containers:
             node=node,
         )
 
-    def _helpers_mount(self) -> tuple[tuple[str, str], ...]:
-        """The helpers' host folder, mounted where the engine runs on this machine (else copied in: _settle)."""
-        folder = helpers.host_folder() if self.engine.local else None
+    def _helpers_mount(self, user: User, image: ImageRecord) -> tuple[tuple[str, str], ...]:
+        """The helpers' host folder, mounted where the engine runs on this machine (else copied in: _settle). Root
+        making a user's container reads her image's layers first: an archive call on it (a rescue, a kernel's
+        files) mounts the folder again in the image's own /dev, where a link she put at /dev/.ds01-lib would
+        lead the engine's mkdir out of the container's root into her project folder."""
+        if not (self.engine.local and helpers.wanted(image.env)):
+            return ()
+        if _checks_mounts(user) and upperdir.layers_hold(image.layer_dirs, helpers.MOUNT.lstrip("/")) is not False:
+            return ()
+        folder = helpers.host_folder(self._helpers_base())
         return ((str(folder), helpers.MOUNT),) if folder is not None else ()
+
+    def _helpers_base(self) -> Path:
+        return helpers.base_folder(self.settings.helpers_dir)
 
     def _create(self, spec: ContainerSpec) -> ContainerRecord:
         """Create it; without the helpers' mount where the engine cannot see their host folder (a Docker confined
@@ -711,17 +725,19 @@ class Containers:
     def _check_helpers(self, user: User, record: ContainerRecord) -> None:
         """Before a start of a container that mounts the helpers: their host folder made again if it was removed
         (the engine follows its link at each start). Root starts a user's container only where it is root's own:
-        one made by the user's own ds01 mounts a link in their cache, which they may point at any host folder."""
+        one made by the user's own ds01 mounts a folder of hers, which she may point at any host folder."""
         source = dict(record.mounts).get(helpers.MOUNT)
-        if source is None:
+        if source is None or not self.engine.local:
             return
-        ours = helpers.host_folder() if self.engine.local else None
-        if _checks_mounts(user) and (ours is None or source != str(ours)):
+        base = self._helpers_base()
+        if _checks_mounts(user) and source != str(base / helpers.LINK):
             raise StateConflict(
                 f"{record.name} mounts its helpers from {source}, a folder its user may change; it is not started.",
                 hint=f"Retire it and deploy again (`container-retire {record.labels.get(L.PROJECT, '')}`): the new "
                 "one mounts root's own copy.", container=record.name,
             )
+        if source == str(base / helpers.LINK):
+            helpers.host_folder(base)  # None (logged) when it cannot be made: the engine then says what is missing
 
     def check_mounted_workspace(self, user: User, project: str, container_id: str) -> int:
         """After a start made as root for a user: the container's /workspace must be their real project folder.
@@ -774,10 +790,13 @@ class Containers:
         """Copy the helpers (helpers.py) into a container that does not mount them, on its PYTHONPATH (one engine
         call), as ``user``'s files: the engine writes them as root through any link the user's image put in the path
         (inside the container's root: at worst into their /workspace), so they must be files they could write."""
-        record = self.engine.get_container(container_id)
-        if record is not None and helpers.MOUNT in dict(record.mounts):
-            return True
         try:
+            record = self.engine.get_container(container_id)
+            if record is not None and helpers.MOUNT in dict(record.mounts):
+                return True
+            image = self.engine.get_image(record.image_id) if record is not None and record.image_id else None
+            if image is not None and not helpers.wanted(image.env):
+                return True  # the image has the whole package
             self.engine.put_tree(container_id, "/tmp", helpers.entries(), user.uid, user.gid)
         except DS01Error:
             return False  # the container works without them; only the helpers are missing

@@ -716,6 +716,7 @@ class DockerEngine(ContainerEngine):
             env=tuple((data.get("Config") or {}).get("Env") or ()),
             volumes=tuple(sorted((data.get("Config") or {}).get("Volumes") or {})),
             onbuild=tuple((data.get("Config") or {}).get("OnBuild") or ()),
+            layer_dirs=_layers(data.get("GraphDriver") or {}),
         )
 
     def get_image(self, ref):
@@ -919,6 +920,14 @@ def _own_ip(host_config: dict, settings: dict) -> str:
     return own or settings.get("IPAddress") or next(
         (n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), ""
     )
+
+
+def _layers(driver: dict) -> tuple[str, ...]:
+    """An image's layer folders on the engine's machine, top first (overlay2; none for other storage drivers)."""
+    if driver.get("Name") != "overlay2":
+        return ()
+    data = driver.get("Data") or {}
+    return tuple(p for p in [data.get("UpperDir") or "", *(data.get("LowerDir") or "").split(":")] if p)
 
 
 def _storage(driver: dict) -> dict:

@@ -89,6 +89,7 @@ class ImageRecord:
     env: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()  # paths the image declares with VOLUME
     onbuild: tuple[str, ...] = ()  # its ONBUILD instructions, run by any build FROM it
+    layer_dirs: tuple[str, ...] = ()  # its layers' folders on the engine's machine, top first (overlay2 only)
 
 
 class ContainerEngine(abc.ABC):

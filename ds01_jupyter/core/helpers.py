@@ -2,14 +2,17 @@
 
 An engine on this machine mounts them read-only from a host folder (:func:`host_folder`): nothing is written into
 the container, and a start waits for no copy (the engine's archive call, about 35 ms, was a sixth of a deploy).
-An engine elsewhere (a cluster node, a remote socket), or a host folder that cannot be made, gets them copied in
-after each start (:func:`entries` at ``COPY_DIR``), as every container before this change had them.
+An engine elsewhere (a cluster node, a remote socket), or a host folder that cannot be made or used, gets them
+copied in after each start (:func:`entries` at ``COPY_DIR``), as every container before the mount had them.
+An image that holds the whole package (ds01's single-user image, which says so with ``DS01_MODE=container``)
+gets neither: the helpers first on its PYTHONPATH would hide the rest of its own package (its server extension).
 
 The host folder is a link, ``helpers``, to ``helpers-<digest of the files>``: a folder never changed once made,
 so a running container's mount never sees a half-written file, and a stopped one gets the current helpers at its
-next start (the engine follows the link again). It is root's (``/var/lib/ds01-jupyter``) when root acts (ds01d,
-a hub): no user may change what is mounted into containers; otherwise the user's own cache, whose containers are
-theirs.
+next start (the engine follows the link again). Versions are never removed by ds01: a running container keeps
+the folder it mounted, whichever version is current. The folder is root's (``/var/lib/ds01-jupyter``) when root
+acts (ds01d, a hub): no user may change what is mounted into containers; otherwise the user's own, whose
+containers are theirs (the setting ``helpers_dir`` moves it).
 """
 
 from __future__ import annotations
@@ -18,9 +21,7 @@ import contextlib
 import hashlib
 import logging
 import os
-import shutil
 import stat
-import tempfile
 import threading
 import time
 from importlib import resources
@@ -28,23 +29,29 @@ from pathlib import Path
 
 log = logging.getLogger("ds01_jupyter.helpers")
 
-#: Where a local engine's containers see the helpers (read-only, on PYTHONPATH). In /dev, the engine's fresh
-#: tmpfs: no link of the user's image can send the mount point elsewhere (a /tmp made a link to /workspace would
-#: get root's folder made in their project), and nothing of it is in the container's files that an audit reads.
+#: Where a local engine's containers see the helpers (read-only, on PYTHONPATH). In /dev, the engine's fresh tmpfs
+#: at every start: no link of the user's image can send the mount point elsewhere then (an archive call's view of
+#: a stopped container is the image's own /dev: see Containers._create).
 MOUNT = "/dev/.ds01-lib"
 #: Where they are copied into the others (and were into every container before the mount).
 COPY_DIR = "/tmp/.ds01/lib"
-#: Both, on every container's PYTHONPATH: whichever it has.
+#: Both, on every container's PYTHONPATH (unless its image has the package): whichever it has.
 PYTHONPATH = (MOUNT, COPY_DIR)
 #: Subpackages of this package that code inside containers may import, besides its ``__init__``.
 PACKAGES = ("checkpoints",)
-#: Helper folders of older versions are removed once not current for this long (a start that followed the link
-#: to one just before it changed has long mounted it by then; a running container keeps what it mounted, and a
-#: stopped one follows the link again at its next start).
-KEEP_OLD_S = 3600.0
+#: An image's ENV entry that says it holds the whole package (ds01's single-user image for the hub).
+WHOLE_PACKAGE = "DS01_MODE=container"
+#: Half-made folders and links (a maker killed mid-way) are removed after this long.
+KEEP_UNFINISHED_S = 3600.0
+LINK = "helpers"
 
 _made: dict[str, Path] = {}
 _lock = threading.Lock()
+
+
+def wanted(image_env) -> bool:
+    """Whether a container of an image with this ENV gets the helpers (not when the image holds the package)."""
+    return WHOLE_PACKAGE not in (image_env or ())
 
 
 def files() -> list[tuple[str, bytes | None, int]]:
@@ -69,49 +76,65 @@ def entries() -> list[tuple[str, bytes | None, int]]:
     return [*folders, *((f"{'/'.join(parts)}/{path}", data, mode) for path, data, mode in files())]
 
 
-def base_folder() -> Path:
-    """Where this process keeps the host folder: root's for root, else the user's cache."""
+def base_folder(setting: str = "") -> Path:
+    """Where this process keeps the host folder: the setting, else root's for root, else the user's state."""
+    if setting:
+        return Path(setting)
     if os.geteuid() == 0:
         return Path("/var/lib/ds01-jupyter")
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "ds01-jupyter"
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "ds01-jupyter"
 
 
-def host_folder(base: Path | None = None) -> Path | None:
+def host_folder(base: Path) -> Path | None:
     """The link a container mounts at ``MOUNT``, made current; None (the helpers are then copied in) when it
     cannot be made: a full disk, a folder that is not this process's alone."""
-    base = base or base_folder()
     with _lock:
-        known = _made.get(str(base))
         try:
-            if known is not None and os.path.isdir(known / "ds01_jupyter"):
-                return known
-            made = _make(base, files())
+            name = _name(files())
+            link = base / LINK
+            if _made.get(str(base)) == link and _current(link, name):
+                return link  # a readlink and a stat: another version's process may have moved the link since
+            _made[str(base)] = _make(base, name)
+            return link
         except OSError as err:
             log.warning("ds01: cannot keep the container helpers in %s (%s); they are copied into each container.",
                         base, err.strerror or err)
             return None
-        _made[str(base)] = made
-        return made
 
 
-def _make(base: Path, found: list[tuple[str, bytes | None, int]]) -> Path:
+def _name(found: list[tuple[str, bytes | None, int]]) -> str:
     digest = hashlib.sha256()
     for path, data, mode in found:
         digest.update(f"{path}\0{mode}\0{len(data) if data is not None else -1}\0".encode() + (data or b""))
-    name = f"helpers-{digest.hexdigest()[:24]}"
+    return f"helpers-{digest.hexdigest()[:24]}"
+
+
+def _current(link: Path, name: str) -> bool:
+    try:
+        return os.readlink(link) == name and os.path.isdir(link / "ds01_jupyter")
+    except OSError:
+        return False
+
+
+def _make(base: Path, name: str) -> Path:
     _own_folder(base)
     target = base / name
     if not _mine(target):
+        import shutil  # here, not at the top: only a new version's first deploy makes the folder (the CLI's start)
+        import tempfile
+
         tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=base))
         try:
-            for path, data, mode in found:
+            for path, data, mode in files():
                 if data is None:
                     os.mkdir(tmp / path, mode)
                 else:
                     fd = os.open(tmp / path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
                     with os.fdopen(fd, "wb") as out:
                         out.write(data)
+                        out.flush()
+                        os.fsync(out.fileno())  # a folder that exists is complete, even after a power cut
                 os.chmod(tmp / path, mode)  # whatever the umask: every user of a container reads them
             os.chmod(tmp, 0o755)
             try:
@@ -121,12 +144,8 @@ def _make(base: Path, found: list[tuple[str, bytes | None, int]]) -> Path:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    link = base / "helpers"
-    try:
-        current = os.readlink(link)
-    except OSError:
-        current = None
-    if current != name:
+    link = base / LINK
+    if not _current(link, name):
         new = base / f".link-{os.urandom(6).hex()}"
         os.symlink(name, new)
         try:
@@ -134,10 +153,7 @@ def _make(base: Path, found: list[tuple[str, bytes | None, int]]) -> Path:
         except OSError:
             new.unlink(missing_ok=True)
             raise
-        if current and "/" not in current:
-            with contextlib.suppress(OSError):
-                os.utime(base / current, follow_symlinks=False)  # when it stopped being current
-        _drop_old(base, name)
+        _drop_unfinished(base)
     return link
 
 
@@ -163,18 +179,18 @@ def _mine(path: Path) -> bool:
     raise PermissionError(f"{path} is not a folder of uid {os.geteuid()} that only it may change")
 
 
-def _drop_old(base: Path, current: str) -> None:
-    """Remove helper folders no link names any more (older versions), and half-made ones, after KEEP_OLD_S."""
+def _drop_unfinished(base: Path) -> None:
+    """Remove what makers killed half-way left (never a version's folder: a container may mount it)."""
+    import shutil
+
     now = time.time()
     for entry in os.scandir(base):
-        if entry.name == current or not entry.name.startswith(("helpers-", ".new-", ".link-")):
+        if not entry.name.startswith((".new-", ".link-")):
             continue
-        try:
-            if now - entry.stat(follow_symlinks=False).st_mtime < KEEP_OLD_S:
+        with contextlib.suppress(OSError):
+            if now - entry.stat(follow_symlinks=False).st_mtime < KEEP_UNFINISHED_S:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 os.unlink(entry.path)
-        except OSError:
-            pass

@@ -184,6 +184,13 @@ class Settings:
     )
     framework_images: tuple[tuple[str, str], ...] = _setting((), FRAMEWORK_IMAGES_HELP)
     mount_ssh: bool = _setting(False, MOUNT_SSH_HELP)
+    helpers_dir: str = _setting(
+        "",
+        "Host folder of the Python helpers (ds01_jupyter.checkpoints) that every container mounts read-only at "
+        "/dev/.ds01-lib, one sub-folder per version, never changed once made. The engine must see it (a Docker "
+        "confined to some paths, such as snap's, may not: the helpers are then copied into each container). Empty: "
+        "/var/lib/ds01-jupyter when root runs the front end (ds01d, a hub), else ~/.local/state/ds01-jupyter.",
+    )
 
     def __post_init__(self):
         # Front ends hand in a dict (traitlets) or "name=image,..." (DS01_FRAMEWORK_IMAGES); kept as sorted pairs

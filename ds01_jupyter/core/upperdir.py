@@ -74,6 +74,34 @@ def locate(engine, record) -> tuple[str, tuple[str, ...]]:
     return upper, record.lower_dirs
 
 
+def layers_hold(layers: tuple[str, ...], path: str) -> bool | None:
+    """Whether any of an image's layer folders has ``path`` (relative, e.g. "dev/x"), read without following a
+    link; None when that cannot be told here (no layers known, or one that this process cannot read)."""
+    if not layers:
+        return None
+    *folders, name = path.split("/")
+    for layer in layers:
+        try:
+            fds = [os.open(layer, _DIR)]
+        except OSError:
+            return None
+        try:
+            for part in folders:
+                found = _open_in(fds[-1:], part)
+                if not found:
+                    break
+                fds += found
+            else:
+                if _lookup(fds[-1:], name) is not None:
+                    return True
+        except OSError:
+            return None
+        finally:
+            for fd in fds:
+                os.close(fd)
+    return False
+
+
 def walk(upper: str, lowers: tuple[str, ...] = (), leave_out: frozenset[str] = frozenset()) -> LayerChanges:
     """The changes of an upper directory against its image layers (see the module's docstring).
 
