@@ -42,6 +42,21 @@ def test_mounted_read_only_and_made_again_for_a_start_after_it_was_removed(make_
     assert _imported_from(core, user, name).startswith(helpers.MOUNT)
 
 
+def test_a_stopped_container_is_rescued_after_its_helpers_folder_was_removed(make_core, user, project_name, own_base):
+    """The engine mounts every mount of a stopped container for an archive call, and fails on a missing source."""
+    core = make_core(helpers_dir=str(own_base))
+    name = project_name()
+    project = core.projects.create(user, name)
+    core.containers.deploy(user, name, gpus=0)
+    code, out = core.containers.exec(user, name, ["sh", "-c", "echo precious > /tmp/result.csv"])
+    assert code == 0, out
+    core.containers.stop(user, name)
+    shutil.rmtree(own_base)
+    retired = core.guard.retire(user, name, "rescue")
+    assert retired["rescued"]["files"] == 1, retired
+    assert [p.read_text() for p in (project.path / ".rescued").rglob("result.csv")] == ["precious\n"]
+
+
 def test_an_engine_that_cannot_see_the_folder_gets_them_copied_at_each_start(make_core, user, project_name,
                                                                            monkeypatch):
     missing = Path(f"/nonexistent-ds01-{secrets.token_hex(4)}")  # as a Docker confined to some paths (snap) sees it

@@ -321,6 +321,8 @@ class Containers:
                 hint=f"Deploy it first: `container-deploy {project}`.",
                 project=project,
             )
+        if not record.running:
+            self._helpers_ready(record)  # what follows may be an archive call (a rescue) or a start
         return record
 
     def _status(self, user: User, record: ContainerRecord, image_ids: dict | None = None) -> ContainerStatus:
@@ -723,9 +725,9 @@ class Containers:
         ssh_mount.stage(user)
 
     def _check_helpers(self, user: User, record: ContainerRecord) -> None:
-        """Before a start of a container that mounts the helpers: their host folder made again if it was removed
-        (the engine follows its link at each start). Root starts a user's container only where it is root's own:
-        one made by the user's own ds01 mounts a folder of hers, which she may point at any host folder."""
+        """Before a start of a container that mounts the helpers (made ready by ``record``): root starts a user's
+        container only where they are root's own; one made by the user's own ds01 mounts a folder of hers, which
+        she may point at any host folder."""
         source = dict(record.mounts).get(helpers.MOUNT)
         if source is None or not self.engine.local:
             return
@@ -736,8 +738,12 @@ class Containers:
                 hint=f"Retire it and deploy again (`container-retire {record.labels.get(L.PROJECT, '')}`): the new "
                 "one mounts root's own copy.", container=record.name,
             )
-        if source == str(base / helpers.LINK):
-            helpers.host_folder(base)  # None (logged) when it cannot be made: the engine then says what is missing
+
+    def _helpers_ready(self, record: ContainerRecord) -> None:
+        """The helpers' folder of a stopped container made again if it was removed: the engine follows the link at
+        each start, and an archive call (a rescue) mounts every mount of a stopped container, failing without it."""
+        if self.engine.local and dict(record.mounts).get(helpers.MOUNT) == str(self._helpers_base() / helpers.LINK):
+            helpers.host_folder(self._helpers_base())  # None (logged) when it cannot be made: the engine says more
 
     def check_mounted_workspace(self, user: User, project: str, container_id: str) -> int:
         """After a start made as root for a user: the container's /workspace must be their real project folder.

@@ -31,7 +31,7 @@ log = logging.getLogger("ds01_jupyter.helpers")
 
 #: Where a local engine's containers see the helpers (read-only, on PYTHONPATH). In /dev, the engine's fresh tmpfs
 #: at every start: no link of the user's image can send the mount point elsewhere then (an archive call's view of
-#: a stopped container is the image's own /dev: see Containers._create).
+#: a stopped container is the image's own /dev: see Containers._helpers_mount).
 MOUNT = "/dev/.ds01-lib"
 #: Where they are copied into the others (and were into every container before the mount).
 COPY_DIR = "/tmp/.ds01/lib"
