@@ -335,6 +335,13 @@ def small_fs(engine):
     for record in engine.list_containers(L.managed()):  # deployed from projects on it
         if record.labels.get(L.WORKSPACE, "").startswith(str(path) + os.sep):
             engine.remove_container(record.id, force=True)
+    projects = set(os.listdir(path))  # their images too: make_core's clean-up finds projects below tmp_path only
+    for image in engine.list_images(L.managed()):
+        if image.labels.get(L.PROJECT) in projects:
+            try:
+                engine.remove_image(image.id)
+            except DS01Error:
+                pass
     subprocess.run(["umount", "-l", str(path)], check=False)
     shutil.rmtree(path, ignore_errors=True)
 

@@ -104,7 +104,12 @@ def test_a_helper_that_fails_has_its_share_read_again(tree, monkeypatch, fds_bef
     """A helper killed while reading (out of memory, a signal): the tree is read again here, nothing counted twice
     or lost, and what the helpers looked at is given back (a watch on a folder nobody took)."""
     forked = force_side_by_side(monkeypatch)
-    parent, died = os.getpid(), tree.parent / "a-helper-died"
+    parent, died, reading = os.getpid(), tree.parent / "a-helper-died", tree.parent / "the-parent-reads-its-share"
+
+    def wait_for(path):
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     class Looker:
         looked: list = []
@@ -113,12 +118,13 @@ def test_a_helper_that_fails_has_its_share_read_again(tree, monkeypatch, fds_bef
 
         def look(self, fd):
             if os.getpid() != parent:
+                wait_for(reading)  # a helper dies only once the parent read some of its own share (to give back)
                 died.touch()
                 os.kill(os.getpid(), 9)
             self.looked.append(fd)
-            deadline = time.monotonic() + 60
-            while len(self.looked) == 2 and not died.exists() and time.monotonic() < deadline:
-                time.sleep(0.01)  # this process's first folder of its share: until a helper has taken another
+            if len(self.looked) == 2:  # this process's first folder of its share: until a helper died in another
+                reading.touch()
+                wait_for(died)
             return ("seen", os.fstat(fd).st_ino)
 
         def unlook(self, seen):

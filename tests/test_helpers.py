@@ -136,3 +136,22 @@ def test_an_images_layers_are_read_for_the_mount_point_without_following_links(t
     assert layers_hold(layers, "dev/.ds01-lib") is True
     assert layers_hold((), "dev/.ds01-lib") is None  # another storage driver: not known
     assert layers_hold((str(tmp_path / "gone"),), "dev/.ds01-lib") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="folders of root's and of another owner need root")
+def test_only_a_folder_root_alone_may_change_counts_as_roots_own(tmp_path):
+    top = tmp_path / "roots"
+    top.mkdir(mode=0o755)
+    link = helpers.host_folder(top)
+    assert helpers.roots_own(str(link)) and helpers.roots_own(str(link.resolve()))
+    assert not helpers.roots_own("relative/helpers") and not helpers.roots_own(str(top / "missing"))
+    version = link.resolve()
+    os.chmod(version, 0o775)  # a group may change what is mounted
+    assert not helpers.roots_own(str(link))
+    os.chmod(version, 0o755)
+    os.chown(top, 12345, 12345)  # a user's folder above it: she may swap the link
+    assert not helpers.roots_own(str(link))
+    os.chown(top, 0, 0)
+    (tmp_path / "via").symlink_to(top)  # a link on the way
+    assert not helpers.roots_own(str(tmp_path / "via" / "helpers"))
+    assert helpers.roots_own(str(link))

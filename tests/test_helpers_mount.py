@@ -57,6 +57,20 @@ def test_a_stopped_container_is_rescued_after_its_helpers_folder_was_removed(mak
     assert [p.read_text() for p in (project.path / ".rescued").rglob("result.csv")] == ["precious\n"]
 
 
+def test_a_stop_is_recorded_as_deliberate_after_its_helpers_folder_was_removed(make_core, user, project_name,
+                                                                               own_base):
+    """The engine looks at every mount's source at each archive call, also on a running container: the stop
+    record (what tells a stop from a crash, which frees the GPU at once) is one."""
+    core = make_core(helpers_dir=str(own_base))
+    name = project_name()
+    core.projects.create(user, name)
+    record = core.containers.deploy(user, name, gpus=0).container
+    shutil.rmtree(own_base)
+    core.containers.stop(user, name)
+    ending = core.containers.allocator.ending(core.engine.get_container(record.id))
+    assert ending.how == "stopped", ending
+
+
 def test_an_engine_that_cannot_see_the_folder_gets_them_copied_at_each_start(make_core, user, project_name,
                                                                            monkeypatch):
     missing = Path(f"/nonexistent-ds01-{secrets.token_hex(4)}")  # as a Docker confined to some paths (snap) sees it

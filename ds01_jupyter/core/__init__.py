@@ -142,9 +142,11 @@ class DS01:
 
     @cached_property
     def allocator(self) -> GpuAllocator:
+        from . import helpers
         from .allocator import GpuAllocator
 
-        return GpuAllocator(self.engine, self.settings.lock_dir, timeout=self.settings.lock_timeout)
+        return GpuAllocator(self.engine, self.settings.lock_dir, timeout=self.settings.lock_timeout,
+                            before_archive=lambda r: helpers.ready(self.engine, self.settings.helpers_dir, r.mounts))
 
     @cached_property
     def containers(self) -> Containers:

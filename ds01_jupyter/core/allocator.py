@@ -67,6 +67,7 @@ import pwd
 import stat
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -169,10 +170,13 @@ def lock_holders(st: os.stat_result) -> list[tuple[int, str]]:
 
 
 class GpuAllocator:
-    def __init__(self, engine: ContainerEngine, lock_dir: str, timeout: float = 60.0):
+    def __init__(self, engine: ContainerEngine, lock_dir: str, timeout: float = 60.0,
+                 before_archive: Callable[[ContainerRecord], None] | None = None):
         self.engine = engine
         self.lock_dir = Path(lock_dir)
         self.timeout = timeout
+        #: Called before reading or writing a container's stop record (the engine needs every mount's source then).
+        self.before_archive = before_archive or (lambda record: None)
         self._endings: dict[tuple[str, datetime], Ending] = {}  # a run's verdict never changes once it ended
 
     @property
@@ -334,6 +338,7 @@ class GpuAllocator:
         try:
             # Written by the engine as root into the container's own /run (a path inside it, never on the host):
             # root-owned, so no process of the container, which runs as the user without capabilities, can forge it.
+            self.before_archive(record)
             self.engine.put_file(record.id, STOP_RECORD, data, mode=0o644, uid=0, gid=0)
         except DS01Error as err:
             log.warning("ds01: could not record the stop of %s (%s): if it exits with an error code it counts as "
@@ -370,6 +375,7 @@ class GpuAllocator:
     def _stopped_on_purpose(self, detail: ContainerRecord) -> bool:
         """Whether the container holds a stop record of ds01's for the run that ended (see the module docstring)."""
         try:
+            self.before_archive(detail)
             stream = self.engine.read_archive(detail.id, STOP_RECORD)
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 member = next(iter(tar), None)

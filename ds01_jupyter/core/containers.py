@@ -321,8 +321,7 @@ class Containers:
                 hint=f"Deploy it first: `container-deploy {project}`.",
                 project=project,
             )
-        if not record.running:
-            self._helpers_ready(record)  # what follows may be an archive call (a rescue) or a start
+        helpers.ready(self.engine, self.settings.helpers_dir, record.mounts)  # before an archive call or a start
         return record
 
     def _status(self, user: User, record: ContainerRecord, image_ids: dict | None = None) -> ContainerStatus:
@@ -731,19 +730,13 @@ class Containers:
         source = dict(record.mounts).get(helpers.MOUNT)
         if source is None or not self.engine.local:
             return
-        base = self._helpers_base()
-        if _checks_mounts(user) and source != str(base / helpers.LINK):
+        ours = source == str(self._helpers_base() / helpers.LINK)
+        if _checks_mounts(user) and not ours and not helpers.roots_own(source):
             raise StateConflict(
                 f"{record.name} mounts its helpers from {source}, a folder its user may change; it is not started.",
                 hint=f"Retire it and deploy again (`container-retire {record.labels.get(L.PROJECT, '')}`): the new "
                 "one mounts root's own copy.", container=record.name,
             )
-
-    def _helpers_ready(self, record: ContainerRecord) -> None:
-        """The helpers' folder of a stopped container made again if it was removed: the engine follows the link at
-        each start, and an archive call (a rescue) mounts every mount of a stopped container, failing without it."""
-        if self.engine.local and dict(record.mounts).get(helpers.MOUNT) == str(self._helpers_base() / helpers.LINK):
-            helpers.host_folder(self._helpers_base())  # None (logged) when it cannot be made: the engine says more
 
     def check_mounted_workspace(self, user: User, project: str, container_id: str) -> int:
         """After a start made as root for a user: the container's /workspace must be their real project folder.
@@ -800,8 +793,8 @@ class Containers:
             record = self.engine.get_container(container_id)
             if record is not None and helpers.MOUNT in dict(record.mounts):
                 return True
-            image = self.engine.get_image(record.image_id) if record is not None and record.image_id else None
-            if image is not None and not helpers.wanted(image.env):
+            images = self.engine.get_images([record.image_id]) if record is not None and record.image_id else []
+            if images and not helpers.wanted(images[0].env):
                 return True  # the image has the whole package
             self.engine.put_tree(container_id, "/tmp", helpers.entries(), user.uid, user.gid)
         except DS01Error:

@@ -79,7 +79,7 @@ def entries() -> list[tuple[str, bytes | None, int]]:
 def base_folder(setting: str = "") -> Path:
     """Where this process keeps the host folder: the setting, else root's for root, else the user's state."""
     if setting:
-        return Path(setting)
+        return Path(os.path.abspath(os.path.expanduser(setting)))  # the engine resolves no relative path of ours
     if os.geteuid() == 0:
         return Path("/var/lib/ds01-jupyter")
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -101,6 +101,42 @@ def host_folder(base: Path) -> Path | None:
             log.warning("ds01: cannot keep the container helpers in %s (%s); they are copied into each container.",
                         base, err.strerror or err)
             return None
+
+
+def ready(engine, setting: str, mounts) -> None:
+    """A container's helpers folder made again if it was removed: the engine follows the link at each start, and
+    looks at every mount's source at each archive call (a rescue, a kernel's files, a stop record), failing without
+    it. Only this process's own folder is made; another (an older ``helpers_dir``) is left as it is."""
+    if getattr(engine, "local", False):
+        base = base_folder(setting)
+        if dict(mounts).get(MOUNT) == str(base / LINK):
+            host_folder(base)  # None (logged) when it cannot be made: the engine then says what is missing
+
+
+def roots_own(source: str) -> bool:
+    """Whether a mount's source is a folder only root may change, every folder above it too (the link ``helpers``
+    and the version folder it names included): what root may mount into a user's container at each start."""
+    path = Path(source)
+    if not path.is_absolute() or ".." in path.parts:
+        return False
+    try:
+        for step in [*reversed(path.parents), path]:
+            st = os.lstat(step)
+            # A sticky folder others may write (/tmp) is fine above: none of them may move root's entry in it.
+            above = step != path and st.st_mode & stat.S_ISVTX
+            if st.st_uid != 0 or (st.st_mode & 0o022 and not stat.S_ISLNK(st.st_mode) and not above):
+                return False
+            if stat.S_ISLNK(st.st_mode):
+                if step != path or "/" in os.readlink(step):
+                    return False  # only the last step may be a link, to a folder beside it
+                target = os.lstat(path.parent / os.readlink(step))
+                if not stat.S_ISDIR(target.st_mode) or target.st_uid != 0 or target.st_mode & 0o022:
+                    return False
+            elif not stat.S_ISDIR(st.st_mode):
+                return False
+    except OSError:
+        return False
+    return True
 
 
 def _name(found: list[tuple[str, bytes | None, int]]) -> str:
@@ -137,6 +173,7 @@ def _make(base: Path, name: str) -> Path:
                         os.fsync(out.fileno())  # a folder that exists is complete, even after a power cut
                 os.chmod(tmp / path, mode)  # whatever the umask: every user of a container reads them
             os.chmod(tmp, 0o755)
+            _sync_folders(tmp, [path for path, data, _ in files() if data is None])
             try:
                 os.rename(tmp, target)
             except OSError:  # made meanwhile by another process (the same files)
@@ -155,6 +192,16 @@ def _make(base: Path, name: str) -> Path:
             raise
         _drop_unfinished(base)
     return link
+
+
+def _sync_folders(top: Path, folders: list[str]) -> None:
+    """fsync the folders too (their entries), so that a folder that exists after a power cut is whole."""
+    for folder in [*folders, ""]:
+        fd = os.open(top / folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _own_folder(base: Path) -> None:

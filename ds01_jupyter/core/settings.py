@@ -186,10 +186,11 @@ class Settings:
     mount_ssh: bool = _setting(False, MOUNT_SSH_HELP)
     helpers_dir: str = _setting(
         "",
-        "Host folder of the Python helpers (ds01_jupyter.checkpoints) that every container mounts read-only at "
-        "/dev/.ds01-lib, one sub-folder per version, never changed once made. The engine must see it (a Docker "
-        "confined to some paths, such as snap's, may not: the helpers are then copied into each container). Empty: "
-        "/var/lib/ds01-jupyter when root runs the front end (ds01d, a hub), else ~/.local/state/ds01-jupyter.",
+        "Host folder of the Python helpers (ds01_jupyter.checkpoints) that containers mount read-only at "
+        "/dev/.ds01-lib, one sub-folder per version, never changed once made nor removed by ds01. The engine must "
+        "see it (a Docker confined to some paths, such as snap's, may not: the helpers are then copied into each "
+        "container). Empty: /var/lib/ds01-jupyter when root runs the front end (ds01d, a hub), else "
+        "~/.local/state/ds01-jupyter.",
     )
 
     def __post_init__(self):
