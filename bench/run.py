@@ -129,8 +129,9 @@ def _notes(r: dict) -> str:
     if "run_network_s" in r:
         notes.append(f"docker run -d on a network of its own, as a deploy starts it: {_t(r['run_network_s'])}")
     if "connect_s" in r:
+        copied = f"copied in meanwhile: {_t(r['helpers_s'])}" if "helpers_s" in r else "mounted, not copied"
         notes.append(f"of the core's deploy, the network connected after the /workspace check: {_t(r['connect_s'])}"
-                     f", the helpers copied in meanwhile: {_t(r['helpers_s'])}")
+                     f", the helpers {copied}")
     if "cli_startup_s" in r:
         notes.append(f"the CLI's own start-up (`ds01 --help`): {_t(r['cli_startup_s'])}")
     if "diff_s" in r:
