@@ -396,3 +396,16 @@ def remove_networks(engine, user_name: str) -> None:
             engine.api.remove_network(net["Id"])
         except Exception:  # noqa: BLE001 - still in use by a container being removed: the engine keeps it
             pass
+
+
+def tar_link(name: str, target: str) -> bytes:
+    """A tar of one symbolic link, for the engine's archive calls (what a user's image could hold)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.SYMTYPE, target
+        tar.addfile(info)
+    return buffer.getvalue()

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import tar_link
 
 from ds01_jupyter.core import helpers
 from ds01_jupyter.core.errors import StateConflict
@@ -119,7 +120,7 @@ def test_root_copies_them_for_an_image_that_holds_something_at_their_mount_point
     api = core.engine.api
     scratch = api.create_container(built.id, ["true"], labels={"ds01-test.scratch": name})["Id"]
     try:
-        api.put_archive(scratch, "/dev", _tar_link(".ds01-lib", "/workspace/planted"))
+        api.put_archive(scratch, "/dev", tar_link(".ds01-lib", "/workspace/planted"))
         repository, tag = core.images.tag(other_user, name).rsplit(":", 1)
         api.commit(scratch, repository=repository, tag=tag)
     finally:
@@ -144,15 +145,3 @@ def test_an_image_with_the_whole_package_gets_neither_mount_nor_copy(make_core, 
     assert helpers.MOUNT not in dict(core.engine.get_container(record.id).mounts)
     code, out = core.containers.exec(user, name, ["sh", "-c", 'echo "[$PYTHONPATH]"; test -e /tmp/.ds01/lib; echo $?'])
     assert out.decode().split() == ["[]", "1"], out
-
-
-def _tar_link(name: str, target: str) -> bytes:
-    import io
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.type, info.linkname = tarfile.SYMTYPE, target
-        tar.addfile(info)
-    return buffer.getvalue()

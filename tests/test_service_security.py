@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import tar_link
 from ds01d_helpers import ds01d_factory_fixture, unix_users_fixture  # noqa: F401  (fixtures)
 
 from ds01_jupyter.core import DS01, helpers, ssh_mount
@@ -276,18 +277,6 @@ def _empty_tar() -> bytes:
     return buffer.getvalue()
 
 
-def _tar_link(name: str, target: str) -> bytes:
-    import io
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.type, info.linkname = tarfile.SYMTYPE, target
-        tar.addfile(info)
-    return buffer.getvalue()
-
-
 def test_a_huge_build_context_is_refused_before_it_is_read(ds01d_factory, unix_users, project_name):
     """ds01d holds a build's context in memory: a sparse terabyte in the project must not reach it."""
     daemon = ds01d_factory()
@@ -475,7 +464,7 @@ def test_kernel_starts_leave_nothing_of_roots_and_nothing_to_others(ds01d_factor
     core.projects.create(alice.user, name)
     record = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
     # What her image could say (RUN rm -rf /tmp && ln -s /workspace /tmp), without a build.
-    core.engine.api.put_archive(record.id, "/", _tar_link("tmp", "/workspace"))
+    core.engine.api.put_archive(record.id, "/", tar_link("tmp", "/workspace"))
     # The helpers as a start copies them where the engine cannot mount them (a cluster node): as hers too.
     core.engine.put_tree(record.id, "/tmp", helpers.entries(), alice.user.uid, alice.user.gid)
     answers = _as_user(alice, daemon.socket, """
