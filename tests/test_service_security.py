@@ -448,8 +448,8 @@ def test_kernel_starts_leave_nothing_of_roots_and_nothing_to_others(ds01d_factor
     """A kernel started through ds01d: the files the engine writes as root follow a link the user's image made
     (/tmp -> /workspace) into her project, so they are hers (root's she could not remove); its key never reaches
     the audit log (with it, anyone on the host reaches the kernel's ports); a start takes one of her operations
-    (ten execs a second while its pid is awaited); another user's LABEL ds01.user=... never puts his build's
-    containers in her events."""
+    (files copied, the exec started, its pid read off its stream); another user's LABEL ds01.user=... never puts
+    his build's containers in her events."""
     settings = make_core.settings()
     daemon = ds01d_factory(settings, max_operations_per_user=1)
     alice, bob = unix_users(), unix_users()

@@ -15,7 +15,6 @@ import socket
 import struct
 import sys
 import threading
-import time
 from importlib import resources
 from pathlib import Path
 
@@ -126,18 +125,53 @@ def _prepare(core: DS01, user: User, container_id: str, kernel_id: str, connecti
     ], user.uid, user.gid)
     passed = {k: v for k, v in (env or {}).items() if k in PASSED_ENV}
     passed["DS01_KERNEL_ID"] = kernel_id
-    # No kernel without its pid file (a full disk): one nobody could signal or end would run on.
-    return ["sh", "-c", f'echo $$ > {pid_file} && exec "$@"', "sh"], passed
+    # No kernel without its pid file (a full disk): one nobody could signal or end would run on. The pid is said
+    # first on stderr too, read off the attached stream (_pid): no engine call (an exec is ~0.1 s) to learn it.
+    return ["sh", "-c", f'echo $$ > {pid_file} && echo "{PID_LINE} $$" >&2 && exec "$@"', "sh"], passed
 
 
-def _pid(core: DS01, user: User, container_id: str, kernel_id: str) -> int:
-    pid_file = inner_files(kernel_id)[1]
-    for _ in range(100):
-        code, out = core.engine.exec(container_id, ["cat", pid_file], user=f"{user.uid}:{user.gid}")
-        if code == 0 and out.strip().isdigit():
-            return int(out.strip())
-        time.sleep(0.1)
-    raise StateConflict(f"The kernel did not start inside container {container_id[:12]}.")
+#: The first line of a kernel's stderr, before its own output: its wrapper's pid (``_prepare``).
+PID_LINE = "ds01-kernel-pid"
+#: The most of the wrapper's output read for it: what an image's own sh may say before giving up.
+PID_READ_MAX = 4096
+
+
+def _pid(stream: socket.socket, container_id: str, timeout: float = 60.0) -> int:
+    """The kernel's pid, read frame by frame (the engine's 8-byte header, then the bytes) off the attached stream
+    up to the wrapper's line and no further: what follows is the kernel's own output, for whoever drains it."""
+    said = b""
+    stream.settimeout(timeout)
+    try:
+        while b"\n" not in said and len(said) < PID_READ_MAX:
+            head = _exactly(stream, 8)
+            if len(head) < 8:
+                break  # the wrapper ended: its pid file could not be written (it said why)
+            kind, size = head[0], struct.unpack(">I", head[4:])[0]
+            data = _exactly(stream, min(size, PID_READ_MAX))
+            if kind == 2:
+                said += data
+            if len(data) < size:
+                break
+    except OSError:
+        pass  # timed out or cut: said below
+    finally:
+        stream.settimeout(None)
+    line = said.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    word, _, pid = line.partition(" ")
+    if word == PID_LINE and pid.isdigit():
+        return int(pid)
+    raise StateConflict(f"The kernel did not start inside container {container_id[:12]}"
+                        + (f": {line[:300]}" if line else "."))
+
+
+def _exactly(stream: socket.socket, count: int) -> bytes:
+    out = b""
+    while len(out) < count:
+        chunk = stream.recv(count - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
 
 
 def alive(core: DS01, user: User, container_id: str, pid: int) -> bool:
@@ -193,7 +227,7 @@ class ContainerKernels:
         _exec_id, stream = self.core.engine.exec_attach(record.id, argv, f"{user.uid}:{user.gid}",
                                                        in_workspace(workdir), False, env=passed)
         try:
-            pid = _pid(self.core, user, record.id, kernel_id)
+            pid = _pid(stream, record.id)
         except BaseException:
             stream.close()
             raise

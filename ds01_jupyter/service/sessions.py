@@ -77,7 +77,7 @@ def attach_kernel(service, conn: socket.socket, reply: Reply, user, args: dict, 
     """Start a kernel in the caller's running container (``core.kernels.attach``: as them, our launcher,
     their workspace) and hand its connection over; what the audit log records of it."""
     kernels = service.core.kernels
-    with service.operation(user):  # its start works the engine (files, the exec, its pid awaited up to 10 s)
+    with service.operation(user):  # its start works the engine (files, the exec, its pid read off the stream)
         info, stream = kernels.attach(user, args["name"], args["kernel_id"], args["key"], args["ports"],
                                       args["extra"], args["workdir"], args["env"], args["signature_scheme"])
     try:
