@@ -91,7 +91,7 @@ def host_folder(base: Path) -> Path | None:
     cannot be made: a full disk, a folder that is not this process's alone."""
     with _lock:
         try:
-            name = _name(files())
+            name = _current_name()
             link = base / LINK
             if _made.get(str(base)) == link and _current(link, name):
                 return link  # a readlink and a stat: another version's process may have moved the link since
@@ -137,6 +137,16 @@ def roots_own(source: str) -> bool:
     except OSError:
         return False
     return True
+
+
+_named: list = [None, ""]  # (the files function named, its folder name): the installed files do not change
+
+
+def _current_name() -> str:
+    """The version folder's name for this process's helpers, computed once (the allocator asks per container)."""
+    if _named[0] is not files:
+        _named[:] = [files, _name(files())]
+    return _named[1]
 
 
 def _name(found: list[tuple[str, bytes | None, int]]) -> str:
