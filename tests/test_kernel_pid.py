@@ -45,5 +45,15 @@ def test_a_line_that_is_not_ours_is_no_pid():
     ours, theirs = socket.socketpair()
     with ours, theirs:
         theirs.sendall(frame(2, f"{PID_LINE} -1\n".encode()))
+        theirs.shutdown(socket.SHUT_WR)
         with pytest.raises(StateConflict):
             _pid(ours, "c" * 64, timeout=5)
+
+
+def test_lines_an_images_shell_says_first_are_passed_over():
+    """Where an image's sh is bash, BASH_ENV runs before the wrapper's line and may print."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(frame(2, b"welcome to my image\n") + frame(2, f"{PID_LINE} 7\n".encode()) + frame(1, b"out"))
+        assert _pid(ours, "c" * 64, timeout=5) == 7
+        assert ours.recv(1024) == frame(1, b"out")

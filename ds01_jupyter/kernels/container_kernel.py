@@ -142,7 +142,7 @@ def _pid(stream: socket.socket, container_id: str, timeout: float = 60.0) -> int
     said = b""
     stream.settimeout(timeout)
     try:
-        while b"\n" not in said and len(said) < PID_READ_MAX:
+        while _pid_in(said) is None and len(said) < PID_READ_MAX:
             head = _exactly(stream, 8)
             if len(head) < 8:
                 break  # the wrapper ended: its pid file could not be written (it said why)
@@ -156,12 +156,22 @@ def _pid(stream: socket.socket, container_id: str, timeout: float = 60.0) -> int
         pass  # timed out or cut: said below
     finally:
         stream.settimeout(None)
-    line = said.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-    word, _, pid = line.partition(" ")
-    if word == PID_LINE and pid.isdigit():
-        return int(pid)
+    pid = _pid_in(said)
+    if pid is not None:
+        return pid
+    line = said.decode("utf-8", "replace").strip().splitlines()[:1]
     raise StateConflict(f"The kernel did not start inside container {container_id[:12]}"
-                        + (f": {line[:300]}" if line else "."))
+                        + (f": {line[0][:300]}" if line else "."))
+
+
+def _pid_in(said: bytes) -> int | None:
+    """The pid of the wrapper's line among the lines said so far (an image's shell may say others first, e.g.
+    through BASH_ENV where its sh is bash)."""
+    for line in said.split(b"\n")[:-1]:  # whole lines only
+        word, _, pid = line.decode("utf-8", "replace").strip().partition(" ")
+        if word == PID_LINE and pid.isdigit():
+            return int(pid)
+    return None
 
 
 def _exactly(stream: socket.socket, count: int) -> bytes:
