@@ -167,12 +167,13 @@ def _make(base: Path, name: str) -> Path:
     _own_folder(base)
     target = base / name
     if not _mine(target):
+        found = files()
         import shutil  # here, not at the top: only a new version's first deploy makes the folder (the CLI's start)
         import tempfile
 
         tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=base))
         try:
-            for path, data, mode in files():
+            for path, data, mode in found:
                 if data is None:
                     os.mkdir(tmp / path, mode)
                 else:
@@ -183,7 +184,7 @@ def _make(base: Path, name: str) -> Path:
                         os.fsync(out.fileno())  # a folder that exists is complete, even after a power cut
                 os.chmod(tmp / path, mode)  # whatever the umask: every user of a container reads them
             os.chmod(tmp, 0o755)
-            _sync_folders(tmp, [path for path, data, _ in files() if data is None])
+            _sync_folders(tmp, [path for path, data, _ in found if data is None])
             try:
                 os.rename(tmp, target)
             except OSError:  # made meanwhile by another process (the same files)
@@ -221,12 +222,13 @@ def _own_folder(base: Path) -> None:
         os.mkdir(base, 0o755)
     except FileExistsError:
         pass
-    st = os.lstat(base)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise PermissionError(f"{base} is not a folder of uid {os.geteuid()} that only it may change")
+    if not _mine(base):
+        raise FileNotFoundError(f"{base} went away as it was made")
 
 
 def _mine(path: Path) -> bool:
+    """Whether ``path`` exists: False when not, True when it is a folder of this process's user that no one else may
+    change, PermissionError when it is anything else."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:

@@ -132,21 +132,23 @@ def _prepare(core: DS01, user: User, container_id: str, kernel_id: str, connecti
 
 #: The first line of a kernel's stderr, before its own output: its wrapper's pid (``_prepare``).
 PID_LINE = "ds01-kernel-pid"
+#: Docker's frame head on an attached stream without a terminal: stream (1 stdout, 2 stderr), 3 zero bytes, length.
+FRAME_HEAD = struct.Struct(">BxxxL")
 #: The most of the wrapper's output read for it: what an image's own sh may say before giving up.
 PID_READ_MAX = 4096
 
 
 def _pid(stream: socket.socket, container_id: str, timeout: float = 60.0) -> int:
-    """The kernel's pid, read frame by frame (the engine's 8-byte header, then the bytes) off the attached stream
+    """The kernel's pid, read frame by frame (FRAME_HEAD, then the bytes) off the attached stream
     up to the wrapper's line and no further: what follows is the kernel's own output, for whoever drains it."""
     said = b""
     stream.settimeout(timeout)
     try:
         while _pid_in(said) is None and len(said) < PID_READ_MAX:
-            head = _exactly(stream, 8)
-            if len(head) < 8:
+            head = _exactly(stream, FRAME_HEAD.size)
+            if len(head) < FRAME_HEAD.size:
                 break  # the wrapper ended: its pid file could not be written (it said why)
-            kind, size = head[0], struct.unpack(">I", head[4:])[0]
+            kind, size = FRAME_HEAD.unpack(head)
             data = _exactly(stream, min(size, PID_READ_MAX))
             if kind == 2:
                 said += data
@@ -279,8 +281,6 @@ class Output(threading.Thread):
     stdout may be a result, e.g. ``nbconvert --stdout``), and notes its end: the kernel's end. A thread, so it
     drains whichever loop runs."""
 
-    _head = struct.Struct(">BxxxL")  # Docker's frame head without a terminal: stream, 3 zero bytes, length
-
     def __init__(self, stream: socket.socket):
         super().__init__(name="ds01-kernel-output", daemon=True)
         self.stream = stream
@@ -291,12 +291,12 @@ class Output(threading.Thread):
         try:
             while data := self.stream.recv(65536):
                 buffer += data
-                while len(buffer) >= self._head.size:
-                    _kind, length = self._head.unpack_from(buffer)
-                    if len(buffer) < self._head.size + length:
+                while len(buffer) >= FRAME_HEAD.size:
+                    _kind, length = FRAME_HEAD.unpack_from(buffer)
+                    if len(buffer) < FRAME_HEAD.size + length:
                         break
-                    chunk = buffer[self._head.size:self._head.size + length]
-                    buffer = buffer[self._head.size + length:]
+                    chunk = buffer[FRAME_HEAD.size:FRAME_HEAD.size + length]
+                    buffer = buffer[FRAME_HEAD.size + length:]
                     try:
                         sys.stderr.write(chunk.decode(errors="replace"))
                         sys.stderr.flush()
