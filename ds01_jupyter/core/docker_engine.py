@@ -652,7 +652,26 @@ class DockerEngine(ContainerEngine):
         return usage.get("total_usage")
 
     # -- images -----------------------------------------------------------------
+    #: Builds of one image at most, where each before it lost a cached layer to another image's removal.
+    BUILD_TRIES = 3
+
     def build_image(self, context, tag, buildargs, labels, progress: Progress, dockerfile="Dockerfile", network=None):
+        """Build, and build again when a layer the build took from the cache was deleted under it. The engine's
+        ``rmi`` also deletes the untagged layers beneath an image, which are the cache of every build with the
+        same first steps: on a shared host another user's ``image-remove`` (or a retire's clean-up) can delete
+        one between this build's cache hit and its next step, which then fails ("unknown parent image ID"). The
+        next try finds no such layer and makes its own."""
+        for attempt in range(1, self.BUILD_TRIES + 1):
+            try:
+                return self._build_once(context, tag, buildargs, labels, progress, dockerfile, network)
+            except BuildFailed as failed:
+                if attempt == self.BUILD_TRIES or not _LOST_LAYER.search(failed.message):
+                    raise
+                progress("A cached layer this build used was deleted meanwhile (another image's removal): "
+                         "building again.")
+        raise AssertionError("unreachable")
+
+    def _build_once(self, context, tag, buildargs, labels, progress: Progress, dockerfile, network):
         image_id = None
         tail: list[str] = []
         what = tag or "(untagged)"  # a framework fallback image is built without a tag
@@ -875,6 +894,10 @@ class DockerEngine(ContainerEngine):
 
 
 #: Container events that change what a list of containers shows (not exec_*, attach, top, health_status...).
+#: A build's failure when a layer it had from the cache was deleted before its next step: "failed to set parent
+#: sha256:…: unknown parent image ID" (a COPY's layer) or "No such image: sha256:…" (a RUN's container).
+_LOST_LAYER = re.compile(r"unknown parent image ID|No such image: sha256:[0-9a-f]{12}")
+
 _LISTED_ACTIONS = frozenset(
     {"create", "start", "restart", "stop", "die", "kill", "destroy", "rename", "update", "pause", "unpause", "oom"}
 )
