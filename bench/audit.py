@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import subprocess
 
-from harness import result, scratch, timed
+from harness import scratch
+from timing import result, timed
 
 STEPS = (1_000, 10_000, 100_000)
 

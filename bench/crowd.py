@@ -12,7 +12,8 @@ import statistics
 import sys
 import time
 
-from harness import cli, docker, result, scratch
+from harness import cli, docker, scratch
+from timing import result
 
 RUNNING = (1, 10, 50)
 

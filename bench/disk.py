@@ -13,7 +13,8 @@ import statistics
 import subprocess
 import time
 
-from harness import result, scratch, timed
+from harness import scratch
+from timing import result, timed
 
 from ds01_jupyter.core import side_by_side, tree_watch
 

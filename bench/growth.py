@@ -16,7 +16,8 @@ import sys
 import time
 
 from audit import _write_files
-from harness import result, scratch, timed
+from harness import scratch
+from timing import result, timed
 
 from ds01_jupyter.core import upperdir
 from ds01_jupyter.core.errors import DS01Error

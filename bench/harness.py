@@ -10,13 +10,11 @@ same identity.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import secrets
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+
 from ds01_jupyter.core import DS01, Settings, User  # noqa: E402
 from ds01_jupyter.core import labels as L  # noqa: E402
 
@@ -41,49 +40,6 @@ BASE_IMAGE = os.environ.get("DS01_BENCH_BASE_IMAGE", "ds01/base:latest")
 #: trusted only on an image built for its own project, and two runs at once must not move each other's tags.
 #: The builds after the first come from the engine's cache (only the labels differ).
 IMAGE_TEMPLATE = "ds01-{user}/bench-{run}-{project}:latest"
-
-
-# -- numbers ----------------------------------------------------------------------------
-def timed(fn, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
-
-
-def summary(samples: list[float]) -> dict:
-    """Median and spread of several runs, in seconds."""
-    ordered = sorted(samples)
-    return {
-        "median_s": statistics.median(ordered),
-        "min_s": ordered[0],
-        "max_s": ordered[-1],
-        "runs": len(ordered),
-    }
-
-
-def percentile(samples: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank): with 100 samples p99 is the second slowest."""
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def result(name: str, ours: list[float], baseline_what: str, base: list[float], **extra) -> dict:
-    """One measured result, with its ratio to the baseline measured in the same run."""
-    return {
-        "name": name,
-        "ours": summary(ours),
-        "baseline": {"what": baseline_what, **summary(base)},
-        "ratio": statistics.median(ours) / statistics.median(base),
-        **extra,
-    }
-
-
-def not_measured(name: str, why: str) -> dict:
-    return {"name": name, "not_measured": why}
 
 
 # -- a scratch user -----------------------------------------------------------------------

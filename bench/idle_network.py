@@ -16,7 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import ROOT, not_measured, scratch, server, which
+from harness import ROOT, scratch, server, which
+from timing import not_measured
 
 NAME = "idle network, one open sidebar"
 WINDOW_S = float(os.environ.get("DS01_BENCH_IDLE_WINDOW", "60"))

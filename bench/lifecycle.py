@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 
-from harness import DS01_SCRIPT, cli, docker, not_measured, result, scratch, server
+from harness import DS01_SCRIPT, cli, docker, scratch, server
+from timing import not_measured, result
 
 
 def bench_lifecycle(repeat: int) -> list[dict]:

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 import requests
-from harness import ROOT, docker, free_port, not_measured, result, scratch, server, wait_until, which
+from harness import ROOT, docker, free_port, scratch, server, wait_until, which
 from kernel_client import execute, start_kernel
+from timing import not_measured, result
 
 SINGLEUSER_IMAGE = "ds01-bench/singleuser:latest"
 WHEELS = Path(os.environ.get("DS01_BENCH_WHEELS", "/tmp/ds01-bench-wheels"))

@@ -164,6 +164,12 @@ def _notes(r: dict) -> str:
         )
     if "gpus" in r:
         notes.append(f"{r['gpus']} GPUs")
+    if "cached_s" in r:
+        notes.append(f"the answer kept for a second (the sidebar's, deploys', the reaper's): {_t(r['cached_s'])}")
+    if "device" in r:
+        notes.append(f"measured on {r['device']}")
+    if "checks" in r:
+        notes.append("checks there: " + ", ".join(f"{name} {outcome}" for name, outcome in r["checks"].items()))
     return "; ".join(notes)
 
 
@@ -196,11 +202,32 @@ def write(results: dict) -> None:
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
 
+def merge_device(path: Path) -> None:
+    """Put the GPU results measured on another machine (bench/device_check.py) into results.json and RESULTS.md,
+    each with that machine and its checks."""
+    report = json.loads(path.read_text())
+    where = report["machine"]
+    device = (f"{', '.join(where['gpus']) or 'no GPU'} (driver {where['driver']}, nvidia-ml-py "
+              f"{where['nvidia_ml_py']}, {where['cpus']} CPUs, {where['platform']}, Python {where['python']})")
+    checks = {name: check["outcome"] for name, check in report["checks"].items()}
+    results = json.loads((HERE / "results.json").read_text())
+    group = report["gpu"]
+    group["results"] = [{**r, "device": device, "checks": checks} for r in group["results"]]
+    results["benchmarks"]["gpu"] = group
+    write(results)
+    print((HERE / "RESULTS.md").read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("only", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement (default 3)")
+    parser.add_argument("--merge", type=Path, metavar="FILE",
+                        help="instead of running: take the gpu results device_check.py wrote on a GPU machine")
     args = parser.parse_args()
+    if args.merge:
+        merge_device(args.merge)
+        return
     chosen = args.only or list(BENCHMARKS)
     unknown = [name for name in chosen if name not in BENCHMARKS]
     if unknown:

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 import yaml
-from harness import BASE_IMAGE, DS01_SCRIPT, ROOT, docker, not_measured, result
+from harness import BASE_IMAGE, DS01_SCRIPT, ROOT, docker
+from timing import not_measured, result
 
 from ds01_jupyter.core import DS01, User
 from ds01_jupyter.core import labels as L

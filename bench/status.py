@@ -15,7 +15,8 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import BENCH_USER, not_measured, percentile, result, scratch, server
+from harness import BENCH_USER, scratch, server
+from timing import not_measured, percentile, result
 
 PROJECTS = 1000
 CONTAINERS = 200

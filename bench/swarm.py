@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness import BASE_IMAGE, BENCH_USER, DS01, ROOT, not_measured, result, scratch
+from harness import BASE_IMAGE, BENCH_USER, DS01, ROOT, scratch
+from timing import not_measured, result
 
 CONTAINERS = 50
 SCRIPT = ROOT / ".ci" / "swarm"
