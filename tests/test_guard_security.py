@@ -9,6 +9,7 @@ that allocate more than their bytes, and disks that fill up.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ds01_jupyter.core.errors import DiskFull, Forbidden, QuotaExceeded, UnsavedWork
+from ds01_jupyter.core.errors import DiskFull, Forbidden, InvalidRequest, QuotaExceeded, UnsavedWork
 from ds01_jupyter.core.findings import WORK
 from ds01_jupyter.core.guard import UNLISTED
 from ds01_jupyter.core.rescue_writer import RescueWriter
@@ -363,3 +364,45 @@ def test_a_long_answer_from_inside_is_read_whole(theirs):
     paths = {f.path for f in audit.findings}
     assert "/dev/shm/only-inside.txt" in paths, audit.notes
     assert sum(p.startswith("/tmp/many/") for p in paths) == 3000
+
+
+def test_what_an_audit_reads_of_the_users_files_is_bounded_and_never_blocks(theirs, monkeypatch):
+    """A FIFO or a huge requirements.txt, an apt log made any size inside (a sparse file costs her no disk, and the
+    engine sends every byte): root reads a bounded part, or refuses, and never waits on a FIFO."""
+    core, user, name, cid = theirs
+    project = core.projects.get(user, name).path
+    # The apt log, as an image whose Dockerfile made it hers might let her write it: one line, then 64 MiB of holes.
+    sh(core, cid, "mkdir -p /var/log/apt && echo 'Install: ds01probe:amd64 (1.0)' > /var/log/apt/history.log "
+                  "&& truncate -s 64M /var/log/apt/history.log", "0:0")
+    monkeypatch.setattr("ds01_jupyter.core.guard.APT_LOG_MAX", 1 << 20)
+    audit = core.guard.audit(user, name)
+    assert any(f.path == "apt:ds01probe" for f in audit.findings)
+    assert any("Read the first 1.0 MiB of /var/log/apt/history.log only" in note for note in audit.notes), audit.notes
+
+    for make in (lambda p: os.mkfifo(p), lambda p: p.write_bytes(b"numpy\n" * 400_000)):
+        path = project / "requirements.txt"
+        path.unlink(missing_ok=True)
+        make(path)
+        os.chown(path, user.uid, user.gid)
+        started = time.monotonic()
+        with pytest.raises(InvalidRequest):
+            core.guard.add_requirements(user, name, audit)
+        assert time.monotonic() - started < 5
+
+
+def test_the_audits_look_for_links_reads_only_what_the_user_may(theirs):
+    """The link walk runs as the user: a folder she cannot read (root's, 0700, in her project) is not listed, so no
+    link in it is reported (a swap of a folder for a link mid-walk leads root's walk nowhere she could not go)."""
+    core, user, name, cid = theirs
+    project = core.projects.get(user, name).path
+    (project / "mine").mkdir()
+    os.chown(project / "mine", user.uid, user.gid)
+    (project / "mine" / "out").symlink_to("/etc")
+    (project / "roots").mkdir(mode=0o700)
+    (project / "roots" / "secret-token").symlink_to("/opt/vault/sk-LIVE")
+    try:
+        found = {f.path: f for f in core.guard.audit(user, name).findings}
+        assert found["/workspace/mine/out"].source == "workspace-link"
+        assert not any("secret-token" in path for path in found)
+    finally:
+        shutil.rmtree(project / "roots")

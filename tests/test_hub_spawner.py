@@ -186,3 +186,32 @@ def test_rescue_from_inside_copies_regular_files_only(tmp_path):
         str(outside / "gone.csv"): "vanished before it could be copied"
     }
     assert not list((workspace / ".rescued").glob("*.partial"))
+
+
+def test_a_stop_by_a_hub_run_as_root_never_removes_a_file_through_the_users_link(make_core, other_user, project_name):
+    """The notice of a stop lies in her home: root removing it by path would follow a link she made of its folder
+    (to /etc/docker, say) and remove a file of the same name there (daemon.json for a server named daemon)."""
+    import subprocess
+    import tempfile
+
+    settings = make_core.settings(gpus=fake_gpus(0))
+    spawner = DS01Spawner(
+        user=_HubUser(other_user.name), orm_spawner=_OrmSpawner(""), user_mapper=lambda n: other_user,
+        limits_file=settings.limits_file, gpu_inventory=settings.gpu_inventory, gpu_request="env",
+        lock_dir=settings.lock_dir,
+    )
+    name = project_name()
+    spawner.core.projects.create(other_user, name)
+    spawner.core.containers.deploy(other_user, name, gpus=0)
+    victim = Path(tempfile.mkdtemp(prefix="ds01-victim-"))  # root's, 0700
+    (victim / f"{name}.json").write_text("{}")
+    hub = spawner._notice_file(other_user, name).parent
+    hub.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["chown", "-R", f"{other_user.uid}:{other_user.gid}", str(other_user.home / ".local")], check=True)
+    hub.symlink_to(victim)
+    try:
+        spawner._retire(other_user, name)  # nothing to say: the notice is removed
+        assert not spawner.core.containers.list(other_user)  # retired
+        assert (victim / f"{name}.json").exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(victim)], check=True)

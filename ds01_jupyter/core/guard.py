@@ -61,6 +61,9 @@ WORKSPACE = "/workspace"
 #: Records of retired containers kept per project, and findings per record (for `ds01 where`).
 RETIRED_KEPT = 20
 RETIRED_FINDINGS = 2000
+#: The most of a container's apt history log an audit reads, and of a project's requirements.txt its update does.
+APT_LOG_MAX = 4 * 2**20
+REQUIREMENTS_MAX = 1 * 2**20
 
 
 def _roots(paths: set[str]) -> list[str]:
@@ -161,7 +164,7 @@ class Guard(Rescuing):
                           "or copy your files into /workspace first."),
             ))
         self._add_apt(audit, record, paths)
-        self._add_links(audit, proj.path)
+        self._add_links(audit, user, proj.path)
         audit.findings = rank(audit.findings)
         audit.seconds = time.monotonic() - started
         self._remember(user, audit)
@@ -269,8 +272,13 @@ class Guard(Rescuing):
             with tarfile.open(fileobj=self.engine.read_archive(record.id, log), mode="r|") as tar:
                 member = next(iter(tar), None)
                 handle = tar.extractfile(member) if member else None  # None also for a folder or device
-                text = handle.read().decode("utf-8", "replace") if handle else ""
-        except (DS01Error, tarfile.TarError, AttributeError):
+                # Its first APT_LOG_MAX bytes only: the container's user may make it any size (a sparse file
+                # costs her no disk, and the engine sends every byte into this process).
+                text = handle.read(APT_LOG_MAX).decode("utf-8", "replace") if handle else ""
+                if member is not None and member.size > APT_LOG_MAX:
+                    audit.notes.append(f"Read the first {format_size(APT_LOG_MAX)} of {log} only "
+                                       f"({format_size(member.size)}).")
+        except (DS01Error, tarfile.TarError, AttributeError, OSError):
             return
         for line in text.splitlines():
             if line.startswith("Install:"):
@@ -279,30 +287,39 @@ class Guard(Rescuing):
                         Finding(path=f"apt:{name}", kind=ENVIRONMENT, size=0, source="apt", detail=f"{name}={version}")
                     )
 
-    def _add_links(self, audit: Audit, project_path: Path, limit: int = 200_000) -> None:
-        """Links inside the workspace that lead outside it: writing through them lands outside."""
+    def _add_links(self, audit: Audit, user: User, project_path: Path, limit: int = 200_000) -> None:
+        """Links inside the workspace that lead outside it: writing through them lands outside. Walked as the
+        user and by folder descriptors: the container may swap a folder for a link meanwhile, and root walking
+        by path would then list (and report the links of) a folder only root may read."""
         seen = 0
-        for dirpath, dirnames, filenames in os.walk(project_path):
-            if os.path.basename(dirpath) == RESCUED and os.path.dirname(dirpath) == str(project_path):
-                dirnames[:] = []
-                continue
-            for name in dirnames + filenames:
-                seen += 1
-                full = os.path.join(dirpath, name)
-                if not os.path.islink(full):
+        with acting_as(user):
+            walk = os.fwalk(project_path, follow_symlinks=False, onerror=lambda err: None)
+            for dirpath, dirnames, filenames, folder in walk:
+                if os.path.basename(dirpath) == RESCUED and os.path.dirname(dirpath) == str(project_path):
+                    dirnames[:] = []
                     continue
-                target = os.readlink(full)
-                inner = "/workspace/" + os.path.relpath(full, project_path)
-                resolved = posixpath.normpath(posixpath.join(posixpath.dirname(inner), target))
-                if resolved == "/workspace" or resolved.startswith("/workspace/"):
-                    continue
-                audit.findings.append(
-                    Finding(path=inner, kind=WORK, size=0, source="workspace-link",
-                            detail=f"links to {target}: what is written through it is outside /workspace")
-                )
-            if seen > limit:
-                audit.notes.append(f"Stopped looking for links after {limit} entries of the workspace.")
-                break
+                for name in dirnames + filenames:
+                    seen += 1
+                    self._add_link(audit, project_path, dirpath, name, folder)
+                if seen > limit:
+                    audit.notes.append(f"Stopped looking for links after {limit} entries of the workspace.")
+                    break
+
+    @staticmethod
+    def _add_link(audit: Audit, project_path: Path, dirpath: str, name: str, folder: int) -> None:
+        try:
+            target = os.readlink(name, dir_fd=folder)
+        except OSError:
+            return  # not a link (EINVAL), or gone meanwhile
+        full = os.path.join(dirpath, name)
+        inner = "/workspace/" + os.path.relpath(full, project_path)
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(inner), target))
+        if resolved == "/workspace" or resolved.startswith("/workspace/"):
+            return
+        audit.findings.append(
+            Finding(path=inner, kind=WORK, size=0, source="workspace-link",
+                    detail=f"links to {target}: what is written through it is outside /workspace")
+        )
 
     # -- remembered results (warnings survive a restart) ---------------------------------
     def _cache_file(self, user: User, project: str) -> Path:
@@ -360,7 +377,7 @@ class Guard(Rescuing):
         with acting_as(user):
             if path.is_symlink():
                 raise InvalidRequest(f"{path} is a link; refusing to write through it.")
-            existing = path.read_text() if path.exists() else ""
+            existing = _read_requirements(path)
             have = {re.split(r"[=<>!~\[ ;]", line.strip(), maxsplit=1)[0].lower().replace("-", "_")
                     for line in existing.splitlines() if line.strip() and not line.startswith("#")}
             added = [p for p in wanted if p.split("==")[0].lower().replace("-", "_") not in have]
@@ -462,6 +479,24 @@ def _collector_paused():
     finally:
         if was:
             gc.enable()
+
+
+def _read_requirements(path: Path) -> str:
+    """The project's requirements.txt ("" when there is none): a regular file of at most REQUIREMENTS_MAX, opened
+    without blocking (a FIFO of that name would hold the operation for ever) and without following a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return ""
+    except OSError as err:
+        raise InvalidRequest(f"Cannot read {path} ({err.strerror}).") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidRequest(f"{path} is not a regular file; refusing to add to it.")
+        if st.st_size > REQUIREMENTS_MAX:
+            raise InvalidRequest(f"{path} is larger than {format_size(REQUIREMENTS_MAX)}; add the packages by hand.")
+        return fh.read(REQUIREMENTS_MAX).decode("utf-8", "replace")
 
 
 def _relative_notebook(path: str | None, project_path: Path) -> str | None:

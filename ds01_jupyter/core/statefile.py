@@ -37,6 +37,17 @@ def write_atomic(path: Path, text: str, user=None) -> None:
             raise
 
 
+def remove(path: Path, user=None) -> bool:
+    """Remove ``path`` as ``user``; whether it went. Root removing by a path in her home would follow a link she
+    made of a folder on it (to /etc/docker, say) and remove a file of the same name there."""
+    try:
+        with acting_as(user):
+            os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
 def read_json(path: Path, user=None):
     """The JSON in ``path``, or None when it is missing, unreadable, not a regular file or too big."""
     try:

@@ -41,7 +41,7 @@ from ..core.limits import format_size
 from ..core.names import container_name
 from ..core.processes import report_lines
 from ..core.requests import ServerOptions
-from ..core.statefile import read_json, write_atomic
+from ..core.statefile import read_json, remove, write_atomic
 from ..settings_traits import SettingsOptions
 from . import form
 from .image import ensure_singleuser, has_singleuser, project_outdated
@@ -380,7 +380,7 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         notice = self._last_stop(user, project)
         if notice:
             self._say(f"When {project} last stopped: {notice['message']}", 5)
-            self._notice_file(user, project).unlink(missing_ok=True)
+            remove(self._notice_file(user, project), user)
         self._replace_stale_container(user, project)
         usage = core.containers.limits_and_use(user)
         limit = core.limits.for_user(user).max_containers_per_user
@@ -528,4 +528,4 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         if said:
             self._tell(user, project, " ".join(said))
         else:
-            self._notice_file(user, project).unlink(missing_ok=True)
+            remove(self._notice_file(user, project), user)
