@@ -161,9 +161,10 @@ def save(obj, epoch: int | None = None, step: int | None = None, metrics: dict |
     except OSError as err:
         raise _disk_error(err, f"checkpoint {name}", directory) from err
     if keep_last is not None or keep_best is not None:
-        # The caller is the trainer: what it saved before is finished, however recent (recent_seconds=0).
+        # The caller is the trainer: what it saved before is finished, however recent (recent_seconds=0). Only
+        # the folder it saves into: the runs below it (another job's lightning_logs/...) are not its own.
         prune(keep_last=keep_last, keep_best=keep_best, metric=metric, mode=mode, directory=directory,
-              dry_run=False, recent_seconds=0)
+              dry_run=False, recent_seconds=0, run="")
     saved = next((c for c in scan(directory) if c.path == str(directory / name)), None)
     return saved or Checkpoint(path=str(directory / name), name=name, epoch=epoch, step=step, metrics=metrics or {})
 
@@ -217,17 +218,21 @@ def load_latest(directory=None, map_location=None, run: str | None = None):
 
 # -- retention ------------------------------------------------------------------------------------
 def prune_plan(keep_last=None, keep_best=None, metric=None, mode=None, older_than=None, directory=None,
-               recent_seconds: float = RECENT_SECONDS):
-    """(delete, keep): each checkpoint with the reason a prune would delete or keep it."""
+               recent_seconds: float = RECENT_SECONDS, run: str | None = None):
+    """(delete, keep): each checkpoint with the reason a prune would delete or keep it; ``run``: that run's only
+    ("" for ``directory`` itself, not the folders below it)."""
     found = listing(_dir(directory), metric, mode)
+    if run is not None:
+        found.checkpoints = [c for c in found.checkpoints if c.run == run]
     return plan(found, keep_last, keep_best, metric, mode, older_than, recent_seconds=recent_seconds)
 
 
 def prune(keep_last: int | None = None, keep_best: int | None = None, metric: str | None = None,
           mode: str | None = None, older_than: float | None = None, directory=None,
-          dry_run: bool = True, recent_seconds: float = RECENT_SECONDS) -> list[Checkpoint]:
+          dry_run: bool = True, recent_seconds: float = RECENT_SECONDS, run: str | None = None) -> list[Checkpoint]:
     """Delete what :func:`prune_plan` would; with ``dry_run`` (the default) only return it."""
-    doomed = [c for c, _ in prune_plan(keep_last, keep_best, metric, mode, older_than, directory, recent_seconds)[0]]
+    doomed = [c for c, _ in
+              prune_plan(keep_last, keep_best, metric, mode, older_than, directory, recent_seconds, run)[0]]
     if dry_run:
         return doomed
     root = _dir(directory)

@@ -21,6 +21,9 @@ from pathlib import Path
 #: Headers larger than this are not read (a real one is kilobytes; a hostile one could be gigabytes).
 MAX_HEADER = 100 * 2**20
 _HDF5 = b"\x89HDF\r\n\x1a\n"
+#: torch.save's magic number as its legacy (pre-zip) format pickles it first; the tensors' bytes follow the
+#: pickles, so such a file has no end marker to check.
+_LEGACY_TORCH = b"l\xfc\x9cF\xf9 j\xa8P\x19"
 
 
 def open_regular(path: Path | str, dir_fd: int | None = None):
@@ -102,8 +105,12 @@ def check_file(path: Path | str, dir_fd: int | None = None) -> str:
             return "" if zipfile.is_zipfile(fh) else "truncated archive (no zip central directory)"
         if suffix in (".h5", ".hdf5") or head == _HDF5:
             return _hdf5(fh, size)
-        if suffix == ".pkl" or (suffix in (".pt", ".pth", ".ckpt", ".bin") and head[:1] == b"\x80"):
+        # A pickle of protocol 2 or later (it starts with PROTO) ends with the STOP opcode. Not checked: older
+        # protocols, compressed pickles (joblib's compress=, zlib), torch.save's legacy format (storages follow).
+        if suffix in (".pkl", ".pt", ".pth", ".ckpt", ".bin") and head[:1] == b"\x80":
+            if _LEGACY_TORCH in fh.read(32):
+                return ""
             fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b".":  # every pickle ends with the STOP opcode
+            if fh.read(1) != b".":
                 return "truncated pickle"
     return ""

@@ -2,8 +2,10 @@
 
 Some checkpoints are never deleted by a rule, whatever the policy: one changed
 in the last few minutes (a trainer may be writing it), one being written, a
-role file (``best-model.pt``, ``last.ckpt``, the trainer's recorded best), and
-each run's resume point (so a run always keeps a complete checkpoint). Those
+role file (``best-model.pt``, ``last.ckpt``, the trainer's recorded best),
+each run's resume point (so a run always keeps a complete checkpoint), one
+written after that resume point (a second run into the same folder), and one
+without an epoch or step among numbered ones (a final model, an export). Those
 go only by name. Rules count per run: ``keep_last=2`` keeps the newest two of
 every run.
 """
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 
 from .naming import BEST
-from .scanning import RECENT_SECONDS, Checkpoint, Listing, _order, _value
+from .scanning import RECENT_SECONDS, Checkpoint, Listing, _value, order_key
 
 
 class CheckpointError(Exception):
@@ -43,10 +45,13 @@ def plan(
     mode = mode or found.mode
     now = time.time() if now is None else now
     kept_by_rule: dict[str, str] = {}
+    kept_always: dict[str, str] = {}
     for run in {c.run for c in found.checkpoints}:
-        pool = [c for c in found.checkpoints if c.run == run and c.complete and not c.role]
+        items = [c for c in found.checkpoints if c.run == run]
+        pool = [c for c in items if c.complete and not c.role]
+        kept_always.update(_outside_rules(items, pool))
         if keep_last:
-            for c in sorted(pool, key=_order)[-keep_last:]:
+            for c in sorted(pool, key=order_key(items))[-keep_last:]:
                 kept_by_rule[c.path] = f"among the last {keep_last} of its run"
         if keep_best and metric:
             scored = sorted((c for c in pool if _value(c, metric) is not None), key=lambda c: _value(c, metric),
@@ -69,6 +74,8 @@ def plan(
             keep.append((c, "the trainer's latest checkpoint by name: delete it by name if you mean to"))
         elif c.is_latest:
             keep.append((c, f"the checkpoint a resume of {run} loads"))
+        elif c.path in kept_always:
+            keep.append((c, kept_always[c.path]))
         elif older_than is not None and age < older_than:
             keep.append((c, f"newer than {days}"))
         elif not c.complete:
@@ -82,6 +89,22 @@ def plan(
             delete.append((c, "not among " + " or ".join(r for r in rules if r)
                            + (f", and older than {days}" if days else "")))
     return delete, keep
+
+
+def _outside_rules(items: list[Checkpoint], pool: list[Checkpoint]) -> dict[str, str]:
+    """Complete checkpoints of a run that no rule deletes, with why: one written after the checkpoint a resume
+    loads (a second run into the same folder, numbered from 0 again), and one without a number among numbered
+    ones (a final model, an export: not a step of the sequence the rules count)."""
+    latest = next((c for c in items if c.is_latest), None)
+    numbered = any(c.epoch is not None or c.step is not None for c in pool)
+    kept = {}
+    for c in pool:
+        if latest is not None and c.mtime > latest.mtime + 1:
+            kept[c.path] = "written after the checkpoint a resume loads (another run here?): delete it by name"
+        elif numbered and c.epoch is None and c.step is None:
+            kept[c.path] = ("no epoch or step in its name among numbered checkpoints (a final model, an export?): "
+                            "delete it by name if you mean to")
+    return kept
 
 
 def open_parent(root: Path | str, relpath: str) -> int:

@@ -167,8 +167,8 @@ def _entry(entry: os.DirEntry, rel: str, record: dict, templates, budget: list, 
         c.problem = "a symbolic link: not followed"
     elif entry.is_dir(follow_symlinks=False):
         kind = trainers.folder_kind(path)
-        if not (kind or FOLDER.match(name) or low.endswith(EXTENSIONS)):
-            return None
+        if not (kind or FOLDER.match(name) or low.endswith(EXTENSIONS)) or holds_checkpoints(path, kind is None):
+            return None  # a plain folder, or a run: the walk looks inside
         c.folder, c.kind = True, kind or "folder"
         c.size, newest = _folder_size(path, budget)
         c.mtime = max(c.mtime, newest)
@@ -217,6 +217,40 @@ def _entry(entry: os.DirEntry, rel: str, record: dict, templates, budget: list, 
         c.state = "in_progress" if now - c.mtime < RECENT_SECONDS and not c.problem.startswith("a symbolic") \
             else "incomplete"
     return c
+
+
+def holds_checkpoints(path: Path, named_only: bool) -> bool:
+    """Whether a folder that looks like one checkpoint is a run of them: a trainer's output folder (Hugging Face's
+    final model beside its checkpoint-<step> folders), or a folder named like a checkpoint (``ckpt_20240501``) with
+    nothing of one at its top but folders. Taken for one checkpoint, a prune would delete the whole run with it."""
+    folders, weights = 0, False
+    try:
+        with os.scandir(path) as entries:
+            for seen, entry in enumerate(entries):
+                if seen >= trainers.MAX_FILES:
+                    break
+                if entry.is_dir(follow_symlinks=False):
+                    if FOLDER.match(entry.name) or trainers.HF_FOLDER.match(entry.name):
+                        return True
+                    folders += 1
+                elif entry.name.lower().endswith(EXTENSIONS) or trainers.WEIGHTS.search(entry.name):
+                    weights = True
+    except OSError:
+        return False
+    return named_only and folders > 0 and not weights
+
+
+#: Lightning's name for a checkpoint whose name was taken (``epoch=3-step=400-v1.ckpt``): a second run into the
+#: same folder, or a second save under one name; only time orders those.
+VERSIONED = re.compile(r"-v\d+(\.[^.]*)?$")
+
+
+def order_key(items: list):
+    """How a run's checkpoints are ordered, oldest first: by epoch and step (_order), or by time when Lightning
+    versioned some of their names (a rerun's epoch=0-...-v1 comes after the first run's epoch=9)."""
+    if any(VERSIONED.search(c.name) for c in items):
+        return lambda c: (c.mtime, *_order(c))
+    return _order
 
 
 def walk(directory: Path, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> tuple[list, list]:
@@ -276,7 +310,7 @@ def listing(directory, metric: str | None = None, mode: str | None = None,
     metric = metric or next((m for m in _PREFERRED if m in names), names[0] if names else None)
     result = Listing(str(directory), [], [], metric, mode or default_mode(metric), names, problems)
     for run in sorted(by_run):
-        items = sorted(by_run[run], key=_order)
+        items = sorted(by_run[run], key=order_key(by_run[run]))
         _trainer_roles(items)
         heads = [c for c in items if c.complete and not (c.named_role and c.role == BEST)]
         if heads:
