@@ -264,8 +264,8 @@ def test_a_reader_that_stops_halfway_never_passes_for_a_finished_rescue(theirs, 
         tar.addfile(info, io.BytesIO(b"a\n"))
     cut = buffer.getvalue()[:1024]  # the first member, then nothing: no report, no second file
     monkeypatch.setattr(core.guard, "_inside", lambda *a, **k: (io.BytesIO(cut), lambda: 137))
-    with pytest.raises(Exception) as info:
-        core.guard.retire(user, name, mode="rescue")
+    with pytest.raises(Exception) as info:  # the probe is cut too: what runs is unknown, and she said stop it
+        core.guard.retire(user, name, mode="rescue", stop_processes=True)
     assert "stopped early" in str(info.value)
     assert core.engine.get_container(cid).running  # kept: /tmp/b.txt is only in there
     rescued = core.projects.get(user, name).path / ".rescued"

@@ -319,3 +319,23 @@ def test_a_main_command_that_execs_another_program_is_still_the_main_process(mak
     assert job.extra["command"] == "sleep 1000"
     status, report = core.containers.stop_with_report(user, name, stop_processes=True)
     assert report["count"] == 1 and report["ended"] == 1 and status.state == "exited"
+
+
+def test_a_container_the_guard_cannot_look_inside_is_never_taken_for_one_that_runs_nothing(
+        make_core, user, project_name):
+    """No python3 the user may run (an image without it; a container at its process limit answers no better):
+    what runs is unknown, so stop and retire refuse as for running work, and go ahead only when told to."""
+    core, name, cid = deployed(make_core, user, project_name)
+    background(core, cid, user, "sleep 1000")
+    code, out = core.engine.exec(cid, ["sh", "-c", 'chmod 0 "$(readlink -f "$(command -v python3)")"'], user="0:0")
+    assert code == 0, out
+    audit = core.guard.audit(user, name)
+    [unknown] = running(audit)
+    assert "could not look inside" in unknown.detail and unknown in audit.at_risk
+    for attempt in (lambda: core.guard.retire(user, name, mode="discard"), lambda: core.containers.stop(user, name)):
+        with pytest.raises(UnsavedWork) as info:
+            attempt()
+        assert "could not look inside" in info.value.message and "--stop-processes" in info.value.hint
+    assert core.containers.status(user, name).running
+    core.containers.stop(user, name, stop_processes=True)
+    assert core.containers.status(user, name).state == "exited"

@@ -811,7 +811,7 @@ class Containers:
     def stop_with_report(self, user: User, project: str, stop_processes: bool = False, progress: Progress = _noop,
                          force: bool = False) -> tuple[ContainerStatus, dict | None]:
         """``stop``, and what stopping the running processes did (None when none were stopped)."""
-        from .processes import Processes, refusal
+        from .processes import Processes, only_unlooked, refusal
 
         self.projects.get(user, project)
         record = self.record(user, project)
@@ -822,7 +822,7 @@ class Containers:
                        if f.kind == "process"]
             if running and not stop_processes:
                 raise refusal(record.name, running, "Stopping")
-            if running:
+            if running and not only_unlooked(running):
                 report = processes.stop(user, record, progress=progress)
         if record.state in ("running", "paused", "restarting"):
             self.allocator.record_stop(record)  # a deliberate stop keeps the GPU for gpu_hold_after_stop

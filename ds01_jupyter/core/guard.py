@@ -45,7 +45,7 @@ from .findings import (
 from .identity import acting_as
 from .limits import format_size
 from .names import check_project_name
-from .processes import Processes, process_findings, refusal
+from .processes import Processes, only_unlooked, process_findings, refusal, unlooked
 from .requests import RetireRequest
 from .rescue import COPYABLE, Rescuing, _short, skipped_caches
 from .rescue_writer import RESCUED
@@ -144,6 +144,7 @@ class Guard(Rescuing):
                 audit.notes.append("The guard could not look inside the running container (no python3 in the image, "
                                    "or it did not answer): files in /dev/shm and other memory-backed folders, and "
                                    "running processes, are not listed.")
+                audit.add([unlooked()], 0)
             if record.state in ("exited", "dead", "created"):
                 audit.notes.append("The container is stopped: files it had in /dev/shm were lost when it stopped.")
         audit.add(*(early if early is not None and layer is not None and stats is layer.stats
@@ -292,7 +293,7 @@ class Guard(Rescuing):
         user and by folder descriptors: the container may swap a folder for a link meanwhile, and root walking
         by path would then list (and report the links of) a folder only root may read."""
         seen = 0
-        with acting_as(user):
+        with acting_as(user), contextlib.suppress(OSError):  # no workspace (deleted), or one she cannot read
             walk = os.fwalk(project_path, follow_symlinks=False, onerror=lambda err: None)
             for dirpath, dirnames, filenames, folder in walk:
                 if os.path.basename(dirpath) == RESCUED and os.path.dirname(dirpath) == str(project_path):
@@ -412,7 +413,7 @@ class Guard(Rescuing):
         self._refuse_files(audit, mode, running)
         if running and not stop_processes:
             raise refusal(audit.container, running, "Retiring")
-        if running:
+        if running and not only_unlooked(running):
             stopped = self.processes.stop(user, self.containers.record(user, project), progress=progress)
             audit = self.audit(user, project)  # after they ended: what they wrote up to the end is found
             self._refuse_files(audit, mode, [], after_stop=True)

@@ -85,6 +85,20 @@ def process_findings(listing: dict | None, project_path: Path | None = None, gpu
 
 
 UNREADABLE = "(processes that could not be listed)"
+#: The finding of a running container the guard could not look inside: what runs in it is unknown, so a stop or
+#: a retire is refused unless told to stop its processes, never taken for "nothing runs".
+UNLOOKED = "(processes the guard could not look at)"
+
+
+def unlooked() -> Finding:
+    return Finding(path=UNLOOKED, kind=PROCESS, size=0, source="process",
+                   detail="the guard could not look inside the running container (no python3 in the image, a "
+                          "container at its process or memory limit, or no answer in time): what runs is unknown")
+
+
+def only_unlooked(running: list[Finding]) -> bool:
+    """Whether the only running work known of is that nothing could be looked at: no process to stop by name."""
+    return all(f.path == UNLOOKED for f in running)
 
 
 def _process_findings(listing: dict, project_path: Path | None, gpu: dict | None,
@@ -185,6 +199,8 @@ class Processes:
     def findings(self, user: User, record: ContainerRecord, project_path: Path | None = None,
                  listing: dict | None = None) -> tuple[list[Finding], list[str]]:
         listing = listing if listing is not None else self.listing(user, record)
+        if listing is None and record.running:
+            return [unlooked()], []
         gpu = self.gpu_memory(record) if listing and listing.get("groups") else {}
         return process_findings(listing, project_path, gpu)
 
