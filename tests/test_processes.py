@@ -339,3 +339,35 @@ def test_a_container_the_guard_cannot_look_inside_is_never_taken_for_one_that_ru
     assert core.containers.status(user, name).running
     core.containers.stop(user, name, stop_processes=True)
     assert core.containers.status(user, name).state == "exited"
+
+
+def test_a_stop_copies_what_the_container_keeps_in_memory_into_the_project_first(make_core, user, project_name):
+    """A stopped container keeps its files but not its /dev/shm: a stop (the user's, the reaper's, the hub's)
+    copies those into .rescued/ first, after the processes it stops had their say."""
+    core, name, cid = deployed(make_core, user, project_name)
+    background(core, cid, user, "sh -c 'trap \"echo final > /dev/shm/at-exit.txt; exit 0\" TERM; "
+                                "while true; do sleep 0.1; done'")
+    code, out = core.engine.exec(cid, ["sh", "-c", "echo results > /dev/shm/results.txt"],
+                                 user=f"{user.uid}:{user.gid}")
+    assert code == 0, out
+    status, report = core.containers.stop_with_report(user, name, stop_processes=True)
+    assert status.state == "exited"
+    folder = Path(report["memory_rescued"]["folder"])
+    assert (folder / "dev/shm/results.txt").read_text() == "results\n"
+    assert (folder / "dev/shm/at-exit.txt").read_text() == "final\n"  # written on SIGTERM, before the stop
+    assert report["memory_rescued"]["files"] == 2
+
+
+def test_a_stop_that_cannot_copy_what_is_in_memory_is_refused_and_keeps_it(make_core, user, project_name):
+    from ds01_jupyter.core.containers import Containers
+
+    core, name, cid = deployed(make_core, user, project_name)
+    code, out = core.engine.exec(cid, ["sh", "-c", "echo results > /dev/shm/results.txt"],
+                                 user=f"{user.uid}:{user.gid}")
+    assert code == 0, out
+    bare = Containers(core.settings, core.engine, core.projects, core.images, core.limits, core.allocator,
+                      core.inventory)  # no rescue at hand
+    with pytest.raises(UnsavedWork) as info:
+        bare.stop(user, name)
+    assert "/dev/shm/results.txt" in info.value.message and "--rescue" in info.value.hint
+    assert core.containers.status(user, name).running

@@ -154,7 +154,7 @@ class DS01:
 
         return Containers(
             self.settings, self.engine, self.projects, self.images, self.limits, self.allocator, self.inventory,
-            start_times=self._start_times,
+            start_times=self._start_times, save_memory=lambda *args: self.guard.save_memory(*args),
         )
 
     @cached_property

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from . import frameworks, helpers, ssh_mount, upperdir, workspace_access
 from . import labels as L
@@ -30,6 +31,7 @@ from .errors import (
     LimitExceeded,
     ProjectNotFound,
     StateConflict,
+    UnsavedWork,
 )
 from .gpus import GpuInventory
 from .images import Images
@@ -208,7 +210,11 @@ class Containers:
         allocator: GpuAllocator,
         inventory: GpuInventory,
         start_times: dict | None = None,
+        save_memory: Callable[..., Any] | None = None,
     ):
+        #: (user, project, record, findings, progress) -> a Rescue: copies files kept in memory into the project
+        #: before a stop loses them (the guard's rescue); without it, a stop that would lose some is refused.
+        self.save_memory = save_memory
         self.settings = settings
         # Start times of running containers (id -> datetime), shared with DS01: the engine's list lacks them.
         self.start_times = {} if start_times is None else start_times
@@ -813,21 +819,43 @@ class Containers:
         """``stop``, and what stopping the running processes did (None when none were stopped)."""
         from .processes import Processes, only_unlooked, refusal
 
-        self.projects.get(user, project)
+        path = self.projects.get(user, project).path
         record = self.record(user, project)
         report = None
         if record.running and not force:
             processes = Processes(self.engine, self.settings, self.inventory)
-            running = [f for f in processes.findings(user, record, self.projects.get(user, project).path)[0]
-                       if f.kind == "process"]
+            listing = processes.listing(user, record, memory=True)
+            running = [f for f in processes.findings(user, record, path, listing)[0] if f.kind == "process"]
             if running and not stop_processes:
                 raise refusal(record.name, running, "Stopping")
             if running and not only_unlooked(running):
                 report = processes.stop(user, record, progress=progress)
+                listing = processes.listing(user, record, sample=0, memory=True)  # what they left in memory
+            saved = self._save_memory(user, project, record, listing, progress)
+            if saved is not None:
+                report = {**(report or {}), "memory_rescued": saved}
         if record.state in ("running", "paused", "restarting"):
             self.allocator.record_stop(record)  # a deliberate stop keeps the GPU for gpu_hold_after_stop
             self.engine.stop_container(record.id, timeout=self.settings.stop_timeout)
         return self.status(user, project), report
+
+    def _save_memory(self, user: User, project: str, record: ContainerRecord, listing: dict | None,
+                     progress: Progress) -> dict | None:
+        """Copy the files of the container's memory-backed folders into the project before a stop loses them
+        (a stopped container keeps its writable layer, not its /dev/shm); refuse the stop where they cannot be."""
+        from .findings import WORK, tmpfs_findings
+
+        memory = [f for f in tmpfs_findings((listing or {}).get("tmpfs") or [])[0] if f.kind == WORK]
+        if not memory:
+            return None
+        if self.save_memory is None:
+            raise UnsavedWork(
+                f"Stopping {record.name} would lose {len(memory)} file(s) kept in memory ({memory[0].path}"
+                + (" and more" if len(memory) > 1 else "") + "): a stopped container keeps its files, not those.",
+                hint="Copy them into /workspace first, or retire with --rescue, which copies them.",
+                findings=[f.to_dict() for f in memory[:50]],
+            )
+        return self.save_memory(user, project, record, memory, progress).to_dict()
 
     def retire(self, user: User, project: str) -> ContainerStatus:
         """Stop and remove the container (its GPU is freed with it); the workspace stays (or stays gone)."""

@@ -367,6 +367,13 @@ class Guard(Rescuing):
         except OSError:
             pass
 
+    def save_memory(self, user: User, project: str, record: ContainerRecord, findings: list[Finding],
+                    progress: Callable[[str], None] = lambda s: None):
+        """Copy the files of a container's memory-backed folders (/dev/shm...) into the project's .rescued/ before
+        a stop loses them (Containers.stop); a full disk or quota refuses the stop instead."""
+        audit = Audit(project=project, container=record.name, state=record.state, findings=list(findings))
+        return self.rescue(user, project, audit, progress)
+
     # -- environment changes into the image ------------------------------------------------------
     def add_requirements(self, user: User, project: str, audit: Audit | None = None) -> list[str]:
         """Append pip packages installed by hand to the project's requirements.txt; return what was added."""

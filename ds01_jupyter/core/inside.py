@@ -175,6 +175,21 @@ def _read_log(path, limit=4 << 20):
     return out
 
 
+def _memory_files(req, found, notes):
+    """Every entry of the memory-backed mounts (/dev/shm, any tmpfs but /dev itself), lost when the container
+    stops; (the mounts, the mounts not to walk, the limit) for the probe's other walks."""
+    workspace = req.get("workspace", "/workspace")
+    mounts = _mounts()
+    skip = set(SKIP_MOUNTS) | {workspace} | {m for m, t in mounts if t in ("proc", "sysfs", "cgroup", "cgroup2")}
+    limit = int(req.get("limit", 200000))
+    for mnt, fstype in mounts:
+        if fstype != "tmpfs" or any(mnt == s or mnt.startswith(s + "/") for s in skip if s != "/dev") or mnt == "/dev":
+            continue
+        if not _walk(mnt, skip, None, found, limit):
+            notes.append(f"Stopped listing {mnt} after {limit} entries.")
+    return mounts, skip, limit
+
+
 def probe(req):
     out = {"stats": {}, "tmpfs": [], "writes": [], "changed": None, "notes": []}
     for path in req.get("paths", []):
@@ -188,15 +203,7 @@ def probe(req):
     # Folders whose entries the host read from the container's layer: those this user cannot search are named,
     # so that what is behind them is listed as not examinable with the user's rights, as a stat here would find.
     out["blocked"] = [d for d in req.get("searchable", []) if not searchable(d)]
-    workspace = req.get("workspace", "/workspace")
-    mounts = _mounts()
-    skip = set(SKIP_MOUNTS) | {workspace} | {m for m, t in mounts if t in ("proc", "sysfs", "cgroup", "cgroup2")}
-    limit = int(req.get("limit", 200000))
-    for mnt, fstype in mounts:
-        if fstype != "tmpfs" or any(mnt == s or mnt.startswith(s + "/") for s in skip if s != "/dev") or mnt == "/dev":
-            continue
-        if not _walk(mnt, skip, None, out["tmpfs"], limit):
-            out["notes"].append(f"Stopped listing {mnt} after {limit} entries.")
+    mounts, skip, limit = _memory_files(req, out["tmpfs"], out["notes"])
     if req.get("walk_since") is not None:
         # The engine could not list the changes (e.g. a path longer than 4 KB): find them by ctime.
         others = skip | {m for m, t in mounts if m != "/"}
@@ -394,8 +401,12 @@ def processes(req):
     listed = sorted(groups.values(), key=lambda g: (not g["busy"], g["started"], g["pid"]))
     limit = int(req.get("limit", 500))
     zombies = sum(1 for r in other.values() if r == "zombie")
-    return {"groups": listed[:limit], "more": max(0, len(listed) - limit), "total": len(roots),
-            "zombies": zombies, "uid": os.getuid(), "at": time.time()}
+    answer = {"groups": listed[:limit], "more": max(0, len(listed) - limit), "total": len(roots),
+              "zombies": zombies, "uid": os.getuid(), "at": time.time()}
+    if req.get("memory"):  # a stop's look: what the stop would lose besides the processes
+        answer["tmpfs"], answer["notes"] = [], []
+        _memory_files(req, answer["tmpfs"], answer["notes"])
+    return answer
 
 
 def _alive(pid, start):

@@ -181,12 +181,14 @@ class Processes:
 
     sample_seconds = 0.5
 
-    def listing(self, user: User, record: ContainerRecord, sample: float | None = None) -> dict | None:
-        """What runs in a running container (inside.py's ``processes`` answer), or None when it cannot look."""
+    def listing(self, user: User, record: ContainerRecord, sample: float | None = None,
+                memory: bool = False) -> dict | None:
+        """What runs in a running container (inside.py's ``processes`` answer), or None when it cannot look;
+        with ``memory``, also the entries of its memory-backed folders (``tmpfs``), which a stop loses."""
         if not record.running:
             return None
         request = {"mode": "processes", "sample": self.sample_seconds if sample is None else sample,
-                   "busy_percent": self.settings.idle_cpu_percent}
+                   "busy_percent": self.settings.idle_cpu_percent, "memory": memory}
         try:
             stream, exit_code = run_inside(self.engine, record, user, request)
             out = stream.read(64 * 2**20 + 1)
@@ -276,15 +278,21 @@ def summarize(done: dict) -> dict:
 
 def report_lines(report: dict | None) -> list[str]:
     """What a stop did, for people: which processes ended by themselves and which had to be killed."""
-    if not report or not report.get("count"):
+    if not report:
         return []
-    lines = [f"Stopped {report['count']} process(es): {report['ended']} ended by themselves after SIGTERM, "
-             f"{report['killed']} killed after the grace period" + (f", {report['left']} left to the engine"
-                                                                    if report["left"] else "") + "."]
-    for root in report["processes"][:20]:
-        how = {"ended": "ended by itself", "killed": "killed (SIGKILL)", "left": "could not be stopped by you"}
-        extra = f" ({root['processes']} processes)" if root["processes"] > 1 else ""
-        lines.append(f"  {_short(root['command'])} (pid {root['pid']}){extra}: {how[root['outcome']]}")
+    lines = []
+    if report.get("count"):
+        lines.append(f"Stopped {report['count']} process(es): {report['ended']} ended by themselves after SIGTERM, "
+                     f"{report['killed']} killed after the grace period"
+                     + (f", {report['left']} left to the engine" if report["left"] else "") + ".")
+        for root in report["processes"][:20]:
+            how = {"ended": "ended by itself", "killed": "killed (SIGKILL)", "left": "could not be stopped by you"}
+            extra = f" ({root['processes']} processes)" if root["processes"] > 1 else ""
+            lines.append(f"  {_short(root['command'])} (pid {root['pid']}){extra}: {how[root['outcome']]}")
+    saved = report.get("memory_rescued")
+    if saved and saved.get("files"):
+        lines.append(f"Copied {saved['files']} file(s) kept in memory (/dev/shm and other memory-backed folders, "
+                     f"lost when a container stops) into {saved['folder']}.")
     return lines
 
 

@@ -507,15 +507,13 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         except ContainerNotFound:
             return
         except (QuotaExceeded, DiskFull) as err:
-            try:
+            kept = "kept (stopped)"
+            try:  # a stop copies what it keeps in memory first: refused too when that cannot be copied
                 self.core.containers.stop(user, project, stop_processes=True)
             except DS01Error:
-                pass
-            self._tell(
-                user,
-                project,
-                " ".join(said + [f"The container was kept (stopped): its work could not be rescued: {err}"]),
-            )
+                kept = "kept running (what it holds in memory could not be copied either)"
+            self._tell(user, project,
+                       " ".join(said + [f"The container was {kept}: its work could not be rescued: {err}"]))
             return
         stopped = result.get("processes")
         if stopped and stopped.get("count"):
