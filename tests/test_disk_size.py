@@ -106,8 +106,8 @@ def test_a_helper_that_fails_has_its_share_read_again(tree, monkeypatch, fds_bef
     forked = force_side_by_side(monkeypatch)
     parent, died, reading = os.getpid(), tree.parent / "a-helper-died", tree.parent / "the-parent-reads-its-share"
 
-    def wait_for(path):
-        deadline = time.monotonic() + 60
+    def wait_for(path):  # an order wanted, not needed: under load the parent may get no second folder at all
+        deadline = time.monotonic() + 10
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
 
@@ -141,8 +141,9 @@ def test_a_helper_that_fails_has_its_share_read_again(tree, monkeypatch, fds_bef
     assert (size.bytes, size.apparent_bytes, size.files, size.largest, size.over) == (
         want.bytes, want.apparent_bytes, want.files, want.largest, want.over)
     assert sorted(rel for rel, _s, _seen in found) == sorted(set(rel for rel, _s, _seen in found))  # once each
-    # The parent's own share, read before it knew, is given back; that a helper's looks are lost is said.
-    assert looker.given_back and len(looker.given_back) == len(looker.looked) - len(found) and Looker.losses == 1
+    # Every look not in the result (the parent's own share, when it read it again after learning of the death:
+    # under load it may learn only once its share is done, and keep it) is given back; the helper's loss is said.
+    assert len(looker.given_back) == len(looker.looked) - len(found) and Looker.losses == 1
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
 
 

@@ -406,3 +406,18 @@ def test_the_audits_look_for_links_reads_only_what_the_user_may(theirs):
         assert not any("secret-token" in path for path in found)
     finally:
         shutil.rmtree(project / "roots")
+
+
+def test_a_file_the_rescue_cannot_read_keeps_the_container(theirs):
+    """A file of root's (0600, made with sudo inside) is audited but cannot be copied as her: the retire is
+    refused and the container kept, never retired with the file named only among the skipped."""
+    core, user, name, cid = theirs
+    sh(core, cid, "echo ok > /tmp/ok.txt", as_user(user))
+    sh(core, cid, "head -c 1000 /dev/urandom > /opt/secret.bin && chmod 600 /opt/secret.bin", "0:0")
+    with pytest.raises(UnsavedWork) as info:
+        core.guard.retire(user, name, mode="rescue")
+    assert "/opt/secret.bin" in info.value.message and "could not be read" in info.value.message
+    assert core.engine.get_container(cid).running
+    folder = Path(info.value.details["rescued"]["folder"])
+    assert (folder / "tmp/ok.txt").read_text() == "ok\n"
+    assert core.guard.retire(user, name, mode="discard")["container"]["state"] == "removed"

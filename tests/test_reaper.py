@@ -141,3 +141,26 @@ def test_a_container_that_died_before_starting_frees_its_gpu_and_is_removed(make
     assert gone.action == "retire" and "never started" in gone.reason
     assert core.engine.get_container(created.id) is None
     assert core.containers.status(user, other).running
+
+
+def test_a_refused_retire_is_not_tried_again_until_the_container_runs(make_core, user, project_name):
+    """A change that cannot be examined (a path longer than the engine lists) keeps a stopped container: each pass
+    of the reaper would otherwise copy the rest into a new folder again, until the quota is full."""
+    core = make_core(limits="defaults:\n  container_hold_after_stop: 1s\n  max_runtime: null\n")
+    name = project_name()
+    status = deploy(core, user, name)
+    script = ("import os\nos.makedirs('/tmp/deep')\nos.chdir('/tmp/deep')\n"
+              "for _ in range(45):\n    os.mkdir('d' * 100)\n    os.chdir('d' * 100)\n"
+              "open('leaf.txt', 'w').write('leaf')\nopen('/tmp/notes.txt', 'w').write('keep-me')\n")
+    code, out = core.engine.exec(status.id, ["python3", "-c", script], user=f"{user.uid}:{user.gid}")
+    assert code == 0, out
+    core.containers.stop(user, name)
+    time.sleep(1.5)
+    rescued = core.projects.get(user, name).path / ".rescued"
+    first = decision(core.reaper.run(user), name)
+    assert first.action == "keep" and "could not be examined" in first.reason
+    assert len(list(rescued.iterdir())) == 1
+    again = decision(core.reaper.run(user), name)
+    assert again.action == "keep" and "not tried again" in again.reason
+    assert len(list(rescued.iterdir())) == 1
+    assert core.engine.get_container(status.id) is not None

@@ -430,12 +430,17 @@ class Guard(Rescuing):
         if (at_risk and mode == "rescue") or (include_caches and caches):
             rescued = self.rescue(user, project, audit, progress, include_caches=include_caches)
             unknown = [f for f in at_risk if f.source == "engine" or f.detail.startswith("could not")]
-            if unknown:
+            # A file the copy could not read (root's, 0600, made with sudo inside) is as lost as one never examined.
+            unknown += [Finding(path=str(s.get("path")), kind=WORK, size=0, source="rescue", detail=str(s["why"]))
+                        for s in rescued.skipped if str(s.get("why", "")).startswith("could not")
+                        and s.get("kind") != CACHE]
+            if unknown and mode == "rescue":
                 raise UnsavedWork(
                     f"Rescued {rescued.files} file(s) into {rescued.folder}, but {len(unknown)} change(s) could not be "
                     f"examined or copied ({unknown[0].path}: {unknown[0].detail}); the container was kept.",
                     hint="Copy them into /workspace yourself, or retire with --discard to let them go.",
                     findings=[f.to_dict() for f in unknown[:50]],
+                    rescued=rescued.to_dict(),
                 )
         status = self.containers.retire(user, project)
         self.forget(user, project)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .allocator import CREATED_GRACE
 from .containers import Containers
-from .errors import DiskFull, DS01Error, Forbidden, ProjectNotFound, QuotaExceeded
+from .errors import DiskFull, DS01Error, Forbidden, ProjectNotFound, QuotaExceeded, UnsavedWork
 from .gpus import attribute
 from .limits import format_duration
 from .statefile import read_json, write_atomic
@@ -110,7 +110,8 @@ class Reaper:
                             live.discard(listed.id)
                     continue
                 if listed.state in ("exited", "dead") and self.guard is not None:
-                    decision = self._retire_stopped(user, listed, limits, now, dry_run)
+                    decision = self._retire_stopped(user, listed, limits, now, dry_run,
+                                                    state.setdefault(listed.id, {}))
                     if decision is not None:
                         decisions.append(decision)
                         if decision.action == "retire" and not dry_run:
@@ -130,8 +131,10 @@ class Reaper:
         self._save(user, {cid: e for cid, e in state.items() if cid in live})
         return decisions
 
-    def _retire_stopped(self, user, listed, limits, now, dry_run) -> ReapDecision | None:
-        """Retire a container stopped longer than container_hold_after_stop, rescuing its work first."""
+    def _retire_stopped(self, user, listed, limits, now, dry_run, entry: dict) -> ReapDecision | None:
+        """Retire a container stopped longer than container_hold_after_stop, rescuing its work first. One whose
+        retire was refused (work that cannot be copied) is not tried again until it has run since: each try
+        would copy what it could once more, into a new folder, until the quota is full."""
         hold = limits.container_hold_after_stop
         if hold is None or listed.protected:
             return None
@@ -142,12 +145,18 @@ class Reaper:
         if stopped_for <= hold:
             return None
         why = f"stopped for {format_duration(stopped_for)}, over container_hold_after_stop {format_duration(hold)}"
+        if entry.get("refused_after") == status.finished_at:
+            return ReapDecision(status.project, status.name, "keep",
+                                f"{why}, but not retired: {entry.get('refused')} (not tried again until it runs)")
         if dry_run:
             return ReapDecision(status.project, status.name, "retire", why)
         try:
             result = self.guard.retire(user, status.project, mode="rescue")
         except (QuotaExceeded, DiskFull) as err:
             # Never lose work to make room: leave it stopped and say so.
+            return ReapDecision(status.project, status.name, "keep", f"{why}, but not retired: {err.message}")
+        except UnsavedWork as err:
+            entry.update({"refused_after": status.finished_at, "refused": err.message[:500]})
             return ReapDecision(status.project, status.name, "keep", f"{why}, but not retired: {err.message}")
         except DS01Error as err:
             return ReapDecision(status.project, status.name, "keep", f"{why}, but retiring failed: {err}")
