@@ -215,3 +215,43 @@ def test_a_stop_by_a_hub_run_as_root_never_removes_a_file_through_the_users_link
         assert (victim / f"{name}.json").exists()
     finally:
         subprocess.run(["rm", "-rf", str(victim)], check=True)
+
+
+INSIDE_STOP = r"""
+import asyncio, os, subprocess, sys
+from ds01_jupyter.core import Settings, User
+from ds01_jupyter.core.errors import EngineUnavailable, UnsavedWork
+from ds01_jupyter.core.requests import StopRequest
+from ds01_jupyter.server import container_mode
+
+job = subprocess.Popen(["sleep", "1000"])
+backend = container_mode.InsideBackend(container_mode.ContainerCore(Settings()), User.current(),
+                                       container_mode.InsideGuard("demo"))
+try:
+    asyncio.run(backend.stop(backend.user, "demo", StopRequest.from_dict({})))
+except UnsavedWork as err:
+    print("refused:", err.message)
+try:  # asked to stop them: on to the hub (none listens here)
+    asyncio.run(backend.stop(backend.user, "demo", StopRequest.from_dict({"stop_processes": True})))
+except EngineUnavailable as err:
+    print("to the hub:", err.message)
+job.kill()
+"""
+
+
+def test_the_stop_button_inside_a_hub_server_refuses_while_work_runs(tmp_path):
+    """Inside, a stop is the hub's, which stops every process it finds: the server looks first, as the host does.
+    Run in a PID namespace of its own, where only this server and its job run, as in a container."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("a PID namespace needs root and unshare")
+    env = {**os.environ, "DS01_MODE": "container", "DS01_PROJECT": "demo", "JUPYTERHUB_USER": "alice",
+           "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", INSIDE_STOP],
+                          capture_output=True, text=True, timeout=60, env=env)
+    said = done.stdout + done.stderr
+    assert "refused: Stopping demo would kill 1 running process(es): sleep 1000" in done.stdout, said
+    assert "to the hub: The hub cannot be reached" in done.stdout, said

@@ -28,8 +28,9 @@ from tornado import httpclient
 
 from ..core import DS01
 from ..core.errors import EngineUnavailable, Forbidden, InvalidRequest, NotFound
-from ..core.findings import Audit, layer_findings, rank, tmpfs_findings
+from ..core.findings import PROCESS, Audit, layer_findings, rank, tmpfs_findings
 from ..core.limits import Limits
+from ..core.processes import refusal
 from ..core.statefile import write_atomic
 from .backend import Accepted, Backend, NotAvailableHere
 from .container_rescue import known_quota, rescue_inside
@@ -175,6 +176,16 @@ ELSEWHERE = {
 }
 
 
+def running_work() -> list:
+    """The user's running work in this container (its processes, read here: the same look the guard makes from the
+    host), the Jupyter server and idle kernels apart."""
+    from ..core import inside
+    from ..core.processes import process_findings
+
+    found, _ = process_findings(inside.processes({"sample": 0.5}), WORKSPACE)
+    return [f for f in found if f.kind == PROCESS]
+
+
 class InsideBackend(Backend):
     """The handlers' backend inside a hub server's container: its own project only, no engine (module docstring)."""
 
@@ -292,7 +303,15 @@ class InsideBackend(Backend):
                 "engine": {"available": False, "reason": why}}
 
     async def stop(self, user, name, request):
-        """Stop this server through the hub, which rescues work files and removes the container (202)."""
+        """Stop this server through the hub, which rescues work files and removes the container (202). The hub
+        stops the processes it finds (SIGTERM, the grace): so running work is looked for here first, and the
+        stop refused (409, the same ``processes`` as on the host) unless ``stop_processes`` was asked."""
+        if not request.stop_processes:
+            running = await asyncio.get_running_loop().run_in_executor(None, running_work)
+            if running:
+                raise refusal(self.project_name, running, "Stopping",
+                              hint="Let them finish, or stop with stop_processes (SIGTERM, then SIGKILL after the "
+                                   "grace period), so what they save on SIGTERM is kept.")
         api = os.environ.get("JUPYTERHUB_API_URL")
         token = os.environ.get("JUPYTERHUB_API_TOKEN")
         hub_user = os.environ.get("JUPYTERHUB_USER")
