@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -77,10 +80,26 @@ def test_defaults_group_and_override_resolve_in_order(tmp_path):
     assert carol.max_cpus == 16  # inherited from defaults
 
 
-def test_user_copy_is_written_and_never_read(tmp_path):
+@pytest.fixture
+def home_of():
+    """A person with a home of their own outside pytest's 0700 folders, as real homes are (root writes the copy
+    with the user's rights)."""
+    base = Path(tempfile.mkdtemp(prefix="ds01-home-"))
+    base.chmod(0o755)
+
+    def make(name, uid=5000):
+        user = User(name, uid, uid, base / name)
+        user.home.mkdir()
+        os.chown(user.home, uid, uid)
+        return user
+
+    yield make
+    shutil.rmtree(base)
+
+
+def test_user_copy_is_written_and_never_read(tmp_path, home_of):
     limits = source(tmp_path, DOC)
-    bob = person("bob", tmp_path)
-    bob.home.mkdir()
+    bob = home_of("bob")
     path = limits.write_user_copy(bob, limits.for_user(bob))
     text = path.read_text()
     assert path == bob.home / ".ds01-limits"
@@ -146,13 +165,19 @@ def test_defaults_are_capped_at_the_host_and_an_admins_excess_is_noted(tmp_path)
     assert "notes" not in resolved.describe()
 
 
-def test_user_copy_never_follows_a_planted_link(tmp_path):
+def test_user_copy_never_follows_a_planted_link(tmp_path, home_of):
     limits = source(tmp_path, DOC)
-    bob = person("bob", tmp_path)
-    bob.home.mkdir()
+    bob = home_of("bob")
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     (bob.home / ".ds01-limits").symlink_to(victim)
     path = limits.write_user_copy(bob, limits.for_user(bob))
     assert victim.read_text() == "precious"
     assert not path.is_symlink() and "max_mig_instances" in path.read_text()
+    assert path.stat().st_uid == bob.uid
+    # A folder on the way swapped for a link to one she may not write (an admin's deeper copy path): nothing there.
+    roots = tmp_path / "roots"
+    roots.mkdir(mode=0o755)  # hers to read, not to write
+    (bob.home / ".config").symlink_to(roots)
+    deeper = LimitsSource(Settings(limits_file=str(tmp_path / "limits.yaml"), user_limits_copy="{home}/.config/x"))
+    assert deeper.write_user_copy(bob, deeper.for_user(bob)) is None and list(roots.iterdir()) == []

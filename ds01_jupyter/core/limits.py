@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from .errors import ConfigError
+from .identity import acting_as
 from .settings import Settings
 from .users import User
 
@@ -314,10 +315,16 @@ def write_copy(path: Path, text: str, user: User) -> None:
     """Replace ``path`` (in a folder the user controls) with ``text``, as theirs, following no link.
 
     Root writing into a user's home must not be sent elsewhere by a link the
-    user planted: the old content is read and the new file made with O_NOFOLLOW
-    (O_EXCL for the temporary), relative to the folder's descriptor, given to
-    the user by fchown before the rename, which replaces a link itself.
+    user planted: all of it runs with the user's identity (a link to a folder
+    she may not write leads nowhere), the old content is read and the new file
+    made with O_NOFOLLOW (O_EXCL for the temporary), relative to the folder's
+    descriptor, and the rename replaces a link itself.
     """
+    with acting_as(user):
+        _write_copy(path, text)
+
+
+def _write_copy(path: Path, text: str) -> None:
     folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
@@ -335,8 +342,6 @@ def write_copy(path: Path, text: str, user: User) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
         try:
             with os.fdopen(fd, "w") as handle:
-                if _acting_for_other(user):
-                    os.fchown(handle.fileno(), user.uid, user.gid)
                 handle.write(text)
             os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
         except OSError:

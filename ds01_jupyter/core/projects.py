@@ -277,9 +277,7 @@ class Projects:
                                 hint=OWNERSHIP_HINT) from None
             mine = folder in (root, home) or home in folder.parents
             if mine and os.geteuid() == 0 and user.uid != 0:
-                # Made by us this instant, above any folder the user controls (or their own home): lchown
-                # changes that folder and never follows a link.
-                os.lchown(folder, user.uid, user.gid)
+                _give(folder, user)
 
     def create(self, user: User, name: str) -> Project:
         """Create a new project with the recommended layout (AlreadyExists if the folder is there)."""
@@ -405,3 +403,15 @@ def _listed(entry: os.DirEntry, owners) -> bool:
         return entry.stat(follow_symlinks=False).st_uid in owners  # else someone else's (e.g. root's) folder
     except (InvalidName, OSError):  # a folder we could not manage; not a project
         return False
+
+
+def _give(folder: Path, user: User) -> None:
+    """Give a folder root made this instant to the user: opened without following a link, as a folder, and
+    changed only while still root's. By path, the user (owning the parent) could swap in a hard link to a file
+    of root's between the mkdir and a chown."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_uid == 0:
+            os.fchown(fd, user.uid, user.gid)
+    finally:
+        os.close(fd)
