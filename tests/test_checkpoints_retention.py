@@ -129,3 +129,21 @@ def test_a_save_that_prunes_prunes_its_own_folder_only(tmp_path):
         ck.save({"epoch": epoch}, epoch=epoch, directory=tmp_path, keep_last=1)
     assert [c.epoch for c in ck.scan(tmp_path) if c.run == ""] == [3]
     assert len(list(other.iterdir())) == 3
+
+
+def test_an_accelerate_folder_cut_short_is_never_the_resume_point(tmp_path):
+    """Accelerate's save_state writes the weights first, then the optimizer, the scheduler and the random states:
+    a folder killed in between has whole weights and nothing after them."""
+    run = tmp_path / "checkpoints"
+    for n in range(4):
+        folder = run / f"checkpoint_{n}"
+        folder.mkdir(parents=True)
+        _weights(folder / "model.safetensors")
+        if n < 3:
+            for part in ("optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
+                (folder / part).write_bytes(pickle.dumps(part, protocol=4))
+        _age(folder, (10 - n) * HOUR)
+    listed = {c.name: c for c in ck.scan(tmp_path)}
+    assert not listed["checkpoint_3"].complete and "optimizer.bin" in listed["checkpoint_3"].problem
+    assert ck.latest(tmp_path).name == "checkpoint_2"
+    assert all(listed[f"checkpoint_{n}"].complete for n in range(3))

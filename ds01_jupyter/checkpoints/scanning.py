@@ -311,6 +311,7 @@ def listing(directory, metric: str | None = None, mode: str | None = None,
     result = Listing(str(directory), [], [], metric, mode or default_mode(metric), names, problems)
     for run in sorted(by_run):
         items = sorted(by_run[run], key=order_key(by_run[run]))
+        _missing_parts(items)
         _trainer_roles(items)
         heads = [c for c in items if c.complete and not (c.named_role and c.role == BEST)]
         if heads:
@@ -325,6 +326,34 @@ def listing(directory, metric: str | None = None, mode: str | None = None,
                                latest=latest.relpath if latest else None, best=best.relpath if best else None,
                                history=[h for h in history.history if "step" in h] if history else []))
     return result
+
+
+def _missing_parts(items: list, now: float | None = None) -> None:
+    """A checkpoint folder that says nothing of its trainer (Accelerate's ``checkpoint_<n>``) is whole when its
+    weights are, but a save cut short leaves out what comes after them (the optimizer, the scheduler, the random
+    states): one that lacks a file every other whole folder of its run has (two at least) is incomplete."""
+    folders = [c for c in items if c.folder and c.kind == "folder" and c.complete]
+    if len(folders) < 3:
+        return
+    names: dict[str, set[str]] = {}
+    for c in folders:
+        try:
+            with os.scandir(c.path) as entries:
+                names[c.path] = {e.name for _, e in zip(range(trainers.MAX_FILES), entries)
+                                 if e.is_file(follow_symlinks=False)}
+        except OSError:
+            continue
+    now = time.time() if now is None else now
+    for c in folders:
+        others = [names[o.path] for o in folders if o is not c and o.path in names]
+        if c.path not in names or len(others) < 2:
+            continue
+        missing = sorted(set.intersection(*others) - names[c.path])
+        if missing:
+            c.problem = (f"no {', '.join(missing[:3])}{' and more' if len(missing) > 3 else ''}, which the run's "
+                         "other checkpoints have: a save cut short?")
+            c.complete = False
+            c.state = "in_progress" if now - c.mtime < RECENT_SECONDS else "incomplete"
 
 
 def _trainer_roles(items: list) -> None:
