@@ -67,12 +67,16 @@ class Checkpoint:
     is_best: bool = False
     #: The role comes from the name (best-model.pt), not from a trainer's record: never the resume point.
     named_role: bool = field(default=False, repr=False)
+    #: Whole, but without a part every other checkpoint of its run has (_missing_parts): never the resume point,
+    #: never deleted for it either (a final save of the weights alone is one).
+    partial: bool = field(default=False, repr=False)
     #: What its trainer recorded in it (Hugging Face, distributed, Lightning): read by the listing, not shown.
     trainer: trainers.FolderInfo | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         data = asdict(replace(self, trainer=None))  # not its trainer's history, copied for nothing
         data.pop("named_role")
+        data.pop("partial")
         data.pop("trainer")
         return data
 
@@ -313,7 +317,7 @@ def listing(directory, metric: str | None = None, mode: str | None = None,
         items = sorted(by_run[run], key=order_key(by_run[run]))
         _missing_parts(items)
         _trainer_roles(items)
-        heads = [c for c in items if c.complete and not (c.named_role and c.role == BEST)]
+        heads = [c for c in items if c.complete and not c.partial and not (c.named_role and c.role == BEST)]
         if heads:
             heads[-1].is_latest = True
         result.checkpoints.extend(items)
@@ -328,10 +332,11 @@ def listing(directory, metric: str | None = None, mode: str | None = None,
     return result
 
 
-def _missing_parts(items: list, now: float | None = None) -> None:
+def _missing_parts(items: list) -> None:
     """A checkpoint folder that says nothing of its trainer (Accelerate's ``checkpoint_<n>``) is whole when its
     weights are, but a save cut short leaves out what comes after them (the optimizer, the scheduler, the random
-    states): one that lacks a file every other whole folder of its run has (two at least) is incomplete."""
+    states): one that lacks a file every other whole folder of its run has (two at least) is not resumed from.
+    It is not deleted for it either: a final save of the weights alone looks the same."""
     folders = [c for c in items if c.folder and c.kind == "folder" and c.complete]
     if len(folders) < 3:
         return
@@ -343,17 +348,15 @@ def _missing_parts(items: list, now: float | None = None) -> None:
                                  if e.is_file(follow_symlinks=False)}
         except OSError:
             continue
-    now = time.time() if now is None else now
     for c in folders:
         others = [names[o.path] for o in folders if o is not c and o.path in names]
         if c.path not in names or len(others) < 2:
             continue
         missing = sorted(set.intersection(*others) - names[c.path])
         if missing:
-            c.problem = (f"no {', '.join(missing[:3])}{' and more' if len(missing) > 3 else ''}, which the run's "
-                         "other checkpoints have: a save cut short?")
-            c.complete = False
-            c.state = "in_progress" if now - c.mtime < RECENT_SECONDS else "incomplete"
+            c.partial = True
+            c.warning = (f"no {', '.join(missing[:3])}{' and more' if len(missing) > 3 else ''}, which the run's "
+                         "other checkpoints have (a save cut short, or the weights alone): not resumed from")
 
 
 def _trainer_roles(items: list) -> None:
