@@ -188,18 +188,23 @@ def test_rescue_from_inside_copies_regular_files_only(tmp_path):
     assert not list((workspace / ".rescued").glob("*.partial"))
 
 
+def _roots_spawner(make_core, user) -> DS01Spawner:
+    """A spawner of a hub run as root, for a real Unix user."""
+    settings = make_core.settings(gpus=fake_gpus(0))
+    return DS01Spawner(
+        user=_HubUser(user.name), orm_spawner=_OrmSpawner(""), user_mapper=lambda n: user,
+        limits_file=settings.limits_file, gpu_inventory=settings.gpu_inventory, gpu_request="env",
+        lock_dir=settings.lock_dir,
+    )
+
+
 def test_a_stop_by_a_hub_run_as_root_never_removes_a_file_through_the_users_link(make_core, other_user, project_name):
     """The notice of a stop lies in her home: root removing it by path would follow a link she made of its folder
     (to /etc/docker, say) and remove a file of the same name there (daemon.json for a server named daemon)."""
     import subprocess
     import tempfile
 
-    settings = make_core.settings(gpus=fake_gpus(0))
-    spawner = DS01Spawner(
-        user=_HubUser(other_user.name), orm_spawner=_OrmSpawner(""), user_mapper=lambda n: other_user,
-        limits_file=settings.limits_file, gpu_inventory=settings.gpu_inventory, gpu_request="env",
-        lock_dir=settings.lock_dir,
-    )
+    spawner = _roots_spawner(make_core, other_user)
     name = project_name()
     spawner.core.projects.create(other_user, name)
     spawner.core.containers.deploy(other_user, name, gpus=0)
@@ -255,3 +260,21 @@ def test_the_stop_button_inside_a_hub_server_refuses_while_work_runs(tmp_path):
     said = done.stdout + done.stderr
     assert "refused: Stopping demo would kill 1 running process(es): sleep 1000" in done.stdout, said
     assert "to the hub: The hub cannot be reached" in done.stdout, said
+
+
+def test_a_hub_stop_that_cannot_rescue_everything_still_ends_the_server_and_says_so(make_core, other_user,
+                                                                                    project_name):
+    """A file of root's inside (0600) cannot be copied as her: the container is kept, stopped, never running on
+    behind a hub that believes it stopped, and the notice says why."""
+    spawner = _roots_spawner(make_core, other_user)
+    name = project_name()
+    spawner.core.projects.create(other_user, name)
+    cid = spawner.core.containers.deploy(other_user, name, gpus=0).container.id
+    code, out = spawner.core.engine.exec(cid, ["sh", "-c", "echo x > /opt/secret.bin && chmod 600 /opt/secret.bin"],
+                                         user="0:0")
+    assert code == 0, out
+    spawner._retire(other_user, name)
+    record = spawner.core.engine.get_container(cid)
+    assert record is not None and not record.running
+    notice = spawner._last_stop(other_user, name)["message"]
+    assert "kept (stopped)" in notice and "/opt/secret.bin" in notice

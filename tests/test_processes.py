@@ -371,3 +371,22 @@ def test_a_stop_that_cannot_copy_what_is_in_memory_is_refused_and_keeps_it(make_
         bare.stop(user, name)
     assert "/dev/shm/results.txt" in info.value.message and "--rescue" in info.value.hint
     assert core.containers.status(user, name).running
+
+
+def test_a_stop_nobody_decides_is_never_held_up_by_a_copy_that_cannot_be_made(make_core, user, project_name):
+    """Over the quota, what is in memory cannot be copied: the user's own stop is refused (the container keeps
+    running, she decides), the reaper's or a hub's stop goes ahead and says what was lost (a GPU is never held)."""
+    from ds01_jupyter.core.errors import QuotaExceeded
+    from ds01_jupyter.core.processes import report_lines
+
+    core, name, cid = deployed(make_core, user, project_name,
+                               limits="defaults:\n  storage_workspace: 1m\n  max_runtime: null\n")
+    code, out = core.engine.exec(cid, ["sh", "-c", "head -c 3000000 /dev/urandom > /dev/shm/features.bin"],
+                                 user=f"{user.uid}:{user.gid}")
+    assert code == 0, out
+    with pytest.raises(QuotaExceeded):
+        core.containers.stop(user, name)
+    assert core.containers.status(user, name).running
+    status, report = core.containers.stop_with_report(user, name, stop_processes=True, policy=True)
+    assert status.state == "exited" and report["memory_lost"] == ["/dev/shm/features.bin"]
+    assert any("Lost 1 file(s) kept in memory (/dev/shm/features.bin)" in line for line in report_lines(report))

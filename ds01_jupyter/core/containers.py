@@ -808,16 +808,19 @@ class Containers:
         return True
 
     def stop(self, user: User, project: str, stop_processes: bool = False, progress: Progress = _noop,
-             force: bool = False) -> ContainerStatus:
+             force: bool = False, policy: bool = False) -> ContainerStatus:
         """Stop the container; it can be started again. Refuses (UnsavedWork) while the user's work runs in it,
         unless ``stop_processes``: then SIGTERM, ``stop_grace_seconds``, SIGKILL first (see processes.py).
-        ``force`` skips the look for running work (what was already judged, or a container being given up)."""
-        return self.stop_with_report(user, project, stop_processes, progress, force)[0]
+        What the container keeps in memory is copied into the project first (``_save_memory``).
+        ``force`` skips the look for running work (what was already judged, or a container being given up).
+        ``policy``: a stop nobody is there to decide (the reaper's, a hub ending a server) goes ahead where the
+        memory's copy cannot be made, and says what was lost; a GPU is never held for it."""
+        return self.stop_with_report(user, project, stop_processes, progress, force, policy)[0]
 
     def stop_with_report(self, user: User, project: str, stop_processes: bool = False, progress: Progress = _noop,
-                         force: bool = False) -> tuple[ContainerStatus, dict | None]:
-        """``stop``, and what stopping the running processes did (None when none were stopped)."""
-        from .processes import Processes, only_unlooked, refusal
+                         force: bool = False, policy: bool = False) -> tuple[ContainerStatus, dict | None]:
+        """``stop``, and what it did: the processes it stopped, what it copied out of memory (or lost)."""
+        from .processes import Processes, only_unlooked, refusal, unlooked
 
         path = self.projects.get(user, project).path
         record = self.record(user, project)
@@ -825,37 +828,47 @@ class Containers:
         if record.running and not force:
             processes = Processes(self.engine, self.settings, self.inventory)
             listing = processes.listing(user, record, memory=True)
-            running = [f for f in processes.findings(user, record, path, listing)[0] if f.kind == "process"]
+            running = [unlooked()] if listing is None else [
+                f for f in processes.findings(user, record, path, listing)[0] if f.kind == "process"]
             if running and not stop_processes:
                 raise refusal(record.name, running, "Stopping")
             if running and not only_unlooked(running):
                 report = processes.stop(user, record, progress=progress)
-                listing = processes.listing(user, record, sample=0, memory=True)  # what they left in memory
-            saved = self._save_memory(user, project, record, listing, progress)
+                # What they left in memory; the first look's list if this one fails (they were there).
+                listing = processes.listing(user, record, sample=0, memory=True) or listing
+            saved = self._save_memory(user, project, record, listing, progress, policy)
             if saved is not None:
-                report = {**(report or {}), "memory_rescued": saved}
+                report = {**(report or {}), **saved}
         if record.state in ("running", "paused", "restarting"):
             self.allocator.record_stop(record)  # a deliberate stop keeps the GPU for gpu_hold_after_stop
             self.engine.stop_container(record.id, timeout=self.settings.stop_timeout)
         return self.status(user, project), report
 
     def _save_memory(self, user: User, project: str, record: ContainerRecord, listing: dict | None,
-                     progress: Progress) -> dict | None:
+                     progress: Progress, policy: bool) -> dict | None:
         """Copy the files of the container's memory-backed folders into the project before a stop loses them
-        (a stopped container keeps its writable layer, not its /dev/shm); refuse the stop where they cannot be."""
+        (a stopped container keeps its writable layer, not its /dev/shm): {"memory_rescued": the rescue}, or
+        with ``policy`` where it cannot be made {"memory_lost": their paths, "memory_lost_why": why}. Else a
+        copy that cannot be made refuses the stop, and the container keeps running."""
         from .findings import WORK, tmpfs_findings
 
         memory = [f for f in tmpfs_findings((listing or {}).get("tmpfs") or [])[0] if f.kind == WORK]
         if not memory:
             return None
-        if self.save_memory is None:
-            raise UnsavedWork(
-                f"Stopping {record.name} would lose {len(memory)} file(s) kept in memory ({memory[0].path}"
-                + (" and more" if len(memory) > 1 else "") + "): a stopped container keeps its files, not those.",
-                hint="Copy them into /workspace first, or retire with --rescue, which copies them.",
-                findings=[f.to_dict() for f in memory[:50]],
-            )
-        return self.save_memory(user, project, record, memory, progress).to_dict()
+        try:
+            if self.save_memory is None:
+                raise UnsavedWork(
+                    f"Stopping {record.name} would lose {len(memory)} file(s) kept in memory ({memory[0].path}"
+                    + (" and more" if len(memory) > 1 else "") + "): a stopped container keeps its files, not those.",
+                    hint="Copy them into /workspace first, or retire with --rescue, which copies them.",
+                    findings=[f.to_dict() for f in memory[:50]],
+                )
+            return {"memory_rescued": self.save_memory(user, project, record, memory, progress).to_dict()}
+        except DS01Error as err:
+            if not policy:
+                raise
+            log.warning("Stopping %s loses %d file(s) kept in memory: %s", record.name, len(memory), err)
+            return {"memory_lost": [f.path for f in memory[:200]], "memory_lost_why": err.message}
 
     def retire(self, user: User, project: str) -> ContainerStatus:
         """Stop and remove the container (its GPU is freed with it); the workspace stays (or stays gone)."""

@@ -61,6 +61,8 @@ WORKSPACE = "/workspace"
 #: Records of retired containers kept per project, and findings per record (for `ds01 where`).
 RETIRED_KEPT = 20
 RETIRED_FINDINGS = 2000
+#: Folder levels of the workspace the audit's look for links goes down (fwalk holds a descriptor per level).
+LINK_WALK_DEPTH = 64
 #: The most of a container's apt history log an audit reads, and of a project's requirements.txt its update does.
 APT_LOG_MAX = 4 * 2**20
 REQUIREMENTS_MAX = 1 * 2**20
@@ -292,13 +294,19 @@ class Guard(Rescuing):
         """Links inside the workspace that lead outside it: writing through them lands outside. Walked as the
         user and by folder descriptors: the container may swap a folder for a link meanwhile, and root walking
         by path would then list (and report the links of) a folder only root may read."""
-        seen = 0
-        with acting_as(user), contextlib.suppress(OSError):  # no workspace (deleted), or one she cannot read
+        seen, top = 0, str(project_path).rstrip("/").count("/")
+        # No workspace (deleted), one she cannot read; a tree deeper than Python's recursion goes.
+        with acting_as(user), contextlib.suppress(OSError, RecursionError):
             walk = os.fwalk(project_path, follow_symlinks=False, onerror=lambda err: None)
             for dirpath, dirnames, filenames, folder in walk:
                 if os.path.basename(dirpath) == RESCUED and os.path.dirname(dirpath) == str(project_path):
                     dirnames[:] = []
                     continue
+                if dirpath.count("/") - top >= LINK_WALK_DEPTH and dirnames:
+                    dirnames[:] = []  # a descriptor is held open per level: never hundreds at once
+                    deep = f"Did not look for links below {LINK_WALK_DEPTH} levels of the workspace."
+                    if deep not in audit.notes:
+                        audit.notes.append(deep)
                 for name in dirnames + filenames:
                     seen += 1
                     self._add_link(audit, project_path, dirpath, name, folder)
@@ -431,9 +439,10 @@ class Guard(Rescuing):
             rescued = self.rescue(user, project, audit, progress, include_caches=include_caches)
             unknown = [f for f in at_risk if f.source == "engine" or f.detail.startswith("could not")]
             # A file the copy could not read (root's, 0600, made with sudo inside) is as lost as one never examined.
+            wanted = {f.path for f in at_risk}  # a cache it could not read is no reason to keep the container
             unknown += [Finding(path=str(s.get("path")), kind=WORK, size=0, source="rescue", detail=str(s["why"]))
                         for s in rescued.skipped if str(s.get("why", "")).startswith("could not")
-                        and s.get("kind") != CACHE]
+                        and s.get("path") in wanted]
             if unknown and mode == "rescue":
                 raise UnsavedWork(
                     f"Rescued {rescued.files} file(s) into {rescued.folder}, but {len(unknown)} change(s) could not be "

@@ -93,7 +93,8 @@ UNLOOKED = "(processes the guard could not look at)"
 def unlooked() -> Finding:
     return Finding(path=UNLOOKED, kind=PROCESS, size=0, source="process",
                    detail="the guard could not look inside the running container (no python3 in the image, a "
-                          "container at its process or memory limit, or no answer in time): what runs is unknown")
+                          "container at its process or memory limit, or no answer in time): what runs, and what "
+                          "it keeps in memory (/dev/shm), is unknown")
 
 
 def only_unlooked(running: list[Finding]) -> bool:
@@ -293,6 +294,13 @@ def report_lines(report: dict | None) -> list[str]:
     if saved and saved.get("files"):
         lines.append(f"Copied {saved['files']} file(s) kept in memory (/dev/shm and other memory-backed folders, "
                      f"lost when a container stops) into {saved['folder']}.")
+    for item in (saved or {}).get("skipped", [])[:20]:
+        lines.append(f"  not copied: {item.get('path')}: {item.get('why')}")
+    lost = report.get("memory_lost")
+    if lost:
+        lines.append(f"Lost {len(lost)} file(s) kept in memory ({', '.join(lost[:3])}"
+                     f"{' and more' if len(lost) > 3 else ''}): they could not be copied "
+                     f"({report.get('memory_lost_why')}).")
     return lines
 
 

@@ -124,8 +124,17 @@ class Reaper:
             if decision.action == "stop" and not dry_run:
                 log.warning("Stopping %s: %s", status.name, decision.reason)
                 try:
-                    # Judged idle (or overdue) just now: processes left get SIGTERM and the grace to save.
-                    self.containers.stop(user, status.project, stop_processes=True)
+                    # Judged idle (or overdue) just now: processes left get SIGTERM and the grace to save; what it
+                    # keeps in memory is copied first, or said lost (a GPU is never held for it).
+                    _, report = self.containers.stop_with_report(user, status.project, stop_processes=True,
+                                                                 policy=True)
+                    report = report or {}
+                    saved, lost = report.get("memory_rescued"), report.get("memory_lost")
+                    if saved and saved.get("files"):
+                        decision.reason += f"; copied {saved['files']} file(s) kept in memory into {saved['folder']}"
+                    if lost:
+                        decision.reason += (f"; lost {len(lost)} file(s) kept in memory ({lost[0]}...): "
+                                            f"{report.get('memory_lost_why')}")
                 except DS01Error as err:
                     decision.reason += f" (stop failed: {err})"
         self._save(user, {cid: e for cid, e in state.items() if cid in live})

@@ -35,6 +35,7 @@ from ..core.errors import (
     ProjectNotFound,
     QuotaExceeded,
     StateConflict,
+    UnsavedWork,
 )
 from ..core.frameworks import image_ref
 from ..core.limits import format_size
@@ -506,14 +507,16 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
                 result = self.core.guard.retire(user, project, mode="rescue", stop_processes=True)
         except ContainerNotFound:
             return
-        except (QuotaExceeded, DiskFull) as err:
-            kept = "kept (stopped)"
-            try:  # a stop copies what it keeps in memory first: refused too when that cannot be copied
-                self.core.containers.stop(user, project, stop_processes=True)
-            except DS01Error:
-                kept = "kept running (what it holds in memory could not be copied either)"
-            self._tell(user, project,
-                       " ".join(said + [f"The container was {kept}: its work could not be rescued: {err}"]))
+        except (QuotaExceeded, DiskFull, UnsavedWork) as err:
+            # The server must end: the container is kept, stopped (what it keeps in memory copied where it fits).
+            kept, lines = "kept (stopped)", []
+            try:
+                _, report = self.core.containers.stop_with_report(user, project, stop_processes=True, policy=True)
+                lines = report_lines(report)[:6]
+            except DS01Error as stop_err:
+                kept = f"kept, and could not be stopped ({stop_err})"
+            self._tell(user, project, " ".join(
+                said + lines + [f"The container was {kept}: its work could not all be rescued: {err}"]))
             return
         stopped = result.get("processes")
         if stopped and stopped.get("count"):
