@@ -148,3 +148,14 @@ def test_an_accelerate_folder_cut_short_is_never_the_resume_point(tmp_path):
     assert ck.latest(tmp_path).name == "checkpoint_2"
     # Nor deleted for it: a final save of the weights alone looks the same.
     assert "checkpoint_3" not in [c.name for c in ck.prune(keep_last=1, directory=tmp_path)]
+
+
+def test_folders_that_each_lack_something_of_the_others_are_all_resumable(tmp_path):
+    for n, missing in enumerate(("optimizer.bin", "scheduler.bin", "random_states_0.pkl")):
+        folder = tmp_path / f"checkpoint_{n}"
+        folder.mkdir()
+        _weights(folder / "model.safetensors")
+        for part in {"optimizer.bin", "scheduler.bin", "random_states_0.pkl"} - {missing}:
+            (folder / part).write_bytes(pickle.dumps(part, protocol=4))
+        _age(folder, (10 - n) * HOUR)
+    assert ck.latest(tmp_path).name == "checkpoint_2"

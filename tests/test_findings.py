@@ -179,3 +179,17 @@ def test_classify_by_folder_then_name_agrees_with_the_rules_on_every_path():
         for _ in range(5_000):
             paths.add("/" + "/".join(rng.choices(parts, k=length)))  # empty parts make "//" and trailing "/"
     assert {p: classify(p) for p in paths} == {p: classify_by_rules(p) for p in paths}
+
+
+def test_what_a_rescue_could_not_read_of_the_work_at_risk_is_named_a_cache_is_not():
+    """An archive of a new folder that could not be read is skipped under that folder's name, not its files'."""
+    from ds01_jupyter.core.findings import CACHE, WORK, Finding
+    from ds01_jupyter.core.rescue import lost_in_copy
+
+    at_risk = [Finding(path="/home/u/newdir/a.py", kind=WORK, size=1, source="writable-layer"),
+               Finding(path="/tmp/model.pt", kind=WORK, size=1, source="writable-layer")]
+    skipped = [{"path": "/home/u/newdir", "why": "could not be read: no such container"},
+               {"path": "/tmp/model.pt", "why": "could not be read (Permission denied)"},
+               {"path": "/root/.cache/pip", "why": "could not be read (Permission denied)", "kind": CACHE},
+               {"path": "/tmp/fifo", "why": "special file (fifo, socket or device): listed, never read"}]
+    assert [f.path for f in lost_in_copy(skipped, at_risk)] == ["/home/u/newdir", "/tmp/model.pt"]

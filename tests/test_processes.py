@@ -390,3 +390,20 @@ def test_a_stop_nobody_decides_is_never_held_up_by_a_copy_that_cannot_be_made(ma
     status, report = core.containers.stop_with_report(user, name, stop_processes=True, policy=True)
     assert status.state == "exited" and report["memory_lost"] == ["/dev/shm/features.bin"]
     assert any("Lost 1 file(s) kept in memory (/dev/shm/features.bin)" in line for line in report_lines(report))
+
+
+def test_a_file_in_memory_the_stop_cannot_read_keeps_the_users_stop_from_losing_it(make_core, other_user,
+                                                                                    project_name):
+    """A file of root's in /dev/shm (made with sudo inside) cannot be copied as her: her stop is refused, the
+    reaper's goes ahead and says it was lost."""
+    user = other_user
+    core, name, cid = deployed(make_core, user, project_name)
+    code, out = core.engine.exec(cid, ["sh", "-c", "echo x > /dev/shm/roots.bin && chmod 600 /dev/shm/roots.bin"],
+                                 user="0:0")
+    assert code == 0, out
+    with pytest.raises(UnsavedWork) as info:
+        core.containers.stop(user, name)
+    assert "/dev/shm/roots.bin" in info.value.message
+    assert core.containers.status(user, name).running
+    status, report = core.containers.stop_with_report(user, name, stop_processes=True, policy=True)
+    assert status.state == "exited" and report["memory_lost"] == ["/dev/shm/roots.bin"]

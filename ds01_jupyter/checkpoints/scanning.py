@@ -348,14 +348,20 @@ def _missing_parts(items: list) -> None:
                                  if e.is_file(follow_symlinks=False)}
         except OSError:
             continue
+    short: dict[str, list[str]] = {}
     for c in folders:
         others = [names[o.path] for o in folders if o is not c and o.path in names]
-        if c.path not in names or len(others) < 2:
-            continue
-        missing = sorted(set.intersection(*others) - names[c.path])
-        if missing:
+        if c.path in names and len(others) >= 2:
+            missing = sorted(set.intersection(*others) - names[c.path])
+            if missing:
+                short[c.path] = missing
+    if len(short) == len(folders):
+        return  # each lacks something of the others': no layout to hold them to
+    for c in folders:
+        gaps = short.get(c.path)
+        if gaps:
             c.partial = True
-            c.warning = (f"no {', '.join(missing[:3])}{' and more' if len(missing) > 3 else ''}, which the run's "
+            c.warning = (f"no {', '.join(gaps[:3])}{' and more' if len(gaps) > 3 else ''}, which the run's "
                          "other checkpoints have (a save cut short, or the weights alone): not resumed from")
 
 

@@ -837,6 +837,9 @@ class Containers:
                 # What they left in memory; the first look's list if this one fails (they were there).
                 listing = processes.listing(user, record, sample=0, memory=True) or listing
             saved = self._save_memory(user, project, record, listing, progress, policy)
+            if listing is None:  # nothing could be looked at: what it kept in memory is not known either
+                saved = {"memory_lost": ["(what it kept in memory: the guard could not look inside)"],
+                         "memory_lost_why": "the guard could not look inside the container"}
             if saved is not None:
                 report = {**(report or {}), **saved}
         if record.state in ("running", "paused", "restarting"):
@@ -855,6 +858,9 @@ class Containers:
         memory = [f for f in tmpfs_findings((listing or {}).get("tmpfs") or [])[0] if f.kind == WORK]
         if not memory:
             return None
+        from .rescue import lost_in_copy
+
+        lost: list = []
         try:
             if self.save_memory is None:
                 raise UnsavedWork(
@@ -863,12 +869,28 @@ class Containers:
                     hint="Copy them into /workspace first, or retire with --rescue, which copies them.",
                     findings=[f.to_dict() for f in memory[:50]],
                 )
-            return {"memory_rescued": self.save_memory(user, project, record, memory, progress).to_dict()}
+            try:
+                rescued = self.save_memory(user, project, record, memory, progress)
+            except OSError as err:  # the writer's own (a .rescued/ she made read-only): a refusal, never a crash
+                raise UnsavedWork(f"What {record.name} keeps in memory could not be copied into the project "
+                                  f"({err.strerror or err}): not stopped.",
+                                  hint="Make .rescued/ in the project writable, or copy the files yourself.") from None
+            lost = lost_in_copy(rescued.skipped, memory)
+            if lost and not policy:
+                raise UnsavedWork(
+                    f"Copied {rescued.files} file(s) kept in memory into {rescued.folder}, but {len(lost)} could not "
+                    f"be read ({lost[0].path}: {lost[0].detail}): not stopped.",
+                    hint="Copy them into /workspace yourself, or stop the processes that hold them.",
+                    findings=[f.to_dict() for f in lost[:50]], rescued=rescued.to_dict())
         except DS01Error as err:
             if not policy:
                 raise
             log.warning("Stopping %s loses %d file(s) kept in memory: %s", record.name, len(memory), err)
             return {"memory_lost": [f.path for f in memory[:200]], "memory_lost_why": err.message}
+        done: dict = {"memory_rescued": rescued.to_dict()}
+        if lost:
+            done.update(memory_lost=[f.path for f in lost[:200]], memory_lost_why=lost[0].detail)
+        return done
 
     def retire(self, user: User, project: str) -> ContainerStatus:
         """Stop and remove the container (its GPU is freed with it); the workspace stays (or stays gone)."""

@@ -47,7 +47,7 @@ from .limits import format_size
 from .names import check_project_name
 from .processes import Processes, only_unlooked, process_findings, refusal, unlooked
 from .requests import RetireRequest
-from .rescue import COPYABLE, Rescuing, _short, skipped_caches
+from .rescue import COPYABLE, Rescuing, _short, lost_in_copy, skipped_caches
 from .rescue_writer import RESCUED
 from .statefile import read_json, write_atomic
 from .upperdir import LayerChanges
@@ -302,14 +302,14 @@ class Guard(Rescuing):
                 if os.path.basename(dirpath) == RESCUED and os.path.dirname(dirpath) == str(project_path):
                     dirnames[:] = []
                     continue
+                for name in dirnames + filenames:
+                    seen += 1
+                    self._add_link(audit, project_path, dirpath, name, folder)
                 if dirpath.count("/") - top >= LINK_WALK_DEPTH and dirnames:
                     dirnames[:] = []  # a descriptor is held open per level: never hundreds at once
                     deep = f"Did not look for links below {LINK_WALK_DEPTH} levels of the workspace."
                     if deep not in audit.notes:
                         audit.notes.append(deep)
-                for name in dirnames + filenames:
-                    seen += 1
-                    self._add_link(audit, project_path, dirpath, name, folder)
                 if seen > limit:
                     audit.notes.append(f"Stopped looking for links after {limit} entries of the workspace.")
                     break
@@ -439,10 +439,7 @@ class Guard(Rescuing):
             rescued = self.rescue(user, project, audit, progress, include_caches=include_caches)
             unknown = [f for f in at_risk if f.source == "engine" or f.detail.startswith("could not")]
             # A file the copy could not read (root's, 0600, made with sudo inside) is as lost as one never examined.
-            wanted = {f.path for f in at_risk}  # a cache it could not read is no reason to keep the container
-            unknown += [Finding(path=str(s.get("path")), kind=WORK, size=0, source="rescue", detail=str(s["why"]))
-                        for s in rescued.skipped if str(s.get("why", "")).startswith("could not")
-                        and s.get("path") in wanted]
+            unknown += lost_in_copy(rescued.skipped, at_risk)
             if unknown and mode == "rescue":
                 raise UnsavedWork(
                     f"Rescued {rescued.files} file(s) into {rescued.folder}, but {len(unknown)} change(s) could not be "

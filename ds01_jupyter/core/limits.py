@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets  # at the top: write_copy runs as the user, who may not read this package's folder
 import stat
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -336,8 +337,6 @@ def _write_copy(path: Path, text: str) -> None:
                 same = stat.S_ISREG(os.fstat(handle.fileno()).st_mode) and handle.read(1 << 16) == text.encode()
             if same:
                 return
-        import secrets
-
         tmp = f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
         try:

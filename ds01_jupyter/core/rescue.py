@@ -45,6 +45,19 @@ class Rescue:
         return asdict(self)
 
 
+def lost_in_copy(skipped: list[dict], at_risk: list[Finding]) -> list[Finding]:
+    """What a rescue could not read of the work at risk: a file, or a folder above some (an archive of a new
+    folder that could not be read). A cache it could not read is no reason to keep a container."""
+    wanted = set()
+    for f in at_risk:
+        path = f.path
+        while path not in wanted and path not in ("", "/"):
+            wanted.add(path)
+            path = path.rsplit("/", 1)[0]
+    return [Finding(path=str(s.get("path")), kind=WORK, size=0, source="rescue", detail=str(s.get("why")))
+            for s in skipped if str(s.get("why", "")).startswith("could not") and s.get("path") in wanted]
+
+
 COPYABLE = ("writable-layer", "tmpfs")
 CACHE_SKIPPED = "a cache (re-creatable): not copied unless caches are included (--include-caches)"
 

@@ -508,10 +508,13 @@ class DS01Spawner(DockerSpawner, SettingsOptions):
         except ContainerNotFound:
             return
         except (QuotaExceeded, DiskFull, UnsavedWork) as err:
-            # The server must end: the container is kept, stopped (what it keeps in memory copied where it fits).
+            # The server must end: the container is kept, stopped. After a refused rescue (UnsavedWork) its
+            # processes were stopped and its memory copied already; after no room, the stop copies what fits.
             kept, lines = "kept (stopped)", []
             try:
-                _, report = self.core.containers.stop_with_report(user, project, stop_processes=True, policy=True)
+                with self._retire_lock:
+                    _, report = self.core.containers.stop_with_report(
+                        user, project, stop_processes=True, policy=True, force=isinstance(err, UnsavedWork))
                 lines = report_lines(report)[:6]
             except DS01Error as stop_err:
                 kept = f"kept, and could not be stopped ({stop_err})"
