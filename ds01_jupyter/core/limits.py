@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets  # at the top: write_copy runs as the user, who may not read this package's folder
 import stat
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -321,11 +320,13 @@ def write_copy(path: Path, text: str, user: User) -> None:
     made with O_NOFOLLOW (O_EXCL for the temporary), relative to the folder's
     descriptor, and the rename replaces a link itself.
     """
+    import secrets  # here, never as the user: she may not read this Python's own folders (a lazy import fails)
+
     with acting_as(user):
-        _write_copy(path, text)
+        _write_copy(path, text, secrets.token_hex(4))
 
 
-def _write_copy(path: Path, text: str) -> None:
+def _write_copy(path: Path, text: str, token: str) -> None:
     folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
@@ -337,7 +338,7 @@ def _write_copy(path: Path, text: str) -> None:
                 same = stat.S_ISREG(os.fstat(handle.fileno()).st_mode) and handle.read(1 << 16) == text.encode()
             if same:
                 return
-        tmp = f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = f".{path.name}.{os.getpid()}.{token}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
         try:
             with os.fdopen(fd, "w") as handle:
