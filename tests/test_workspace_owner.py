@@ -110,3 +110,21 @@ def test_own_workspace_works_and_admin_settings_are_refused_from_a_users_environ
     assert f"{generous} (refused: the admin's)" in rows["DS01_LIMITS_FILE"]
     assert "mine:1" in rows["DS01_BASE_IMAGE"] and "refused" not in rows["DS01_BASE_IMAGE"]
     assert "Refused here: DS01_LIMITS_FILE (the admin's)" in shown.stdout
+
+
+def test_root_making_a_deep_workspace_root_never_follows_the_users_links(two_users, tmp_path):
+    """A workspace root below a folder of her home (the admin's {home}/data/ws) is made as her: a link she put in
+    its place leads root's mkdir, and the chown after it, nowhere she could not go herself."""
+    alice = two_users[0]
+    victim = tmp_path / "roots"
+    victim.mkdir(mode=0o755)  # root's, hers to read only
+    tmp_path.chmod(0o755)
+    subprocess.run(["runuser", "-u", alice.name, "--", "ln", "-s", str(victim), str(alice.home / "data")],
+                   check=True)
+    core = DS01(Settings(workspace_root="{home}/data/ws"))
+    with pytest.raises(Forbidden):
+        core.projects.create(alice, "demo")
+    assert list(victim.iterdir()) == []
+    (alice.home / "data").unlink()
+    core.projects.create(alice, "demo")  # a real folder of hers: made as her, hers
+    assert (alice.home / "data" / "ws").stat().st_uid == alice.uid

@@ -268,15 +268,18 @@ class Projects:
             probe = probe.parent
         home = user.home.resolve() if user.home.exists() else user.home
         for folder in reversed(missing):
+            # Below her home, as her: by path through folders she may swap for links, root's mkdir (and the
+            # chown after it) would go wherever she pointed. Above it (the admin's folders), as root, then hers.
+            inside = home in folder.parents
             try:
-                os.mkdir(folder, 0o755)
+                with acting_as(user if inside else None):
+                    os.mkdir(folder, 0o755)
             except FileExistsError:
                 continue
             except OSError as err:
                 raise Forbidden(f"Cannot create the workspace root {root}: {err.strerror} at {folder}.",
                                 hint=OWNERSHIP_HINT) from None
-            mine = folder in (root, home) or home in folder.parents
-            if mine and os.geteuid() == 0 and user.uid != 0:
+            if not inside and folder in (root, home) and os.geteuid() == 0 and user.uid != 0:
                 _give(folder, user)
 
     def create(self, user: User, name: str) -> Project:
