@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ds01_jupyter.core import DS01, Settings, User
+from ds01_jupyter.core import DS01, Settings, User, workspace_pin
 from ds01_jupyter.core import labels as L
 from ds01_jupyter.core.errors import DS01Error, EngineUnavailable
 
@@ -47,6 +47,12 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ())) or item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.docker)
+
+
+def remove_made(engine, record) -> None:
+    """Remove a container a test made, and the pin root gave the engine for its workspace (workspace_pin)."""
+    engine.remove_container(record.id, force=True)
+    workspace_pin.unpin(record.labels.get(L.USER_ID, ""), record.name)
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +94,7 @@ def _sweep_interrupted_runs(engine, this_run: Path) -> None:
             continue
         run = root / workspace[len(prefix):].split(os.sep)[0]
         if run != this_run and not _run_alive(run):
-            engine.remove_container(record.id, force=True)
+            remove_made(engine, record)
 
 
 def _run_alive(run: Path) -> bool:
@@ -227,7 +233,7 @@ class CoreFactory:
         core = DS01(Settings())
         for record in core.engine.list_containers(L.managed()):
             if record.labels.get(L.WORKSPACE, "").startswith(prefix):
-                core.engine.remove_container(record.id, force=True)
+                remove_made(core.engine, record)
         projects = {p.name for p in self.tmp_path.glob("*/workspace/*")}
         for image in core.engine.list_images(L.managed()):
             if image.labels.get(L.PROJECT) in projects and image.id not in self.images_before:
@@ -334,7 +340,7 @@ def small_fs(engine):
     yield path
     for record in engine.list_containers(L.managed()):  # deployed from projects on it
         if record.labels.get(L.WORKSPACE, "").startswith(str(path) + os.sep):
-            engine.remove_container(record.id, force=True)
+            remove_made(engine, record)
     projects = set(os.listdir(path))  # their images too: make_core's clean-up finds projects below tmp_path only
     for image in engine.list_images(L.managed()):
         if image.labels.get(L.PROJECT) in projects:
@@ -378,7 +384,7 @@ def other_user(engine):
         os.chown(path, made.uid, made.gid)
     yield made
     for record in engine.list_containers({L.USER: name}):
-        engine.remove_container(record.id, force=True)
+        remove_made(engine, record)
     for image in engine.list_images({L.USER: name}):
         try:
             engine.remove_image(image.id)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import remove_networks
+from conftest import remove_made, remove_networks
 
 import ds01_jupyter
 from ds01_jupyter.core import DS01, User
@@ -163,7 +163,7 @@ def unix_users_fixture(engine):
     core = DS01()
     for account, base in made:
         for record in core.engine.list_containers({L.USER: account.name}):
-            core.engine.remove_container(record.id, force=True)
+            remove_made(core.engine, record)
         for image in core.engine.list_images({L.USER: account.name}):
             try:
                 core.engine.remove_image(image.id)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fake_gpus
+from conftest import fake_gpus, remove_made
 from test_cli import BIN
 
 from ds01_jupyter.core import DS01, User
@@ -64,7 +64,7 @@ def bob(user, engine):
     yield bob
     for record in engine.list_containers(L.managed()):  # the fixtures' cleanup looks under tmp_path only
         if record.labels.get(L.WORKSPACE, "").startswith(str(base) + os.sep):
-            engine.remove_container(record.id, force=True)
+            remove_made(engine, record)
     projects = {p.name for p in (bob.home / "workspace").glob("*")}
     for image in engine.list_images(L.owned_by(bob)):  # bob's builds too, or every run leaves them behind
         if image.labels.get(L.PROJECT) in projects:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import fake_gpus
+from conftest import fake_gpus, remove_made
 from hub_helpers import Hub, chp_fixture, free_port, singleuser_fixture  # noqa: F401 - fixtures
 
 from ds01_jupyter.core import labels as L
@@ -152,7 +152,7 @@ def hub(tmp_path, chp, singleuser, engine, hub_config):
         prefix = str(tmp_path)
         for record in engine.list_containers(L.managed()):
             if record.labels.get(L.WORKSPACE, "").startswith(prefix):
-                engine.remove_container(record.id, force=True)
+                remove_made(engine, record)
         for image in engine.list_images(L.managed()):
             if image.labels.get(L.USER) in UIDS and any(
                 t.startswith(tuple(f"ds01-{u}/" for u in UIDS)) for t in image.tags

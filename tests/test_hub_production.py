@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BASE_IMAGE
+from conftest import BASE_IMAGE, remove_made
 from ds01d_helpers import ds01d_factory_fixture, unix_users_fixture  # noqa: F401 - fixtures
 from hub_helpers import Hub, chp_fixture, ds01_hub, free_port, run_in_kernel, singleuser_fixture  # noqa: F401
 
@@ -159,7 +159,7 @@ def test_admin_install_as_documented(tmp_path, chp, singleuser, unix_users, unix
         for project in ("p1", "p2"):
             record = engine.get_container(container_name(project, alice.name))
             if record is not None:
-                engine.remove_container(record.id, force=True)
+                remove_made(engine, record)
 
     # Everything the hub made in the user's home is the user's.
     assert _foreign(alice.home, alice.user.uid) == []

@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import fake_gpus
+from conftest import fake_gpus, remove_made
 
 from ds01_jupyter.core import User
 from ds01_jupyter.core import labels as L
@@ -42,7 +42,7 @@ def unix_users(tmp_path, engine):
     for user in made:
         for record in engine.list_containers(L.owned_by(user)):
             if record.labels.get(L.WORKSPACE, "").startswith(str(tmp_path)):
-                engine.remove_container(record.id, force=True)
+                remove_made(engine, record)
         for net in engine.api.networks(names=[network_name(user)]):
             engine.api.remove_network(net["Id"])
         subprocess.run(["userdel", user.name], check=False)

@@ -19,7 +19,7 @@ from ds01d_helpers import ds01d_factory_fixture, unix_users_fixture  # noqa: F40
 
 from ds01_jupyter.core import DS01, helpers, ssh_mount
 from ds01_jupyter.core import labels as L
-from ds01_jupyter.core.errors import DS01Error, Forbidden, InvalidRequest, StateConflict
+from ds01_jupyter.core.errors import Forbidden, InvalidRequest, StateConflict
 from ds01_jupyter.core.names import container_name
 
 
@@ -64,56 +64,48 @@ def _swap_at_start(core: DS01, folder: Path, target: Path, during=None) -> None:
         core.containers._settle = settle
 
 
-def test_a_link_swapped_in_during_a_start_never_stays_mounted(unix_users, make_core, project_name):
-    """The engine follows links in a mount's source at every start: a user who swaps their project folder for a
-    link to another user's project (behind that user's closed home) while it starts must not keep it mounted."""
+def test_a_link_swapped_in_during_a_start_is_never_what_gets_mounted(unix_users, make_core, project_name):
+    """The engine follows links in a mount's source at every start: root gives it a pin of her folder instead
+    (workspace_pin), bound from the folder it opened and found hers. A user who swaps her project folder for a link
+    to another user's project (behind his closed home) while it starts gets her own folder, never his, not even
+    for the moment before a check; a link in its place when root binds it is refused."""
     alice, bob = unix_users(), unix_users()
     name = project_name()
     theirs = _secret_behind_closed_home(bob, name)  # same name: the container's labels look right
     core = make_core()
     core.projects.create(alice.user, name)
+    folder = alice.home / "workspace" / name
+    mine = f"{alice.user.uid}:{alice.user.gid}"
     first = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
     assert core.engine.get_container(first.id).ip_address  # an honest start gets its network once checked
     core.containers.stop(alice.user, name, force=True)
-    _swap_at_start(core, alice.home / "workspace" / name, theirs)
 
-    with pytest.raises(Forbidden, match="was removed.*not the project folder"):
-        core.containers.start(alice.user, name)
-    assert core.engine.get_container(first.id) is None  # nothing it copied can be read after a later start
-
-    # In the milliseconds before the check the container has no network, and a request of hers that comes then
-    # (a command, its logs, a kernel) finds it unchecked, checks it and gets it removed, not bob's secret.
-    window = []
-
-    def meanwhile(container_id):
-        racing = core.engine.get_container(container_id)
-        networks = core.engine.api.inspect_container(container_id)["NetworkSettings"]["Networks"]
-        window.append((racing.running, racing.ip_address, sorted(networks)))
-        with pytest.raises(Forbidden, match="was removed.*not the project folder"):
-            core.containers.exec(alice.user, name, ["cat", "/workspace/secret.txt"])
-        with pytest.raises(DS01Error, match="no container"):
-            list(core.containers.logs(alice.user, name))
-
-    core.engine.start_container = type(core.engine).start_container.__get__(core.engine)
-    core.containers.deploy(alice.user, name, gpus=0, framework="base")  # an honest one, then stopped
-    core.containers.stop(alice.user, name, force=True)
-    _swap_at_start(core, alice.home / "workspace" / name, theirs, during=meanwhile)
-    with pytest.raises(DS01Error, match="was removed"):
-        core.containers.start(alice.user, name)
-    assert window == [(True, "", ["none"])]
-    assert core.engine.get_container(container_name(name, alice.name)) is None
-    core.engine.start_container = type(core.engine).start_container.__get__(core.engine)
-    _swap_at_start(core, alice.home / "workspace" / name, theirs)
-
-    with pytest.raises(Forbidden, match="was removed"):  # a first deploy the same
-        core.containers.deploy(alice.user, name, gpus=0, framework="base")
-    assert core.engine.get_container(container_name(name, alice.name)) is None
-
-    core.engine.start_container = type(core.engine).start_container.__get__(core.engine)
-    honest = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
-    assert honest.running and honest.workspace == str(alice.home / "workspace" / name)
-    code, out = core.engine.exec(honest.id, ["ls", "/workspace"], user=f"{alice.user.uid}:{alice.user.gid}")
+    _swap_at_start(core, folder, theirs)
+    assert core.containers.start(alice.user, name).running
+    code, out = core.engine.exec(first.id, ["ls", "/workspace"], user=mine)
     assert code == 0 and b"secret.txt" not in out and b"notebooks" in out
+
+    core.engine.start_container = type(core.engine).start_container.__get__(core.engine)
+    core.containers.stop(alice.user, name, force=True)
+    aside = folder.with_name("." + folder.name + ".aside")
+    folder.rename(aside)
+    folder.symlink_to(theirs)
+    os.lchown(folder, alice.user.uid, alice.user.gid)
+    try:
+        with pytest.raises(Forbidden):
+            core.containers.start(alice.user, name)
+    finally:
+        folder.unlink()
+        aside.rename(folder)
+    assert not core.engine.get_container(first.id).running
+
+    core.guard.retire(alice.user, name, mode="discard")
+    _swap_at_start(core, folder, theirs)  # a first deploy the same
+    honest = core.containers.deploy(alice.user, name, gpus=0, framework="base").container
+    assert honest.running and honest.workspace == str(folder)
+    code, out = core.engine.exec(honest.id, ["ls", "/workspace"], user=mine)
+    assert code == 0 and b"secret.txt" not in out and b"notebooks" in out
+    core.engine.start_container = type(core.engine).start_container.__get__(core.engine)
 
 
 def test_only_the_run_checked_gets_its_network(unix_users, make_core, project_name):

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import frameworks, helpers, ssh_mount, upperdir, workspace_access
+from . import frameworks, helpers, ssh_mount, upperdir, workspace_access, workspace_pin
 from . import labels as L
 from .allocator import GpuAllocator, held
 from .container_status import ContainerStatus, DeployResult
@@ -97,7 +97,7 @@ def workspace_state(record: ContainerRecord) -> str:
     """"" when the container's /workspace is its project folder; "missing" when that folder is gone; "replaced"
     when it was made again while the container runs on with the deleted one mounted (the engine's exec then fails
     with "current working directory is outside of container mount namespace root"; a start mounts the new one)."""
-    source = dict(record.mounts).get("/workspace")
+    source = workspace_pin.source_of(record)
     if not source:
         return ""
     try:
@@ -263,7 +263,7 @@ class Containers:
     def _distrust(self, record: ContainerRecord, image: ImageRecord | None) -> str:
         labels = record.labels
         tag = self.settings.image_template.format(user=labels.get(L.USER, ""), project=labels.get(L.PROJECT, ""))
-        source = dict(record.mounts).get("/workspace")
+        source = workspace_pin.source_of(record)
         try:
             # lstat: a user who swaps their project folder for a link must not make their own container look
             # foreign (it would drop out of their GPU and container counts and the reaper's view).
@@ -296,7 +296,7 @@ class Containers:
             record.labels.get(L.USER_ID) != str(user.uid) or record.labels.get(L.GROUP_ID) != str(user.gid)
         ):
             why = f"it belongs to uid {record.labels.get(L.USER_ID)}, not to you (uid {user.uid})"
-        if not why and dict(record.mounts).get("/workspace") != expected:
+        if not why and workspace_pin.source_of(record) != expected:
             why = f"it does not mount your project folder {expected}"
         if why:
             self._report(record, why)
@@ -341,7 +341,7 @@ class Containers:
         started = record.started_at or (self.start_times.get(record.id) if record.running else None)
         if record.running and started:
             uptime = (datetime.now(timezone.utc) - started).total_seconds()
-        source = dict(record.mounts).get("/workspace")
+        source = workspace_pin.source_of(record)
         unwritable = workspace_access.unwritable(self._owner(record), Path(source)) if source else []
         ending = self.allocator.ending(record)
         gpus = L.gpu_uuids(record.labels)
@@ -537,7 +537,16 @@ class Containers:
                     try:
                         spec = self._spec(user, proj, image, limits, chosen, protected, command, env, fallback,
                                           mounts, node)
-                        record = self._create(spec)
+                        if self._pins(user):
+                            spec = dataclasses.replace(spec, workspace=workspace_pin.pin(
+                                user, spec.workspace, spec.name, self.settings.docker_url))
+                        try:
+                            record = self._create(spec)
+                        except AlreadyExists:
+                            raise  # its container, made meanwhile outside our lock, mounts that pin
+                        except BaseException:
+                            workspace_pin.unpin(user.uid, spec.name, self.settings.docker_url)
+                            raise
                         created = True
                     except AlreadyExists:  # made outside our lock, e.g. by an older tool or on another host
                         record = self.record(user, project)
@@ -557,6 +566,7 @@ class Containers:
                 if created:  # do not leave a container holding a GPU it cannot use
                     with contextlib.suppress(DS01Error):
                         self.engine.remove_container(record.id, force=True)
+                        workspace_pin.unpin(user.uid, record.name, self.settings.docker_url)
                 raise
         self._settle(user, project, record.id, remove=created)
         if created and chosen:
@@ -632,6 +642,11 @@ class Containers:
         folder = helpers.host_folder(self._helpers_base())
         return ((str(folder), helpers.MOUNT),) if folder is not None else ()
 
+    def _pins(self, user: User) -> bool:
+        """Whether the engine gets the user's project folder through a pin (workspace_pin): where root starts
+        her containers on an engine of this machine."""
+        return _checks_mounts(user) and self.engine.local
+
     def _helpers_base(self) -> Path:
         return helpers.base_folder(self.settings.helpers_dir)
 
@@ -696,6 +711,9 @@ class Containers:
             again = self.engine.get_container(container_id)
             if again is not None and again.running:
                 return
+            if again is not None and workspace_pin.source_of(again) != dict(again.mounts).get("/workspace"):
+                # Bound again: she may have made her project folder again since (a rescue of a deleted one).
+                workspace_pin.pin(user, again.labels.get(L.WORKSPACE, ""), again.name, self.settings.docker_url)
         self.engine.start_container(container_id, offline=offline)
 
     def _settle(self, user: User, project: str, container_id: str, remove: bool = False,
@@ -785,6 +803,7 @@ class Containers:
             self.engine.remove_container(record.id, force=True)
         except ContainerNotFound:
             pass
+        workspace_pin.unpin(user.uid, record.name, self.settings.docker_url)
         raise Forbidden(
             f"{record.name} was removed: {why}. A container gets only your real project folder at /workspace.",
             hint=f"Keep ~/workspace/{project} a real folder (not a link) while it starts; then deploy again.",
@@ -897,6 +916,7 @@ class Containers:
         record = self.record(user, project)
         status = self._status(user, record)
         self.engine.remove_container(record.id, force=True)
+        workspace_pin.unpin(user.uid, record.name, self.settings.docker_url)
         if status.stale_image or status.fallback:  # an older build, or the thin image of a fallback
             self.images.remove_superseded(user, record.image_id)
         status.state = "removed"
@@ -921,7 +941,7 @@ class Containers:
         """Refuse, with what to do, a container whose /workspace cannot work: its folder deleted while it runs
         (or made again meanwhile: the container keeps the deleted one), or gone when it is to start."""
         state = workspace_state(record)
-        source = dict(record.mounts).get("/workspace") or record.labels.get(L.WORKSPACE, "")
+        source = workspace_pin.source_of(record) or record.labels.get(L.WORKSPACE, "")
         if state == "replaced" and record.running:
             raise StateConflict(
                 f"The workspace folder {source} was deleted and made again while {record.name} ran: the container "

@@ -13,6 +13,7 @@ import os
 from dataclasses import replace
 
 from . import labels as L
+from . import workspace_pin
 from .engine import ContainerRecord, ImageRecord
 from .errors import InvalidName
 from .names import check_project_name, container_name
@@ -51,7 +52,7 @@ def distrust(record: ContainerRecord, image: ImageRecord | None, image_tag: str,
         return f"its name is not {container_name(project, user)}"
     if record.config_user != f"{uid}:{gid}":
         return f"it runs as {record.config_user or 'the image user'!r}, not as uid:gid {uid}:{gid}"
-    source = dict(record.mounts).get(labels.get(L.WORK_MOUNT) or "/workspace")
+    source = workspace_pin.source_of(record)
     if labels.get(L.WORK_MOUNT, "/workspace") != "/workspace" or not source:
         return "no project folder is mounted at /workspace"
     if source != labels.get(L.WORKSPACE) or os.path.basename(source) != project:
