@@ -65,3 +65,25 @@ def test_a_pin_made_in_a_namespace_of_its_own_is_the_engines_and_only_of_her_own
 def test_pinning_in_this_namespace_refuses_what_is_not_hers(other_user, tmp_path):
     with pytest.raises(Forbidden):
         workspace_pin.pin(other_user, tmp_path, "x._." + other_user.name)  # root's
+
+
+def test_a_container_mounting_the_path_itself_is_not_started_by_root_again(make_core, other_user, project_name,
+                                                                             monkeypatch):
+    """One made before the pin (an older ds01d), by its path: root does not start it again, which would let the
+    engine follow a link there once more; retiring it with its work rescued is the way on."""
+    core = make_core()
+    name = project_name()
+    core.projects.create(other_user, name)
+    monkeypatch.setattr(core.containers, "_pins", lambda user: False)  # as an older ds01d made it
+    record = core.containers.deploy(other_user, name, gpus=0).container
+    core.containers.stop(other_user, name, force=True)
+    monkeypatch.undo()
+    assert dict(core.engine.get_container(record.id).mounts)["/workspace"] == record.workspace
+    with pytest.raises(Forbidden) as refused:
+        core.containers.start(other_user, name)
+    assert "--rescue" in refused.value.hint
+    assert not core.engine.get_container(record.id).running
+    core.guard.retire(other_user, name, mode="rescue")
+    again = core.containers.deploy(other_user, name, gpus=0).container
+    assert dict(core.engine.get_container(again.id).mounts)["/workspace"] == workspace_pin.path_for(
+        other_user.uid, again.name)

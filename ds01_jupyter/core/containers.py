@@ -566,7 +566,7 @@ class Containers:
                 if created:  # do not leave a container holding a GPU it cannot use
                     with contextlib.suppress(DS01Error):
                         self.engine.remove_container(record.id, force=True)
-                        workspace_pin.unpin(user.uid, record.name, self.settings.docker_url)
+                    workspace_pin.unpin(user.uid, record.name, self.settings.docker_url)
                 raise
         self._settle(user, project, record.id, remove=created)
         if created and chosen:
@@ -711,7 +711,13 @@ class Containers:
             again = self.engine.get_container(container_id)
             if again is not None and again.running:
                 return
-            if again is not None and workspace_pin.source_of(again) != dict(again.mounts).get("/workspace"):
+            if again is not None and self._pins(user):
+                if workspace_pin.source_of(again) == dict(again.mounts).get("/workspace"):
+                    raise Forbidden(
+                        f"{again.name} mounts your project folder by its path, which the engine would follow "
+                        "again at this start; ds01 no longer starts such a container for you.",
+                        hint=f"Retire it with its work rescued (`container-retire {again.labels.get(L.PROJECT)} "
+                             "--rescue`) and deploy again.")
                 # Bound again: she may have made her project folder again since (a rescue of a deleted one).
                 workspace_pin.pin(user, again.labels.get(L.WORKSPACE, ""), again.name, self.settings.docker_url)
         self.engine.start_container(container_id, offline=offline)
@@ -724,7 +730,12 @@ class Containers:
         other start of the container comes between the check and the connect (``_alone``)."""
         with _alone(user, project, self.settings.lock_timeout):
             checked = self.check_mounted_workspace(user, project, container_id)
-            ssh_mount.check_started(self.engine, user, container_id, remove=remove, staged=_checks_mounts(user))
+            try:
+                ssh_mount.check_started(self.engine, user, container_id, remove=remove, staged=_checks_mounts(user))
+            except Forbidden:
+                if remove:
+                    workspace_pin.unpin(user.uid, container_name(project, user.name), self.settings.docker_url)
+                raise
             steps: builtins.list[Callable[[], object]] = []
             if checked:  # only the run checked gets the network
                 steps.append(lambda: self.engine.connect_own_network(container_id, L.owned_by(user), pid=checked))

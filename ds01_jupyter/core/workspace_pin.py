@@ -60,7 +60,7 @@ def unpin(uid: int | str, container: str, engine_url: str | None = None) -> None
         return
     try:
         _in_engines_namespace(engine_url, "unbind", path_for(uid, container))
-    except (DS01Error, OSError):
+    except Exception:  # noqa: BLE001 - a leftover is root's, made again (or removed) at the next pin of that name
         pass
 
 
@@ -71,8 +71,12 @@ def _in_engines_namespace(engine_url: str | None, *args: str) -> None:
         return
     import subprocess
 
-    done = subprocess.run(["nsenter", f"--mount={namespace}", "--", sys.executable, "-m", __name__, *args],
-                          capture_output=True, text=True, timeout=60)
+    try:
+        done = subprocess.run(["nsenter", f"--mount={namespace}", "--", sys.executable, "-m", __name__, *args],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise DS01Error(f"Could not enter the engine's mount namespace to mount the project folder: {err}.",
+                        hint="ds01d needs nsenter (util-linux) when it runs in a mount namespace of its own.") from None
     if done.returncode != 0:
         said = (done.stderr.strip().splitlines() or ["nsenter failed"])[-1]
         error = Forbidden if said.startswith("Forbidden") else DS01Error
@@ -89,14 +93,25 @@ def _engines_namespace(engine_url: str | None) -> str | None:
 
     url = engine_address(engine_url)
     path = url.split("://", 1)[-1] if url.startswith(("unix://", "http+unix://")) else url
+    ours = os.stat("/proc/self/ns/mnt").st_ino
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
+            sock.settimeout(30)
             sock.connect(path)
             pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
         theirs = f"/proc/{pid}/ns/mnt"
-        return None if os.stat(theirs).st_ino == os.stat("/proc/self/ns/mnt").st_ino else theirs
-    except OSError:
+        if pid <= 0:
+            raise OSError("the engine's process is not in this process's PID namespace")
+        return None if os.stat(theirs).st_ino == ours else theirs
+    except OSError as err:
+        # Fail closed: a bind the engine cannot see would give her container an empty /workspace.
+        try:
+            elsewhere = os.stat("/proc/1/ns/mnt").st_ino != ours
+        except OSError:
+            elsewhere = False  # nothing else to be seen: this namespace is the machine's
+        if elsewhere:
+            raise DS01Error(f"Cannot tell the engine's mount namespace ({err}); the project folder was not mounted.",
+                            hint="Check that the Docker engine answers on its socket, then start again.") from None
         return None
 
 
