@@ -893,11 +893,11 @@ class DockerEngine(ContainerEngine):
                 }
 
 
-#: Container events that change what a list of containers shows (not exec_*, attach, top, health_status...).
 #: A build's failure when a layer it had from the cache was deleted before its next step: "failed to set parent
 #: sha256:…: unknown parent image ID" (a COPY's layer) or "No such image: sha256:…" (a RUN's container).
 _LOST_LAYER = re.compile(r"unknown parent image ID|No such image: sha256:[0-9a-f]{12}")
 
+#: Container events that change what a list of containers shows (not exec_*, attach, top, health_status...).
 _LISTED_ACTIONS = frozenset(
     {"create", "start", "restart", "stop", "die", "kill", "destroy", "rename", "update", "pause", "unpause", "oom"}
 )
