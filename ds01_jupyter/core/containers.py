@@ -712,7 +712,7 @@ class Containers:
             if again is not None and again.running:
                 return
             if again is not None and self._pins(user):
-                if workspace_pin.source_of(again) == dict(again.mounts).get("/workspace"):
+                if not workspace_pin.pinned(again):
                     raise Forbidden(
                         f"{again.name} mounts your project folder by its path, which the engine would follow "
                         "again at this start; ds01 no longer starts such a container for you.",
@@ -866,10 +866,12 @@ class Containers:
                 report = processes.stop(user, record, progress=progress)
                 # What they left in memory; the first look's list if this one fails (they were there).
                 listing = processes.listing(user, record, sample=0, memory=True) or listing
-            saved = self._save_memory(user, project, record, listing, progress, policy)
+            saved: dict | None
             if listing is None:  # nothing could be looked at: what it kept in memory is not known either
                 saved = {"memory_lost": ["(what it kept in memory: the guard could not look inside)"],
                          "memory_lost_why": "the guard could not look inside the container"}
+            else:
+                saved = self._save_memory(user, project, record, listing, progress, policy)
             if saved is not None:
                 report = {**(report or {}), **saved}
         if record.state in ("running", "paused", "restarting"):
@@ -877,18 +879,18 @@ class Containers:
             self.engine.stop_container(record.id, timeout=self.settings.stop_timeout)
         return self.status(user, project), report
 
-    def _save_memory(self, user: User, project: str, record: ContainerRecord, listing: dict | None,
+    def _save_memory(self, user: User, project: str, record: ContainerRecord, listing: dict,
                      progress: Progress, policy: bool) -> dict | None:
         """Copy the files of the container's memory-backed folders into the project before a stop loses them
         (a stopped container keeps its writable layer, not its /dev/shm): {"memory_rescued": the rescue}, or
         with ``policy`` where it cannot be made {"memory_lost": their paths, "memory_lost_why": why}. Else a
         copy that cannot be made refuses the stop, and the container keeps running."""
         from .findings import WORK, tmpfs_findings
+        from .rescue import lost_in_copy
 
-        memory = [f for f in tmpfs_findings((listing or {}).get("tmpfs") or [])[0] if f.kind == WORK]
+        memory = [f for f in tmpfs_findings(listing.get("tmpfs") or [])[0] if f.kind == WORK]
         if not memory:
             return None
-        from .rescue import lost_in_copy
 
         lost: list = []
         try:

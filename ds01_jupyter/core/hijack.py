@@ -26,7 +26,8 @@ def engine_address(base_url: str | None) -> str:
     return base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def _connect(url: str, timeout: float) -> socket.socket:
+def connect(url: str, timeout: float) -> socket.socket:
+    """A connection to the engine at ``url`` (its unix socket, or plain TCP); EngineUnavailable otherwise."""
     parsed = urlparse(url)
     if parsed.scheme in ("unix", "http+unix", ""):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -47,7 +48,7 @@ def _connect(url: str, timeout: float) -> socket.socket:
 
 def start_attached(url: str, api_version: str, exec_id: str, tty: bool, timeout: float = 30.0) -> socket.socket:
     """Start exec ``exec_id`` and return its upgraded connection (blocking, no timeout)."""
-    sock = _connect(url, timeout)
+    sock = connect(url, timeout)
     body = json.dumps({"Detach": False, "Tty": tty}).encode()
     head = (
         f"POST /v{api_version}/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\n"

@@ -290,17 +290,23 @@ def report_lines(report: dict | None) -> list[str]:
             how = {"ended": "ended by itself", "killed": "killed (SIGKILL)", "left": "could not be stopped by you"}
             extra = f" ({root['processes']} processes)" if root["processes"] > 1 else ""
             lines.append(f"  {_short(root['command'])} (pid {root['pid']}){extra}: {how[root['outcome']]}")
-    saved = report.get("memory_rescued")
+    lines += memory_lines(report)
+    for item in (report.get("memory_rescued") or {}).get("skipped", [])[:20]:
+        lines.append(f"  not copied: {item.get('path')}: {item.get('why')}")
+    return lines
+
+
+def memory_lines(report: dict | None) -> list[str]:
+    """What a stop copied out of the container's memory-backed folders, and what it lost, for people."""
+    lines = []
+    saved, lost = (report or {}).get("memory_rescued"), (report or {}).get("memory_lost")
     if saved and saved.get("files"):
         lines.append(f"Copied {saved['files']} file(s) kept in memory (/dev/shm and other memory-backed folders, "
                      f"lost when a container stops) into {saved['folder']}.")
-    for item in (saved or {}).get("skipped", [])[:20]:
-        lines.append(f"  not copied: {item.get('path')}: {item.get('why')}")
-    lost = report.get("memory_lost")
     if lost:
         lines.append(f"Lost {len(lost)} file(s) kept in memory ({', '.join(lost[:3])}"
                      f"{' and more' if len(lost) > 3 else ''}): they could not be copied "
-                     f"({report.get('memory_lost_why')}).")
+                     f"({(report or {}).get('memory_lost_why')}).")
     return lines
 
 

@@ -128,13 +128,11 @@ class Reaper:
                     # keeps in memory is copied first, or said lost (a GPU is never held for it).
                     _, report = self.containers.stop_with_report(user, status.project, stop_processes=True,
                                                                  policy=True)
-                    report = report or {}
-                    saved, lost = report.get("memory_rescued"), report.get("memory_lost")
-                    if saved and saved.get("files"):
-                        decision.reason += f"; copied {saved['files']} file(s) kept in memory into {saved['folder']}"
-                    if lost:
-                        decision.reason += (f"; lost {len(lost)} file(s) kept in memory ({lost[0]}...): "
-                                            f"{report.get('memory_lost_why')}")
+                    from .processes import memory_lines
+
+                    said = memory_lines(report)
+                    if said:
+                        decision.reason += "; " + " ".join(said)
                 except DS01Error as err:
                     decision.reason += f" (stop failed: {err})"
         self._save(user, {cid: e for cid, e in state.items() if cid in live})

@@ -33,14 +33,19 @@ def path_for(uid: int | str, container: str) -> str:
     return f"{PIN_ROOT}/{int(uid)}/{container}"
 
 
-def source_of(record) -> str | None:
-    """The project folder a container mounts at /workspace: its label's where the engine was given its pin (a
-    path only root may make, for this very container), else the mount's own source."""
+def pinned(record) -> bool:
+    """Whether the engine was given this container's pin for /workspace (a path only root may make, for this very
+    container), not a folder's path."""
     source = dict(record.mounts).get("/workspace")
     uid = record.labels.get(L.USER_ID, "")
-    if source and uid.isdigit() and source == path_for(uid, record.name):
-        return record.labels.get(L.WORKSPACE) or source
-    return source
+    return bool(source) and uid.isdigit() and source == path_for(uid, record.name)
+
+
+def source_of(record) -> str | None:
+    """The project folder a container mounts at /workspace: its label's where it is pinned, else the mount's own
+    source."""
+    source = dict(record.mounts).get("/workspace")
+    return (record.labels.get(L.WORKSPACE) or source) if pinned(record) else source
 
 
 def pin(user, folder: Path | str, container: str, engine_url: str | None = None) -> str:
@@ -85,25 +90,22 @@ def _in_engines_namespace(engine_url: str | None, *args: str) -> None:
 
 def _engines_namespace(engine_url: str | None) -> str | None:
     """The engine's mount namespace (/proc/<its pid>/ns/mnt, its pid from its socket's peer) where it is not
-    this process's; None where it is (or the engine cannot be asked: then its start fails on a missing pin)."""
+    this process's; None where it is, or where there is no other to be seen. DS01Error where the engine cannot be
+    asked while this process is in a namespace of its own: a bind it could not see would be no pin at all."""
     import socket
     import struct
 
-    from .hijack import engine_address
+    from .hijack import connect, engine_address
 
-    url = engine_address(engine_url)
-    path = url.split("://", 1)[-1] if url.startswith(("unix://", "http+unix://")) else url
     ours = os.stat("/proc/self/ns/mnt").st_ino
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(30)
-            sock.connect(path)
+        with connect(engine_address(engine_url), timeout=30) as sock:
             pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
         theirs = f"/proc/{pid}/ns/mnt"
         if pid <= 0:
             raise OSError("the engine's process is not in this process's PID namespace")
         return None if os.stat(theirs).st_ino == ours else theirs
-    except OSError as err:
+    except (OSError, DS01Error) as err:
         # Fail closed: a bind the engine cannot see would give her container an empty /workspace.
         try:
             elsewhere = os.stat("/proc/1/ns/mnt").st_ino != ours
@@ -127,10 +129,9 @@ def _run(args: list[str]) -> None:
 
 
 def _libc():
-    import ctypes
-    import ctypes.util
+    from .identity import Identity  # the C library ds01 already loads to act as a user
 
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return Identity.libc()
 
 
 def _errno() -> int:
